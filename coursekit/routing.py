@@ -1,0 +1,179 @@
+"""Routing tables, neighbour tables and the VXLAN FDB that flannel programs.
+
+For every *remote* node flannel's vxlan backend writes three entries
+(``backend/vxlan/vxlan_network.go``), shown here as ``ip`` and ``bridge``
+print them on xiaomi::
+
+    ip route     172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink
+    ip neigh     172.30.20.0 dev flannel.1 lladdr <meizu's VTEP MAC> PERMANENT
+    bridge fdb   <meizu's VTEP MAC> dev flannel.1 dst 10.167.226.39 self permanent
+
+The route sends the inner packet to flannel.1 with "gateway" 172.30.20.0;
+the neighbour entry turns that gateway into the remote VTEP's MAC (the inner
+destination MAC); the FDB entry turns that MAC into the remote node's IP
+(the outer destination).  No daemon is consulted per packet.
+
+Taught in: 02-flannel, 03-docker0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from .errors import CourseError
+
+__all__ = ["Route", "Neighbour", "FdbEntry", "routes", "lookup", "neighbours", "fdb",
+           "ip_route", "route_n", "ip_neigh", "bridge_fdb", "interface_address"]
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: ipaddress.IPv4Network
+    dev: str
+    via: ipaddress.IPv4Address | None = None
+    onlink: bool = False
+    src: ipaddress.IPv4Address | None = None   # proto kernel scope link src ...
+    owner: str = ""                            # kernel, flannel, docker, admin
+
+    def ip_route(self) -> str:
+        """One line of ``ip route`` (iproute2 prints a trailing space)."""
+        d = "default" if self.dst.prefixlen == 0 else str(self.dst)
+        s = d
+        if self.via:
+            s += f" via {self.via}"
+        s += f" dev {self.dev}"
+        if self.src:
+            s += f" proto kernel scope link src {self.src}"
+        if self.onlink:
+            s += " onlink"
+        return s + " "
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    ip: ipaddress.IPv4Address
+    dev: str
+    mac: str
+    permanent: bool = False
+    owner: str = ""
+
+    def ip_neigh(self) -> str:
+        return f"{self.ip} dev {self.dev} lladdr {self.mac} {'PERMANENT' if self.permanent else 'REACHABLE'}"
+
+
+@dataclass(frozen=True)
+class FdbEntry:
+    mac: str
+    dev: str
+    dst: ipaddress.IPv4Address
+    owner: str = "flannel"
+
+    def bridge_fdb(self) -> str:
+        return f"{self.mac} dev {self.dev} dst {self.dst} self permanent"
+
+
+def _is_pod(scenario, name: str):
+    for p in scenario.pods:
+        if p.name == name:
+            return p
+    return None
+
+
+def interface_address(scenario, node: str, dev: str) -> ipaddress.IPv4Address:
+    """The primary IPv4 address of an interface (what MASQUERADE picks)."""
+    pod = _is_pod(scenario, node)
+    if pod:
+        return pod.ip
+    n = scenario.node(node)
+    if dev == n.nic.name:
+        return n.nic.ip
+    if dev == scenario.flannel.device:
+        return n.vtep_ip
+    if dev == "docker0":
+        return n.docker.bridge_ip
+    raise CourseError("interface", f"{dev} on {node} has no IPv4 address", f"{n.nic.name}, flannel.N, docker0")
+
+
+def routes(scenario, node: str) -> list[Route]:
+    """The main routing table of a node, or of a pod (by pod name)."""
+    pod = _is_pod(scenario, node)
+    if pod:
+        n = scenario.node(pod.node)
+        return [Route(ipaddress.IPv4Network("0.0.0.0/0"), "eth0", via=n.docker.bridge_ip, owner="docker"),
+                Route(n.subnet, "eth0", src=pod.ip, owner="kernel")]
+    n = scenario.node(node)
+    gw = n.nic.network.network_address + 1
+    table = [Route(ipaddress.IPv4Network("0.0.0.0/0"), n.nic.name, via=gw, owner="admin"),
+             Route(n.nic.network, n.nic.name, src=n.nic.ip, owner="kernel")]
+    for other in scenario.nodes:
+        if other.name != n.name:
+            table.append(Route(other.subnet, scenario.flannel.device, via=other.vtep_ip, onlink=True,
+                               owner="flannel"))
+    table.append(Route(n.subnet, "docker0", src=n.docker.bridge_ip, owner="kernel"))
+    return sorted(table, key=lambda r: (r.dst.prefixlen != 0, int(r.dst.network_address), r.dst.prefixlen))
+
+
+def lookup(scenario, node: str, dst: ipaddress.IPv4Address) -> Route:
+    """Longest-prefix match (the kernel's FIB lookup for the main table)."""
+    best = None
+    for r in routes(scenario, node):
+        if dst in r.dst and (best is None or r.dst.prefixlen > best.dst.prefixlen):
+            best = r
+    assert best is not None  # there is always a default route
+    return best
+
+
+def neighbours(scenario, node: str) -> list[Neighbour]:
+    """Neighbour entries a warm cache holds (flannel's are permanent)."""
+    pod = _is_pod(scenario, node)
+    if pod:
+        n = scenario.node(pod.node)
+        return [Neighbour(n.docker.bridge_ip, "eth0", n.docker.bridge_mac, owner="arp")]
+    n = scenario.node(node)
+    out = []
+    for other in scenario.nodes:
+        if other.name != n.name:
+            out.append(Neighbour(other.nic.ip, n.nic.name, other.nic.mac, owner="arp"))
+            out.append(Neighbour(other.vtep_ip, scenario.flannel.device, other.vtep_mac, permanent=True,
+                                 owner="flannel"))
+    for p in scenario.pods_on(n.name):
+        out.append(Neighbour(p.ip, "docker0", p.mac, owner="arp"))
+    return out
+
+
+def neighbour(scenario, node: str, dev: str, ip: ipaddress.IPv4Address) -> Neighbour:
+    for e in neighbours(scenario, node):
+        if e.dev == dev and e.ip == ip:
+            return e
+    raise CourseError("neighbour", f"{node} has no neighbour {ip} on {dev}")
+
+
+def fdb(scenario, node: str) -> list[FdbEntry]:
+    """flannel.1's forwarding database: remote VTEP MAC -> remote node IP."""
+    n = scenario.node(node)
+    return [FdbEntry(o.vtep_mac, scenario.flannel.device, o.nic.ip) for o in scenario.nodes if o.name != n.name]
+
+
+def ip_route(scenario, node: str) -> str:
+    """``ip route`` on a node or in a pod."""
+    return "\n".join(r.ip_route() for r in routes(scenario, node)) + "\n"
+
+
+def route_n(scenario, node: str) -> str:
+    """``route -n`` (net-tools): flags U (up), G (gateway)."""
+    lines = ["Kernel IP routing table",
+             "Destination     Gateway         Genmask         Flags Metric Ref    Use Iface"]
+    for r in routes(scenario, node):
+        flags = "U" + ("G" if r.via else "")
+        lines.append(f"{str(r.dst.network_address):<15} {str(r.via or '0.0.0.0'):<15} "
+                     f"{str(r.dst.netmask):<15} {flags:<5} {0:<6} {0:<6} {0:>3} {r.dev}")
+    return "\n".join(lines) + "\n"
+
+
+def ip_neigh(scenario, node: str) -> str:
+    return "\n".join(e.ip_neigh() for e in neighbours(scenario, node)) + "\n"
+
+
+def bridge_fdb(scenario, node: str) -> str:
+    return "\n".join(e.bridge_fdb() for e in fdb(scenario, node)) + "\n"
