@@ -377,7 +377,8 @@ def _schedule(sc, segs, cum_req, cum_rep, req_hops, rep_hops) -> None:
     arrive = {s.index: s.send_us + one_way[s.sender] for s in segs}
     offset = {"client": o.client_ts_offset_us, "server": o.server_ts_offset_us}
     for s in segs:
-        s.ts_val = ((s.send_us + offset[s.sender]) // 1000) & 0xFFFFFFFF
+        # a 1000 Hz tick clock (jiffies); a tickless kernel's clock can lag a tick
+        s.ts_val = ((s.send_us + offset[s.sender]) // 1000 - o.ts_lag_ticks.get(s.index, 0)) & 0xFFFFFFFF
         if s.flags == conv.SYN:
             s.ts_ecr = 0
         else:

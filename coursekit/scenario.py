@@ -1,8 +1,8 @@
 """The cluster as data: nodes, flannel, Docker, kube-proxy, workloads, request.
 
 A scenario is a YAML file under ``data/scenarios/``.  It may ``extends:``
-another scenario file (a deep merge: mappings merge key by key, everything
-else is replaced).  Workloads come from real Kubernetes manifests
+another scenario file (a deep merge: mappings merge key by key; an empty
+mapping, a list or a scalar replaces what the parent had).  Workloads come from real Kubernetes manifests
 (``manifests:``), parsed here, never restated.
 
 Every key, its default and its meaning is documented in
@@ -184,6 +184,7 @@ class Observed:
     flow_hash_seed: int                     # the kernel's boot-time hash seed
     ip_id: dict                             # {"client"|"server"|node name: first IP id}
     nginx_mtime: int                        # index.html's mtime (Last-Modified, ETag)
+    ts_lag_ticks: dict = field(default_factory=dict)  # {segment index: ticks the TS clock lagged}
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,7 @@ class Scenario:
 def _deep_merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
+        if isinstance(v, dict) and v and isinstance(out.get(k), dict):
             out[k] = _deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
@@ -778,6 +779,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         flow_hash_seed=_int(_get(o, "flowHashSeed", "observed", 0x5EED), "observed.flowHashSeed", 0, 2**32 - 1),
         ip_id={str(k): _int(v, f"observed.ipId.{k}", 0, 65535) for k, v in (o.get("ipId") or {}).items()},
         nginx_mtime=_int(_get(o, "nginxMtime", "observed", 1565690700), "observed.nginxMtime", 0, 2**33),
+        ts_lag_ticks={_int(k, "observed.tsLagTicks", 0, 999): _int(v, f"observed.tsLagTicks.{k}", 0, 1000)
+                      for k, v in (o.get("tsLagTicks") or {}).items()},
     )
     for k in observed.vxlan_sport:
         if k not in node_by:
@@ -785,8 +788,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
 
     tr = _get(raw, "timing", "", {})
     timing = Timing(**{k: _int(_get(tr, c, "timing", d), f"timing.{c}", 0, 10**7) for k, c, d in [
-        ("veth_us", "vethUs", 1), ("bridge_us", "bridgeUs", 2), ("forward_us", "forwardUs", 6),
-        ("encap_us", "encapUs", 3), ("wire_us", "wireUs", 80), ("decap_us", "decapUs", 4),
+        ("veth_us", "vethUs", 1), ("bridge_us", "bridgeUs", 2), ("forward_us", "forwardUs", 5),
+        ("encap_us", "encapUs", 3), ("wire_us", "wireUs", 40), ("decap_us", "decapUs", 3),
         ("process_us", "processUs", 40)]})
 
     names = raw.get("names") or {}

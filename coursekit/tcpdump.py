@@ -1,0 +1,651 @@
+"""A tcpdump-faithful text view: what ``tcpdump -r`` (4.99) prints, byte for byte.
+
+The printer reads raw frames the way tcpdump's own printers do -- one layer
+after another, each guarded by the captured length -- and prints what
+tcpdump 4.99 prints for Ethernet, ARP, IPv4, ICMP echo, UDP, VXLAN/OTV, TCP
+(flags, options, relative sequence numbers) and HTTP's first line (or every
+line with ``-v``).  Out-of-scope payloads print the way tcpdump prints a
+payload it has no dissector for; a frame cut short by the snapshot length
+ends in ``[|proto]``; nothing raises.
+
+Modes: ``n`` (0, 1 or 2: ``-n``/``-nn``), ``e`` (``-e``), ``v`` (``-v``).
+Names come from the scenario (its hosts file and services database), never
+from the machine; timestamps print at the scenario's UTC offset.
+
+UDP 8472 is the Linux VXLAN port.  tcpdump up to 4.99.5 has no VXLAN entry
+for it and decodes it as Cisco OTV (same header layout, so VNI 1 reads as
+``overlay 0, instance 1``); 4.99.6 and later print ``VXLAN, ... vni 1``.
+``vxlan_style="otv"`` (the article's, the default) or ``"vxlan"`` picks one.
+
+tcpdump's relative sequence numbers: a connection enters its table at the
+first ACK-bearing segment seen *in this capture*; that one prints absolute
+numbers, later ones relative.  :class:`Printer` keeps that table, so feed it
+the frames of one capture in order (:func:`render` does).
+
+Taught in: 01-physical-nic (and every chapter that shows a capture).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+__all__ = ["Printer", "render", "render_lines", "Style", "parse_flags"]
+
+TH_FIN, TH_SYN, TH_RST, TH_PUSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 1, 2, 4, 8, 16, 32, 64, 128
+
+_HTTP_CMDS = {c.upper() for c in (
+    "GET PUT COPY HEAD LOCK MOVE POLL POST BCOPY BMOVE MKCOL TRACE LABEL MERGE DELETE SEARCH UNLOCK "
+    "REPORT UPDATE NOTIFY BDELETE CONNECT OPTIONS CHECKIN PROPFIND CHECKOUT CCM_POST SUBSCRIBE PROPPATCH "
+    "BPROPFIND BPROPPATCH UNCHECKOUT MKACTIVITY MKWORKSPACE UNSUBSCRIBE RPC_CONNECT VERSION-CONTROL "
+    "BASELINE-CONTROL").split()}
+_TCPOPT_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack", 6: "echo", 7: "echoreply",
+                 8: "TS", 11: "cc", 12: "ccnew", 13: "", 19: "md5", 20: "scps", 28: "uto", 29: "tcp-ao",
+                 30: "mptcp", 34: "tfo", 254: "exp"}
+_IPPROTO = {1: "ICMP", 2: "IGMP", 4: "IPIP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
+            58: "ICMPv6", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}
+_ETHERTYPES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q"}
+VXLAN_PORT, VXLAN_LINUX_PORT = 4789, 8472
+
+
+class _Trunc(Exception):
+    """Ran past the captured bytes: tcpdump prints `` [|proto]``."""
+
+    def __init__(self, proto: str):
+        self.proto = proto
+
+
+@dataclass
+class Style:
+    """tcpdump's command-line flags that change the text."""
+    n: int = 0              # -n / -nn: no host (and port) names
+    e: bool = False         # -e: link-level header
+    v: int = 0              # -v
+    vxlan_style: str = "otv"
+    utc_offset_minutes: int = 0
+    hosts: dict = field(default_factory=dict)      # "10.167.226.38" -> "xiaomi"
+    services: dict = field(default_factory=dict)   # (80, "tcp") -> "http"
+
+    @classmethod
+    def for_scenario(cls, scenario, **kw) -> "Style":
+        return cls(utc_offset_minutes=scenario.utc_offset_minutes,
+                   hosts={ip: name for ip, name in scenario.host_names},
+                   services={(port, proto): name for port, proto, name in scenario.service_names}, **kw)
+
+
+def parse_flags(flags: list[str] | str) -> dict:
+    """``["-nn", "-e", "-v"]`` -> ``{"n": 2, "e": True, "v": 1}``; rejects what tcpdump would not take here."""
+    from .errors import CourseError
+    if isinstance(flags, str):
+        flags = flags.split()
+    out = {"n": 0, "e": False, "v": 0}
+    for f in flags:
+        if not f.startswith("-") or len(f) < 2:
+            raise CourseError("flags", f"{f!r} is not a tcpdump flag", "-n, -nn, -e, -v and combinations like -nnev")
+        for ch in f[1:]:
+            if ch == "n":
+                out["n"] = min(2, out["n"] + 1)
+            elif ch == "e":
+                out["e"] = True
+            elif ch == "v":
+                if out["v"] >= 1:
+                    raise CourseError("flags", "-vv and -vvv are not modelled", "-v")
+                out["v"] = 1
+            else:
+                raise CourseError("flags", f"-{ch} is not modelled", "-n, -nn, -e, -v")
+    return out
+
+
+def _cksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return s
+
+
+class _Buf:
+    """The captured bytes of one frame; reads past them raise :class:`_Trunc`."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def need(self, off: int, n: int, proto: str) -> bytes:
+        if off + n > len(self.data):
+            raise _Trunc(proto)
+        return self.data[off:off + n]
+
+    def u8(self, off, proto):
+        return self.need(off, 1, proto)[0]
+
+    def u16(self, off, proto):
+        return struct.unpack("!H", self.need(off, 2, proto))[0]
+
+    def u24(self, off, proto):
+        return int.from_bytes(self.need(off, 3, proto), "big")
+
+    def u32(self, off, proto):
+        return struct.unpack("!I", self.need(off, 4, proto))[0]
+
+
+class Printer:
+    """tcpdump's printers over one capture (keeps the relative-seq table)."""
+
+    def __init__(self, style: Style | None = None, **kw):
+        self.style = style or Style(**kw)
+        self._seq: dict = {}
+
+    # --- names ------------------------------------------------------------
+    def host(self, raw4: bytes) -> str:
+        ip = str(ipaddress.IPv4Address(raw4))
+        if self.style.n:
+            return ip
+        return self.style.hosts.get(ip, ip)
+
+    def port(self, p: int, proto: str) -> str:
+        if self.style.n:
+            return str(p)
+        return self.style.services.get((p, proto), str(p))
+
+    def timestamp(self, time_us: int) -> str:
+        t = time_us + self.style.utc_offset_minutes * 60_000_000
+        sec, us = divmod(t, 1_000_000)
+        day = sec % 86400
+        return f"{day // 3600:02d}:{day // 60 % 60:02d}:{day % 60:02d}.{us:06d} "
+
+    # --- entry point --------------------------------------------------------
+    def frame(self, time_us: int, data: bytes, wire_len: int | None = None) -> str:
+        """The text tcpdump prints for one frame (without the final newline)."""
+        wire_len = len(data) if wire_len is None else wire_len
+        out: list[str] = [self.timestamp(time_us)]
+        b = _Buf(data)
+        try:
+            self._ether(b, 0, wire_len, out)
+        except _Trunc as t:
+            out.append(f" [|{t.proto}]")
+        return "".join(out)
+
+    # --- Ethernet -------------------------------------------------------------
+    def _ether(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        caplen = len(b.data) - off
+        if caplen < 14:
+            raise _Trunc("ether")
+        if length < 14:
+            out.append(f"[|ether]")
+            return
+        dst, src = b.data[off:off + 6], b.data[off + 6:off + 12]
+        etype = b.u16(off + 12, "ether")
+        if self.style.e:
+            out.append(f"{_mac(src)} > {_mac(dst)}, ")
+            name = _ETHERTYPES.get(etype, "Unknown")
+            out.append(f"ethertype {name} (0x{etype:04x}), length {length}: ")
+        off += 14
+        length -= 14
+        if etype == 0x0800:
+            self._ip(b, off, length, out)
+        elif etype == 0x0806:
+            self._arp(b, off, length, out)
+        else:
+            if not self.style.e:
+                name = _ETHERTYPES.get(etype, "Unknown")
+                out.append(f"ethertype {name} (0x{etype:04x}), length {length + 14}: ")
+            out.append(_hexdump(b.data[off:off + max(0, min(length, len(b.data) - off))]))
+
+    # --- ARP --------------------------------------------------------------------
+    def _arp(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if not self.style.e:
+            out.append("ARP, ")
+        hrd, pro = b.u16(off, "arp"), b.u16(off + 2, "arp")
+        hln, pln, op = b.u8(off + 4, "arp"), b.u8(off + 5, "arp"), b.u16(off + 6, "arp")
+        if hrd != 1 or pro != 0x0800 or hln != 6 or pln != 4:
+            out.append(f"Unknown Hardware ({hrd})" if hrd != 1 else f"Unknown Protocol (0x{pro:04x})")
+            out.append(f", length {length}")
+            return
+        need = b.need(off + 8, 20, "arp")
+        sha, spa, tha, tpa = need[0:6], need[6:10], need[10:16], need[16:20]
+        if op == 1:
+            out.append(f"Request who-has {self.host(tpa)}")
+            if any(tha):
+                out.append(f" ({_mac(tha)})")
+            out.append(f" tell {self.host(spa)}")
+        elif op == 2:
+            out.append(f"Reply {self.host(spa)} is-at {_mac(sha)}")
+        else:
+            out.append(f"Unknown ({op})")  # pragma: no cover - out of scope
+        out.append(f", length {length}")
+
+    # --- IPv4 -------------------------------------------------------------------
+    def _ip(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if not self.style.e:
+            out.append("IP ")
+        vh = b.u8(off, "ip")
+        if vh >> 4 != 4:
+            out.append(f"IP{vh >> 4}")
+            return
+        hlen = (vh & 0x0F) * 4
+        if length < 20:
+            out.append(f"truncated-ip {length}")
+            return
+        if hlen < 20:
+            out.append(f"bad-hlen {hlen}")
+            return
+        tos = b.u8(off + 1, "ip")
+        total = b.u16(off + 2, "ip")
+        ident = b.u16(off + 4, "ip")
+        frag = b.u16(off + 6, "ip")
+        ttl = b.u8(off + 8, "ip")
+        proto = b.u8(off + 9, "ip")
+        b.need(off + 10, 10, "ip")
+        src, dst = b.data[off + 12:off + 16], b.data[off + 16:off + 20]
+        if length < total:
+            out.append(f"truncated-ip - {total - length} bytes missing! ")
+        elif total < length:
+            length = total
+        if total < hlen:
+            out.append(f"bad-len {total}")
+            return
+        if self.style.v:
+            out.append(f"(tos 0x{tos:x}")
+            out.append({0: "", 1: ",ECT(1)", 2: ",ECT(0)", 3: ",CE"}[tos & 3])
+            if ttl >= 1:
+                out.append(f", ttl {ttl}")
+            fl = [n for bit, n in ((0x2000, "+"), (0x4000, "DF"), (0x8000, "rsvd")) if frag & bit]
+            out.append(f", id {ident}, offset {(frag & 0x1FFF) * 8}, flags [{', '.join(fl) or 'none'}], "
+                       f"proto {_IPPROTO.get(proto, 'unknown')} ({proto}), length {total}")
+            if hlen > 20:
+                out.append(", options (")
+                out.append(self._ipopts(b, off + 20, hlen - 20))
+                out.append(")")
+            if off + hlen <= len(b.data):
+                s = _cksum(b.data[off:off + hlen])
+                if s != 0xFFFF and s != 0:
+                    field = b.u16(off + 10, "ip")
+                    out.append(f", bad cksum {field:x} (->{_fix(field, b.data[off:off + hlen]):x})!")
+            out.append(")\n    ")
+        length -= hlen
+        if frag & 0x1FFF:
+            out.append(f"{self.host(src)} > {self.host(dst)}: ip-proto-{proto}")
+            return
+        poff = off + hlen
+        if proto == 6:
+            self._tcp(b, poff, length, src, dst, out, frag & 0x2000)
+        elif proto == 17:
+            self._udp(b, poff, length, src, dst, out, frag & 0x2000)
+        elif proto == 1:
+            out.append(f"{self.host(src)} > {self.host(dst)}: ")
+            self._icmp(b, poff, length, out, frag & 0x2000)
+        else:
+            out.append(f"{self.host(src)} > {self.host(dst)}: ")
+            out.append(f" ip-proto-{proto} {length}")
+
+    def _ipopts(self, b: _Buf, off: int, n: int) -> str:  # pragma: no cover - out of scope
+        return "unknown"
+
+    # --- ICMP -------------------------------------------------------------------
+    def _icmp(self, b: _Buf, off: int, length: int, out: list[str], fragmented: int) -> None:
+        typ, code = b.u8(off, "icmp"), b.u8(off + 1, "icmp")
+        if typ in (0, 8):
+            ident, seq = b.u16(off + 4, "icmp"), b.u16(off + 6, "icmp")
+            out.append(f"ICMP echo {'reply' if typ == 0 else 'request'}, id {ident}, seq {seq}, length {length}")
+        else:
+            out.append(f"ICMP type-#{typ}, length {length}")
+        if self.style.v and not fragmented and off + length <= len(b.data):
+            s = _cksum(b.data[off:off + length])
+            if s != 0xFFFF and s != 0:
+                field = b.u16(off + 2, "icmp")
+                out.append(f" (wrong icmp cksum {field:x} (->{_fix(field, b.data[off:off + length]):x})!)")
+
+    # --- UDP --------------------------------------------------------------------
+    def _udp(self, b: _Buf, off: int, length: int, src: bytes, dst: bytes, out: list[str], mf: int) -> None:
+        sport, dport = b.u16(off, "udp"), b.u16(off + 2, "udp")
+        if length < 8:
+            out.append(f"{self.host(src)}.{self.port(sport, 'udp')} > {self.host(dst)}.{self.port(dport, 'udp')}: "
+                       f" [|udp]")
+            return
+        ulen = b.u16(off + 4, "udp")
+        b.u16(off + 6, "udp")
+        out.append(f"{self.host(src)}.{self.port(sport, 'udp')} > {self.host(dst)}.{self.port(dport, 'udp')}: ")
+        if ulen < 8:
+            out.append(f"truncated-udplength {ulen}")
+            return
+        ulen -= 8
+        length -= 8
+        if ulen < length:
+            length = ulen
+        elif ulen > length:
+            out.append(f"truncated-udplength {ulen + 8}")
+            return
+        poff = off + 8
+        if VXLAN_LINUX_PORT in (sport, dport):
+            if self.style.vxlan_style == "vxlan":
+                self._vxlan(b, poff, length, out)
+            else:
+                self._otv(b, poff, length, out)
+        elif VXLAN_PORT in (sport, dport):
+            self._vxlan(b, poff, length, out)
+        else:
+            out.append(f"UDP, length {length}")
+
+    def _vxlan(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        out.append("VXLAN, ")
+        if length < 8:
+            out.append(" (invalid)")
+            return
+        flags = b.u8(off, "vxlan")
+        out.append(f"flags [{'I' if flags & 0x08 else '.'}] (0x{flags:02x}), ")
+        vni = b.u24(off + 4, "vxlan")
+        out.append(f"vni {vni}\n")
+        self._ether(b, off + 8, length - 8, out)
+
+    def _otv(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        out.append("OTV, ")
+        if length < 8:
+            out.append(f"[length {length} < 8] (invalid)")
+            return
+        flags = b.u8(off, "otv")
+        out.append(f"flags [{'I' if flags & 0x08 else '.'}] (0x{flags:02x}), ")
+        out.append(f"overlay {b.u24(off + 1, 'otv')}, ")
+        out.append(f"instance {b.u24(off + 4, 'otv')}\n")
+        b.u8(off + 7, "otv")
+        self._ether(b, off + 8, length - 8, out)
+
+    # --- TCP --------------------------------------------------------------------
+    def _tcp(self, b: _Buf, off: int, length: int, src: bytes, dst: bytes, out: list[str], mf: int) -> None:
+        sport, dport = b.u16(off, "tcp"), b.u16(off + 2, "tcp")
+        out.append(f"{self.host(src)}.{self.port(sport, 'tcp')} > {self.host(dst)}.{self.port(dport, 'tcp')}: ")
+        hlen = (b.u8(off + 12, "tcp") >> 4) * 4
+        if hlen < 20:
+            out.append(f" tcp {length - hlen} [bad hdr length {hlen} - too short, < 20]")
+            return
+        b.need(off, 20, "tcp")
+        seq, ack = b.u32(off + 4, "tcp"), b.u32(off + 8, "tcp")
+        flags = b.u8(off + 13, "tcp")
+        win, urp = b.u16(off + 14, "tcp"), b.u16(off + 18, "tcp")
+        names = "".join(n for bit, n in ((TH_FIN, "F"), (TH_SYN, "S"), (TH_RST, "R"), (TH_PUSH, "P"),
+                                         (TH_ACK, "."), (TH_URG, "U"), (TH_ECE, "E"), (TH_CWR, "W"))
+                        if flags & bit)
+        out.append(f"Flags [{names or 'none'}]")
+        thseq = thack = 0
+        rev = 0
+        if flags & TH_ACK:
+            rev = 1 if sport > dport or (sport == dport and src > dst) else 0
+            key = (dst, src, dport, sport) if rev else (src, dst, sport, dport)
+            entry = self._seq.get(key)
+            if entry is None or flags & TH_SYN:
+                if rev:
+                    entry = [(ack - 1) & 0xFFFFFFFF, seq]
+                else:
+                    entry = [seq, (ack - 1) & 0xFFFFFFFF]
+                self._seq[key] = entry
+            else:
+                if rev:
+                    seq = (seq - entry[1]) & 0xFFFFFFFF
+                    ack = (ack - entry[0]) & 0xFFFFFFFF
+                else:
+                    seq = (seq - entry[0]) & 0xFFFFFFFF
+                    ack = (ack - entry[1]) & 0xFFFFFFFF
+            thseq, thack = entry
+        if hlen > length:
+            out.append(f" [bad hdr length {hlen} - too long, > {length}]")
+            return
+        if self.style.v and not mf and off + length <= len(b.data):
+            pseudo = src + dst + struct.pack("!BBH", 0, 6, length)
+            s = _cksum(pseudo + b.data[off:off + length])
+            field = b.u16(off + 16, "tcp")
+            if s == 0xFFFF:
+                out.append(f", cksum 0x{field:04x} (correct)")
+            else:
+                out.append(f", cksum 0x{field:04x} (incorrect -> 0x{_fix(field, pseudo + b.data[off:off + length]):04x})")
+        length -= hlen
+        if length > 0 or flags & (TH_SYN | TH_FIN | TH_RST):
+            out.append(f", seq {seq}")
+            if length > 0:
+                out.append(f":{(seq + length) & 0xFFFFFFFF}")
+        if flags & TH_ACK:
+            out.append(f", ack {ack}")
+        out.append(f", win {win}")
+        if flags & TH_URG:
+            out.append(f", urg {urp}")
+        if hlen > 20:
+            if not self._tcpopts(b, off + 20, hlen - 20, out, rev, thseq, thack):
+                return
+        out.append(f", length {length}")
+        if length <= 0:
+            return
+        poff = off + hlen
+        if flags & TH_RST:
+            if self.style.v:
+                self._rst_data(b, poff, length, out)
+            return
+        if 80 in (sport, dport) or 8080 in (sport, dport):
+            out.append(": ")
+            self._http(b, poff, length, out)
+
+    def _tcpopts(self, b: _Buf, off: int, hlen: int, out: list[str], rev: int, thseq: int, thack: int) -> bool:
+        out.append(", options [")
+        ch = ""
+        try:
+            while hlen > 0:
+                out.append(ch)
+                opt = b.u8(off, "tcp")
+                off += 1
+                if opt in (0, 1):
+                    ln = 1
+                else:
+                    ln = b.u8(off, "tcp")
+                    off += 1
+                    if ln < 2 or ln > hlen:
+                        raise _BadOpt
+                    hlen -= 1
+                hlen -= 1
+                datalen = 0
+
+                def lencheck(n):
+                    if n > hlen:
+                        raise _BadOpt
+                    b.need(off, n, "tcp")
+
+                out.append(_TCPOPT_NAMES.get(opt, f"unknown-{opt}"))
+                if opt == 2:
+                    datalen = 2
+                    lencheck(2)
+                    out.append(f" {b.u16(off, 'tcp')}")
+                elif opt == 3:
+                    datalen = 1
+                    lencheck(1)
+                    out.append(f" {b.u8(off, 'tcp')}")
+                elif opt == 5:
+                    datalen = ln - 2
+                    if datalen % 8:
+                        out.append(" invalid sack")
+                    else:
+                        out.append(f" {datalen // 8} ")
+                        for i in range(0, datalen, 8):
+                            lencheck(i + 4)
+                            s = b.u32(off + i, "tcp")
+                            lencheck(i + 8)
+                            e = b.u32(off + i + 4, "tcp")
+                            if rev:
+                                s, e = (s - thseq) & 0xFFFFFFFF, (e - thseq) & 0xFFFFFFFF
+                            else:
+                                s, e = (s - thack) & 0xFFFFFFFF, (e - thack) & 0xFFFFFFFF
+                            out.append(f"{{{s}:{e}}}")
+                elif opt in (6, 7, 11, 12, 13):
+                    datalen = 4
+                    lencheck(4)
+                    out.append(f" {b.u32(off, 'tcp')}")
+                elif opt == 8:
+                    datalen = 8
+                    lencheck(8)
+                    out.append(f" val {b.u32(off, 'tcp')} ecr {b.u32(off + 4, 'tcp')}")
+                elif opt in (0, 1, 4):
+                    pass
+                else:
+                    datalen = ln - 2
+                    if datalen:
+                        out.append(" 0x")
+                    for i in range(datalen):
+                        lencheck(i + 1)
+                        out.append(f"{b.u8(off + i, 'tcp'):02x}")
+                off += datalen
+                hlen -= datalen
+                datalen += 1
+                if opt not in (0, 1):
+                    datalen += 1
+                if datalen != ln:
+                    out.append(f"[len {ln}]")
+                ch = ","
+                if opt == 0:
+                    break
+        except _BadOpt:
+            out.append("[bad opt]")
+            out.append("]")
+            return False
+        out.append("]")
+        return True
+
+    def _rst_data(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        avail = b.data[off:off + length]
+        out.append(" [RST" if len(avail) == length else " [!RST")
+        if length > 40:
+            length = 40
+            out.append("+")
+        out.append(" ")
+        out.append("".join(_safe(c) for c in avail[:length]))
+        out.append("]")
+
+    # --- HTTP ---------------------------------------------------------------------
+    def _http(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        data = b.data[off:off + length]
+        captured = len(data)
+        tok, idx = _fetch_token(data, 0, length, captured)
+        show = False
+        if idx:
+            if tok.upper() in _HTTP_CMDS:
+                show = True
+            tok, idx = _fetch_token(data, idx, length, captured)
+            if idx and len(tok) == 3 and tok.isdigit() and tok.isascii():
+                show = True
+        out.append("HTTP")
+        if not show:
+            return
+        if self.style.v:
+            out.append(f", length: {length}")
+            i = 0
+            while i < length:
+                eol = _txt_line(data, "\n\t", i, length, out)
+                if not eol:
+                    break
+                i = eol
+        else:
+            _txt_line(data, ": ", 0, length, out)
+
+
+class _BadOpt(Exception):
+    pass
+
+
+def _fix(field: int, covered: bytes) -> int:
+    """The checksum that would make ``covered`` sum correctly (tcpdump's ``in_cksum_shouldbe``)."""
+    s = _cksum(covered)                 # includes the current field
+    # remove the field from the one's-complement sum, then complement
+    t = s + ((~field) & 0xFFFF)
+    t = (t & 0xFFFF) + (t >> 16)
+    t = (t & 0xFFFF) + (t >> 16)
+    return (~t) & 0xFFFF
+
+
+def _fetch_token(data: bytes, idx: int, length: int, captured: int) -> tuple[str, int]:
+    tok = []
+    while idx < length:
+        if idx >= captured:
+            return "", 0
+        c = data[idx]
+        if c >= 0x80:
+            return "", 0
+        if c in b" \t\r\n":
+            break
+        if not 0x20 <= c < 0x7F:
+            return "", 0
+        if len(tok) + 2 > 129:
+            return "", 0
+        tok.append(chr(c))
+        idx += 1
+    if not tok:
+        return "", 0
+    while idx < length:
+        if idx >= captured:
+            break
+        c = data[idx]
+        if c in b"\r\n":
+            break
+        if not 0x20 <= c < 0x7F:
+            break
+        if c not in b" \t":
+            break
+        idx += 1
+    return "".join(tok), idx
+
+
+def _txt_line(data: bytes, prefix: str, idx: int, length: int, out: list[str]) -> int:
+    start = idx
+    while idx < length:
+        if idx >= len(data):
+            raise _Trunc("http")
+        c = data[idx]
+        if c == 0x0A:
+            out.append(prefix + data[start:idx].decode("ascii"))
+            return idx + 1
+        if c == 0x0D:
+            if idx + 1 >= length:
+                return 0
+            if idx + 1 >= len(data):
+                raise _Trunc("http")
+            if data[idx + 1] == 0x0A:
+                out.append(prefix + data[start:idx].decode("ascii"))
+                return idx + 2
+            return 0
+        if not (0x20 <= c < 0x7F) and c != 0x09:
+            return 0
+        idx += 1
+    out.append(prefix + data[start:idx].decode("ascii"))
+    return 0
+
+
+def _safe(c: int) -> str:
+    if c < 0x80 and (0x20 <= c < 0x7F):
+        return chr(c)
+    if c < 0x80:
+        return "^" + chr(c ^ 0x40)
+    return "M-" + _safe(c & 0x7F)
+
+
+def _mac(b: bytes) -> str:
+    return ":".join(f"{x:02x}" for x in b)
+
+
+def _hexdump(data: bytes) -> str:
+    """tcpdump's default payload dump (``-x`` style) for an unknown protocol."""
+    lines = []
+    for i in range(0, len(data), 16):
+        chunk = data[i:i + 16]
+        words = " ".join(chunk[j:j + 2].hex() for j in range(0, len(chunk), 2))
+        lines.append(f"\n\t0x{i:04x}:  {words}")
+    return "".join(lines)
+
+
+def render_lines(frames, style: Style | None = None, **kw) -> list[str]:
+    """One string per frame, as ``tcpdump -r`` prints them (each may span lines)."""
+    p = Printer(style, **kw)
+    out = []
+    for f in frames:
+        out.append(p.frame(f.time_us, f.data, f.wire_len))
+    return out
+
+
+def render(frames, style: Style | None = None, **kw) -> str:
+    """The whole text tcpdump prints on stdout for these frames."""
+    lines = render_lines(frames, style, **kw)
+    return "".join(line + "\n" for line in lines)
