@@ -1,7 +1,38 @@
-"""coursekit: the helper package of the Packet Walk course (``import coursekit as ck``)."""
-from .errors import CourseError
-from .scenario import load_scenario, default_scenario
+"""coursekit: the one helper package of the Packet Walk course.
+
+Every chapter starts with ``import coursekit as ck``.  The pieces, one
+module per concept:
+
+* :mod:`~coursekit.scenario` -- the cluster as data (``ck.load_scenario``)
+* :mod:`~coursekit.netfilter`, :mod:`~coursekit.kubeproxy` -- nat rules and conntrack
+* :mod:`~coursekit.routing` -- routes, neighbours, flannel's FDB
+* :mod:`~coursekit.vxlan` -- the kernel's encapsulation choices
+* :mod:`~coursekit.conversation` -- wget and nginx's TCP exchange
+* :mod:`~coursekit.datapath` -- the walk, hop by hop (``ck.walk``)
+* :mod:`~coursekit.capture` -- per-interface captures and pcap files
+* :mod:`~coursekit.tcpdump`, :mod:`~coursekit.bpf` -- tcpdump's text and libpcap's filters
+"""
+
+from .bpf import apply_filter, compile_filter
+from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
-from .capture import capture, write_pcap, read_pcap
+from .errors import CourseError
+from .scenario import default_scenario, load_scenario
+from .tcpdump import Style, render
 
 __version__ = "0.1.0"
+
+__all__ = ["CourseError", "load_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
+           "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "__version__"]
+
+
+def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> str:
+    """What ``tcpdump -i <interface> [flags] '<filter>'`` on a node prints for the scenario.
+
+    >>> print(ck.tcpdump(sc, "meizu", "enp4s0", "src 10.167.226.38 and port 8472 and udp"))  # doctest: +SKIP
+
+    Taught in: 01-physical-nic, 02-flannel, 03-docker0.
+    """
+    from .tcpdump import parse_flags
+    style = Style.for_scenario(scenario, **parse_flags(flags))
+    return render(apply_filter(capture(scenario, node, interface), flt), style)

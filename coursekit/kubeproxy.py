@@ -54,13 +54,15 @@ def kube_proxy_rules(scenario) -> tuple[list[Rule], list[str]]:
     """kube-proxy's nat rules (the same on every node) and its chains."""
     kp = scenario.kube_proxy
     bit = 1 << kp.masquerade_bit
-    mark = f"{bit:#08x}/{bit:#08x}"
+    # kube-proxy writes fmt.Sprintf("%#08x/%#08x"); the kernel stores numbers,
+    # and iptables-save prints them back as 0x%x -- the form shown here.
+    mark = f"0x{bit:x}/0x{bit:x}"
     drop = 1 << 15
     rules = [
         Rule("PREROUTING", "KUBE-SERVICES", comment="kubernetes service portals", owner="kube-proxy"),
         Rule("OUTPUT", "KUBE-SERVICES", comment="kubernetes service portals", owner="kube-proxy"),
         Rule("POSTROUTING", "KUBE-POSTROUTING", comment="kubernetes postrouting rules", owner="kube-proxy"),
-        Rule("KUBE-MARK-DROP", "MARK", target_args=f"--set-xmark {drop:#08x}/{drop:#08x}", owner="kube-proxy"),
+        Rule("KUBE-MARK-DROP", "MARK", target_args=f"--set-xmark 0x{drop:x}/0x{drop:x}", owner="kube-proxy"),
         Rule("KUBE-MARK-MASQ", "MARK", target_args=f"--set-xmark {mark}", owner="kube-proxy"),
         Rule("KUBE-POSTROUTING", "MASQUERADE", comment="kubernetes service traffic requiring SNAT",
              mark=mark, owner="kube-proxy"),

@@ -770,7 +770,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                         "observed.serverISN", 0, 2**32 - 1),
         client_ts_offset_us=_int(_get(o, "clientTSOffsetUs", "observed", 0), "observed.clientTSOffsetUs", -2**62, 2**62),
         server_ts_offset_us=_int(_get(o, "serverTSOffsetUs", "observed", 0), "observed.serverTSOffsetUs", -2**62, 2**62),
-        start_us=_time(_get(o, "start", "observed", "2019-08-28T11:25:22.220286+08:00"), "observed.start"),
+        start_us=_time(_get(o, "start", "observed", "2019-08-28T12:00:00+08:00"), "observed.start"),
         times_us=tuple(_time(t, f"observed.times.{i}") for i, t in enumerate(times)) if times else None,
         anchor=(str(_get(anchor, "node", "observed.anchor")), str(_get(anchor, "interface", "observed.anchor"))),
         windows=tuple(_int(w, f"observed.windows.{i}", 0, 65535) for i, w in enumerate(windows)) if windows else None,

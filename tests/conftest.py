@@ -1,0 +1,44 @@
+"""Shared test helpers.
+
+``require(...)``: a test that needs a real component (tcpdump, root, iproute2,
+chromium) skips with a reason on a laptop without it, and FAILS in CI
+(CI=true), where .ci/run installs everything.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(ok: bool, why: str) -> None:
+    if ok:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must have this real component: {why}")
+    pytest.skip(why)
+
+
+def require_tool(name: str) -> str:
+    path = shutil.which(name) or (f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None)
+    require(path is not None, f"{name} is not installed")
+    return path
+
+
+@pytest.fixture(scope="session")
+def article():
+    import coursekit as ck
+    return ck.load_scenario("article")
+
+
+@pytest.fixture(scope="session")
+def article_walk(article):
+    import coursekit as ck
+    return ck.walk(article)
