@@ -52,8 +52,9 @@ VXLAN_PORT, VXLAN_LINUX_PORT = 4789, 8472
 class _Trunc(Exception):
     """Ran past the captured bytes: tcpdump prints `` [|proto]``."""
 
-    def __init__(self, proto: str):
+    def __init__(self, proto: str, suffix: str = ""):
         self.proto = proto
+        self.suffix = suffix
 
 
 @dataclass
@@ -164,7 +165,7 @@ class Printer:
         try:
             self._ether(b, 0, wire_len, out)
         except _Trunc as t:
-            out.append(f" [|{t.proto}]")
+            out.append(f" [|{t.proto}]{t.suffix}")
         return "".join(out)
 
     # --- Ethernet -------------------------------------------------------------
@@ -195,12 +196,20 @@ class Printer:
 
     # --- ARP --------------------------------------------------------------------
     def _arp(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
-        if not self.style.e:
-            out.append("ARP, ")
         hrd, pro = b.u16(off, "arp"), b.u16(off + 2, "arp")
         hln, pln, op = b.u8(off + 4, "arp"), b.u8(off + 5, "arp"), b.u16(off + 6, "arp")
-        if hrd != 1 or pro != 0x0800 or hln != 6 or pln != 4:
-            out.append(f"Unknown Hardware ({hrd})" if hrd != 1 else f"Unknown Protocol (0x{pro:04x})")
+        b.need(off + 8, 2 * hln + 2 * pln, "arp")        # tcpdump checks the target address first
+        if not self.style.e:
+            out.append("ARP, ")
+        if pro not in (0x0800, 0x1000) or pln != 4 or hln == 0 or self.style.v:
+            hname = "Ethernet" if hrd == 1 else f"Unknown Hardware ({hrd})"
+            pname = _ETHERTYPES.get(pro, f"Unknown Protocol (0x{pro:04x})")
+            out.append(f"{hname} (len {hln}), {pname} (len {pln})")
+            if pro not in (0x0800, 0x1000) or pln != 4 or hln != 6:
+                out.append(f", length {length}")
+                return
+            out.append(", ")
+        if hrd != 1 or hln != 6:
             out.append(f", length {length}")
             return
         need = b.need(off + 8, 20, "arp")
@@ -218,16 +227,18 @@ class Printer:
 
     # --- IPv4 -------------------------------------------------------------------
     def _ip(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
-        if not self.style.e:
-            out.append("IP ")
         vh = b.u8(off, "ip")
         if vh >> 4 != 4:
-            out.append(f"IP{vh >> 4}")
+            out.append("IP6, wrong link-layer encapsulation" if vh >> 4 == 6 else f"IP{vh >> 4}")
+            out.append(" (invalid)")
             return
-        hlen = (vh & 0x0F) * 4
+        if not self.style.e:
+            out.append("IP ")
+        b.need(off, 20, "ip")
         if length < 20:
             out.append(f"truncated-ip {length}")
             return
+        hlen = (vh & 0x0F) * 4
         if hlen < 20:
             out.append(f"bad-hlen {hlen}")
             return
@@ -237,15 +248,13 @@ class Printer:
         frag = b.u16(off + 6, "ip")
         ttl = b.u8(off + 8, "ip")
         proto = b.u8(off + 9, "ip")
-        b.need(off + 10, 10, "ip")
         src, dst = b.data[off + 12:off + 16], b.data[off + 16:off + 20]
-        if length < total:
-            out.append(f"truncated-ip - {total - length} bytes missing! ")
-        elif total < length:
-            length = total
+        if total > length:
+            out.append(f"[total length {total} > length {length}] (invalid) ")
         if total < hlen:
             out.append(f"bad-len {total}")
             return
+        length = total
         if self.style.v:
             out.append(f"(tos 0x{tos:x}")
             out.append({0: "", 1: ",ECT(1)", 2: ",ECT(0)", 3: ",CE"}[tos & 3])
@@ -299,24 +308,28 @@ class Printer:
 
     # --- UDP --------------------------------------------------------------------
     def _udp(self, b: _Buf, off: int, length: int, src: bytes, dst: bytes, out: list[str], mf: int) -> None:
+        if off + 4 > len(b.data):
+            out.append(f"{self.host(src)} > {self.host(dst)}: ")
+            raise _Trunc("udp")
         sport, dport = b.u16(off, "udp"), b.u16(off + 2, "udp")
+        addrs = f"{self.host(src)}.{self.port(sport, 'udp')} > {self.host(dst)}.{self.port(dport, 'udp')}: "
         if length < 8:
-            out.append(f"{self.host(src)}.{self.port(sport, 'udp')} > {self.host(dst)}.{self.port(dport, 'udp')}: "
-                       f" [|udp]")
+            out.append(addrs + f"truncated-udp {length}")
             return
+        if off + 6 > len(b.data):
+            out.append(addrs)
+            raise _Trunc("udp")
         ulen = b.u16(off + 4, "udp")
-        b.u16(off + 6, "udp")
-        out.append(f"{self.host(src)}.{self.port(sport, 'udp')} > {self.host(dst)}.{self.port(dport, 'udp')}: ")
         if ulen < 8:
-            out.append(f"truncated-udplength {ulen}")
+            out.append(addrs + f"truncated-udplength {ulen}")
             return
         ulen -= 8
         length -= 8
         if ulen < length:
             length = ulen
-        elif ulen > length:
-            out.append(f"truncated-udplength {ulen + 8}")
-            return
+        out.append(addrs)
+        if off + 8 > len(b.data):
+            raise _Trunc("udp")
         poff = off + 8
         if VXLAN_LINUX_PORT in (sport, dport):
             if self.style.vxlan_style == "vxlan":
@@ -334,7 +347,7 @@ class Printer:
             out.append(" (invalid)")
             return
         flags = b.u8(off, "vxlan")
-        out.append(f"flags [{'I' if flags & 0x08 else '.'}] (0x{flags:02x}), ")
+        out.append(f"flags [{'I' if flags & 0x08 else 'invalid'}] (0x{flags:02x}), ")
         vni = b.u24(off + 4, "vxlan")
         out.append(f"vni {vni}\n")
         self._ether(b, off + 8, length - 8, out)
@@ -353,6 +366,9 @@ class Printer:
 
     # --- TCP --------------------------------------------------------------------
     def _tcp(self, b: _Buf, off: int, length: int, src: bytes, dst: bytes, out: list[str], mf: int) -> None:
+        if off + 4 > len(b.data):
+            out.append(f"{self.host(src)} > {self.host(dst)}:")
+            raise _Trunc("tcp")
         sport, dport = b.u16(off, "tcp"), b.u16(off + 2, "tcp")
         out.append(f"{self.host(src)}.{self.port(sport, 'tcp')} > {self.host(dst)}.{self.port(dport, 'tcp')}: ")
         hlen = (b.u8(off + 12, "tcp") >> 4) * 4
@@ -415,9 +431,8 @@ class Printer:
         if length <= 0:
             return
         poff = off + hlen
-        if flags & TH_RST:
-            if self.style.v:
-                self._rst_data(b, poff, length, out)
+        if flags & TH_RST and self.style.v:
+            self._rst_data(b, poff, length, out)
             return
         if 80 in (sport, dport) or 8080 in (sport, dport):
             out.append(": ")
@@ -445,7 +460,10 @@ class Printer:
                 def lencheck(n):
                     if n > hlen:
                         raise _BadOpt
-                    b.need(off, n, "tcp")
+                    if off + n > len(b.data):
+                        # LENCHECK's "goto trunc" (not a GET longjmp): tcp_print's
+                        # trunc label adds ">" once an option was printed
+                        raise _Trunc("tcp", ">" if ch else "")
 
                 out.append(_TCPOPT_NAMES.get(opt, f"unknown-{opt}"))
                 if opt == 2:
@@ -509,8 +527,8 @@ class Printer:
     def _rst_data(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
         avail = b.data[off:off + length]
         out.append(" [RST" if len(avail) == length else " [!RST")
-        if length > 40:
-            length = 40
+        if length > 30:                      # MAX_RST_DATA_LEN
+            length = 30
             out.append("+")
         out.append(" ")
         out.append("".join(_safe(c) for c in avail[:length]))
@@ -610,7 +628,8 @@ def _txt_line(data: bytes, prefix: str, idx: int, length: int, out: list[str]) -
         if not (0x20 <= c < 0x7F) and c != 0x09:
             return 0
         idx += 1
-    out.append(prefix + data[start:idx].decode("ascii"))
+    # printable to the end but no line ending: tcpdump treats it as truncated
+    out.append(prefix + data[start:idx].decode("ascii") + " [|http]")
     return 0
 
 

@@ -1,0 +1,136 @@
+"""Hypothesis strategies: random in-scope frames for the differential tests.
+
+In scope (issue 3): Ethernet, ARP, IPv4 (no options, not fragmented), ICMP
+echo, UDP, VXLAN on 4789 and 8472 carrying an inner frame, TCP with mss,
+sackOK, TS, nop, wscale, sack blocks and eol, HTTP text on port 80, random
+payloads, checksums right or wrong, and truncation by the snapshot length.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import strategies as st
+
+from coursekit.tcpdump import _cksum
+
+# Ports with no tcpdump dissector (checked against tcpdump 4.99.3), plus 80.
+SAFE_PORTS = st.one_of(st.sampled_from([80, 4432, 38200, 50350, 56252]), st.integers(32768, 48000))
+
+mac = st.binary(min_size=6, max_size=6)
+ip4 = st.binary(min_size=4, max_size=4)
+
+
+def _sum16(data: bytes) -> int:
+    s = _cksum(data)
+    return (~s) & 0xFFFF
+
+
+@st.composite
+def tcp_options(draw):
+    opts = b""
+    for _ in range(draw(st.integers(0, 5))):
+        kind = draw(st.sampled_from(["mss", "sackOK", "ts", "nop", "wscale", "sack", "eol"]))
+        if kind == "mss":
+            opts += struct.pack("!BBH", 2, 4, draw(st.integers(0, 65535)))
+        elif kind == "sackOK":
+            opts += b"\x04\x02"
+        elif kind == "ts":
+            opts += struct.pack("!BBII", 8, 10, draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)))
+        elif kind == "nop":
+            opts += b"\x01"
+        elif kind == "wscale":
+            opts += struct.pack("!BBB", 3, 3, draw(st.integers(0, 14)))
+        elif kind == "sack":
+            n = draw(st.integers(1, 3))
+            opts += struct.pack("!BB", 5, 2 + 8 * n) + b"".join(
+                struct.pack("!II", draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1))) for _ in range(n))
+        elif kind == "eol":
+            opts += b"\x00"
+    opts = opts[:40]
+    if len(opts) % 4:
+        opts += b"\x00" * (4 - len(opts) % 4)
+    return opts
+
+
+HTTP_TEXTS = [b"GET / HTTP/1.1\r\nHost: 10.254.40.119:4432\r\nUser-Agent: Wget\r\nConnection: close\r\n\r\n",
+              b"HTTP/1.1 200 OK\r\nServer: nginx/1.17.3\r\nContent-Length: 612\r\n\r\n",
+              b"POST /x HTTP/1.0\r\n\r\nbody", b"<html>\r\n</html>\r\n", b"PUT  /a\tb HTTP/1.1\nX: y\n\n",
+              b"HTTP/1.1 404\r\n", b"GET /\r\x01junk"]
+
+
+@st.composite
+def tcp_segment(draw, src, dst):
+    sport, dport = draw(SAFE_PORTS), draw(SAFE_PORTS)
+    opts = draw(tcp_options())
+    if draw(st.booleans()) and 80 in (sport, dport):
+        payload = draw(st.sampled_from(HTTP_TEXTS))
+    else:
+        payload = draw(st.binary(max_size=60))
+    flags = draw(st.integers(0, 255))
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1)),
+                      (5 + len(opts) // 4) << 4, flags, draw(st.integers(0, 65535)), 0,
+                      draw(st.integers(0, 65535))) + opts
+    seg = hdr + payload
+    csum = _sum16(src + dst + struct.pack("!BBH", 0, 6, len(seg)) + seg)
+    if draw(st.integers(0, 9)) == 0:
+        csum ^= draw(st.integers(1, 0xFFFF))
+    return seg[:16] + struct.pack("!H", csum) + seg[18:]
+
+
+@st.composite
+def ipv4(draw, depth=0):
+    src, dst = draw(ip4), draw(ip4)
+    kind = draw(st.sampled_from(["tcp", "tcp", "udp", "vxlan", "icmp", "other"] if depth == 0 else ["tcp", "icmp"]))
+    if kind == "tcp":
+        proto, payload = 6, draw(tcp_segment(src, dst))
+    elif kind == "icmp":
+        body = struct.pack("!BBHHH", draw(st.sampled_from([0, 8])), 0, 0, draw(st.integers(0, 65535)),
+                           draw(st.integers(0, 65535))) + draw(st.binary(max_size=40))
+        c = _sum16(body)
+        proto, payload = 1, body[:2] + struct.pack("!H", c) + body[4:]
+    elif kind in ("udp", "vxlan"):
+        if kind == "vxlan":
+            inner = draw(ethernet(depth + 1))
+            body = bytes([draw(st.sampled_from([0x08, 0x08, 0x00, 0x0c]))]) + b"\0\0\0" + \
+                draw(st.integers(0, 2**24 - 1)).to_bytes(3, "big") + b"\0" + inner
+            sport, dport = draw(st.integers(32768, 60999)), draw(st.sampled_from([8472, 4789]))
+        else:
+            body = draw(st.binary(max_size=40))
+            sport, dport = draw(SAFE_PORTS), draw(SAFE_PORTS)
+        udp = struct.pack("!HHHH", sport, dport, 8 + len(body), 0) + body
+        c = 0 if draw(st.booleans()) else _sum16(src + dst + struct.pack("!BBH", 0, 17, len(udp)) + udp)
+        proto, payload = 17, udp[:6] + struct.pack("!H", c) + udp[8:]
+    else:
+        proto, payload = draw(st.sampled_from([99, 253])), draw(st.binary(max_size=20))
+    total = 20 + len(payload)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, draw(st.integers(0, 255)), total, draw(st.integers(0, 65535)),
+                      draw(st.sampled_from([0, 0x4000])), draw(st.integers(0, 255)), proto, 0, src, dst)
+    c = _sum16(hdr)
+    if draw(st.integers(0, 9)) == 0:
+        c ^= draw(st.integers(1, 0xFFFF))
+    return hdr[:10] + struct.pack("!H", c) + hdr[12:] + payload
+
+
+@st.composite
+def arp(draw):
+    op = draw(st.sampled_from([1, 2]))
+    tha = draw(st.one_of(st.just(b"\0" * 6), mac))
+    return struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + draw(mac) + draw(ip4) + tha + draw(ip4)
+
+
+@st.composite
+def ethernet(draw, depth=0):
+    if depth == 0 and draw(st.integers(0, 5)) == 0:
+        return draw(mac) + draw(mac) + b"\x08\x06" + draw(arp())
+    return draw(mac) + draw(mac) + b"\x08\x00" + draw(ipv4(depth))
+
+
+@st.composite
+def captured_frame(draw):
+    """(data, wire_len): sometimes cut short by the snapshot length."""
+    frame = draw(ethernet())
+    if draw(st.integers(0, 6)) == 0:
+        cut = draw(st.integers(14, len(frame)))
+        return frame[:cut], len(frame)
+    return frame, len(frame)
