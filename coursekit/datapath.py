@@ -307,7 +307,7 @@ def walk(scenario) -> Walk:
             if h == 0:
                 dec = first
             elif h in (1, 8):
-                dec = [Decision("veth", "veth pair", f"{iface} <-> eth0 of {me.name if h == 1 else _peer(sc, hops)}",
+                dec = [Decision("veth", "veth pair", f"{iface} <-> eth0 of {me.name if h == 1 else hops[9][0]}",
                                 "same frame on the other end of the pair")]
             elif h == 2:
                 dec = [Decision("bridge", "docker0 fdb", f"{sc.node(node).docker.bridge_mac} dev docker0 master docker0 permanent",
@@ -334,9 +334,6 @@ def walk(scenario) -> Walk:
              conntrack={k: v.ct for k, v in nodes.items() if v.ct is not None}, nat_traces=nat_traces)
     return w
 
-
-def _peer(sc, hops):
-    return hops[9][0]
 
 
 def _cumulative(hops):

@@ -29,7 +29,6 @@ Taught in: 00-the-scenario.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import ipaddress
 import re
@@ -816,6 +815,3 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                           ", ".join(sc.interfaces(sc.observed.anchor[0])))
     return sc
 
-
-def replace(sc: Scenario, **kw: Any) -> Scenario:
-    return dataclasses.replace(sc, **kw)
