@@ -11,11 +11,17 @@ module per concept:
 * :mod:`~coursekit.datapath` -- the walk, hop by hop (``ck.walk``)
 * :mod:`~coursekit.capture` -- per-interface captures and pcap files
 * :mod:`~coursekit.tcpdump`, :mod:`~coursekit.bpf` -- tcpdump's text and libpcap's filters
+* :mod:`~coursekit.dissect` -- every layer and field with its byte offsets (``ck.tree``)
+* :mod:`~coursekit.diagrams` -- pictures (matplotlib), loaded on first use
+* :mod:`~coursekit.explore`, :mod:`~coursekit.widgets` -- explorers and the stepper
+* :mod:`~coursekit.exercises` -- predict, then ``ck.check``
+* :mod:`~coursekit.lab` -- the live lab on a real kernel
 """
 
 from .bpf import apply_filter, compile_filter
 from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
+from .dissect import changes, hexdump, tree
 from .errors import CourseError
 from .scenario import default_scenario, load_scenario
 from .tcpdump import Style, render
@@ -23,7 +29,20 @@ from .tcpdump import Style, render
 __version__ = "0.1.0"
 
 __all__ = ["CourseError", "load_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
-           "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "__version__"]
+           "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "__version__"]
+
+_LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect")
+
+
+def __getattr__(name):
+    # matplotlib and ipywidgets load only when a chapter first draws or explores
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    if name == "check":
+        from .exercises import check
+        return check
+    raise AttributeError(f"module 'coursekit' has no attribute {name!r}")
 
 
 def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> str:

@@ -173,9 +173,14 @@ class Conntrack:
     def conntrack_l(self, state: str = "ESTABLISHED", timeout: int = 431999) -> str:
         """The entry as ``conntrack -L`` prints it."""
         o, r = self.orig, self.reply
+        # Before the first reply the entry is [UNREPLIED] (printed between the
+        # tuples); once the handshake completes it is [ASSURED] (after them).
+        unreplied = state == "SYN_SENT"
         return (f"{o.proto:<8} {6 if o.proto == 'tcp' else 17} {timeout} {state} "
                 f"src={o.src} dst={o.dst} sport={o.sport} dport={o.dport} "
-                f"src={r.src} dst={r.dst} sport={r.sport} dport={r.dport} [ASSURED] mark=0 use=1")
+                + ("[UNREPLIED] " if unreplied else "")
+                + f"src={r.src} dst={r.dst} sport={r.sport} dport={r.dport} "
+                + ("" if unreplied else "[ASSURED] ") + "mark=0 use=1")
 
 
 def masquerade_source(out_if_addr: ipaddress.IPv4Address, t: Tuple5) -> Tuple5:

@@ -713,7 +713,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             spec = sd.get("spec") or {}
             ports = []
             for j, p in enumerate(spec.get("ports") or []):
-                po = (over.get("ports") or {}).get(j, {}) if isinstance(over.get("ports"), dict) else {}
+                pover = over.get("ports") if isinstance(over.get("ports"), dict) else {}
+                po = pover.get(j) or pover.get(str(j)) or {}     # YAML gives 0, a dotted override "0"
                 port = _port(po.get("port", p.get("port")), f"{f}.ports.{j}.port")
                 tp = _port(po.get("targetPort", p.get("targetPort", port)), f"{f}.ports.{j}.targetPort")
                 ports.append(ServicePort(name=str(p.get("name") or ""), port=port, target_port=tp,

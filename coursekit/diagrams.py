@@ -1,0 +1,320 @@
+"""Pictures: pure functions of a scenario, a walk or a frame that return a matplotlib Figure.
+
+* :func:`topology` -- both nodes, their pods and every interface with its address.
+* :func:`walk_diagram` -- the request's and the reply's hops, numbered, on the topology.
+* :func:`timeline` -- the TCP conversation as one interface sees it (a sequence diagram).
+* :func:`encapsulation` -- the VXLAN frame as stacked layers with their sizes.
+* :func:`byte_map` -- a real frame's bytes, coloured by layer (the dissection as a picture).
+
+Every figure is built from data alone: no wall clock, no random ids, fonts
+bundled with matplotlib (DejaVu), so the same scenario draws the same picture.
+Figures are closed in pyplot before they are returned, so a notebook shows
+each once.
+
+Taught in: 00-the-scenario (topology), 01-physical-nic (encapsulation, byte
+map), 05-the-service (walk), 06-the-whole-walk (walk, timeline).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.rcParams["svg.hashsalt"] = "packet-walk"     # stable ids if a figure is saved as SVG
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
+
+from .dissect import dissect, frame_bytes  # noqa: E402
+
+__all__ = ["topology", "walk_diagram", "timeline", "encapsulation", "byte_map", "LAYER_COLOURS"]
+
+# One colour per protocol; outer layers are the same hue, lighter.
+LAYER_COLOURS = {
+    "Ethernet": "#9ecae1", "IPv4": "#a1d99b", "UDP": "#fdd0a2", "TCP": "#fdae6b", "VXLAN": "#bcbddc",
+    "HTTP": "#fcbba1", "Data": "#d9d9d9", "ARP": "#c7e9c0", "ICMP": "#c6dbef", "Padding": "#f0f0f0",
+    "outer Ethernet": "#deebf7", "outer IPv4": "#e5f5e0", "outer UDP": "#feedde",
+}
+_IFACE = {"eth0": "#ffffff", "veth": "#f7f7f7", "docker0": "#9ecae1", "flannel.1": "#bcbddc", "nic": "#a1d99b"}
+_REQ, _REP = "#d62728", "#1f77b4"
+
+
+def _figure(w: float, h: float):
+    fig = plt.figure(figsize=(w, h), dpi=100)
+    plt.close(fig)                        # returned, not auto-shown: a notebook displays it once
+    return fig
+
+
+def _box(ax, x, y, w, h, text, colour, *, dashed=False, fontsize=8, weight="normal"):
+    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.3", linewidth=1,
+                                edgecolor="#444444", facecolor=colour, linestyle="--" if dashed else "-"))
+    ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=fontsize, weight=weight)
+
+
+def _layout(sc):
+    """Box positions (x, y, w, h) of every interface, keyed by (node-or-pod, iface)."""
+    client, server = sc.client, sc.server
+    order = [sc.node(client.node), sc.node(server.node)]
+    order += [n for n in sc.nodes if n not in order]
+    width, gap = 44.0, 8.0
+    boxes, nodes = {}, {}
+    for i, n in enumerate(order[:2]):
+        x0 = 2 + i * (width + gap)
+        nodes[n.name] = (x0, 2, width, 80)
+        pods = sc.pods_on(n.name)
+        pw = min(18.0, (width - 4) / max(1, len(pods)) - 1.5)
+        for j, p in enumerate(pods):
+            px = x0 + 2 + j * (pw + 1.5) + (width - 4 - len(pods) * (pw + 1.5) + 1.5) / 2
+            boxes[(p.name, "eth0")] = (px, 64, pw, 9)
+            boxes[(n.name, p.veth)] = (px, 53, pw, 5)
+        boxes[(n.name, "docker0")] = (x0 + 3, 41, width - 6, 6)
+        boxes[(n.name, sc.flannel.device)] = (x0 + 3, 26, width - 6, 7)
+        boxes[(n.name, n.nic.name)] = (x0 + 3, 8, width - 6, 7)
+    return order[:2], nodes, boxes
+
+
+def topology(sc, ax=None, title: str | None = None):
+    """Both nodes with pods, ``eth0``/veth/``docker0``/``flannel.1``/``enp4s0``, the Service and the wire.
+
+    Taught in: 00-the-scenario.
+    """
+    fig = None
+    if ax is None:
+        fig = _figure(10, 6.2)
+        ax = fig.add_axes((0, 0, 1, 0.94))
+    order, nodes, boxes = _layout(sc)
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 96)
+    ax.axis("off")
+    dev = sc.flannel.device
+    for n in order:
+        x0, y0, w, h = nodes[n.name]
+        ax.add_patch(Rectangle((x0, y0), w, h, facecolor="#fbfbfb", edgecolor="#888888", linewidth=1.2))
+        ax.text(x0 + 1, y0 + h - 2.5, f"node {n.name}", fontsize=10, weight="bold", va="top")
+        ax.text(x0 + w - 1, y0 + h - 2.5, f"pod subnet {n.subnet}", fontsize=8, va="top", ha="right")
+        for p in sc.pods_on(n.name):
+            _box(ax, *boxes[(p.name, "eth0")], f"pod {p.name}\neth0 {p.ip}\nMTU {p.mtu}", _IFACE["eth0"], fontsize=7.5)
+            bx, by, bw, bh = boxes[(n.name, p.veth)]
+            _box(ax, bx, by, bw, bh, p.veth, _IFACE["veth"], fontsize=7)
+            ex, ey, ew, eh = boxes[(p.name, "eth0")]
+            ax.plot([bx + bw / 2, bx + bw / 2], [by + bh + 0.3, ey - 0.3], color="#444444", lw=1)
+            ax.plot([bx + bw / 2, bx + bw / 2], [47.3, by - 0.3], color="#444444", lw=1)
+        _box(ax, *boxes[(n.name, "docker0")], f"docker0 (bridge)  {n.docker.bridge_ip}/{n.subnet.prefixlen}"
+             f"  MTU {n.docker.mtu}", _IFACE["docker0"])
+        _box(ax, *boxes[(n.name, dev)], f"{dev} (VXLAN, VNI {sc.flannel.vni}, UDP {sc.flannel.port})\n"
+             f"{n.vtep_ip}/32  MTU {n.nic.mtu - 50}", _IFACE["flannel.1"])
+        _box(ax, *boxes[(n.name, n.nic.name)], f"{n.nic.name}  {n.nic.ip}/{n.nic.network.prefixlen}  MTU {n.nic.mtu}",
+             _IFACE["nic"])
+        ax.text(x0 + w / 2, 37, "routing + netfilter (kube-proxy, Docker nat)", ha="center", fontsize=7,
+                style="italic", color="#555555")
+        ax.text(x0 + w / 2, 21, "the kernel's VXLAN driver encapsulates", ha="center", fontsize=7,
+                style="italic", color="#555555")
+    # the wire
+    a = boxes[(order[0].name, order[0].nic.name)]
+    b = boxes[(order[1].name, order[1].nic.name)]
+    ax.plot([a[0] + a[2] / 2, a[0] + a[2] / 2, b[0] + b[2] / 2, b[0] + b[2] / 2], [8, 4.5, 4.5, 8],
+            color="#2ca02c", lw=2.5)
+    ax.text(50, 5.2, f"underlay {order[0].nic.network}", ha="center", fontsize=8, color="#2ca02c")
+    svc = sc.service(sc.request.service)
+    port = sc.service_port
+    eps = ", ".join(str(p.ip) for p in sc.endpoints(svc))
+    _box(ax, 24, 87, 52, 6, f"Service {svc.name}  {svc.cluster_ip}:{port.port} -> targetPort {port.target_port}"
+         f"\nendpoints {eps}  (iptables nat on every node)", "#fff7bc", dashed=True, fontsize=8)
+    ax.set_title(title if title is not None else f"{sc.name}: {sc.client.name} -> Service {svc.name} -> "
+                 f"{sc.server.name}", fontsize=11)
+    return fig if fig is not None else ax.figure
+
+
+def _centre(box, side: float = 0.0):
+    x, y, w, h = box
+    return x + w / 2 + side, y + h / 2
+
+
+def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
+    """The hops of the request (red) and the reply (blue), numbered along their paths.
+
+    ``segment`` picks which segments' paths to draw (default: the first of each flow).
+
+    Taught in: 05-the-service, 06-the-whole-walk.
+    """
+    from .datapath import walk as _walk
+    w = walk if walk is not None else _walk(sc)
+    fig = topology(sc, title=f"{sc.name}: the request (red) and the reply (blue), hop by hop")
+    ax = fig.axes[0]
+    _, _, boxes = _layout(sc)
+    flows = ["request", "reply"] if flow == "both" else [flow]
+    for fl in flows:
+        segs = [s for s in range(len(w.segments)) if any(o.flow == fl and o.segment == s for o in w.observations)]
+        if not segs:
+            continue
+        seg = segment if segment is not None and segment in segs else segs[0]
+        path = w.path(seg)
+        colour, left = (_REQ, True) if fl == "request" else (_REP, False)
+        pts = []
+        for o in path:
+            x, y, bw, bh = boxes[(o.node, o.iface)]
+            if bw < 21:     # a pod or veth box: mark beside it
+                px = x - 2.2 if left else x + bw + 2.2
+            else:           # a wide interface box: mark inside its edge, clear of the text
+                px = x + 1.8 if left else x + bw - 1.8
+            pts.append((px, y + bh / 2))
+        for (x1, y1), (x2, y2) in zip(pts, pts[1:]):
+            if (x1, y1) != (x2, y2):
+                rad = 0.0 if y1 != y2 else (0.1 if x2 > x1 else -0.18)
+                ax.annotate("", xy=(x2, y2), xytext=(x1, y1),
+                            arrowprops=dict(arrowstyle="->", color=colour, lw=1.4, alpha=0.85,
+                                            connectionstyle=f"arc3,rad={rad}", shrinkA=6, shrinkB=6))
+        for i, (x, y) in enumerate(pts, 1):
+            ax.text(x, y, str(i), ha="center", va="center", fontsize=7, color="white", weight="bold",
+                    bbox=dict(boxstyle="circle,pad=0.2", facecolor=colour, edgecolor="none"))
+    return fig
+
+
+def _tcp_label(frame: bytes, isn: dict) -> tuple[str, str, str]:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    p = Ether(frame)
+    if not p.haslayer(TCP):
+        return "", "", p.summary()
+    ip, tcp = p[TCP].underlayer, p[TCP]
+    if not isinstance(ip, IP):
+        ip = p[IP]
+    key = (ip.src, tcp.sport)
+    flags = str(tcp.flags)
+    if "S" in flags:
+        isn[key] = tcp.seq
+    rel = tcp.seq - isn.get(key, tcp.seq)
+    peer = (ip.dst, tcp.dport)
+    ack = (tcp.ack - isn[peer]) if "A" in flags and peer in isn else tcp.ack
+    n = len(tcp.payload)
+    text = f"[{flags}] seq {rel % (1 << 32)}" + (f":{(rel + n) % (1 << 32)}" if n else "")
+    if "A" in flags:
+        text += f" ack {ack % (1 << 32)}"
+    text += f" win {tcp.window}" + (f" len {n}" if n else "")
+    if n and bytes(tcp.payload)[:4] in (b"GET ", b"HTTP"):
+        text += "  " + bytes(tcp.payload).split(b"\r\n", 1)[0].decode("latin-1")
+    return f"{ip.src}:{tcp.sport}", f"{ip.dst}:{tcp.dport}", text
+
+
+def timeline(frames, title: str = ""):
+    """A sequence diagram of the TCP conversation in ``frames`` (a capture or ``walk.at(...)``).
+
+    Left is whoever sent the first frame, right its peer; sequence numbers are
+    relative to each side's SYN, as tcpdump prints them.
+
+    Taught in: 06-the-whole-walk.
+    """
+    datas = [frame_bytes(f) for f in frames]
+    times = [getattr(f, "time_us", None) for f in frames]
+    isn: dict = {}
+    rows = [_tcp_label(d, isn) for d in datas]
+    ends = []
+    for s, d, _ in rows:
+        for e in (s, d):
+            if e and e not in ends:
+                ends.append(e)
+    left, right = (ends + ["", ""])[:2]
+    fig = _figure(10, 0.42 * len(rows) + 1.3)
+    ax = fig.add_axes((0.02, 0.02, 0.96, 0.96 - 0.5 / (0.42 * len(rows) + 1.3)))
+    n = len(rows)
+    ax.set_xlim(0, 100)
+    ax.set_ylim(n + 0.5, -0.9)
+    ax.axis("off")
+    ax.plot([12, 12], [-0.3, n], color="#444444", lw=1)
+    ax.plot([88, 88], [-0.3, n], color="#444444", lw=1)
+    ax.text(12, -0.6, left, ha="center", fontsize=9, weight="bold")
+    ax.text(88, -0.6, right, ha="center", fontsize=9, weight="bold")
+    t0 = next((t for t in times if t is not None), None)
+    for i, (s, d, text) in enumerate(rows):
+        y = i + 0.5
+        fwd = s == left
+        x1, x2 = (12, 88) if fwd else (88, 12)
+        colour = _REQ if fwd else _REP
+        ax.annotate("", xy=(x2, y + 0.25), xytext=(x1, y - 0.15),
+                    arrowprops=dict(arrowstyle="->", color=colour, lw=1.2))
+        ax.text(50, y - 0.12, text, ha="center", va="bottom", fontsize=7.5, color=colour,
+                bbox=dict(facecolor="white", edgecolor="none", pad=0.5))
+        if t0 is not None and times[i] is not None:
+            ax.text(1, y, f"+{(times[i] - t0) / 1000:.3f} ms", fontsize=7, va="center", color="#555555")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def encapsulation(frame, title: str = ""):
+    """The frame as stacked layers with their sizes; a VXLAN frame's inner frame is expanded below.
+
+    Taught in: 01-physical-nic.
+    """
+    layers = dissect(frame)
+    total = len(frame_bytes(frame))
+    fig = _figure(10, 2.8)
+    ax = fig.add_axes((0.01, 0.02, 0.98, 0.84))
+    ax.set_xlim(0, total)
+    ax.set_ylim(0, 10)
+    ax.axis("off")
+    outer = [ly for ly in layers if not ly.inner]
+    inner = [ly for ly in layers if ly.inner]
+
+    def row(lys, y, h):
+        for ly in lys:
+            ax.add_patch(Rectangle((ly.offset, y), ly.length, h, facecolor=LAYER_COLOURS.get(ly.key, "#eeeeee"),
+                                   edgecolor="#333333", linewidth=1))
+            label = f"{ly.key}\n{ly.length} B".replace("outer ", "outer\n")
+            ax.text(ly.offset + ly.length / 2, y + h / 2, label, ha="center", va="center",
+                    fontsize=7 if ly.length >= 0.06 * total else 6, rotation=0 if ly.length >= 0.05 * total else 90)
+
+    if inner:
+        row(outer, 6, 3)
+        start = inner[0].offset
+        ax.add_patch(Rectangle((start, 6), total - start, 3, facecolor="#ffffff", edgecolor="#333333",
+                               linewidth=1, hatch="//"))
+        ax.text(start + (total - start) / 2, 7.5, f"inner frame, {total - start} B (the pod's packet)",
+                ha="center", va="center", fontsize=8, bbox=dict(facecolor="white", edgecolor="none"))
+        ax.plot([start, start], [6, 4], color="#888888", lw=0.8, ls=":")
+        ax.plot([total, total], [6, 4], color="#888888", lw=0.8, ls=":")
+        row(inner, 1, 3)
+        overhead = start
+        ax.text(overhead / 2, 9.6, f"+{overhead} bytes of encapsulation", ha="center", fontsize=8, weight="bold")
+    else:
+        row(outer, 4, 3)
+    fig.suptitle(title or f"{total}-byte frame, layer by layer", fontsize=10)
+    return fig
+
+
+def byte_map(frame, title: str = "", width: int = 16):
+    """Every byte of the frame in hex, coloured by the layer it belongs to.
+
+    Taught in: 01-physical-nic.
+    """
+    data = frame_bytes(frame)
+    layers = dissect(data)
+    rows = (len(data) + width - 1) // width
+    fig = _figure(10, 0.28 * rows + 1.2)
+    ax = fig.add_axes((0.06, 0.02, 0.70, 0.98 - 0.6 / (0.28 * rows + 1.2)))
+    ax.set_xlim(0, width)
+    ax.set_ylim(rows, 0)
+    ax.axis("off")
+    owner = [None] * len(data)
+    for ly in layers:
+        for i in range(ly.offset, min(ly.end, len(data))):
+            owner[i] = ly.key
+    for i, b in enumerate(data):
+        r, c = divmod(i, width)
+        ax.add_patch(Rectangle((c, r), 1, 1, facecolor=LAYER_COLOURS.get(owner[i], "#eeeeee"),
+                               edgecolor="white", linewidth=0.6))
+        ax.text(c + 0.5, r + 0.55, f"{b:02x}", ha="center", va="center", fontsize=6.5, family="monospace")
+    for r in range(rows):
+        ax.text(-0.2, r + 0.55, f"{r * width:04x}", ha="right", va="center", fontsize=6.5, family="monospace")
+    seen = []
+    for ly in layers:
+        if ly.key not in [s[0] for s in seen]:
+            seen.append((ly.key, ly))
+    lx = fig.add_axes((0.78, 0.02, 0.21, 0.9))
+    lx.axis("off")
+    lx.set_xlim(0, 1)
+    lx.set_ylim(len(seen) + 0.5, -0.5)
+    for k, (key, ly) in enumerate(seen):
+        lx.add_patch(Rectangle((0, k - 0.35), 0.12, 0.7, facecolor=LAYER_COLOURS.get(key, "#eeeeee"),
+                               edgecolor="#333333", linewidth=0.6))
+        lx.text(0.16, k, f"{key} [{ly.offset}:{ly.end}]", va="center", fontsize=7.5)
+    fig.suptitle(title or f"{len(data)} bytes, coloured by layer", fontsize=10)
+    return fig

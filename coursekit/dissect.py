@@ -1,0 +1,297 @@
+"""Dissection: every layer and field of a frame, with byte offsets.
+
+A Wireshark-like tree built from scapy's own protocol layers: the values are
+what scapy parses, the offsets and lengths are found by replaying scapy's
+own field builder over the parsed packet, so they agree with the bytes by
+construction (and a test rebuilds every field from its slice).  Layers after
+a VXLAN header are the *inner* frame; the ones before it are *outer*::
+
+    [ 0:14]  outer Ethernet   ─┐
+    [14:34]  outer IPv4        │ 50 bytes added by flannel.1 (the kernel)
+    [34:42]  outer UDP         │
+    [42:50]  VXLAN            ─┘
+    [50:64]  Ethernet          the pod's frame, unchanged inside
+    [64:84]  IPv4
+    ...
+
+:func:`tree` and :func:`hexdump` are text (nbval-checkable); :func:`changes`
+lists what differs between two frames of the same packet at two hops, which
+is what the stepper highlights.
+
+Taught in: 01-physical-nic (the VXLAN frame), 06-the-whole-walk (the stepper).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scapy.fields import ConditionalField, FlagValue
+from scapy.layers.inet import IP, TCP, UDP  # noqa: F401  (binds the layers)
+from scapy.layers.l2 import ARP, Ether  # noqa: F401
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import NoPayload, Packet, Raw
+
+from .errors import CourseError
+
+__all__ = ["Field", "Layer", "Change", "dissect", "tree", "hexdump", "changes", "frame_bytes"]
+
+_TITLES = {
+    "Ether": "Ethernet II",
+    "IP": "Internet Protocol version 4",
+    "UDP": "User Datagram Protocol",
+    "TCP": "Transmission Control Protocol",
+    "VXLAN": "Virtual eXtensible LAN (VXLAN)",
+    "ARP": "Address Resolution Protocol",
+    "ICMP": "Internet Control Message Protocol",
+    "Raw": "Data",
+    "Padding": "Ethernet padding",
+}
+_SHORT = {"Ether": "Ethernet", "IP": "IPv4", "UDP": "UDP", "TCP": "TCP", "VXLAN": "VXLAN",
+          "ARP": "ARP", "ICMP": "ICMP", "Raw": "Data", "Padding": "Padding"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One header field: where it is (bits are counted from the layer's first byte) and its value."""
+    name: str
+    offset: int            # byte offset in the frame of the field's first byte
+    bit_offset: int        # bits into that byte (0 for byte-aligned fields)
+    bits: int              # length in bits
+    value: str             # as scapy prints it
+
+    @property
+    def length(self) -> int:
+        """Bytes the field touches."""
+        return (self.bit_offset + self.bits + 7) // 8
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One protocol header (or the payload) of a frame."""
+    key: str               # "outer IPv4", "IPv4", "TCP", "HTTP", ...
+    title: str
+    offset: int
+    length: int
+    inner: bool            # inside a VXLAN frame
+    encapsulated: bool     # the frame carries VXLAN at all
+    fields: tuple[Field, ...]
+    summary: str = ""
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass(frozen=True)
+class Change:
+    """A field that differs between two views of one packet."""
+    layer: str
+    field: str             # "" when the whole layer was added or removed
+    before: str | None     # None: the layer was added
+    after: str | None      # None: the layer was removed
+
+    def __str__(self) -> str:
+        if self.before is None:
+            return f"+ {self.layer} ({self.after})"
+        if self.after is None:
+            return f"- {self.layer} ({self.before})"
+        return f"~ {self.layer} {self.field}: {self.before} -> {self.after}"
+
+
+def frame_bytes(frame) -> bytes:
+    """The bytes of a frame given as bytes, a capture Frame, an Observation or a scapy packet."""
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        return bytes(frame)
+    if isinstance(frame, Packet):
+        return bytes(frame)
+    data = getattr(frame, "data", None)
+    if data is None:
+        data = getattr(frame, "frame", None)
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data)
+    raise CourseError("frame", f"cannot dissect a {type(frame).__name__}",
+                      "bytes, a capture Frame, a walk Observation or a scapy packet")
+
+
+def _bits(s) -> int:
+    if isinstance(s, tuple):            # a bit field left the byte unfinished: (bytes, bitsdone, value)
+        return len(s[0]) * 8 + s[1]
+    return len(s) * 8
+
+
+def _value(layer: Packet, fld, val) -> str:
+    if fld.name == "options" and isinstance(layer, TCP):
+        return _tcp_options(val)
+    shown = str(fld.i2repr(layer, val))
+    if isinstance(val, FlagValue):
+        return f"0x{int(val):02x} ({shown or 'none'})"
+    if isinstance(val, int) and not isinstance(val, bool):
+        if fld.name == "type":
+            return f"0x{val:04x} ({shown})"
+        if shown != str(val) and not shown.startswith("0x"):
+            return f"{val} ({shown})"
+    return shown
+
+
+def _tcp_options(opts) -> str:
+    parts = []
+    for name, val in opts:
+        if name == "MSS":
+            parts.append(f"mss {val}")
+        elif name == "SAckOK":
+            parts.append("sackOK")
+        elif name == "Timestamp":
+            parts.append(f"TS val {val[0]} ecr {val[1]}")
+        elif name == "NOP":
+            parts.append("nop")
+        elif name == "WScale":
+            parts.append(f"wscale {val}")
+        elif name == "EOL":
+            parts.append("eol")
+        else:
+            parts.append(f"{name} {val!r}")
+    return ", ".join(parts) if parts else "(none)"
+
+
+def _payload_layer(data: bytes) -> tuple[str, str]:
+    head = data[:16]
+    if head.startswith((b"GET ", b"POST ", b"HEAD ", b"PUT ", b"DELETE ", b"OPTIONS ", b"HTTP/")):
+        first = data.split(b"\r\n", 1)[0].decode("latin-1")
+        return "HTTP", f"Hypertext Transfer Protocol: {first}"
+    return "Data", "Data"
+
+
+def dissect(frame) -> list[Layer]:
+    """The layers of an Ethernet frame, outermost first, with every field's offset.
+
+    >>> [l.key for l in dissect(w.at("meizu", "enp4s0")[0])]        # doctest: +SKIP
+    ['outer Ethernet', 'outer IPv4', 'outer UDP', 'VXLAN', 'Ethernet', 'IPv4', 'TCP']
+
+    Taught in: 01-physical-nic.
+    """
+    data = frame_bytes(frame)
+    if len(data) < 14:
+        raise CourseError("frame", f"{len(data)} bytes is shorter than an Ethernet header", "14 bytes or more")
+    pkt = Ether(data)
+    encapsulated = pkt.haslayer(VXLAN)
+    layers: list[Layer] = []
+    off = 0
+    inner = False
+    layer = pkt
+    while not isinstance(layer, NoPayload):
+        cls = type(layer).__name__
+        if isinstance(layer, Raw) or cls == "Padding":
+            load = bytes(layer.load)          # scapy's Padding is a Raw too
+            key, title = ("Padding", _TITLES["Padding"]) if cls == "Padding" else _payload_layer(load)
+            fields = (Field("load", off, 0, len(load) * 8, _show(load)),)
+            layers.append(Layer(key, title, off, len(load), inner, encapsulated, fields, f"{len(load)} bytes"))
+            off += len(load)
+            layer = layer.payload
+            continue
+        fields = []
+        s: bytes | tuple = b""
+        for fld in layer.fields_desc:
+            if isinstance(fld, ConditionalField) and not fld._evalcond(layer):
+                continue
+            val = layer.getfieldval(fld.name)
+            before = _bits(s)
+            s = fld.addfield(layer, s, val)
+            after = _bits(s)
+            if after == before:
+                continue
+            fields.append(Field(fld.name, off + before // 8, before % 8, after - before, _value(layer, fld, val)))
+        hlen = _bits(s) // 8
+        short = _SHORT.get(cls, cls)
+        key = ("outer " + short) if encapsulated and not inner and cls != "VXLAN" else short
+        layers.append(Layer(key, _TITLES.get(cls, layer.name), off, hlen, inner, encapsulated, tuple(fields),
+                            _summary(layer)))
+        off += hlen
+        if isinstance(layer, VXLAN):
+            inner = True
+        layer = layer.payload
+    return layers
+
+
+def _summary(layer: Packet) -> str:
+    if isinstance(layer, Ether):
+        return f"{layer.src} > {layer.dst}"
+    if isinstance(layer, IP):
+        return f"{layer.src} > {layer.dst}, TTL {layer.ttl}, id {layer.id}, length {layer.len}"
+    if isinstance(layer, UDP):
+        return f"port {layer.sport} > {layer.dport}, length {layer.len}"
+    if isinstance(layer, TCP):
+        return f"port {layer.sport} > {layer.dport}, flags {layer.flags}, seq {layer.seq}, ack {layer.ack}"
+    if isinstance(layer, VXLAN):
+        return f"VNI {layer.vni}"
+    if isinstance(layer, ARP):
+        return f"{'request' if layer.op == 1 else 'reply'} {layer.psrc} > {layer.pdst}"
+    return ""
+
+
+def _show(data: bytes, limit: int = 48) -> str:
+    text = data[:limit].decode("latin-1")
+    text = "".join(c if 32 <= ord(c) < 127 else {"\r": "\\r", "\n": "\\n"}.get(c, ".") for c in text)
+    return f'"{text}"' + (" ..." if len(data) > limit else "")
+
+
+def tree(frame, title: str = "") -> str:
+    """The frame as a Wireshark-like text tree: layers, their byte ranges, every field.
+
+    Taught in: 01-physical-nic.
+    """
+    data = frame_bytes(frame)
+    layers = dissect(data)
+    lines = [title or f"Frame: {len(data)} bytes"]
+    for i, ly in enumerate(layers):
+        if ly.inner and (i == 0 or not layers[i - 1].inner):
+            lines.append(f"  ── inner frame: {len(data) - ly.offset} bytes, as the pod sent it ──")
+        lines.append(f"[{ly.offset:4}:{ly.end:<4}] {ly.key:<15} {ly.title}" + (f" — {ly.summary}" if ly.summary else ""))
+        for f in ly.fields:
+            pos = f"{f.offset}" + (f".{f.bit_offset}" if f.bit_offset or f.bits % 8 else "")
+            size = f"{f.bits // 8}B" if f.bits % 8 == 0 and f.bit_offset == 0 else f"{f.bits}b"
+            lines.append(f"    {pos:>7} {size:>5}  {f.name:<10} {f.value}")
+    return "\n".join(lines)
+
+
+def hexdump(frame, width: int = 16) -> str:
+    """The frame's bytes in hex, one block per layer, each line starting at its frame offset.
+
+    Taught in: 01-physical-nic.
+    """
+    data = frame_bytes(frame)
+    lines = []
+    for ly in dissect(data):
+        lines.append(f"{ly.key} [{ly.offset}:{ly.end}] {ly.length} bytes")
+        chunk = data[ly.offset:ly.end]
+        for i in range(0, len(chunk), width):
+            part = chunk[i:i + width]
+            text = "".join(chr(c) if 32 <= c < 127 else "." for c in part)
+            lines.append(f"  {ly.offset + i:04x}  {part.hex(' '):<{width * 3 - 1}}  {text}")
+    return "\n".join(lines)
+
+
+def changes(before, after) -> list[Change]:
+    """What differs between two frames of one packet: changed fields, layers added or removed.
+
+    >>> changes(path[3].frame, path[4].frame)        # doctest: +SKIP
+    [Change(layer='outer Ethernet', ...), ...]       # flannel.1 -> enp4s0: 50 bytes added
+
+    Taught in: 06-the-whole-walk (the stepper).
+    """
+    # Inner layers are keyed like a plain frame's ("IPv4"), so the pod's
+    # packet compares with itself across encapsulation.
+    a = {ly.key: ly for ly in dissect(before)}
+    b = {ly.key: ly for ly in dissect(after)}
+    out: list[Change] = []
+    for key, ly in b.items():
+        if key not in a:
+            out.append(Change(key, "", None, f"{ly.length} bytes: {ly.summary}"))
+            continue
+        old = {f.name: f.value for f in a[key].fields}
+        for f in ly.fields:
+            if old.get(f.name) != f.value:
+                out.append(Change(key, f.name, old.get(f.name), f.value))
+    for key, ly in a.items():
+        if key not in b:
+            out.append(Change(key, "", f"{ly.length} bytes: {ly.summary}", None))
+    return out
