@@ -23,13 +23,15 @@ from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
 from .dissect import changes, hexdump, tree
 from .errors import CourseError
-from .scenario import default_scenario, load_scenario
+from .netfilter import nat_save
+from .scenario import default_scenario, describe, load_scenario, manifest_text
 from .tcpdump import Style, render
 
 __version__ = "0.1.0"
 
 __all__ = ["CourseError", "load_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
-           "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "__version__"]
+           "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
+           "manifest_text", "nat_save", "Transcript", "check", "__version__"]
 
 _LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect")
 
@@ -45,13 +47,31 @@ def __getattr__(name):
     raise AttributeError(f"module 'coursekit' has no attribute {name!r}")
 
 
-def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> str:
+class Transcript(str):
+    """tcpdump's text for one command; in a notebook it shows the command and a packet count."""
+    command: str = ""
+    packets: int = 0
+
+    def __repr__(self) -> str:
+        body = str(self) if self else ""
+        return f"$ {self.command}\n{self.packets} packet{'s' if self.packets != 1 else ''}" + \
+            (f"\n{body}" if body else "")
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(repr(self))
+
+
+def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> Transcript:
     """What ``tcpdump -i <interface> [flags] '<filter>'`` on a node prints for the scenario.
 
-    >>> print(ck.tcpdump(sc, "meizu", "enp4s0", "src 10.167.226.38 and port 8472 and udp"))  # doctest: +SKIP
+    >>> ck.tcpdump(sc, "meizu", "enp4s0", "src 10.167.226.38 and port 8472 and udp")  # doctest: +SKIP
 
     Taught in: 01-physical-nic, 02-flannel, 03-docker0.
     """
     from .tcpdump import parse_flags
     style = Style.for_scenario(scenario, **parse_flags(flags))
-    return render(apply_filter(capture(scenario, node, interface), flt), style)
+    frames = apply_filter(capture(scenario, node, interface), flt)
+    t = Transcript(render(frames, style))
+    t.command = " ".join(x for x in ("tcpdump -i", interface, flags, f"'{flt}'" if flt else "") if x) + f"   # on {node}"
+    t.packets = len(frames)
+    return t

@@ -287,3 +287,12 @@ def nat_table(scenario, node: str) -> tuple[list[Rule], list[str]]:
     rules.append(Rule("DOCKER", "RETURN", in_if="docker0", owner="docker"))
     rules += [r for r in kp_rules if r.chain not in _BUILTIN]
     return rules, kp_chains + ["DOCKER"]
+
+
+def nat_save(scenario, node: str) -> str:
+    """``iptables-save -t nat`` on ``node``, as the model builds it.
+
+    Taught in: 05-the-service.
+    """
+    rules, chains = nat_table(scenario, node)
+    return iptables_save(rules, chains)

@@ -816,3 +816,48 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                           ", ".join(sc.interfaces(sc.observed.anchor[0])))
     return sc
 
+
+
+# --------------------------------------------------------------------------
+# Views of the scenario for a chapter
+# --------------------------------------------------------------------------
+
+def manifest_text(sc: Scenario) -> str:
+    """The Kubernetes manifests the scenario's workloads come from, verbatim.
+
+    Taught in: 00-the-scenario.
+    """
+    path = sc.raw.get("manifests")
+    if not path:
+        return "(this scenario declares its pods directly, without manifests)"
+    return Path(path).read_text(encoding="utf-8")
+
+
+def describe(sc: Scenario) -> str:
+    """The cluster as a few tables: nodes, pods, the Service, the request and the observed inputs.
+
+    Taught in: 00-the-scenario.
+    """
+    lines = [f"scenario {sc.name}: flannel {sc.flannel.backend} VNI {sc.flannel.vni} UDP {sc.flannel.port}, "
+             f"pod network {sc.flannel.network}, serviceCIDR {sc.service_cidr}", "", "nodes"]
+    for n in sc.nodes:
+        lines.append(f"  {n.name:<8} {n.nic.name} {n.nic.ip}/{n.nic.network.prefixlen} (MTU {n.nic.mtu})  "
+                     f"pod subnet {n.subnet}  docker0 {n.docker.bridge_ip} (MTU {n.docker.mtu})  "
+                     f"{sc.flannel.device} {n.vtep_ip}")
+    lines += ["", "pods"]
+    for p in sc.pods:
+        lines.append(f"  {p.name:<8} on {p.node:<8} eth0 {str(p.ip):<13} MAC {p.mac}  host side {p.veth}")
+    lines += ["", "services"]
+    for s in sc.services:
+        ports = ", ".join(f"{p.port}->{p.target_port}/{p.protocol}" for p in s.ports)
+        eps = ", ".join(str(p.ip) for p in sc.endpoints(s))
+        lines.append(f"  {s.name:<8} clusterIP {s.cluster_ip}  ports {ports}  endpoints {eps}")
+    r, o = sc.request, sc.observed
+    lines += ["", f"request: {r.client} -> {r.service} {sc.service(r.service).cluster_ip}:{r.port}  "
+                  f"{r.method} {r.path} (User-Agent: {r.user_agent})",
+              "", "observed inputs (chosen by the kernel or the clock on the day, not computed):",
+              f"  client port {o.client_port}, client ISN {o.client_isn}, server ISN {o.server_isn}, "
+              f"outer source ports {dict(o.vxlan_sport) or '(computed)'}",
+              f"  segment times anchored at {o.anchor[0]} {o.anchor[1]}"
+              + (f" ({len(o.times_us)} observed times)" if o.times_us else " (modelled)")]
+    return "\n".join(lines)

@@ -1,0 +1,118 @@
+"""The chapters as a learner gets them: executed, deterministic, navigable, with checked exercises.
+
+nbval (``--nbval`` in pytest's addopts) re-executes every notebook and
+compares each stored output strictly: a stale output fails there.  These
+tests add what nbval does not check.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+import nbformat
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "tools"))
+import nbtools  # noqa: E402
+
+CHAPTERS = nbtools.chapters()
+ALL = CHAPTERS + nbtools.solutions()
+MACHINE = [
+    (re.compile(r"/(home|root|tmp|work|Users)/"), "a path of this machine"),
+    (re.compile(r"\bat 0x[0-9a-f]{6,}"), "a memory address"),
+    (re.compile(r"\b20(2[0-9]|3[0-9])-\d\d-\d\d"), "a date from the wall clock (captures are from 2019)"),
+    (re.compile(r"\bWidget\(|model_id"), "a widget's repr"),
+]
+
+
+def _read(p):
+    return nbformat.read(p, as_version=4)
+
+
+def _text(out) -> str:
+    if out.output_type == "stream":
+        return out.text
+    return "\n".join(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+
+
+def test_the_chapters_are_all_there():
+    names = [p.name for p in CHAPTERS]
+    assert [n[:2] for n in names] == [f"{i:02d}" for i in range(len(names))]
+    assert all(re.fullmatch(r"\d\d-[a-z0-9-]+\.ipynb", n) for n in names)
+    assert len(names) >= 7
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_executed_in_order_without_errors(path):
+    nb = _read(path)
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert None not in counts, "unexecuted cells: run python tools/nbtools.py execute"
+    assert counts == list(range(1, len(counts) + 1)), "cells were not run top to bottom in one kernel"
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            assert o.output_type != "error", f"{o.ename}: {o.evalue}"
+            assert not (o.output_type == "stream" and o.name == "stderr"), o.text
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_outputs_do_not_depend_on_the_machine(path):
+    for c in _read(path).cells:
+        for o in c.get("outputs", []):
+            for rx, what in MACHINE:
+                m = rx.search(_text(o))
+                assert not m, f"output contains {what}: {m.group(0)!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_shape(path):
+    nb = _read(path)
+    md = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert "**What you'll learn**" in md and "**What you need**" in md
+    assert "## Summary" in md
+    assert code[0].startswith("import coursekit as ck")
+    for src in code:
+        assert "import *" not in src
+        assert len(src.splitlines()) <= 10, f"a cell is logic, not a few calls:\n{src}"
+        for line in src.splitlines():
+            if "NBVAL_" in line:
+                assert re.search(r"NBVAL_\w+\s+#?\s*\S.{10,}", line) or "#" in line.split("NBVAL_", 1)[1], \
+                    f"an nbval marker without its reason: {line}"
+    if not path.name.startswith("07"):
+        checks = [s for s in code if "ck.check(" in s]
+        assert 2 <= len(checks) <= 4, "2-4 exercises per chapter"
+        assert any("ck.widgets." in s for s in code), "every chapter has an explorer"
+
+
+def test_every_exercise_has_a_checked_solution():
+    asked = set()
+    for p in CHAPTERS:
+        for c in _read(p).cells:
+            asked |= set(re.findall(r'ck\.check\("([\w.-]+)"', c.source)) if c.cell_type == "code" else set()
+    solved = {}
+    for p in nbtools.solutions():
+        for c in _read(p).cells:
+            if c.cell_type == "code":
+                for eid in re.findall(r'ck\.check\("([\w.-]+)"', c.source):
+                    solved[eid] = "".join(_text(o) for o in c.outputs)
+    assert asked, "no exercises found"
+    assert asked <= set(solved), f"exercises without a solution: {sorted(asked - set(solved))}"
+    for eid, out in solved.items():
+        assert out.startswith(f"✔ {eid}: correct"), out
+
+
+def test_unanswered_exercises_say_so():
+    for p in CHAPTERS:
+        for c in _read(p).cells:
+            if c.cell_type == "code" and "ck.check(" in c.source:
+                assert "not answered yet" in "".join(_text(o) for o in c.outputs)
+
+
+def test_navigation_and_chapter_map_are_generated():
+    assert nbtools.stale() == [], "run: python tools/nbtools.py nav"
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for p in CHAPTERS:
+        assert f"](notebooks/{p.name})" in readme
