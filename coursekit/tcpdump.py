@@ -45,6 +45,9 @@ _TCPOPT_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sac
                  30: "mptcp", 34: "tfo", 254: "exp"}
 _IPPROTO = {1: "ICMP", 2: "IGMP", 4: "IPIP", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
             58: "ICMPv6", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP"}
+_IPOPTS = {0: "EOL", 1: "NOP", 68: "timestamp", 130: "security", 7: "RR", 137: "SSRR", 131: "LSRR", 148: "RA",
+           82: "traceroute"}
+_IGMPV3_REPORT = {1: "is_in", 2: "is_ex", 3: "to_in", 4: "to_ex", 5: "allow", 6: "block"}
 _ETHERTYPES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q"}
 VXLAN_PORT, VXLAN_LINUX_PORT = 4789, 8472
 
@@ -255,6 +258,7 @@ class Printer:
             out.append(f"bad-len {total}")
             return
         length = total
+        truncated = False
         if self.style.v:
             out.append(f"(tos 0x{tos:x}")
             out.append({0: "", 1: ",ECT(1)", 2: ",ECT(0)", 3: ",CE"}[tos & 3])
@@ -265,7 +269,11 @@ class Printer:
                        f"proto {_IPPROTO.get(proto, 'unknown')} ({proto}), length {total}")
             if hlen > 20:
                 out.append(", options (")
-                out.append(self._ipopts(b, off + 20, hlen - 20))
+                try:
+                    self._ipopts(b, off + 20, hlen - 20, out)
+                except _OptTrunc:
+                    out.append(" [truncated-option]")
+                    truncated = True
                 out.append(")")
             if off + hlen <= len(b.data):
                 s = _cksum(b.data[off:off + hlen])
@@ -273,24 +281,147 @@ class Printer:
                     field = b.u16(off + 10, "ip")
                     out.append(f", bad cksum {field:x} (->{_fix(field, b.data[off:off + hlen]):x})!")
             out.append(")\n    ")
+            if truncated:
+                out.append(f"{self.host(src)} > {self.host(dst)}: ")
+                raise _Trunc("ip")
         length -= hlen
         if frag & 0x1FFF:
             out.append(f"{self.host(src)} > {self.host(dst)}: ip-proto-{proto}")
             return
         poff = off + hlen
+        if proto not in (6, 17, 33, 132):      # TCP, UDP, DCCP and SCTP print their own addresses
+            out.append(f"{self.host(src)} > {self.host(dst)}: ")
+        if poff > len(b.data):                  # options cut by the snaplen
+            out.append(f" [remaining caplen({len(b.data) - off}) < header length({hlen})]")
+            raise _Trunc("ip")
         if proto == 6:
             self._tcp(b, poff, length, src, dst, out, frag & 0x2000)
         elif proto == 17:
             self._udp(b, poff, length, src, dst, out, frag & 0x2000)
         elif proto == 1:
-            out.append(f"{self.host(src)} > {self.host(dst)}: ")
             self._icmp(b, poff, length, out, frag & 0x2000)
+        elif proto == 2:
+            self._igmp(b, poff, length, out)
         else:
-            out.append(f"{self.host(src)} > {self.host(dst)}: ")
             out.append(f" ip-proto-{proto} {length}")
 
-    def _ipopts(self, b: _Buf, off: int, n: int) -> str:  # pragma: no cover - out of scope
-        return "unknown"
+    def _ipopts(self, b: _Buf, off: int, n: int, out: list[str]) -> None:
+        """print-ip.c ``ip_optprint``: names, and the Router Alert value (IGMP carries RA).
+
+        Timestamp and record-route contents are not decoded (their names are printed).
+        """
+        sep = ""
+        while n > 0:
+            out.append(sep)
+            code = b.u8(off, "ip")
+            out.append(_IPOPTS.get(code, f"unknown {code}"))
+            sep = ","
+            if code in (0, 1):
+                olen = 1
+            else:
+                olen = b.u8(off + 1, "ip")
+                if olen < 2:
+                    out.append(f" [bad length {olen}]")
+                    break
+            if olen > n:
+                out.append(f" [bad length {olen}]")
+                break
+            if off + olen > len(b.data):        # ND_TCHECK_LEN: ip_optprint returns -1
+                raise _OptTrunc()
+            if code == 0:
+                break
+            if code == 148:
+                if olen < 4:
+                    out.append(f" [bad length {olen}]")
+                else:
+                    val = b.u16(off + 2, "ip")
+                    if val:
+                        out.append(f" value {val}")
+            off += olen
+            n -= olen
+
+    # --- IGMP (print-igmp.c) --------------------------------------------------------
+    def _igmpv3_report(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if length < 16 or length & 3:
+            out.append(f" [invalid len {length}]")
+            return
+        groups = b.u16(off + 6, "igmp")
+        out.append(f", {groups} group record(s)")
+        if not self.style.v:
+            return
+        g = 8
+        for _ in range(groups):
+            if length < g + 8:
+                out.append(" [invalid number of groups]")
+                return
+            out.append(f" [gaddr {self.host(b.need(off + g + 4, 4, 'igmp'))}")
+            rtype = b.u8(off + g, "igmp")
+            out.append(" " + _IGMPV3_REPORT.get(rtype, f" [v3-report-#{rtype}]"))
+            nsrcs = b.u16(off + g + 2, "igmp")
+            if length < g + 8 + (nsrcs << 2):
+                out.append(f" [invalid number of sources {nsrcs}]")
+                return
+            if self.style.v == 1:
+                out.append(f", {nsrcs} source(s)")
+            else:
+                out.append(" {" + "".join(f" {self.host(b.need(off + g + 8 + 4 * j, 4, 'igmp'))}"
+                                          for j in range(nsrcs)) + " }")
+            g += 8 + (nsrcs << 2)
+            out.append("]")
+
+    def _igmpv3_query(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        out.append(" v3")
+        if length & 3:
+            out.append(f" [invalid len {length}]")
+            return
+        mrc = b.u8(off + 1, "igmp")
+        mrt = mrc if mrc < 128 else ((mrc & 0x0F) | 0x10) << (((mrc & 0x70) >> 4) + 3)
+        if mrc != 100:
+            out.append(" [max resp time " + (f"{mrt * 0.1:.1f}s" if mrt < 600 else _relts(mrt // 10)) + "]")
+        if b.u32(off + 4, "igmp") == 0:
+            return
+        out.append(f" [gaddr {self.host(b.need(off + 4, 4, 'igmp'))}")
+        nsrcs = b.u16(off + 10, "igmp")
+        if nsrcs:
+            if length < 12 + (nsrcs << 2):
+                out.append(" [invalid number of sources]")
+            elif self.style.v > 1:
+                out.append(" {" + "".join(f" {self.host(b.need(off + 12 + 4 * j, 4, 'igmp'))}"
+                                          for j in range(nsrcs)) + " }")
+            else:
+                out.append(f", {nsrcs} source(s)")
+        out.append("]")
+
+    def _igmp(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        typ = b.u8(off, "igmp")
+        if typ == 0x11:
+            out.append("igmp query")
+            if length >= 12:
+                self._igmpv3_query(b, off, length, out)
+            else:
+                mrt = b.u8(off + 1, "igmp")
+                if mrt:
+                    out.append(" v2" + (f" [max resp time {mrt}]" if mrt != 100 else ""))
+                else:
+                    out.append(" v1")
+                if b.u32(off + 4, "igmp"):
+                    out.append(f" [gaddr {self.host(b.need(off + 4, 4, 'igmp'))}]")
+                if length != 8:
+                    out.append(f" [len {length}]")
+        elif typ == 0x12:
+            out.append(f"igmp v1 report {self.host(b.need(off + 4, 4, 'igmp'))}")
+        elif typ == 0x16:
+            out.append(f"igmp v2 report {self.host(b.need(off + 4, 4, 'igmp'))}")
+        elif typ == 0x17:
+            out.append(f"igmp leave {self.host(b.need(off + 4, 4, 'igmp'))}")
+        elif typ == 0x22:
+            out.append("igmp v3 report")
+            self._igmpv3_report(b, off, length, out)
+        else:
+            out.append(f"igmp-{typ}")
+        if self.style.v and length >= 4 and off + length <= len(b.data):
+            if _cksum(b.data[off:off + length]) not in (0, 0xFFFF):
+                out.append(f" bad igmp cksum {b.u16(off + 2, 'igmp'):x}!")
 
     # --- ICMP -------------------------------------------------------------------
     def _icmp(self, b: _Buf, off: int, length: int, out: list[str], fragmented: int) -> None:
@@ -342,14 +473,15 @@ class Printer:
             out.append(f"UDP, length {length}")
 
     def _vxlan(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
-        out.append("VXLAN, ")
+        out.append("VXLAN")
         if length < 8:
             out.append(" (invalid)")
             return
         flags = b.u8(off, "vxlan")
-        out.append(f"flags [{'I' if flags & 0x08 else 'invalid'}] (0x{flags:02x}), ")
+        out.append(f", flags [{'I' if flags & 0x08 else 'invalid'}] (0x{flags:02x}), ")
         vni = b.u24(off + 4, "vxlan")
         out.append(f"vni {vni}\n")
+        b.need(off + 7, 1, "vxlan")      # the reserved byte must be there too (tcpdump 4.99.3)
         self._ether(b, off + 8, length - 8, out)
 
     def _otv(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
@@ -431,6 +563,9 @@ class Printer:
         if length <= 0:
             return
         poff = off + hlen
+        if poff > len(b.data):          # the header itself was cut by the snaplen
+            out.append(f" [remaining caplen({max(0, len(b.data) - off)}) < header length({hlen})]")
+            raise _Trunc("tcp")
         if flags & TH_RST and self.style.v:
             self._rst_data(b, poff, length, out)
             return
@@ -561,6 +696,10 @@ class Printer:
             _txt_line(data, ": ", 0, length, out)
 
 
+class _OptTrunc(Exception):
+    """An IP option cut by the snaplen (tcpdump prints ``[truncated-option]``)."""
+
+
 class _BadOpt(Exception):
     pass
 
@@ -639,6 +778,18 @@ def _safe(c: int) -> str:
     if c < 0x80:
         return "^" + chr(c ^ 0x40)
     return "M-" + _safe(c & 0x7F)
+
+
+def _relts(secs: int) -> str:
+    """util-print.c ``unsigned_relts_print``: 100 -> "1m40s"."""
+    if secs == 0:
+        return "0s"
+    out = []
+    for unit, n in (("y", 31536000), ("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if secs >= n:
+            out.append(f"{secs // n}{unit}")
+            secs %= n
+    return "".join(out)
 
 
 def _mac(b: bytes) -> str:

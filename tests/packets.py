@@ -81,7 +81,8 @@ def tcp_segment(draw, src, dst):
 @st.composite
 def ipv4(draw, depth=0):
     src, dst = draw(ip4), draw(ip4)
-    kind = draw(st.sampled_from(["tcp", "tcp", "udp", "vxlan", "icmp", "other"] if depth == 0 else ["tcp", "icmp"]))
+    kind = draw(st.sampled_from(["tcp", "tcp", "udp", "vxlan", "icmp", "igmp", "other"] if depth == 0 else ["tcp", "icmp"]))
+    options = b""
     if kind == "tcp":
         proto, payload = 6, draw(tcp_segment(src, dst))
     elif kind == "icmp":
@@ -101,11 +102,35 @@ def ipv4(draw, depth=0):
         udp = struct.pack("!HHHH", sport, dport, 8 + len(body), 0) + body
         c = 0 if draw(st.booleans()) else _sum16(src + dst + struct.pack("!BBH", 0, 17, len(udp)) + udp)
         proto, payload = 17, udp[:6] + struct.pack("!H", c) + udp[8:]
+    elif kind == "igmp":
+        # what a Linux bridge sends when it comes up (v3 report), and the older messages,
+        # with the Router Alert option IGMP carries (RFC 2113), sometimes with a value
+        typ = draw(st.sampled_from([0x22, 0x22, 0x16, 0x17, 0x12, 0x11, 0x30]))
+        if typ == 0x22:
+            recs = b""
+            n = draw(st.integers(0, 3))
+            for _ in range(n):
+                nsrc = draw(st.integers(0, 2))
+                recs += struct.pack("!BBH4s", draw(st.integers(1, 7)), 0, nsrc, draw(ip4)) + b"".join(
+                    draw(ip4) for _ in range(nsrc))
+            body = struct.pack("!BBHHH", typ, 0, 0, 0, n + draw(st.sampled_from([0, 0, 1]))) + recs
+        elif typ == 0x11 and draw(st.booleans()):        # an IGMPv3 query, maybe with sources
+            nsrc = draw(st.integers(0, 2))
+            body = struct.pack("!BBH4sBBH", typ, draw(st.sampled_from([100, 10, 200])), 0,
+                               draw(st.sampled_from([b"\0" * 4, bytes([239, 1, 2, 3])])), 0, 125, nsrc) + \
+                b"".join(draw(ip4) for _ in range(nsrc))
+        else:
+            body = struct.pack("!BBH4s", typ, draw(st.sampled_from([0, 100, 50])), 0, draw(ip4))
+        c = _sum16(body) if draw(st.integers(0, 5)) else 0x1234
+        proto, payload = 2, body[:2] + struct.pack("!H", c) + body[4:]
+        options = draw(st.sampled_from([b"\x94\x04\x00\x00", b"\x94\x04\x00\x07", b"\x01\x01\x01\x00",
+                                        b"\x94\x04\x00\x00\x01\x01\x01\x00", b"\x94\x01\x00\x00"]))
     else:
         proto, payload = draw(st.sampled_from([99, 253])), draw(st.binary(max_size=20))
-    total = 20 + len(payload)
-    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, draw(st.integers(0, 255)), total, draw(st.integers(0, 65535)),
-                      draw(st.sampled_from([0, 0x4000])), draw(st.integers(0, 255)), proto, 0, src, dst)
+    total = 20 + len(options) + len(payload)
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45 + len(options) // 4, draw(st.integers(0, 255)), total,
+                      draw(st.integers(0, 65535)), draw(st.sampled_from([0, 0x4000])), draw(st.integers(0, 255)),
+                      proto, 0, src, dst) + options
     c = _sum16(hdr)
     if draw(st.integers(0, 9)) == 0:
         c ^= draw(st.integers(1, 0xFFFF))
