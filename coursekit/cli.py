@@ -14,6 +14,7 @@ Taught in: README (command line), 01-physical-nic.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -85,6 +86,72 @@ def build_data(root: Path | None = None) -> list[Path]:
     return written
 
 
+def _lab(args) -> int:
+    from . import lab
+    from .scenario import load_scenario
+
+    def say(msg):
+        print(f"  {msg}", file=sys.stderr, flush=True)
+
+    if args.action == "status":
+        print(lab.status())
+        left = lab.leftovers()
+        if left:
+            print(f"leftovers: {', '.join(left)} (python -m coursekit lab down)")
+        return 0 if not lab.requirements() else 1
+    if args.action == "down":
+        with contextlib.suppress(CourseError):
+            st = lab.load_state()
+            lab.stop_pids([c["pid"] for c in st.get("captures", [])], timeout=3)
+        removed = lab.down()
+        lab.clear_state()
+        print(f"removed {len(removed)} namespaces" + (f": {', '.join(removed)}" if removed else ""))
+        return 0
+    if args.action == "all":
+        sc = load_scenario(args.scenario)
+        report = lab.run_all(sc, args.out, say, warm=not args.cold)
+        print(report.text())
+        if args.json:
+            Path(args.json).write_text(report.to_json(), encoding="utf-8")
+        return 0 if report.ok else 1
+    if args.action == "up":
+        sc = load_scenario(args.scenario)
+        lb = lab.Lab(sc, args.out, say, warm=not args.cold)
+        lb.up()
+        lab.save_state(lb, args.scenario)
+        print(f"lab up: {len(lb.points)} interfaces; next: python -m coursekit lab capture")
+        return 0
+    st = lab.load_state()
+    sc = load_scenario(st["scenario"])
+    lb = lab.resume(st, sc, say)
+    if args.action == "capture":
+        lb.start_captures()
+        for proc, _ in lb._captures:
+            proc.stderr.close()            # tcpdump keeps running after we exit
+        lab.save_state(lb, st["scenario"])
+        lb._captures = []
+        print(f"capturing on {len(st['points'])} interfaces; next: python -m coursekit lab run")
+        return 0
+    if args.action == "run":
+        print(lb.request())
+        pids = [c["pid"] for c in st.get("captures", [])]
+        if pids:
+            lab.stop_pids(pids)
+            lab.save_state(lb, st["scenario"])      # points keep their pcap paths; no capture runs now
+            print(f"pcaps in {lb.workdir}; next: python -m coursekit lab compare")
+        return 0
+    if args.action == "compare":
+        pcaps = {(p.owner, p.iface): p.pcap for p in lb.points if p.pcap and Path(p.pcap).exists()}
+        if not pcaps:
+            raise CourseError("live lab", "no captures yet", "python -m coursekit lab capture, then run")
+        report = lab.compare(sc, pcaps)
+        print(report.text())
+        if args.json:
+            Path(args.json).write_text(report.to_json(), encoding="utf-8")
+        return 0 if report.ok else 1
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m coursekit", description="Packet Walk course kit")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -106,6 +173,15 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--scenario", default="article", help="names (hosts, services) and time zone from this scenario")
     r.add_argument("--utc-offset", default=None, help="print times at this offset, e.g. +00:00")
     _tcpdump_flags(r)
+
+    lb = sub.add_parser("lab", help="the live lab: the scenario on this machine's kernel (needs root)")
+    lb.add_argument("action", choices=["up", "capture", "run", "compare", "down", "all", "status"],
+                    help="up: build; capture: start tcpdump everywhere; run: send the request (and stop the "
+                         "captures); compare: lab vs model; down: remove everything; all: up..down in one go")
+    lb.add_argument("--scenario", default="article")
+    lb.add_argument("--out", default=None, help="where the pcaps go (default: a new temporary directory)")
+    lb.add_argument("--json", default=None, help="also write the comparison as JSON to this file")
+    lb.add_argument("--cold", action="store_true", help="start with empty neighbour caches (ARP shows up)")
 
     d = sub.add_parser("data", help="rebuild everything under data/captures")
     d.add_argument("--root", default=None, help=argparse.SUPPRESS)
@@ -130,6 +206,8 @@ def _run(args) -> int:
         files = build_data(Path(args.root) if args.root else None)
         print(f"wrote {len(files)} files")
         return 0
+    if args.cmd == "lab":
+        return _lab(args)
     sc = load_scenario(args.scenario)
     if args.cmd == "capture":
         frames = capture(sc, args.node, args.interface)

@@ -42,7 +42,7 @@ FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
 _M32 = 0xFFFFFFFF
 TS_OPTION_LEN = 12      # nop, nop, TS val ecr
-WSCALE = 7              # Linux's choice for the default buffers of the article's kernels
+WSCALE = 7              # Linux's choice for the default buffers of the article's kernels (observed.wscale overrides)
 
 
 @dataclass
@@ -57,6 +57,7 @@ class Segment:
     payload: bytes
     window: int                      # the raw 16-bit window field
     mss: int | None = None           # on SYN and SYN-ACK only
+    wscale: int = WSCALE             # the sender's window scale (printed on SYNs)
     trigger: int | None = None       # the segment whose arrival caused this one
     send_us: int = 0                 # when the sender emitted it
     ts_val: int = 0
@@ -103,7 +104,7 @@ def tcp_options(seg: Segment) -> list[tuple[str, object]]:
     """Linux's option layout: SYNs carry mss, sackOK, TS, nop, wscale; others nop, nop, TS."""
     if seg.flags & SYN:
         return [("MSS", seg.mss), ("SAckOK", b""), ("Timestamp", (seg.ts_val, seg.ts_ecr)),
-                ("NOP", None), ("WScale", WSCALE)]
+                ("NOP", None), ("WScale", seg.wscale)]
     return [("NOP", None), ("NOP", None), ("Timestamp", (seg.ts_val, seg.ts_ecr))]
 
 
@@ -127,13 +128,15 @@ def segments(scenario) -> list[Segment]:
     s_smss = min(c_mss, s_mss) - TS_OPTION_LEN
     c_syn_win = min(65535, 20 * c_mss)
     s_syn_win = min(65535, 20 * (s_mss - TS_OPTION_LEN))
-    c_win = math.ceil(c_syn_win / (1 << WSCALE))
-    s_win = math.ceil(s_syn_win / (1 << WSCALE))
+    c_ws, s_ws = o.wscale
+    c_win = math.ceil(c_syn_win / (1 << c_ws))
+    s_win = math.ceil(s_syn_win / (1 << s_ws))
 
     segs: list[Segment] = []
 
     def add(sender, label, flags, seq, ack, payload=b"", win=0, mss=None, trigger=None):
-        segs.append(Segment(len(segs), sender, label, flags, seq & _M32, ack & _M32, payload, win, mss, trigger))
+        ws = c_ws if sender == "client" else s_ws
+        segs.append(Segment(len(segs), sender, label, flags, seq & _M32, ack & _M32, payload, win, mss, ws, trigger))
         return len(segs) - 1
 
     syn = add("client", "SYN", SYN, c, 0, win=c_syn_win, mss=c_mss)

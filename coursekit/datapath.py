@@ -126,11 +126,17 @@ class _Node:
         self.rules, self.chains = nat_table(sc, name)
         self.local = {self.n.nic.ip, self.n.vtep_ip, self.n.docker.bridge_ip}
         self.ct: Conntrack | None = None
+        self._pre = None        # PREROUTING already done by br_netfilter for the frame in flight
         self.outer_id = sc.observed.ip_id.get(name, int.from_bytes(name.encode()[:2].ljust(2, b"\0"), "big"))
 
     # -- the IP layer of a node: PREROUTING, routing, forwarding, POSTROUTING
-    def forward(self, pkt: Ether, in_if: str, decisions: list[Decision], nat_traces: dict) -> tuple[Ether, str]:
-        sc, n = self.sc, self.n
+    def prerouting(self, pkt: Ether, in_if: str, decisions: list[Decision], nat_traces: dict) -> Ether:
+        """nat PREROUTING (first packet) or conntrack (later ones); returns the frame with its new destination.
+
+        Called by the bridge when br_netfilter hands bridged frames to iptables
+        (``net.bridge.bridge-nf-call-iptables = 1``), else by :meth:`forward`.
+        """
+        sc = self.sc
         t = _tuple_of(pkt)
         new = self.ct is None
         if new:
@@ -151,6 +157,15 @@ class _Node:
                 decisions.append(Decision("conntrack", "conntrack", self.ct.conntrack_l(),
                                           f"destination {t.dst}:{t.dport} -> {t2.dst}:{t2.dport}"
                                           + (" (reply un-SNAT)" if not self.ct.is_orig(t) else " (DNAT of the connection)")))
+        self._pre = (t, t2, marks, new)
+        return _with(pkt, t=t2) if t2 != t else pkt
+
+    def forward(self, pkt: Ether, in_if: str, decisions: list[Decision], nat_traces: dict) -> tuple[Ether, str]:
+        sc, n = self.sc, self.n
+        if self._pre is None:
+            self.prerouting(pkt, in_if, decisions, nat_traces)
+        t, t2, marks, new = self._pre
+        self._pre = None
         route = lookup(sc, self.name, t2.dst)
         decisions.append(Decision("route", "main", route.ip_route().strip(),
                                   f"{t2.dst} leaves by {route.dev}" + (f" via {route.via}" if route.via else "")))
@@ -312,6 +327,10 @@ def walk(scenario) -> Walk:
             elif h == 2:
                 dec = [Decision("bridge", "docker0 fdb", f"{sc.node(node).docker.bridge_mac} dev docker0 master docker0 permanent",
                                 "destination MAC is the bridge's own: up to the host's IP stack")]
+                if sc.node(node).br_netfilter:
+                    dec.append(Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
+                                        "iptables PREROUTING runs inside the bridge, before tcpdump on docker0 sees the frame"))
+                    cur = nodes[node].prerouting(cur, "docker0", dec, nat_traces)
             elif h == 3:
                 cur, _ = nodes[node].forward(cur, "docker0", dec, nat_traces)
             elif h == 4:

@@ -93,6 +93,9 @@ class Node:
     docker: Docker
     default_ttl: int                       # net.ipv4.ip_default_ttl
     ephemeral_ports: tuple[int, int]       # net.ipv4.ip_local_port_range
+    # br_netfilter loaded and net.bridge.bridge-nf-call-iptables = 1 (what Kubernetes
+    # nodes run with): iptables sees bridged frames, so DNAT happens inside docker0
+    br_netfilter: bool = True
 
     @property
     def vtep_ip(self) -> ipaddress.IPv4Address:
@@ -178,6 +181,7 @@ class Observed:
     times_us: tuple[int, ...] | None        # per-packet time at the anchor
     anchor: tuple[str, str]                 # (node, interface) the times refer to
     windows: tuple[int, ...] | None         # per-packet raw window field
+    wscale: tuple[int, int]                 # (client, server) window scale their kernels chose
     endpoint: int                           # which endpoint kube-proxy's random pick chose
     vxlan_sport: dict                       # {node name: outer UDP source port}
     flow_hash_seed: int                     # the kernel's boot-time hash seed
@@ -615,6 +619,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             docker=docker,
             default_ttl=_int(_get(nd, "defaultTTL", f, 64), f + ".defaultTTL", 2, 255),
             ephemeral_ports=(_port(lo, f + ".ephemeralPorts"), _port(hi, f + ".ephemeralPorts")),
+            br_netfilter=_bool(_get(nd, "bridgeNfCallIptables", f, True), f + ".bridgeNfCallIptables"),
         ))
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
@@ -704,7 +709,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                   "one address per replica")
             for i in range(replicas):
                 add_pod(f"{dname}-{i + 1}", ns, node, _ip(ips[i], f"{f}.podIPs.{i}"), f"{f}.podIPs.{i}",
-                        labels, cports[0] if cports else None, (w.get("pods") or {}).get(i + 1, {}) or {})
+                        labels, cports[0] if cports else None,
+                        (w.get("pods") or {}).get(i + 1) or (w.get("pods") or {}).get(str(i + 1)) or {})
         for sd in svc_docs:
             md = sd.get("metadata") or {}
             sname = str(md.get("name"))
@@ -774,6 +780,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         times_us=tuple(_time(t, f"observed.times.{i}") for i, t in enumerate(times)) if times else None,
         anchor=(str(_get(anchor, "node", "observed.anchor")), str(_get(anchor, "interface", "observed.anchor"))),
         windows=tuple(_int(w, f"observed.windows.{i}", 0, 65535) for i, w in enumerate(windows)) if windows else None,
+        wscale=(_int(_get(o.get("wscale") or {}, "client", "observed.wscale", 7), "observed.wscale.client", 0, 14),
+                _int(_get(o.get("wscale") or {}, "server", "observed.wscale", 7), "observed.wscale.server", 0, 14)),
         endpoint=endpoint,
         vxlan_sport={str(k): _port(v, f"observed.vxlanSourcePort.{k}") for k, v in (o.get("vxlanSourcePort") or {}).items()},
         flow_hash_seed=_int(_get(o, "flowHashSeed", "observed", 0x5EED), "observed.flowHashSeed", 0, 2**32 - 1),

@@ -79,9 +79,12 @@ def test_stepper_request_then_reply(article_walk):
     st = ex.steps(article_walk, 0)
     assert len(st) == 20
     assert [s.flow for s in st] == ["request"] * 10 + ["reply"] * 10
+    bridge = ex.step_view(st[2])                            # xiaomi docker0: br_netfilter runs the DNAT
+    assert any("DNAT" in d.effect for d in bridge.decisions)
+    assert "~ IPv4 dst: 10.254.40.119 -> 172.30.20.2" in bridge.changes
     v = ex.step_view(st[3])                                 # xiaomi flannel.1
     assert "request hop 4: xiaomi flannel.1 (leaving)" == v.title
-    assert any("DNAT" in d.effect for d in v.decisions)
+    assert any("MASQUERADE" in d.effect for d in v.decisions)
     assert "~ IPv4 src: 172.30.83.9 -> 172.30.83.0" in v.changes
     enc = ex.step_view(st[4])
     assert enc.changes[0].startswith("+ outer Ethernet (14 bytes")

@@ -77,9 +77,12 @@ def test_chapter_shape(path):
     for src in code:
         assert "import *" not in src
         assert len(src.splitlines()) <= 10, f"a cell is logic, not a few calls:\n{src}"
-        for line in src.splitlines():
+        lines = src.splitlines()
+        for i, line in enumerate(lines):
             if "NBVAL_" in line:
-                assert re.search(r"NBVAL_\w+\s+#?\s*\S.{10,}", line) or "#" in line.split("NBVAL_", 1)[1], \
+                # nbval needs the marker alone on its line; the reason is the next comment
+                assert re.fullmatch(r"#\s*NBVAL_[A-Z_]+", line.strip()), f"not an nbval marker line: {line}"
+                assert i + 1 < len(lines) and re.match(r"#\s*\S.{15,}", lines[i + 1].strip()), \
                     f"an nbval marker without its reason: {line}"
     if not path.name.startswith("07"):
         checks = [s for s in code if "ck.check(" in s]

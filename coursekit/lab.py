@@ -1,0 +1,943 @@
+"""The live lab: the scenario's cluster on a real Linux kernel, captured and compared with the model.
+
+Built from the same scenario the notebooks use, out of network namespaces
+and real kernel devices -- nothing is simulated::
+
+    ns <id>busybox        ns <id>xiaomi                              ns <id>meizu                 ns <id>nginx-1
+    eth0 ==veth== vethXXXX -> docker0 (bridge)                 docker0 <- vethYYYY ==veth== eth0
+                              iptables-restore (the model's nat table)
+                              flannel.1 (vxlan id VNI dstport P nolearning) + route/neigh/FDB
+                              enp4s0 ===================veth "wire"=================== enp4s0
+
+Naming: every namespace is ``pwlab-<run id>-<node or pod>``; the run id is the
+creating process's pid in hex plus a counter, so two labs never collide and
+``down`` can find every leftover of a crashed run by the ``pwlab-`` prefix.
+Links are created *inside* their namespaces (``ip -n A link add … peer …
+netns B``), so the host never holds one, even for an instant; no address is
+routed outside the namespaces.  The host's links, routes and nat rules are
+left byte-identical (a test checks it).
+
+Neighbour caches start warm (the model's ``ip neigh`` entries are installed),
+as in the article's captures; ``warm=False`` shows the ARP exchanges a cold
+first request makes (not modelled, and reported as such).
+
+The comparison (:func:`compare`) identifies every captured TCP segment, feeds
+the model what the kernel chose on the day (client port, ISNs, windows,
+window scales, segment times, outer UDP source ports, the endpoint
+kube-proxy picked) and then compares every field of every frame on every
+interface, except a documented list of fields the kernel chooses freely
+(:data:`FREE_FIELDS`).
+
+Taught in: 07-live-lab.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import CourseError
+
+__all__ = ["PREFIX", "FREE_FIELDS", "Lab", "requirements", "status", "leftovers", "down", "compare",
+           "Report", "host_snapshot"]
+
+PREFIX = "pwlab-"
+_counter = itertools.count(1)
+
+# Fields the kernel (or the clock) chooses freely; compared for presence, not value.
+FREE_FIELDS = {
+    ("IPv4", "id"): "IP id: the kernel's per-socket/per-destination counter",
+    ("IPv4", "chksum"): "follows the IP id",
+    ("outer IPv4", "id"): "IP id of the outer header: a per-destination counter",
+    ("outer IPv4", "chksum"): "follows the outer IP id",
+    ("TCP", "chksum"): "covers the TS values (and may be left to offload on veth)",
+    ("outer UDP", "chksum"): "covers the inner frame's free fields",
+    ("TCP", "options:TS"): "TCP timestamps: each kernel's own clock",
+    ("HTTP", "Date"): "the Date header: the wall clock",
+}
+
+
+def _run(cmd: list[str], what: str = "", check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise CourseError("live lab", f"{cmd[0]} is not installed", "install iproute2, iptables and tcpdump") from None
+    if check and r.returncode != 0:
+        raise CourseError("live lab", f"{what or ' '.join(cmd)} failed: {r.stderr.strip() or r.stdout.strip()}")
+    return r
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None)
+
+
+def requirements() -> list[str]:
+    """What is missing to run the lab here (empty: ready)."""
+    missing = []
+    if sys.platform != "linux":
+        return ["a Linux kernel (the lab builds network namespaces)"]
+    for tool, pkg in (("ip", "iproute2"), ("bridge", "iproute2"), ("iptables-restore", "iptables"),
+                      ("iptables-save", "iptables"), ("tcpdump", "tcpdump")):
+        if _tool(tool) is None:
+            missing.append(f"{tool} (apt install {pkg})")
+    if os.geteuid() != 0 and not missing:
+        ok, why = rootless_possible()
+        if not ok:
+            missing.append("root, or unprivileged user namespaces, which this machine does not allow "
+                           f"({why}); run with sudo, or on a machine that allows them")
+    return missing
+
+
+_UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--fork"]
+
+
+def rootless_possible() -> tuple[bool, str]:
+    """Can this user build the lab inside its own user + network namespace (``unshare -rn``)?"""
+    if _tool("unshare") is None:
+        return False, "unshare (util-linux) is not installed"
+    r = _run(_UNSHARE + ["sh", "-c", "mount -t tmpfs tmpfs /run && true"], check=False, timeout=10)
+    if r.returncode != 0:
+        return False, (r.stderr.strip().splitlines() or ["unshare failed"])[-1]
+    return True, ""
+
+
+def mode() -> str:
+    """How the lab runs here: "root", "rootless" (a user namespace) or "unavailable"."""
+    if requirements():
+        return "unavailable"
+    return "root" if os.geteuid() == 0 else "rootless"
+
+
+def status() -> str:
+    """One line: can the lab run on this machine, and if not, what to install or change."""
+    missing = requirements()
+    if not missing:
+        how = ("as root" if os.geteuid() == 0 else
+               "rootless, inside a user + network namespace of its own (unshare)")
+        return f"live lab: ready, {how}; iproute2, iptables and tcpdump found"
+    return "live lab: not available here; missing " + "; ".join(missing)
+
+
+def _netns_list() -> list[str]:
+    r = _run([_tool("ip") or "ip", "netns", "list"], check=False)
+    return [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+def leftovers() -> list[str]:
+    """Namespaces left by any lab run (this one or a crashed earlier one)."""
+    return sorted(n for n in _netns_list() if n.startswith(PREFIX))
+
+
+def down(prefix: str = PREFIX) -> list[str]:
+    """Kill every process in the lab's namespaces and delete them; idempotent.
+
+    Taught in: 07-live-lab.
+    """
+    removed = []
+    ip = _tool("ip") or "ip"
+    for ns in sorted(n for n in _netns_list() if n.startswith(prefix)):
+        for _ in range(20):
+            pids = [int(p) for p in _run([ip, "netns", "pids", ns], check=False).stdout.split() if p.isdigit()]
+            if not pids:
+                break
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        _run([ip, "netns", "del", ns], check=False)
+        removed.append(ns)
+    return removed
+
+
+def host_snapshot() -> dict[str, str]:
+    """The host's links, addresses, routes and nat rules, to prove the lab left them alone."""
+    ip = _tool("ip") or "ip"
+    snap = {
+        "links": _run([ip, "-o", "link", "show"], check=False).stdout,
+        "addresses": _run([ip, "-o", "addr", "show"], check=False).stdout,
+        "routes": _run([ip, "route", "show", "table", "all"], check=False).stdout,
+        "rules": _run([ip, "rule", "show"], check=False).stdout,
+    }
+    save = _tool("iptables-save")
+    if save:
+        text = _run([save, "-t", "nat"], check=False).stdout
+        snap["nat"] = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    return snap
+
+
+@dataclass
+class Point:
+    ns: str                  # namespace
+    owner: str               # node or pod name, as the model calls it
+    iface: str
+    pcap: str = ""
+
+
+class Lab:
+    """Build, capture, request, compare, tear down.  Use it as a context manager.
+
+    >>> with Lab(ck.load_scenario("article")) as lab:      # doctest: +SKIP
+    ...     lab.up(); lab.start_captures(); lab.request(); lab.stop_captures()
+    ...     print(lab.compare().text())
+
+    Taught in: 07-live-lab.
+    """
+
+    def __init__(self, scenario, workdir: str | os.PathLike | None = None, progress=None, warm: bool = True):
+        self.sc = scenario
+        self.id = f"{PREFIX}{os.getpid():x}{next(_counter)}-"
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="packet-walk-lab-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.progress = progress or (lambda msg: None)
+        self.warm = warm
+        self.points: list[Point] = []
+        self._captures: list[tuple[subprocess.Popen, Point]] = []
+        self.built = False
+        self.request_log = ""
+
+    # -- names -------------------------------------------------------------------
+    def ns(self, name: str) -> str:
+        return self.id + name
+
+    def _ip(self, *args: str, ns: str | None = None, what: str = "") -> str:
+        cmd = [_tool("ip") or "ip"] + (["-n", ns] if ns else []) + list(args)
+        return _run(cmd, what).stdout
+
+    def _exec(self, ns: str, *cmd: str, what: str = "", check: bool = True, timeout: float = 30):
+        return _run([_tool("ip") or "ip", "netns", "exec", ns, *cmd], what, check=check, timeout=timeout)
+
+    # -- build ---------------------------------------------------------------------
+    def up(self) -> None:
+        """Build the cluster; on any failure, tear down what was built and raise one clear error."""
+        missing = requirements()
+        if missing:
+            raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
+        old = leftovers()
+        if old:
+            raise CourseError("live lab", f"leftovers of an earlier run: {', '.join(old)}",
+                              "run `python -m coursekit lab down` first")
+        try:
+            self._build()
+        except BaseException:
+            self.down()
+            raise
+        self.built = True
+
+    def _build(self) -> None:
+        sc = self.sc
+        client, server = sc.client, sc.server
+        nodes = [sc.node(client.node), sc.node(server.node)]
+        pods = [p for n in nodes for p in sc.pods_on(n.name)]
+        dev = sc.flannel.device
+        self.progress(f"namespaces: {', '.join(self.ns(x.name) for x in nodes + pods)}")
+        for x in nodes + pods:
+            self._ip("netns", "add", self.ns(x.name), what=f"ip netns add {self.ns(x.name)}")
+            ns = self.ns(x.name)
+            # no IPv6 chatter (router solicitations, MLD) in the captures; forwarding on nodes
+            for key, val in (("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1")):
+                self._exec(ns, "sysctl", "-qw", f"{key}={val}", check=False)
+            self._ip("link", "set", "lo", "up", ns=ns)
+        for n in nodes:
+            self._exec(self.ns(n.name), "sysctl", "-qw", "net.ipv4.ip_forward=1", what="sysctl ip_forward")
+            # br_netfilter as the scenario says (per network namespace since Linux 5.3)
+            key = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+            r = self._exec(self.ns(n.name), "sh", "-c", f"test -e {key} && echo {int(n.br_netfilter)} > {key}",
+                           check=False)
+            if r.returncode != 0 and n.br_netfilter:
+                raise CourseError("live lab", f"{n.name} needs br_netfilter (bridgeNfCallIptables: true)",
+                                  "modprobe br_netfilter, or set bridgeNfCallIptables: false in the scenario")
+        a, b = nodes
+        self.progress(f"the wire: {a.nic.name} ({a.name}) <-> {b.nic.name} ({b.name}), a veth pair")
+        self._ip("link", "add", a.nic.name, "address", a.nic.mac, "mtu", str(a.nic.mtu), "type", "veth", "peer", "name",
+                 b.nic.name, "address", b.nic.mac, "mtu", str(b.nic.mtu), "netns", self.ns(b.name), ns=self.ns(a.name),
+                 what="create the wire")
+        for n in nodes:
+            ns = self.ns(n.name)
+            self._ip("addr", "add", f"{n.nic.ip}/{n.nic.network.prefixlen}", "dev", n.nic.name, ns=ns)
+            self._ip("link", "set", n.nic.name, "up", ns=ns)
+            self.progress(f"{n.name}: docker0 bridge {n.docker.bridge_ip}/{n.subnet.prefixlen}, MTU {n.docker.mtu}")
+            self._ip("link", "add", "docker0", "address", n.docker.bridge_mac, "mtu", str(n.docker.mtu), "type", "bridge",
+                     ns=ns)
+            self._ip("addr", "add", f"{n.docker.bridge_ip}/{n.subnet.prefixlen}", "dev", "docker0", ns=ns)
+            self._ip("link", "set", "docker0", "up", ns=ns)
+            self.progress(f"{n.name}: {dev} vxlan id {sc.flannel.vni} dstport {sc.flannel.port} local {n.nic.ip}")
+            self._ip("link", "add", dev, "address", n.vtep_mac, "mtu", str(n.nic.mtu - 50), "type", "vxlan",
+                     "id", str(sc.flannel.vni), "dstport", str(sc.flannel.port), "local", str(n.nic.ip),
+                     "dev", n.nic.name, "nolearning", *([] if sc.flannel.udp_checksum else ["noudpcsum"]), ns=ns)
+            self._ip("addr", "add", f"{n.vtep_ip}/32", "dev", dev, ns=ns)
+            self._ip("link", "set", dev, "up", ns=ns)
+            for other in sc.nodes:
+                if other.name == n.name or other not in nodes:
+                    continue
+                # what flanneld's vxlan backend programs for each remote lease
+                self._ip("route", "add", str(other.subnet), "via", str(other.vtep_ip), "dev", dev, "onlink", ns=ns)
+                self._ip("neigh", "replace", str(other.vtep_ip), "lladdr", other.vtep_mac, "dev", dev,
+                         "nud", "permanent", ns=ns)
+                _run([_tool("bridge") or "bridge", "-n", ns, "fdb", "append", other.vtep_mac, "dev", dev,
+                      "dst", str(other.nic.ip), "self", "permanent"], "bridge fdb append")
+        for p in pods:
+            n = sc.node(p.node)
+            self.progress(f"pod {p.name}: eth0 {p.ip} (MTU {p.mtu}) <-> {p.veth} on {n.name}'s docker0")
+            pns = self.ns(p.name)
+            self._ip("link", "add", p.veth, "address", p.veth_mac, "mtu", str(p.mtu), "type", "veth", "peer", "name",
+                     "eth0", "address", p.mac, "mtu", str(p.mtu), "netns", pns, ns=self.ns(n.name))
+            self._ip("link", "set", p.veth, "master", "docker0", "up", ns=self.ns(n.name))
+            self._ip("addr", "add", f"{p.ip}/{n.subnet.prefixlen}", "dev", "eth0", ns=pns)
+            self._ip("link", "set", "eth0", "up", ns=pns)
+            self._ip("route", "add", "default", "via", str(n.docker.bridge_ip), "dev", "eth0", ns=pns)
+        if self.warm:
+            from .routing import neighbours
+            self.progress("neighbour caches and bridge FDBs: warm, as in the article's captures")
+            for p in pods:
+                # a bridge learns a port's MACs from the frames it receives; pods that have
+                # not spoken yet would get their first frames flooded to every port
+                _run([_tool("bridge") or "bridge", "-n", self.ns(p.node), "fdb", "replace", p.mac, "dev", p.veth,
+                      "master", "static"], "bridge fdb replace")
+            for owner in [x.name for x in nodes + pods]:
+                for nb in neighbours(sc, owner):
+                    if nb.dev == dev:
+                        continue            # flannel's permanent entries are already there
+                    self._ip("neigh", "replace", str(nb.ip), "lladdr", nb.mac, "dev", nb.dev, "nud", "permanent",
+                             ns=self.ns(owner))
+        from .netfilter import nat_save
+        for n in nodes:
+            self.progress(f"{n.name}: iptables-restore the model's nat table ({len(nat_save(sc, n.name).splitlines())} lines)")
+            r = subprocess.run([_tool("ip") or "ip", "netns", "exec", self.ns(n.name), _tool("iptables-restore"),
+                                "-w"], input=nat_save(sc, n.name), capture_output=True, text=True)
+            if r.returncode != 0:
+                raise CourseError("live lab", f"iptables-restore on {n.name} failed: {r.stderr.strip()}")
+        self.points = []
+        for n in nodes:
+            for iface in sc.interfaces(n.name):
+                self.points.append(Point(self.ns(n.name), n.name, iface))
+        for p in pods:
+            self.points.append(Point(self.ns(p.name), p.name, "eth0"))
+        self.progress(f"built: {len(nodes)} nodes, {len(pods)} pods, {len(self.points)} interfaces to capture")
+
+    def iptables_save(self, node: str) -> str:
+        """``iptables-save -t nat`` in a node's namespace, without comments and with zero counters."""
+        import re
+        text = self._exec(self.ns(node), _tool("iptables-save"), "-t", "nat").stdout
+        return "\n".join(re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines()
+                         if not line.startswith("#")) + "\n"
+
+    # -- capture ---------------------------------------------------------------------
+    def start_captures(self) -> None:
+        """tcpdump on every interface of both nodes and pods, to pcaps; waits until each listens."""
+        if not self.built:
+            raise CourseError("live lab", "the lab is not up", "call up() first")
+        rootless = os.environ.get("PW_LAB_ROOTLESS") == "1"
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONDONTWRITEBYTECODE="1")
+        for pt in self.points:
+            pt.pcap = str(self.workdir / f"{pt.owner}-{pt.iface}.pcap")
+            if rootless:
+                # In a user namespace tcpdump cannot give its savefile to the 'tcpdump' user
+                # it drops to; capture with libpcap itself, the library tcpdump uses.
+                cmd = [_tool("ip") or "ip", "netns", "exec", pt.ns, sys.executable, "-c",
+                       "import sys, json; from coursekit.lab import _capture; _capture(json.loads(sys.argv[1]))",
+                       json.dumps({"iface": pt.iface, "path": pt.pcap})]
+            else:
+                cmd = [_tool("ip") or "ip", "netns", "exec", pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap,
+                       "-s", "262144", "--immediate-mode", "-U", "-nn"]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+            self._captures.append((proc, pt))
+        deadline = time.monotonic() + 15
+        for proc, pt in self._captures:
+            line = ""
+            while "listening on" not in line:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise CourseError("live lab", f"tcpdump on {pt.owner} {pt.iface} did not start: "
+                                      f"{line.strip() or proc.stderr.read().strip()}")
+                line = proc.stderr.readline()
+        self.progress(f"capturing on {len(self._captures)} interfaces")
+
+    def stop_captures(self) -> list[Point]:
+        time.sleep(0.3)
+        for proc, _ in self._captures:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+        for proc, pt in self._captures:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stderr.close()
+        done = [pt for _, pt in self._captures]
+        self._captures = []
+        self.progress(f"captures written to {self.workdir}")
+        return done
+
+    # -- the request -------------------------------------------------------------------
+    def request(self, timeout: float = 20) -> str:
+        """nginx's answer (233 + 612 bytes) from a server in the nginx pod, fetched by a busybox-like client."""
+        sc = self.sc
+        svc = sc.service(sc.request.service)
+        eps = sc.endpoints(svc)
+        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONDONTWRITEBYTECODE="1")
+        servers = []
+        for p in eps:
+            args = json.dumps({"ip": str(p.ip), "port": sc.service_port.target_port, "scenario": sc.source,
+                               "raw": sc.raw})
+            proc = subprocess.Popen([_tool("ip") or "ip", "netns", "exec", self.ns(p.name), sys.executable, "-c",
+                                     "import sys, json; from coursekit.lab import _serve; _serve(json.loads(sys.argv[1]))",
+                                     args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            if proc.stdout.readline().strip() != "ready":
+                proc.kill()
+                proc.communicate()
+                raise CourseError("live lab", f"the server in {p.name} did not start: {proc.stderr.read().strip()}")
+            servers.append(proc)
+        self.progress(f"server listening in {', '.join(p.name for p in eps)} on :{sc.service_port.target_port}")
+        args = json.dumps({"ip": str(svc.cluster_ip), "port": sc.request.port, "raw": sc.raw})
+        try:
+            r = subprocess.run([_tool("ip") or "ip", "netns", "exec", self.ns(sc.client.name), sys.executable, "-c",
+                                "import sys, json; from coursekit.lab import _fetch; _fetch(json.loads(sys.argv[1]))",
+                                args], capture_output=True, text=True, env=env, timeout=timeout)
+        finally:
+            for proc in servers:
+                try:
+                    proc.communicate(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.communicate()
+        if r.returncode != 0:
+            raise CourseError("live lab", f"the request from {sc.client.name} failed: {r.stderr.strip()}")
+        self.request_log = r.stdout.strip()
+        self.progress(f"{sc.client.name}: {self.request_log}")
+        return self.request_log
+
+    # -- compare -----------------------------------------------------------------------
+    def compare(self) -> "Report":
+        return compare(self.sc, {(pt.owner, pt.iface): pt.pcap for pt in self.points if pt.pcap})
+
+    # -- tear down -----------------------------------------------------------------------
+    def down(self) -> list[str]:
+        for proc, _ in self._captures:
+            with contextlib.suppress(Exception):
+                proc.kill()
+                proc.wait(timeout=5)
+            with contextlib.suppress(Exception):
+                proc.stderr.close()
+        self._captures = []
+        self.built = False
+        return down(self.id)
+
+    def __enter__(self) -> "Lab":
+        self._old = {}
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError):     # not the main thread: leave handlers alone
+                self._old[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def _on_signal(self, signum, frame):
+        self.down()
+        raise SystemExit(128 + signum)
+
+    def __exit__(self, *exc) -> None:
+        self.down()
+        for sig, old in getattr(self, "_old", {}).items():
+            signal.signal(sig, old)
+
+
+# -- state between CLI invocations (python -m coursekit lab up|capture|run|compare|down) --------
+
+def state_dir() -> Path:
+    for base in ("/run", tempfile.gettempdir()):
+        d = Path(base) / "packet-walk-lab"
+        with contextlib.suppress(OSError):
+            d.mkdir(parents=True, exist_ok=True)
+            if os.access(d, os.W_OK):
+                return d
+    raise CourseError("live lab", "no writable directory for the lab's state")
+
+
+def save_state(lab: "Lab", scenario_ref: str) -> Path:
+    st = {"id": lab.id, "scenario": scenario_ref, "workdir": str(lab.workdir), "warm": lab.warm,
+          "points": [asdict(p) for p in lab.points],
+          "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures]}
+    p = state_dir() / "state.json"
+    p.write_text(json.dumps(st, indent=2), encoding="utf-8")
+    return p
+
+
+def load_state() -> dict:
+    p = state_dir() / "state.json"
+    if not p.exists():
+        raise CourseError("live lab", "no lab is up", "python -m coursekit lab up")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def clear_state() -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (state_dir() / "state.json").unlink()
+
+
+def resume(st: dict, scenario, progress=None) -> "Lab":
+    """The Lab described by a saved state (its namespaces must still exist)."""
+    lab = Lab(scenario, st["workdir"], progress, st.get("warm", True))
+    lab.id = st["id"]
+    lab.points = [Point(**p) for p in st["points"]]
+    lab.built = all(ns in _netns_list() for ns in {p.ns for p in lab.points})
+    if not lab.built:
+        raise CourseError("live lab", "the lab's namespaces are gone", "python -m coursekit lab down, then up")
+    return lab
+
+
+def stop_pids(pids: list[int], timeout: float = 10) -> None:
+    """SIGINT detached tcpdumps and wait until each has flushed its pcap and exited."""
+    time.sleep(0.3)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    break
+            time.sleep(0.05)
+
+
+# -- the two programs that run inside the pods -------------------------------------------
+
+def _serve(cfg: dict) -> None:
+    """nginx 1.17.3's answer: the 233-byte header in one segment, the 612-byte body with the FIN in the next."""
+    from .conversation import nginx_response_header, served_file
+    from .scenario import scenario_from_dict
+    sc = scenario_from_dict(cfg["raw"])
+    body = served_file(sc)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((cfg["ip"], cfg["port"]))
+    s.listen(1)
+    s.settimeout(15)
+    print("ready", flush=True)
+    try:
+        c, _ = s.accept()
+    except socket.timeout:
+        return                                  # another replica got the connection
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    c.sendall(nginx_response_header(int(time.time()), len(body), sc.observed.nginx_mtime))
+    # nginx's sendfile then close: the FIN rides on the body's segment.  Cork, write, shut
+    # down, uncork: the kernel appends the FIN to the still-queued body.
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    c.sendall(body)
+    c.shutdown(socket.SHUT_WR)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    c.settimeout(10)
+    while c.recv(4096):
+        pass
+    c.close()
+    s.close()
+
+
+def _capture(cfg: dict) -> None:
+    """libpcap capture to a pcap (rootless mode): immediate mode, flushed per packet, stops on SIGINT."""
+    import ctypes as ct
+    import libpcap as pcap
+    err = ct.create_string_buffer(pcap.PCAP_ERRBUF_SIZE)
+    h = pcap.create(cfg["iface"].encode(), err)
+    if not h:
+        print(f"pcap_create: {err.value.decode()}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    pcap.set_snaplen(h, 262144)
+    pcap.set_immediate_mode(h, 1)
+    pcap.set_timeout(h, 50)
+    if pcap.activate(h) < 0:
+        print(f"pcap_activate: {pcap.geterr(h).decode()}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    d = pcap.dump_open(h, cfg["path"].encode())
+    if not d:
+        print(f"pcap_dump_open: {pcap.geterr(h).decode()}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    stop = []
+    signal.signal(signal.SIGINT, lambda *a: stop.append(1))
+    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+    user = ct.cast(d, ct.POINTER(ct.c_ubyte))
+    cb = pcap.pcap_handler(lambda _u, hdr, data: pcap.dump(user, hdr, data))
+    # non-blocking dispatch after select(): a blocked pcap_dispatch would never
+    # return to Python to see the SIGINT
+    pcap.setnonblock(h, 1, err)
+    fd = pcap.get_selectable_fd(h)
+    print(f"listening on {cfg['iface']} (libpcap)", file=sys.stderr, flush=True)
+    import select
+    while not stop:
+        select.select([fd], [], [], 0.05)
+        pcap.dispatch(h, -1, cb, None)
+        pcap.dump_flush(d)
+    pcap.dispatch(h, -1, cb, None)
+    pcap.dump_close(d)
+    pcap.close(h)
+
+
+def _fetch(cfg: dict) -> None:
+    """busybox wget: one 81-byte request, read to the end, close."""
+    from .conversation import wget_request
+    from .scenario import scenario_from_dict
+    sc = scenario_from_dict(cfg["raw"])
+    req = wget_request(f"{cfg['ip']}:{cfg['port']}", sc.request.path, sc.request.user_agent, sc.request.method)
+    s = socket.create_connection((cfg["ip"], cfg["port"]), timeout=10)
+    s.sendall(req)
+    got = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        got += chunk
+    # busybox closes at once; waiting lets the kernel's ACK of nginx's FIN leave on its own
+    # (a quick close may fold it into our FIN), so the segment sequence is the same every run.
+    time.sleep(0.2)
+    s.close()
+    head, _, body = got.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode()
+    print(f"sent {len(req)} bytes, got {len(head) + 4}-byte header + {len(body)}-byte body: {status}")
+
+
+# -- comparison ------------------------------------------------------------------------
+
+@dataclass
+class InterfaceResult:
+    node: str
+    iface: str
+    lab_frames: int
+    model_frames: int
+    unmodelled: int                      # ARP, IGMP, IPv6: not part of the model
+    unmodelled_kinds: dict = field(default_factory=dict)
+    fields: int = 0
+    matched: int = 0
+    free: int = 0
+    differences: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences and self.lab_frames - self.unmodelled == self.model_frames
+
+
+@dataclass
+class Report:
+    scenario: str
+    fed: dict
+    interfaces: list
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.interfaces)
+
+    def text(self) -> str:
+        lines = [f"live lab vs model, scenario {self.scenario}: " + ("every modelled field matches" if self.ok
+                                                                    else "DIFFERENCES"),
+                 "fed to the model from the lab (the kernel's free choices): "
+                 + ", ".join(f"{k}={v}" for k, v in self.fed.items() if k != "times"), ""]
+        head = f"{'node':<9} {'interface':<12} {'frames lab/model':>16} {'fields':>7} {'match':>7} {'free':>6} {'differ':>6}  other"
+        lines.append(head)
+        for r in self.interfaces:
+            lines.append(f"{r.node:<9} {r.iface:<12} {f'{r.lab_frames - r.unmodelled}/{r.model_frames}':>16} "
+                         f"{r.fields:>7} {r.matched:>7} {r.free:>6} {len(r.differences):>6}  "
+                         + (", ".join(f"{v} {k}" for k, v in sorted(r.unmodelled_kinds.items())) + " (not modelled)"
+                            if r.unmodelled else ""))
+        for r in self.interfaces:
+            for d in r.differences[:10]:
+                lines.append(f"  {r.node} {r.iface}: {d}")
+        lines += ["", "not compared by value (the kernel's or the clock's choice):"]
+        lines += [f"  {k[0]} {k[1]}: {v}" for k, v in FREE_FIELDS.items()]
+        lines += self.notes
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        d = {"scenario": self.scenario, "ok": self.ok, "fed": self.fed, "notes": self.notes,
+             "free_fields": {f"{a} {b}": v for (a, b), v in FREE_FIELDS.items()},
+             "interfaces": [dict(asdict(r), ok=r.ok) for r in self.interfaces]}
+        return json.dumps(d, indent=2, sort_keys=True)
+
+
+def _tcp_frames(frames, sc, kinds: dict | None = None):
+    """(modelled, unmodelled count) frames: IPv4 TCP, or VXLAN on the scenario's port carrying it.
+
+    ``kinds`` collects what the unmodelled frames were (ARP, IGMP, IPv6, ...).
+    """
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import ARP, Ether
+    keep, other = [], 0
+    for f in frames:
+        p = Ether(f.data)
+        if p.haslayer(TCP) and p.haslayer(IP) and (not p.haslayer(UDP) or p[UDP].dport == sc.flannel.port):
+            keep.append(f)
+            continue
+        other += 1
+        if kinds is not None:
+            kind = ("ARP" if p.haslayer(ARP) else "IPv6" if p.type == 0x86DD else
+                    "IGMP" if p.haslayer(IP) and p[IP].proto == 2 else p.lastlayer().name)
+            kinds[kind] = kinds.get(kind, 0) + 1
+    return keep, other
+
+
+def _inner(data: bytes):
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    p = Ether(data)
+    return p[VXLAN].payload if p.haslayer(VXLAN) else p
+
+
+def _signature(sc, tcp, isn_c: int, isn_s: int, client_port: int):
+    sender = "client" if tcp.sport == client_port else "server"
+    base_s, base_a = (isn_c, isn_s) if sender == "client" else (isn_s, isn_c)
+    return (sender, int(tcp.flags), len(tcp.payload), (tcp.seq - base_s) & 0xFFFFFFFF,
+            (tcp.ack - base_a) & 0xFFFFFFFF if tcp.flags & 0x10 else 0)
+
+
+def observe(sc, pcaps: dict) -> tuple[dict, dict]:
+    """Read what the kernel chose from the lab's captures: overrides for the scenario, and a summary."""
+    from scapy.layers.inet import IP, TCP, UDP
+    from scapy.layers.l2 import Ether
+    from .capture import read_pcap
+    from .conversation import segments
+    client_pcap = pcaps[(sc.client.name, "eth0")]
+    frames, _ = _tcp_frames(read_pcap(client_pcap)[1], sc)
+    if not frames:
+        raise CourseError("live lab", f"no TCP in {client_pcap}: the request did not leave {sc.client.name}")
+    syn = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x02), None)
+    synack = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x12), None)
+    if syn is None or synack is None:
+        raise CourseError("live lab", "no complete handshake on the client's eth0")
+    cport, isn_c, isn_s = syn.sport, syn.seq, synack.seq
+    ws = (dict(syn.options).get("WScale", 0), dict(synack.options).get("WScale", 0))
+    # which endpoint answered (kube-proxy's random pick with several replicas)
+    eps = sc.endpoints(sc.service(sc.request.service))
+    endpoint = 0
+    for i, p in enumerate(eps):
+        f = pcaps.get((p.name, "eth0"))
+        if f and any(_inner(x.data)[IP].src == str(p.ip) for x in _tcp_frames(read_pcap(f)[1], sc)[0]):
+            endpoint = i                    # this pod answered
+    probe = sc.with_changes({"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
+                             "observed.wscale": {"client": ws[0], "server": ws[1]}, "observed.windows": None,
+                             "observed.endpoint": endpoint, "observed.times": None, "observed.tsLagTicks": {}})
+    segs = segments(probe)
+    sig_index = {(s.sender, s.flags, len(s.payload), (s.seq - (isn_c if s.sender == "client" else isn_s)) & 0xFFFFFFFF,
+                  (s.ack - (isn_s if s.sender == "client" else isn_c)) & 0xFFFFFFFF if s.flags & 0x10 else 0): s.index
+                 for s in segs}
+    anchor = (probe.server.node, "docker0")
+    times: dict[int, int] = {}
+    windows: dict[int, int] = {}
+    unknown = []
+    for f in _tcp_frames(read_pcap(pcaps[anchor])[1], sc)[0]:
+        tcp = _inner(f.data)[TCP]
+        sig = _signature(sc, tcp, isn_c, isn_s, cport)
+        if sig not in sig_index:
+            unknown.append(sig)
+            continue
+        times.setdefault(sig_index[sig], f.time_us)
+        windows.setdefault(sig_index[sig], tcp.window)
+    if unknown or len(times) != len(segs):
+        raise CourseError("live lab", f"the kernel's conversation does not have the model's shape: "
+                          f"{len(times)} of {len(segs)} segments identified on {anchor[0]} {anchor[1]}"
+                          + (f"; unexpected {unknown[:3]}" if unknown else ""))
+    sports = {}
+    for node in (probe.client.node, probe.server.node):
+        n = probe.node(node)
+        for f in read_pcap(pcaps[(node, n.nic.name)])[1]:
+            p = Ether(f.data)
+            if p.haslayer(UDP) and p[UDP].dport == probe.flannel.port and p[IP].src == str(n.nic.ip):
+                sports[node] = p[UDP].sport
+                break
+    iso = [_iso(times[i]) for i in range(len(segs))]
+    over = {"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
+            "observed.wscale": {"client": ws[0], "server": ws[1]},
+            "observed.windows": [windows[i] for i in range(len(segs))], "observed.endpoint": endpoint,
+            "observed.times": iso, "observed.anchor": {"node": anchor[0], "interface": anchor[1]},
+            "observed.tsLagTicks": {}, "observed.vxlanSourcePort": sports, "utcOffset": "+00:00",
+            # hop latencies are free (and jitter on a real kernel): zero keeps every
+            # observed time causal, and each sender's order is what is compared
+            "timing": {k: 0 for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
+                                      "processUs")}}
+    fed = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s, "wscale": list(ws),
+           "windows": [windows[i] for i in range(len(segs))], "endpoint": str(eps[endpoint].ip),
+           "vxlanSourcePort": sports, "times": f"{len(iso)} segment times at {anchor[0]} {anchor[1]}"}
+    return over, fed
+
+
+def _iso(us: int) -> str:
+    import datetime as _dt
+    t = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=us)
+    return t.isoformat()
+
+
+def _field_values(data: bytes) -> dict:
+    """Every field of a frame, keyed (layer, field); free fields marked, TS and Date masked."""
+    from .dissect import dissect
+    out = {}
+    for ly in dissect(data):
+        for f in ly.fields:
+            val = f.value
+            if ly.key in ("TCP",) and f.name == "options":
+                import re
+                masked = re.sub(r"TS val \d+ ecr \d+", "TS val * ecr *", val)
+                out[(ly.key, "options:TS")] = val
+                val = masked
+            if ly.key == "HTTP":
+                raw = data[ly.offset:ly.end]
+                import re
+                date = re.search(rb"\r\nDate: [^\r]*", raw)
+                if date:
+                    out[("HTTP", "Date")] = date.group(0).decode()
+                    raw = raw.replace(date.group(0), b"\r\nDate: *")
+                val = raw.hex()
+            out[(ly.key, f.name)] = val
+    return out
+
+
+def compare(sc, pcaps: dict) -> Report:
+    """Compare the lab's pcaps (keyed (node or pod, interface)) with the model, field by field.
+
+    Taught in: 07-live-lab.
+    """
+    from .capture import capture, read_pcap
+    from .datapath import walk
+    over, fed = observe(sc, pcaps)
+    model_sc = sc.with_changes(over)
+    w = walk(model_sc)
+    results = []
+    for (owner, iface), path in sorted(pcaps.items(), key=lambda kv: _order(sc, kv[0])):
+        lab_all = read_pcap(path)[1]
+        kinds: dict = {}
+        lab, other = _tcp_frames(lab_all, sc, kinds)
+        model = capture(model_sc, owner, iface, walk=w)
+        r = InterfaceResult(owner, iface, len(lab_all), len(model), other, kinds)
+        lab_by = _by_segment(model_sc, lab, over)
+        model_by = {f.observation.segment: f for f in model}
+        missing = sorted(set(model_by) - set(lab_by))
+        extra = sorted((set(lab_by) - set(model_by)), key=str)
+        if missing or extra or len(lab) != len(model):
+            r.differences.append(f"segments: lab has {len(lab)} TCP frames, model {len(model)}"
+                                 + (f"; not in the lab: {missing}" if missing else "")
+                                 + (f"; not in the model: {extra}" if extra else ""))
+        # each sender's segments must appear in the model's order; how the two
+        # directions interleave on an interface follows the timing (a free field)
+        for sender in ("client", "server"):
+            lo = [i for i in lab_by if isinstance(i, int) and model_sc_sender(model_sc, i) == sender]
+            mo = [f.observation.segment for f in model if model_sc_sender(model_sc, f.observation.segment) == sender]
+            if [i for i in lo if i in mo] != [i for i in mo if i in lo]:
+                r.differences.append(f"{sender} segments out of order: lab {lo}, model {mo}")
+        for seg in sorted(k for k in set(lab_by) & set(model_by)):
+            fa, fb = _field_values(lab_by[seg].data), _field_values(model_by[seg].data)
+            for key in sorted(set(fa) | set(fb)):
+                r.fields += 1
+                if key in FREE_FIELDS:
+                    if (key in fa) == (key in fb):
+                        r.free += 1
+                    else:
+                        r.differences.append(f"segment {seg}: {key[0]} {key[1]} present in only one")
+                    continue
+                if fa.get(key) == fb.get(key):
+                    r.matched += 1
+                else:
+                    r.differences.append(f"segment {seg}: {key[0]} {key[1]}: lab {fa.get(key)} model {fb.get(key)}")
+        results.append(r)
+    notes = []
+    if any(r.unmodelled for r in results):
+        notes.append("Frames that are not the TCP conversation (the bridge's IGMP report when it comes up, ARP with "
+                     "cold caches) are counted apart: the model follows the conversation with warm neighbour caches.")
+    return Report(sc.name, fed, results, notes)
+
+
+def model_sc_sender(sc, index: int) -> str:
+    from .conversation import segments
+    return segments(sc)[index].sender
+
+
+def _by_segment(sc, frames, over) -> dict:
+    """Lab frames keyed by the model's segment index (first copy of each)."""
+    from scapy.layers.inet import TCP
+    from .conversation import segments
+    isn_c, isn_s, cport = over["observed.clientISN"], over["observed.serverISN"], over["observed.clientPort"]
+    segs = segments(sc)
+    index = {(s.sender, s.flags, len(s.payload), (s.seq - (isn_c if s.sender == "client" else isn_s)) & 0xFFFFFFFF,
+              (s.ack - (isn_s if s.sender == "client" else isn_c)) & 0xFFFFFFFF if s.flags & 0x10 else 0): s.index
+             for s in segs}
+    out = {}
+    for f in frames:
+        tcp = _inner(f.data)[TCP]
+        sig = _signature(sc, tcp, isn_c, isn_s, cport)
+        if sig in index:
+            out.setdefault(index[sig], f)
+        else:
+            out.setdefault(("unknown", sig), f)
+    return out
+
+
+def _order(sc, key):
+    from .explore import interfaces
+    pts = interfaces(sc)
+    return pts.index(key) if key in pts else len(pts)
+
+
+def run_all(sc, workdir=None, progress=None, warm: bool = True) -> Report:
+    """Up, capture, request, compare, down: the whole lab in one call (what chapter 07 runs).
+
+    As root the namespaces hang off the host; as a normal user the same lab runs
+    inside a user + network namespace of its own (``unshare``), where the kernel allows it.
+    """
+    missing = requirements()
+    if missing:
+        raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
+    if os.geteuid() != 0:
+        return _run_rootless(sc, workdir, progress, warm)
+    with Lab(sc, workdir, progress, warm) as lab:
+        lab.up()
+        lab.start_captures()
+        lab.request()
+        lab.stop_captures()
+        return lab.compare()
+
+
+def _run_rootless(sc, workdir, progress, warm) -> Report:
+    workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="packet-walk-lab-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    code = ("import json, sys\n"
+            "from coursekit import lab\n"
+            "from coursekit.scenario import scenario_from_dict\n"
+            "cfg = json.loads(sys.argv[1])\n"
+            "sc = scenario_from_dict(cfg['raw'], cfg['source'])\n"
+            "with lab.Lab(sc, cfg['workdir'], lambda m: print(m, flush=True), cfg['warm']) as lb:\n"
+            "    lb.up(); lb.start_captures(); lb.request(); lb.stop_captures()\n"
+            "    print('POINTS ' + json.dumps([[p.owner, p.iface, p.pcap] for p in lb.points]), flush=True)\n")
+    args = json.dumps({"raw": sc.raw, "source": sc.source, "workdir": str(workdir), "warm": warm})
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONDONTWRITEBYTECODE="1",
+               PW_LAB_ROOTLESS="1")
+    proc = subprocess.Popen(_UNSHARE + ["sh", "-c", 'mount -t tmpfs tmpfs /run && exec "$0" -c "$1" "$2"',
+                                        sys.executable, code, args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    points = None
+    for line in proc.stdout:
+        if line.startswith("POINTS "):
+            points = json.loads(line[7:])
+        elif progress:
+            progress(line.rstrip())
+    err = proc.stderr.read()
+    proc.wait()
+    proc.stdout.close()
+    proc.stderr.close()
+    if proc.returncode != 0 or points is None:
+        raise CourseError("live lab", f"the rootless lab failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+    return compare(sc, {(o, i): p for o, i, p in points})
