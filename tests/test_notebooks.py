@@ -66,6 +66,16 @@ def test_outputs_do_not_depend_on_the_machine(path):
                 assert not m, f"output contains {what}: {m.group(0)!r}"
 
 
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_widget_ids_are_stable(path):
+    """Re-executing a notebook gives the same bytes: widget model ids are named, not random."""
+    for i, c in enumerate(_read(path).cells):
+        for k, o in enumerate(c.get("outputs", [])):
+            view = o.get("data", {}).get(nbtools.WIDGET_MIME)
+            if view:
+                assert view["model_id"] == f"{path.stem}-cell{i:02d}-{k}"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_shape(path):
     nb = _read(path)

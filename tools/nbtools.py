@@ -113,6 +113,19 @@ def stale() -> list[Path]:
     return [p for p, text in planned().items() if p.read_text(encoding="utf-8") != text]
 
 
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def _stable_widget_ids(nb, stem: str) -> None:
+    """Widget model ids are random uuids; no widget state is stored, so they point nowhere.
+    Name them after the notebook and cell so re-executing gives the same bytes."""
+    for i, c in enumerate(nb.cells):
+        for k, o in enumerate(c.get("outputs", [])):
+            view = o.get("data", {}).get(WIDGET_MIME)
+            if view:
+                view["model_id"] = f"{stem}-cell{i:02d}-{k}"
+
+
 def execute(paths: list[Path] | None = None, timeout: int = 600) -> None:
     from nbclient import NotebookClient
     for p in paths or (chapters() + solutions()):
@@ -121,6 +134,7 @@ def execute(paths: list[Path] | None = None, timeout: int = 600) -> None:
                                 record_timing=False, store_widget_state=False)
         client.execute()
         nb.metadata.pop("widgets", None)
+        _stable_widget_ids(nb, p.stem)
         _write(nb, p)
         print(f"executed {p.relative_to(ROOT)}")
 
