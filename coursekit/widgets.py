@@ -28,7 +28,7 @@ __all__ = ["Explorer", "Stepper", "explorer", "stepper", "figure_png"]
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
 
 
-def figure_png(fig, dpi: int = 72) -> bytes:
+def figure_png(fig, dpi: int = 85) -> bytes:
     """A figure as PNG bytes without a timestamp or software stamp (deterministic)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
