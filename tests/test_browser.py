@@ -95,16 +95,29 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         page.goto(lab_url)
         page.locator(".jp-NotebookPanel").first.wait_for()
         # a fresh kernel, idle, then every cell
-        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(timeout=120_000)
+        # JupyterLab may ask which kernel to start; the notebook's own (python3) is the default
+        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first
+        for _ in range(600):
+            if page.locator(".jp-Dialog button.jp-mod-accept").count():
+                page.locator(".jp-Dialog button.jp-mod-accept").first.click()
+            if idle.count() and not page.locator(".jp-Dialog").count():
+                break
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(3000)      # "idle" shows before the kernel's channels are up
         explorer = page.locator(".pw-explorer").first
-        for attempt in range(3):
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_text("Run All Cells", exact=True).click()
+        for attempt in range(4):
             try:
-                explorer.wait_for(timeout=40_000)
+                page.get_by_role("menuitem", name="Run", exact=True).click(timeout=15_000)
+                page.get_by_text("Run All Cells", exact=True).click(timeout=15_000)
+                explorer.wait_for(timeout=30_000)
                 break
             except Exception:
+                # a menu left open or a dialog in front: record it, close it, try again
                 page.screenshot(path=str(ARTIFACTS / f"run-all-{attempt}.png"))
+                page.keyboard.press("Escape")
+                dialog = page.locator(".jp-Dialog")
+                if dialog.count():
+                    dialog.locator("button.jp-mod-accept").first.click(timeout=5_000)
         else:
             pytest.fail("Run All Cells never produced the explorer (see test-artifacts/browser/run-all-*.png)")
         tcpdump = explorer.locator(".pw-tcpdump")
