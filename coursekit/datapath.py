@@ -22,6 +22,7 @@ Taught in: 06-the-whole-walk (and every interface chapter).
 from __future__ import annotations
 
 import ipaddress
+import sys
 from dataclasses import dataclass, field
 
 from scapy.layers.inet import IP, TCP, UDP
@@ -95,21 +96,44 @@ def build_frame(src_mac: str, dst_mac: str, t: Tuple5, ttl: int, ip_id: int, seg
     return pkt
 
 
+def _csum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(memoryview(data).cast("H"))          # native order; folded and swapped below
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    total = ~total & 0xFFFF
+    return int.from_bytes(total.to_bytes(2, sys.byteorder), "big")
+
+
 def _with(pkt: Ether, *, src_mac=None, dst_mac=None, t: Tuple5 | None = None, ttl=None) -> Ether:
-    """A copy of a frame with L2/L3/L4 fields rewritten and checksums recomputed."""
-    p = pkt.copy()
-    if src_mac:
-        p[Ether].src = src_mac
+    """A copy of a frame with L2/L3/L4 fields rewritten and the IP and TCP checksums recomputed.
+
+    Works on the bytes, as the kernel does, rather than rebuilding every scapy layer.
+    """
+    b = bytearray(bytes(pkt))
     if dst_mac:
-        p[Ether].dst = dst_mac
+        b[0:6] = bytes.fromhex(dst_mac.replace(":", ""))
+    if src_mac:
+        b[6:12] = bytes.fromhex(src_mac.replace(":", ""))
+    ihl = (b[14] & 0x0F) * 4
+    l4 = 14 + ihl
+    total = int.from_bytes(b[16:18], "big")
     if t is not None:
-        p[IP].src, p[IP].dst = str(t.src), str(t.dst)
-        p[TCP].sport, p[TCP].dport = t.sport, t.dport
+        b[26:30] = t.src.packed
+        b[30:34] = t.dst.packed
+        b[l4:l4 + 2] = t.sport.to_bytes(2, "big")
+        b[l4 + 2:l4 + 4] = t.dport.to_bytes(2, "big")
     if ttl is not None:
-        p[IP].ttl = ttl
-    p[IP].chksum = None
-    p[TCP].chksum = None
-    return Ether(bytes(p))
+        b[22] = ttl
+    b[24:26] = b"\0\0"
+    b[24:26] = _csum(bytes(b[14:l4])).to_bytes(2, "big")
+    seg_end = 14 + total
+    b[l4 + 16:l4 + 18] = b"\0\0"
+    pseudo = bytes(b[26:34]) + bytes([0, 6]) + (seg_end - l4).to_bytes(2, "big")
+    b[l4 + 16:l4 + 18] = _csum(pseudo + bytes(b[l4:seg_end])).to_bytes(2, "big")
+    return Ether(bytes(b))
 
 
 def _tuple_of(pkt: Ether) -> Tuple5:

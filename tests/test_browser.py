@@ -9,77 +9,30 @@ on a laptop without them, fails in CI.
 
 from __future__ import annotations
 
-import os
-import secrets
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, require
 
+sys.path.insert(0, str(ROOT / "tools"))
+from labserver import open_and_run_all, running_lab  # noqa: E402
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 CHAPTER = "notebooks/06-the-whole-walk.ipynb"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def lab_url(tmp_path_factory):
+def lab_url():
     require(Path(CHROMIUM).exists(), f"{CHROMIUM} is not installed (apt install chromium)")
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         require(False, "playwright is not installed (pip install playwright; no browser download needed)")
-    token = secrets.token_hex(16)
-    port = _free_port()
-    home = tmp_path_factory.mktemp("jupyter-home")
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
-    cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
-           "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={ROOT}",
-           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-           "--ServerApp.port_retries=0"]
-    if os.geteuid() == 0:
-        cmd.append("--allow-root")
-    # never let the browser save over the stored outputs nbval checks
-    settings = home / "settings" / "@jupyterlab" / "docmanager-extension"
-    settings.mkdir(parents=True)
-    (settings / "plugin.jupyterlab-settings").write_text('{"autosave": false}')
-    news = home / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True)
-    (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    log = open(home / "jupyter.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).read()
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.close()
-                pytest.fail("JupyterLab did not start:\n" + (home / "jupyter.log").read_text()[-3000:])
-            time.sleep(0.5)
-    yield f"{base}/lab/tree/{CHAPTER}?token={token}"
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.close()
+    with running_lab(ROOT) as (base, token):
+        yield f"{base}/lab/tree/{CHAPTER}?token={token}"
 
 
 def test_chapter_runs_and_widgets_respond(lab_url):
@@ -92,34 +45,8 @@ def test_chapter_runs_and_widgets_respond(lab_url):
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
-        page.goto(lab_url)
-        page.locator(".jp-NotebookPanel").first.wait_for()
-        # a fresh kernel, idle, then every cell
-        # JupyterLab may ask which kernel to start; the notebook's own (python3) is the default
-        idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first
-        for _ in range(600):
-            if page.locator(".jp-Dialog button.jp-mod-accept").count():
-                page.locator(".jp-Dialog button.jp-mod-accept").first.click()
-            if idle.count() and not page.locator(".jp-Dialog").count():
-                break
-            page.wait_for_timeout(200)
-        page.wait_for_timeout(3000)      # "idle" shows before the kernel's channels are up
+        open_and_run_all(page, lab_url, ARTIFACTS)
         explorer = page.locator(".pw-explorer").first
-        for attempt in range(4):
-            try:
-                page.get_by_role("menuitem", name="Run", exact=True).click(timeout=15_000)
-                page.get_by_text("Run All Cells", exact=True).click(timeout=15_000)
-                explorer.wait_for(timeout=30_000)
-                break
-            except Exception:
-                # a menu left open or a dialog in front: record it, close it, try again
-                page.screenshot(path=str(ARTIFACTS / f"run-all-{attempt}.png"))
-                page.keyboard.press("Escape")
-                dialog = page.locator(".jp-Dialog")
-                if dialog.count():
-                    dialog.locator("button.jp-mod-accept").first.click(timeout=5_000)
-        else:
-            pytest.fail("Run All Cells never produced the explorer (see test-artifacts/browser/run-all-*.png)")
         tcpdump = explorer.locator(".pw-tcpdump")
         expect(tcpdump).to_contain_text("OTV, flags [I] (0x08), overlay 0, instance 1")
         explorer.scroll_into_view_if_needed()

@@ -1,0 +1,231 @@
+"""Packet Walk benchmarks: medians and ratios, written to benchmarks/results.{json,md}.
+
+    python benchmarks/run.py              # everything (a few minutes)
+    python benchmarks/run.py explorer import render   # some
+
+Benchmarks, not tests: nothing here passes or fails; the figures go in the
+project notes.  Each measures one thing a learner or CI waits for, against a
+floor that says what "fast" means for it:
+
+* ``nbval``     -- the whole course under nbval vs as many bare notebooks that only import the dependencies
+* ``import``    -- ``import coursekit`` as a process vs ``import scapy.all``
+* ``explorer``  -- field change -> every view recomputed (pure, then through the widget), median and p95
+* ``browser``   -- field change in JupyterLab/Chromium -> tcpdump view updated on screen (needs chromium)
+* ``data``      -- ``python -m coursekit data`` (every capture of every scenario)
+* ``render``    -- ``coursekit render`` of a 100k-packet pcap vs ``tcpdump -r`` of the same file
+* ``footprint`` -- venv size of ``pip install .`` vs jupyterlab + scapy + matplotlib alone
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+OUT = Path(__file__).resolve().parent
+
+
+def _median(xs):
+    return statistics.median(xs)
+
+
+def _p95(xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
+
+
+def _timed(cmd, n=5, **kw):
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_import():
+    py = sys.executable
+    ck = _timed([py, "-c", "import coursekit"], 7, cwd=ROOT)
+    sc = _timed([py, "-c", "import scapy.all"], 7)
+    return {"coursekit_s": _median(ck), "scapy_all_s": _median(sc), "ratio": _median(ck) / _median(sc), "runs": 7}
+
+
+def bench_explorer(n=200):
+    import coursekit as ck
+    from coursekit import explore as ex
+    from coursekit import widgets as wg
+    from coursekit.diagrams import walk_diagram
+    base = ck.load_scenario("article")
+    changes = [{"vxlan_port": 4789}, {"vxlan_port": 8472}, {"vni": 7}, {"client_ip": "172.30.83.20"},
+               {"masquerade": False}, {"service_port": 8080}, {"replicas": 2}]
+    pure = []
+    for i in range(n):
+        t = time.perf_counter()
+        sc = ex.apply(base, changes[i % len(changes)])
+        ex.views(sc, "meizu", "enp4s0", "", "-nn")
+        pure.append(time.perf_counter() - t)
+    diag = []
+    for i in range(30):
+        sc = ex.apply(base, changes[i % len(changes)])
+        w = ck.walk(sc)
+        t = time.perf_counter()
+        wg.figure_png(walk_diagram(sc, w))
+        diag.append(time.perf_counter() - t)
+    e = wg.explorer(base, ["vxlan_port", "vni", "client_ip"], node="meizu", iface="enp4s0")
+    widget = []
+    values = ["4789", "8472"]
+    for i in range(100):
+        t = time.perf_counter()
+        e.controls["vxlan_port"].value = values[i % 2]
+        widget.append(time.perf_counter() - t)
+    e.tabs.selected_index = 3
+    widget_diag = []
+    for i in range(30):
+        t = time.perf_counter()
+        e.controls["vxlan_port"].value = values[i % 2]
+        widget_diag.append(time.perf_counter() - t)
+    ms = 1000
+    return {"pure_views_median_ms": _median(pure) * ms, "pure_views_p95_ms": _p95(pure) * ms, "pure_runs": n,
+            "diagram_png_median_ms": _median(diag) * ms, "diagram_png_p95_ms": _p95(diag) * ms,
+            "widget_text_views_median_ms": _median(widget) * ms, "widget_text_views_p95_ms": _p95(widget) * ms,
+            "widget_with_diagram_tab_median_ms": _median(widget_diag) * ms,
+            "widget_with_diagram_tab_p95_ms": _p95(widget_diag) * ms}
+
+
+def bench_browser(n=20):
+    if not Path("/usr/bin/chromium").exists():
+        return {"skipped": "/usr/bin/chromium not installed"}
+    from labserver import open_and_run_all, running_lab
+    from playwright.sync_api import sync_playwright
+    times = []
+    with running_lab(ROOT) as (base, token), sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        open_and_run_all(page, f"{base}/lab/tree/notebooks/06-the-whole-walk.ipynb?token={token}")
+        explorer = page.locator(".pw-explorer").first
+        tcpdump = explorer.locator(".pw-tcpdump")
+        port = explorer.locator(".pw-vxlan_port input")
+        for i in range(n):
+            value, marker = ("4789", "VXLAN, flags") if i % 2 == 0 else ("8472", "OTV, flags")
+            port.fill(value)
+            t = time.perf_counter()
+            port.press("Enter")
+            tcpdump.filter(has_text=marker).wait_for()
+            times.append(time.perf_counter() - t)
+        browser.close()
+    return {"roundtrip_median_ms": _median(times) * 1000, "roundtrip_p95_ms": _p95(times) * 1000, "runs": n}
+
+
+def bench_data():
+    from coursekit.cli import build_data
+    times = []
+    for _ in range(3):
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            files = build_data(Path(tmp))
+            times.append(time.perf_counter() - t)
+    return {"median_s": _median(times), "files": len(files), "runs": 3}
+
+
+def bench_render(packets=100_000):
+    import coursekit as ck
+    from coursekit.capture import Frame, write_pcap
+    sc = ck.load_scenario("article")
+    one = [f for n in ("enp4s0", "flannel.1", "docker0") for f in ck.capture(sc, "meizu", n)]
+    frames, t0 = [], one[0].time_us
+    for i in range(packets):
+        f = one[i % len(one)]
+        frames.append(Frame(t0 + i * 100, f.data))
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "big.pcap"
+        write_pcap(pcap, frames)
+        ours = _timed([sys.executable, "-m", "coursekit", "render", str(pcap), "-nn"], 1, cwd=ROOT)
+        tcpdump = shutil.which("tcpdump") or "/usr/sbin/tcpdump"
+        real = _timed([tcpdump, "-r", str(pcap), "-nn"], 3) if os.path.exists(tcpdump) else None
+        size = pcap.stat().st_size
+    out = {"packets": packets, "pcap_bytes": size, "coursekit_s": ours[0], "coursekit_pkts_per_s": packets / ours[0]}
+    if real:
+        out.update({"tcpdump_s": _median(real), "ratio": ours[0] / _median(real)})
+    return out
+
+
+def bench_nbval(runs=3):
+    py = sys.executable
+    books = sorted((ROOT / "notebooks").rglob("*.ipynb"))
+    course = _timed([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval", "--nbval-current-env",
+                     "-o", "addopts=", *map(str, books)], runs, cwd=ROOT)
+    import nbformat
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = []
+        for i in range(len(books)):
+            nb = nbformat.v4.new_notebook()
+            nb.cells = [nbformat.v4.new_code_cell("import scapy.all, matplotlib.pyplot, ipywidgets, libpcap, yaml")]
+            p = Path(tmp) / f"bare{i:02d}.ipynb"
+            nbformat.write(nb, p)
+            bare.append(str(p))
+        floor = _timed([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env",
+                        "-o", "addopts=", "--rootdir", tmp, *bare], runs, cwd=tmp)
+    return {"notebooks": len(books), "course_median_s": _median(course), "bare_floor_median_s": _median(floor),
+            "ratio": _median(course) / _median(floor), "runs": runs}
+
+
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def bench_footprint():
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, args in (("coursekit", [str(ROOT)]), ("jupyterlab_scapy_matplotlib",
+                                                         ["jupyterlab", "scapy", "matplotlib"])):
+            venv = Path(tmp) / name
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            before = _du(venv)
+            subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *args], check=True,
+                           stdout=subprocess.DEVNULL)
+            out[f"{name}_mb"] = _du(venv) / 1e6
+            out[f"{name}_venv_base_mb"] = before / 1e6
+    out["ratio"] = out["coursekit_mb"] / out["jupyterlab_scapy_matplotlib_mb"]
+    return out
+
+
+BENCHES = {"import": bench_import, "explorer": bench_explorer, "browser": bench_browser, "data": bench_data,
+           "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint}
+
+
+def main(argv):
+    names = argv[1:] or list(BENCHES)
+    results_file = OUT / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    results["machine"] = {"python": platform.python_version(), "platform": platform.platform(),
+                          "cpus": os.cpu_count()}
+    for name in names:
+        print(f"-- {name}", flush=True)
+        t = time.perf_counter()
+        results[name] = BENCHES[name]()
+        results[name]["bench_wall_s"] = round(time.perf_counter() - t, 1)
+        print(json.dumps(results[name], indent=2), flush=True)
+    results_file.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    lines = ["# Benchmark results", "", f"Machine: {results['machine']}", "",
+             "| benchmark | figure | value |", "|---|---|---|"]
+    for name in BENCHES:
+        for k, v in (results.get(name) or {}).items():
+            lines.append(f"| {name} | {k} | {round(v, 3) if isinstance(v, float) else v} |")
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
