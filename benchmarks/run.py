@@ -171,7 +171,10 @@ def bench_nbval(runs=3):
         bare = []
         for i in range(len(books)):
             nb = nbformat.v4.new_notebook()
-            nb.cells = [nbformat.v4.new_code_cell("import scapy.all, matplotlib.pyplot, ipywidgets, libpcap, yaml")]
+            # what coursekit itself imports: scapy's layers (not scapy.all), matplotlib, ipywidgets, libpcap, yaml
+            nb.cells = [nbformat.v4.new_code_cell(
+                "import scapy.layers.inet, scapy.layers.l2, scapy.layers.vxlan, matplotlib.pyplot, ipywidgets, "
+                "libpcap, yaml")]
             p = Path(tmp) / f"bare{i:02d}.ipynb"
             nbformat.write(nb, p)
             bare.append(str(p))

@@ -86,6 +86,39 @@ def build_data(root: Path | None = None) -> list[Path]:
     return written
 
 
+def notebooks_dir() -> Path:
+    """The chapters: beside the package in a clone (editable install), else ./notebooks."""
+    for d in (Path(__file__).resolve().parent.parent / "notebooks", Path.cwd() / "notebooks"):
+        if any(d.glob("00-*.ipynb")):
+            return d
+    raise CourseError("notebooks", "no chapters found next to coursekit or in ./notebooks",
+                      "run from a clone of the repository (pip install -e .)")
+
+
+def open_command(chapter: str = "00", no_browser: bool = False) -> list[str]:
+    """The ``jupyter lab`` command that opens a chapter (``--allow-root`` only for root)."""
+    import os
+    nb = notebooks_dir()
+    matches = sorted(nb.glob(f"{chapter}*.ipynb")) if not chapter.endswith(".ipynb") else [nb / chapter]
+    if not matches or not matches[0].exists():
+        raise CourseError("chapter", f"no chapter {chapter!r}",
+                          ", ".join(p.name[:2] for p in sorted(nb.glob("[0-9][0-9]-*.ipynb"))))
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={nb.parent}",
+           str(matches[0].relative_to(nb.parent))]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")           # JupyterLab refuses root without it (containers, CI)
+    if no_browser:
+        cmd.append("--no-browser")
+    return cmd
+
+
+def _open(args) -> int:
+    import subprocess
+    cmd = open_command(args.chapter, args.no_browser)
+    print("$ " + " ".join(cmd[1:]), file=sys.stderr)
+    return subprocess.call(cmd, cwd=notebooks_dir().parent)
+
+
 def _lab(args) -> int:
     from . import lab
     from .scenario import load_scenario
@@ -183,6 +216,10 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--json", default=None, help="also write the comparison as JSON to this file")
     lb.add_argument("--cold", action="store_true", help="start with empty neighbour caches (ARP shows up)")
 
+    o = sub.add_parser("open", help="open the course in JupyterLab at chapter 00")
+    o.add_argument("chapter", nargs="?", default="00", help="chapter number or notebook (default: 00)")
+    o.add_argument("--no-browser", action="store_true", help="print the URL instead of opening a browser")
+
     d = sub.add_parser("data", help="rebuild everything under data/captures")
     d.add_argument("--root", default=None, help=argparse.SUPPRESS)
 
@@ -208,6 +245,8 @@ def _run(args) -> int:
         return 0
     if args.cmd == "lab":
         return _lab(args)
+    if args.cmd == "open":
+        return _open(args)
     sc = load_scenario(args.scenario)
     if args.cmd == "capture":
         frames = capture(sc, args.node, args.interface)

@@ -700,6 +700,14 @@ def _inner(data: bytes):
     return p[VXLAN].payload if p.haslayer(VXLAN) else p
 
 
+def _segment_index(segs, isn_c: int, isn_s: int) -> dict:
+    """The model's segments keyed like :func:`_signature` keys a captured one."""
+    def rel(s):
+        mine, peer = (isn_c, isn_s) if s.sender == "client" else (isn_s, isn_c)
+        return ((s.seq - mine) & 0xFFFFFFFF, (s.ack - peer) & 0xFFFFFFFF if s.flags & 0x10 else 0)
+    return {(s.sender, s.flags, len(s.payload), *rel(s)): s.index for s in segs}
+
+
 def _signature(sc, tcp, isn_c: int, isn_s: int, client_port: int):
     sender = "client" if tcp.sport == client_port else "server"
     base_s, base_a = (isn_c, isn_s) if sender == "client" else (isn_s, isn_c)
@@ -734,9 +742,7 @@ def observe(sc, pcaps: dict) -> tuple[dict, dict]:
                              "observed.wscale": {"client": ws[0], "server": ws[1]}, "observed.windows": None,
                              "observed.endpoint": endpoint, "observed.times": None, "observed.tsLagTicks": {}})
     segs = segments(probe)
-    sig_index = {(s.sender, s.flags, len(s.payload), (s.seq - (isn_c if s.sender == "client" else isn_s)) & 0xFFFFFFFF,
-                  (s.ack - (isn_s if s.sender == "client" else isn_c)) & 0xFFFFFFFF if s.flags & 0x10 else 0): s.index
-                 for s in segs}
+    sig_index = _segment_index(segs, isn_c, isn_s)
     anchor = (probe.server.node, "docker0")
     times: dict[int, int] = {}
     windows: dict[int, int] = {}
@@ -871,10 +877,7 @@ def _by_segment(sc, frames, over) -> dict:
     from scapy.layers.inet import TCP
     from .conversation import segments
     isn_c, isn_s, cport = over["observed.clientISN"], over["observed.serverISN"], over["observed.clientPort"]
-    segs = segments(sc)
-    index = {(s.sender, s.flags, len(s.payload), (s.seq - (isn_c if s.sender == "client" else isn_s)) & 0xFFFFFFFF,
-              (s.ack - (isn_s if s.sender == "client" else isn_c)) & 0xFFFFFFFF if s.flags & 0x10 else 0): s.index
-             for s in segs}
+    index = _segment_index(segments(sc), isn_c, isn_s)
     out = {}
     for f in frames:
         tcp = _inner(f.data)[TCP]

@@ -1,5 +1,6 @@
 """The CLI, the data folder, pcap files and packaging."""
 
+import os
 import re
 import subprocess
 import sys
@@ -116,3 +117,16 @@ def test_ci_runs_the_readme_commands():
     ci = (ROOT / ".ci/run").read_text()
     assert 'python -m pip install -e ".[test]"' in readme and 'python -m pip install -q -e ".[test]"' in ci
     assert "python -m pytest" in readme and "\npython -m pytest\n" in ci
+
+
+def test_open_command_points_at_chapter_00_and_handles_root(monkeypatch):
+    from coursekit import cli
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    cmd = cli.open_command()
+    assert cmd[1:4] == ["-m", "jupyter", "lab"] and cmd[-1] == "notebooks/00-the-scenario.ipynb"
+    assert "--allow-root" not in cmd
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert "--allow-root" in cli.open_command("03")
+    assert cli.open_command("03")[-2].endswith("03-docker0.ipynb")
+    with pytest.raises(ck.CourseError, match="no chapter '42'"):
+        cli.open_command("42")
