@@ -163,7 +163,16 @@ def test_without_root_one_clear_line(monkeypatch):
         lab.Lab(ck.load_scenario("article")).up()
 
 
-def test_rootless_path_user_namespace_and_libpcap_capture(ready, article, tmp_path):
+@pytest.fixture(scope="module")
+def any_mode():
+    """Root, or a normal user where the kernel allows user namespaces."""
+    require(sys.platform == "linux", "the live lab needs Linux")
+    for tool in ("ip", "bridge", "iptables-restore", "tcpdump", "unshare"):
+        require_tool(tool)
+    require(lab.mode() != "unavailable", lab.status())
+
+
+def test_rootless_path_user_namespace_and_libpcap_capture(any_mode, article, tmp_path):
     """The rootless mode: the whole lab inside unshare --user --net --mount, captured by libpcap.
 
     Run here as root (CI), the same code path a normal user takes; it never sees the host's netns.
