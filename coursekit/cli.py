@@ -140,22 +140,23 @@ def _lab(args) -> int:
         lab.clear_state()
         print(f"removed {len(removed)} namespaces" + (f": {', '.join(removed)}" if removed else ""))
         return 0
+    cold = {"neighbourCaches": "cold"} if args.cold else None
     if args.action == "all":
-        sc = load_scenario(args.scenario)
-        report = lab.run_all(sc, args.out, say, warm=not args.cold)
+        sc = load_scenario(args.scenario, cold)
+        report = lab.run_all(sc, args.out, say)
         print(report.text())
         if args.json:
             Path(args.json).write_text(report.to_json(), encoding="utf-8")
         return 0 if report.ok else 1
     if args.action == "up":
-        sc = load_scenario(args.scenario)
-        lb = lab.Lab(sc, args.out, say, warm=not args.cold)
+        sc = load_scenario(args.scenario, cold)
+        lb = lab.Lab(sc, args.out, say)
         lb.up()
         lab.save_state(lb, args.scenario)
         print(f"lab up: {len(lb.points)} interfaces; next: python -m coursekit lab capture")
         return 0
     st = lab.load_state()
-    sc = load_scenario(st["scenario"])
+    sc = load_scenario(st["scenario"], {"neighbourCaches": "cold"} if st.get("cold") else None)
     lb = lab.resume(st, sc, say)
     if args.action == "capture":
         lb.start_captures()
@@ -214,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     lb.add_argument("--scenario", default="article")
     lb.add_argument("--out", default=None, help="where the pcaps go (default: a new temporary directory)")
     lb.add_argument("--json", default=None, help="also write the comparison as JSON to this file")
-    lb.add_argument("--cold", action="store_true", help="start with empty neighbour caches (ARP shows up)")
+    lb.add_argument("--cold", action="store_true",
+                    help="empty neighbour caches and bridge FDBs (neighbourCaches: cold): ARP shows up, in the model too")
 
     o = sub.add_parser("open", help="open the course in JupyterLab at chapter 00")
     o.add_argument("chapter", nargs="?", default="00", help="chapter number or notebook (default: 00)")

@@ -26,7 +26,7 @@ import sys
 from dataclasses import dataclass, field
 
 from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import Ether
+from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
@@ -373,10 +373,80 @@ def walk(scenario) -> Walk:
             observations.append(Observation(node=node, iface=iface, direction=d,
                                             time_us=seg.send_us + cum[h], frame=bytes(cur), segment=seg.index,
                                             flow=flow, hop=h, decisions=tuple(dec)))
+    if sc.neighbour_caches == "cold":
+        observations.extend(_arp_exchanges(sc, segs[0].send_us, cum_req))
     w = Walk(scenario=sc, segments=segs, observations=observations,
              conntrack={k: v.ct for k, v in nodes.items() if v.ct is not None}, nat_traces=nat_traces)
     return w
 
+
+
+def _arp_frame(op: int, src_mac: str, dst_mac: str, psrc, pdst, target_mac: str = "00:00:00:00:00:00") -> bytes:
+    """An ARP request (broadcast, target MAC zero, as Linux sends it) or reply (unicast), 42 bytes."""
+    return bytes(Ether(src=src_mac, dst=dst_mac, type=0x0806)
+                 / ARP(hwtype=1, ptype=0x0800, hwlen=6, plen=4, op=op, hwsrc=src_mac, psrc=str(psrc),
+                       hwdst=target_mac, pdst=str(pdst)))
+
+
+def _arp_exchanges(sc, syn_send_us: int, cum) -> list[Observation]:
+    """With cold caches, the SYN waits for ARP on each layer-2 segment it crosses.
+
+    Three exchanges, each finished just before the SYN crosses that segment:
+    the client pod asks for its gateway (docker0), the client node asks for the
+    server node on the underlay, the server node's docker0 asks for the pod.  A
+    request is broadcast, so every port of a bridge sees it; the reply is
+    unicast.  Nobody asks back: a node that answers learns the asker's MAC
+    from the request itself (``neigh_event_ns``).
+    """
+    tm = sc.timing
+    client, server = sc.client, sc.server
+    cn, sn = sc.node(client.node), sc.node(server.node)
+    bcast, out = "ff:ff:ff:ff:ff:ff", []
+
+    def add(points, frame, base, what, dec):
+        for owner, iface, d, dt in points:
+            out.append(Observation(owner, iface, d, base + dt, frame, -1, "arp", -1,
+                                   (Decision("neigh", f"{iface} neighbours", what, dec),)))
+
+    def pods_flooded(node, skip, t):
+        return [pt for p in sc.pods_on(node.name) if p.name != skip
+                for pt in ((node.name, p.veth, "out", t), (p.name, "eth0", "in", t + tm.veth_us))]
+
+    # 1. busybox -> its gateway, docker0 (the SYN waits at hop 0)
+    rtt = 2 * (tm.veth_us + tm.bridge_us) + tm.arp_us
+    t = syn_send_us + cum[0] - rtt - 1
+    gw = cn.docker.bridge_ip
+    add([(client.name, "eth0", "out", 0), (cn.name, client.veth, "in", tm.veth_us),
+         (cn.name, "docker0", "in", tm.veth_us + tm.bridge_us)]
+        + pods_flooded(cn, client.name, tm.veth_us + tm.bridge_us),
+        _arp_frame(1, client.mac, bcast, client.ip, gw), t,
+        f"{gw} dev eth0 INCOMPLETE", f"no MAC for the gateway {gw}: ARP request, broadcast")
+    t2 = t + tm.veth_us + tm.bridge_us + tm.arp_us
+    add([(cn.name, "docker0", "out", 0), (cn.name, client.veth, "out", tm.bridge_us),
+         (client.name, "eth0", "in", tm.bridge_us + tm.veth_us)],
+        _arp_frame(2, cn.docker.bridge_mac, client.mac, gw, client.ip, client.mac), t2,
+        f"{gw} dev eth0 lladdr {cn.docker.bridge_mac} REACHABLE", "docker0 answers with its MAC")
+    # 2. the client node -> the server node on the underlay (the outer packet waits at hop 4)
+    rtt = 2 * tm.wire_us + tm.arp_us
+    t = syn_send_us + cum[4] - rtt - 1
+    add([(cn.name, cn.nic.name, "out", 0), (sn.name, sn.nic.name, "in", tm.wire_us)],
+        _arp_frame(1, cn.nic.mac, bcast, cn.nic.ip, sn.nic.ip), t,
+        f"{sn.nic.ip} dev {cn.nic.name} INCOMPLETE", f"no MAC for {sn.nic.ip}: ARP request on the underlay")
+    add([(sn.name, sn.nic.name, "out", 0), (cn.name, cn.nic.name, "in", tm.wire_us)],
+        _arp_frame(2, sn.nic.mac, cn.nic.mac, sn.nic.ip, cn.nic.ip, cn.nic.mac), t + tm.wire_us + tm.arp_us,
+        f"{sn.nic.ip} dev {cn.nic.name} lladdr {sn.nic.mac} REACHABLE", f"{sn.name} answers")
+    # 3. the server node's docker0 -> the pod (the SYN waits at hop 7)
+    rtt = 2 * (tm.bridge_us + tm.veth_us) + tm.arp_us
+    t = syn_send_us + cum[7] - rtt - 1
+    add([(sn.name, "docker0", "out", 0)] + pods_flooded(sn, "", tm.bridge_us),
+        _arp_frame(1, sn.docker.bridge_mac, bcast, sn.docker.bridge_ip, server.ip), t,
+        f"{server.ip} dev docker0 INCOMPLETE", f"no MAC for {server.ip}: ARP request, flooded to every port")
+    t2 = t + tm.bridge_us + tm.veth_us + tm.arp_us
+    add([(server.name, "eth0", "out", 0), (sn.name, server.veth, "in", tm.veth_us),
+         (sn.name, "docker0", "in", tm.veth_us + tm.bridge_us)],
+        _arp_frame(2, server.mac, sn.docker.bridge_mac, server.ip, sn.docker.bridge_ip, sn.docker.bridge_mac), t2,
+        f"{server.ip} dev docker0 lladdr {server.mac} REACHABLE", f"{server.name} answers")
+    return out
 
 
 def _cumulative(hops):

@@ -55,6 +55,7 @@ _KNOBS = [
     Knob("node_mtu", "node MTU", "int", 118, 65535, "enp4s0 on both nodes"),
     Knob("masquerade", "Docker masquerade", "bool", help="Docker's -s <subnet> ! -o docker0 -j MASQUERADE"),
     Knob("replicas", "replicas", "int", 1, 16),
+    Knob("cold_caches", "cold caches", "bool", help="empty neighbour caches: the first packet waits for ARP"),
 ]
 
 
@@ -79,7 +80,7 @@ def current(sc) -> dict:
         "service_ip": str(svc.cluster_ip), "service_port": sc.service_port.port,
         "target_port": sc.service_port.target_port, "vni": sc.flannel.vni, "vxlan_port": sc.flannel.port,
         "pod_mtu": sn.docker.mtu, "node_mtu": sn.nic.mtu, "masquerade": cn.docker.ip_masq,
-        "replicas": len(sc.endpoints(svc)),
+        "replicas": len(sc.endpoints(svc)), "cold_caches": sc.neighbour_caches == "cold",
     }
 
 
@@ -151,6 +152,8 @@ def apply(base, values: dict):
             put(f"nodes.{n.name}.nic.mtu", v["node_mtu"], "node_mtu")
         if "masquerade" in v:
             put(f"nodes.{n.name}.docker.ipMasq", v["masquerade"], "masquerade")
+    if "cold_caches" in v:
+        put("neighbourCaches", "cold" if v["cold_caches"] else "warm", "cold_caches")
     replicas = v.get("replicas", now["replicas"])
     if "replicas" in v or "server_ip" in v:
         first = v.get("server_ip", ipaddress.IPv4Address(now["server_ip"]))

@@ -17,9 +17,10 @@ netns B``), so the host never holds one, even for an instant; no address is
 routed outside the namespaces.  The host's links, routes and nat rules are
 left byte-identical (a test checks it).
 
-Neighbour caches start warm (the model's ``ip neigh`` entries are installed),
-as in the article's captures; ``warm=False`` shows the ARP exchanges a cold
-first request makes (not modelled, and reported as such).
+Neighbour caches and bridge FDBs start warm (the model's ``ip neigh`` entries
+are installed), as in the article's captures; a scenario with
+``neighbourCaches: cold`` starts them empty, and the ARP exchanges of the
+first request are then modelled and compared like the rest.
 
 The comparison (:func:`compare`) identifies every captured TCP segment, feeds
 the model what the kernel chose on the day (client port, ISNs, windows,
@@ -194,13 +195,14 @@ class Lab:
     Taught in: 07-live-lab.
     """
 
-    def __init__(self, scenario, workdir: str | os.PathLike | None = None, progress=None, warm: bool = True):
+    def __init__(self, scenario, workdir: str | os.PathLike | None = None, progress=None, warm: bool | None = None):
         self.sc = scenario
         self.id = f"{PREFIX}{os.getpid():x}{next(_counter)}-"
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="packet-walk-lab-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.progress = progress or (lambda msg: None)
-        self.warm = warm
+        # warm caches unless the scenario says cold (neighbourCaches: cold), as the model does
+        self.warm = warm if warm is not None else scenario.neighbour_caches == "warm"
         self.points: list[Point] = []
         self._captures: list[tuple[subprocess.Popen, Point]] = []
         self.built = False
@@ -405,9 +407,11 @@ class Lab:
                                 "import sys, json; from coursekit.lab import _fetch; _fetch(json.loads(sys.argv[1]))",
                                 args], capture_output=True, text=True, env=env, timeout=timeout)
         finally:
+            # the replica that served exits on its own; idle ones would wait for their accept()
+            # timeout while the captures run on (and cold caches start re-probing): stop them
             for proc in servers:
                 try:
-                    proc.communicate(timeout=20)
+                    proc.communicate(timeout=2)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.communicate()
@@ -464,6 +468,7 @@ def state_dir() -> Path:
 
 def save_state(lab: "Lab", scenario_ref: str) -> Path:
     st = {"id": lab.id, "scenario": scenario_ref, "workdir": str(lab.workdir), "warm": lab.warm,
+          "cold": lab.sc.neighbour_caches == "cold",
           "points": [asdict(p) for p in lab.points],
           "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures]}
     p = state_dir() / "state.json"
@@ -693,6 +698,10 @@ def _tcp_frames(frames, sc, kinds: dict | None = None):
     return keep, other
 
 
+def _is_arp(data: bytes) -> bool:
+    return len(data) >= 14 and data[12:14] == b"\x08\x06"
+
+
 def _inner(data: bytes):
     from scapy.layers.l2 import Ether
     from scapy.layers.vxlan import VXLAN
@@ -827,9 +836,28 @@ def compare(sc, pcaps: dict) -> Report:
     for (owner, iface), path in sorted(pcaps.items(), key=lambda kv: _order(sc, kv[0])):
         lab_all = read_pcap(path)[1]
         kinds: dict = {}
+        cold = sc.neighbour_caches == "cold"
         lab, other = _tcp_frames(lab_all, sc, kinds)
-        model = capture(model_sc, owner, iface, walk=w)
-        r = InterfaceResult(owner, iface, len(lab_all), len(model), other, kinds)
+        model_all = capture(model_sc, owner, iface, walk=w)
+        model = [f for f in model_all if f.observation.flow != "arp"]
+        lab_arp = [f for f in lab_all if _is_arp(f.data)]
+        if cold:                               # ARP is part of the model then
+            other -= len(lab_arp)
+            kinds.pop("ARP", None)
+        r = InterfaceResult(owner, iface, len(lab_all), len(model_all), other, kinds)
+        if cold:
+            model_arp = [f for f in model_all if f.observation.flow == "arp"]
+            if len(lab_arp) != len(model_arp):
+                r.differences.append(f"ARP: {len(lab_arp)} frames in the lab, {len(model_arp)} in the model")
+            for i, (a, b) in enumerate(zip(lab_arp, model_arp)):
+                fa, fb = _field_values(a.data), _field_values(b.data)
+                for key in sorted(set(fa) | set(fb)):
+                    r.fields += 1
+                    if fa.get(key) == fb.get(key):
+                        r.matched += 1
+                    else:
+                        r.differences.append(f"ARP frame {i + 1}: {key[0]} {key[1]}: lab {fa.get(key)} "
+                                             f"model {fb.get(key)}")
         lab_by = _by_segment(model_sc, lab, over)
         model_by = {f.observation.segment: f for f in model}
         missing = sorted(set(model_by) - set(lab_by))
@@ -861,6 +889,8 @@ def compare(sc, pcaps: dict) -> Report:
                     r.differences.append(f"segment {seg}: {key[0]} {key[1]}: lab {fa.get(key)} model {fb.get(key)}")
         results.append(r)
     notes = []
+    if sc.neighbour_caches == "cold":
+        notes.append("Cold caches: the ARP exchanges on each layer-2 segment are modelled and compared too.")
     if any(r.unmodelled for r in results):
         notes.append("Frames that are not the TCP conversation (the bridge's IGMP report when it comes up, ARP with "
                      "cold caches) are counted apart: the model follows the conversation with warm neighbour caches.")
@@ -895,7 +925,7 @@ def _order(sc, key):
     return pts.index(key) if key in pts else len(pts)
 
 
-def run_all(sc, workdir=None, progress=None, warm: bool = True) -> Report:
+def run_all(sc, workdir=None, progress=None, warm: bool | None = None) -> Report:
     """Up, capture, request, compare, down: the whole lab in one call (what chapter 07 runs).
 
     As root the namespaces hang off the host; as a normal user the same lab runs
@@ -904,6 +934,8 @@ def run_all(sc, workdir=None, progress=None, warm: bool = True) -> Report:
     missing = requirements()
     if missing:
         raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
+    if warm is None:
+        warm = sc.neighbour_caches == "warm"
     if os.geteuid() != 0:
         return _run_rootless(sc, workdir, progress, warm)
     with Lab(sc, workdir, progress, warm) as lab:

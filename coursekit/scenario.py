@@ -200,6 +200,7 @@ class Timing:
     wire_us: int
     decap_us: int
     process_us: int                         # an endpoint's reaction time
+    arp_us: int = 10                        # from an ARP request's arrival to its reply
 
 
 @dataclass(frozen=True)
@@ -218,6 +219,9 @@ class Scenario:
     timing: Timing
     host_names: tuple[tuple[str, str], ...]          # (ip, name): the capturing host's hosts file
     service_names: tuple[tuple[int, str, str], ...]  # (port, proto, name): its services database
+    # "warm": every neighbour cache and bridge FDB already knows its peers (the article's
+    # captures); "cold": the first packet waits for ARP on each layer-2 segment
+    neighbour_caches: str = "warm"
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -798,7 +802,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     timing = Timing(**{k: _int(_get(tr, c, "timing", d), f"timing.{c}", 0, 10**7) for k, c, d in [
         ("veth_us", "vethUs", 1), ("bridge_us", "bridgeUs", 2), ("forward_us", "forwardUs", 5),
         ("encap_us", "encapUs", 3), ("wire_us", "wireUs", 40), ("decap_us", "decapUs", 3),
-        ("process_us", "processUs", 40)]})
+        ("process_us", "processUs", 40), ("arp_us", "arpUs", 10)]})
 
     names = raw.get("names") or {}
     hosts = names.get("hosts")
@@ -813,11 +817,15 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             raise CourseError(f"names.services.{sn}", f"{spec!r} is not port/protocol", "e.g. 80/tcp")
         service_names.append((_port(int(m.group(1)), f"names.services.{sn}"), m.group(2), str(sn)))
 
+    caches = str(raw.get("neighbourCaches", "warm"))
+    if caches not in ("warm", "cold"):
+        raise CourseError("neighbourCaches", f"{caches!r} is not a cache state", "warm, cold")
     sc = Scenario(
         name=name, description=str(raw.get("description", "")).strip(), utc_offset_minutes=utc,
         flannel=flannel, service_cidr=service_cidr, kube_proxy=kube_proxy, nodes=tuple(nodes),
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
-        host_names=host_names, service_names=tuple(sorted(service_names)), source=source, raw=raw)
+        host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
+        source=source, raw=raw)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",

@@ -162,3 +162,39 @@ def test_port_4789_changes_tcpdump_to_vxlan():
 def test_unknown_interface_error(article_walk):
     with pytest.raises(ck.CourseError, match="interface: unknown interface 'eth7' on meizu"):
         article_walk.at("meizu", "eth7")
+
+
+def test_cold_caches_add_three_arp_exchanges(article):
+    """neighbourCaches: cold -- the first SYN waits for ARP on each layer-2 segment (as the live lab shows)."""
+    from scapy.layers.l2 import ARP, Ether
+    warm = ck.walk(article)
+    assert not [o for o in warm.observations if o.flow == "arp"]
+    cold_sc = article.with_changes({"neighbourCaches": "cold", "workloads.nginx.replicas": 2})
+    cold = ck.walk(cold_sc)
+    asked = {}
+    for o in cold.observations:
+        if o.flow == "arp":
+            a = Ether(o.frame)[ARP]
+            asked.setdefault((a.op, a.psrc, a.pdst), set()).add((o.node, o.iface))
+            assert len(o.frame) == 42
+            if a.op == 1:
+                assert Ether(o.frame).dst == "ff:ff:ff:ff:ff:ff" and a.hwdst == "00:00:00:00:00:00"
+    assert set(asked) == {(1, "172.30.83.9", "172.30.83.1"), (2, "172.30.83.1", "172.30.83.9"),
+                          (1, "10.167.226.38", "10.167.226.39"), (2, "10.167.226.39", "10.167.226.38"),
+                          (1, "172.30.20.1", "172.30.20.2"), (2, "172.30.20.2", "172.30.20.1")}
+    # the bridge floods the request to every port: both nginx pods hear it, only nginx-1 answers
+    assert {("nginx-1", "eth0"), ("nginx-2", "eth0")} <= asked[(1, "172.30.20.1", "172.30.20.2")]
+    assert ("nginx-2", "eth0") not in asked[(2, "172.30.20.2", "172.30.20.1")]
+    # each exchange ends before the SYN crosses that segment
+    for node, iface in [("busybox", "eth0"), ("xiaomi", "enp4s0"), ("meizu", "docker0")]:
+        seen = cold.at(node, iface)
+        syn = next(i for i, o in enumerate(seen) if o.segment == 0)
+        assert [o.flow for o in seen[:syn]] == ["arp", "arp"]
+    # the TCP frames are the warm walk's, byte for byte
+    warm2 = ck.walk(article.with_changes({"workloads.nginx.replicas": 2}))
+    assert [o.frame for o in cold.observations if o.flow != "arp"] == [o.frame for o in warm2.observations]
+
+
+def test_neighbour_caches_must_be_warm_or_cold(article):
+    with pytest.raises(ck.CourseError, match="neighbourCaches: 'lukewarm' is not a cache state"):
+        article.with_changes({"neighbourCaches": "lukewarm"})

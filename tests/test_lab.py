@@ -184,3 +184,18 @@ def test_rootless_path_user_namespace_and_libpcap_capture(any_mode, article, tmp
     _check(report)
     assert lab.host_snapshot() == before
     assert lab.leftovers() == []                 # its namespaces died with its user namespace
+
+
+@pytest.mark.parametrize("replicas", [1, 3])
+def test_cold_caches_arp_matches_the_model(ready, article, tmp_path, replicas):
+    """Empty neighbour caches and FDBs: the kernel's ARP exchanges are the model's, field by field."""
+    sc = apply(article, {"cold_caches": True, "replicas": replicas})
+    report = lab.run_all(sc, tmp_path)
+    assert report.ok, report.text()
+    frames = {(r.node, r.iface): r.model_frames for r in report.interfaces}
+    assert frames[("busybox", "eth0")] == frames[("xiaomi", "enp4s0")] == frames[("meizu", "docker0")] == 13
+    assert frames[("xiaomi", "flannel.1")] == 11                    # no ARP on the VTEP: flannel's entries
+    if replicas == 3:                # the ARP request is flooded to every pod; one answers and serves
+        pods = sorted(frames[(f"nginx-{i}", "eth0")] for i in (1, 2, 3))
+        assert pods == [1, 1, 13]
+    assert all("ARP" not in r.unmodelled_kinds for r in report.interfaces)
