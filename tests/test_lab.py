@@ -199,3 +199,30 @@ def test_cold_caches_arp_matches_the_model(ready, article, tmp_path, replicas):
         pods = sorted(frames[(f"nginx-{i}", "eth0")] for i in (1, 2, 3))
         assert pods == [1, 1, 13]
     assert all("ARP" not in r.unmodelled_kinds for r in report.interfaces)
+
+
+def test_cli_step_by_step_with_cold_caches(ready, tmp_path):
+    """lab up | capture | run | compare | down, state kept between the invocations."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "coursekit", "lab", *args], capture_output=True, text=True,
+                              env=env, timeout=120)
+
+    try:
+        r = cli("up", "--cold", "--out", str(tmp_path))
+        assert r.returncode == 0, r.stderr
+        assert "neighbour caches" not in r.stderr                  # cold: nothing pre-installed
+        assert cli("up").returncode == 2                           # refuses to build over a running lab
+        assert cli("capture").returncode == 0
+        r = cli("run")
+        assert r.returncode == 0 and "233-byte header + 612-byte body" in r.stdout, r.stderr
+        r = cli("compare", "--json", str(tmp_path / "r.json"))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "every modelled field matches" in r.stdout and "ARP exchanges" in r.stdout
+        assert len(list(tmp_path.glob("*.pcap"))) == 10
+    finally:
+        r = cli("down")
+    assert r.returncode == 0 and "removed 4 namespaces" in r.stdout
+    assert lab.leftovers() == []
+    assert "removed 0 namespaces" in cli("down").stdout
