@@ -83,6 +83,17 @@ def _tool(name: str) -> str | None:
     return shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if os.path.exists(p)), None)
 
 
+def _child_env(**extra: str) -> dict:
+    """The environment of the lab's own Python helpers: this coursekit importable, no bytecode written."""
+    return dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONDONTWRITEBYTECODE="1",
+                **extra)
+
+
+def _in_netns(ns: str, *cmd: str) -> list[str]:
+    """The command line that runs ``cmd`` inside network namespace ``ns``."""
+    return [_tool("ip") or "ip", "netns", "exec", ns, *cmd]
+
+
 def requirements() -> list[str]:
     """What is missing to run the lab here (empty: ready)."""
     missing = []
@@ -217,7 +228,7 @@ class Lab:
         return _run(cmd, what).stdout
 
     def _exec(self, ns: str, *cmd: str, what: str = "", check: bool = True, timeout: float = 30):
-        return _run([_tool("ip") or "ip", "netns", "exec", ns, *cmd], what, check=check, timeout=timeout)
+        return _run(_in_netns(ns, *cmd), what, check=check, timeout=timeout)
 
     # -- build ---------------------------------------------------------------------
     def up(self) -> None:
@@ -315,8 +326,8 @@ class Lab:
         from .netfilter import nat_save
         for n in nodes:
             self.progress(f"{n.name}: iptables-restore the model's nat table ({len(nat_save(sc, n.name).splitlines())} lines)")
-            r = subprocess.run([_tool("ip") or "ip", "netns", "exec", self.ns(n.name), _tool("iptables-restore"),
-                                "-w"], input=nat_save(sc, n.name), capture_output=True, text=True)
+            r = subprocess.run(_in_netns(self.ns(n.name), _tool("iptables-restore"), "-w"),
+                               input=nat_save(sc, n.name), capture_output=True, text=True)
             if r.returncode != 0:
                 raise CourseError("live lab", f"iptables-restore on {n.name} failed: {r.stderr.strip()}")
         self.points = []
@@ -340,18 +351,18 @@ class Lab:
         if not self.built:
             raise CourseError("live lab", "the lab is not up", "call up() first")
         rootless = os.environ.get("PW_LAB_ROOTLESS") == "1"
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONDONTWRITEBYTECODE="1")
+        env = _child_env()
         for pt in self.points:
             pt.pcap = str(self.workdir / f"{pt.owner}-{pt.iface}.pcap")
             if rootless:
                 # In a user namespace tcpdump cannot give its savefile to the 'tcpdump' user
                 # it drops to; capture with libpcap itself, the library tcpdump uses.
-                cmd = [_tool("ip") or "ip", "netns", "exec", pt.ns, sys.executable, "-c",
-                       "import sys, json; from coursekit.lab import _capture; _capture(json.loads(sys.argv[1]))",
-                       json.dumps({"iface": pt.iface, "path": pt.pcap})]
+                cmd = _in_netns(pt.ns, sys.executable, "-c",
+                                "import sys, json; from coursekit.lab import _capture; _capture(json.loads(sys.argv[1]))",
+                                json.dumps({"iface": pt.iface, "path": pt.pcap}))
             else:
-                cmd = [_tool("ip") or "ip", "netns", "exec", pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap,
-                       "-s", "262144", "--immediate-mode", "-U", "-nn"]
+                cmd = _in_netns(pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap,
+                                "-s", "262144", "--immediate-mode", "-U", "-nn")
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
             self._captures.append((proc, pt))
         deadline = time.monotonic() + 15
@@ -387,14 +398,15 @@ class Lab:
         sc = self.sc
         svc = sc.service(sc.request.service)
         eps = sc.endpoints(svc)
-        env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONDONTWRITEBYTECODE="1")
+        env = _child_env()
         servers = []
         for p in eps:
             args = json.dumps({"ip": str(p.ip), "port": sc.service_port.target_port, "scenario": sc.source,
                                "raw": sc.raw})
-            proc = subprocess.Popen([_tool("ip") or "ip", "netns", "exec", self.ns(p.name), sys.executable, "-c",
-                                     "import sys, json; from coursekit.lab import _serve; _serve(json.loads(sys.argv[1]))",
-                                     args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            proc = subprocess.Popen(_in_netns(self.ns(p.name), sys.executable, "-c",
+                                              "import sys, json; from coursekit.lab import _serve; "
+                                              "_serve(json.loads(sys.argv[1]))", args),
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             if proc.stdout.readline().strip() != "ready":
                 proc.kill()
                 proc.communicate()
@@ -403,9 +415,10 @@ class Lab:
         self.progress(f"server listening in {', '.join(p.name for p in eps)} on :{sc.service_port.target_port}")
         args = json.dumps({"ip": str(svc.cluster_ip), "port": sc.request.port, "raw": sc.raw})
         try:
-            r = subprocess.run([_tool("ip") or "ip", "netns", "exec", self.ns(sc.client.name), sys.executable, "-c",
-                                "import sys, json; from coursekit.lab import _fetch; _fetch(json.loads(sys.argv[1]))",
-                                args], capture_output=True, text=True, env=env, timeout=timeout)
+            r = subprocess.run(_in_netns(self.ns(sc.client.name), sys.executable, "-c",
+                                         "import sys, json; from coursekit.lab import _fetch; "
+                                         "_fetch(json.loads(sys.argv[1]))", args),
+                               capture_output=True, text=True, env=env, timeout=timeout)
         finally:
             # the replica that served exits on its own; idle ones would wait for their accept()
             # timeout while the captures run on (and cold caches start re-probing): stop them
@@ -717,23 +730,22 @@ def _segment_index(segs, isn_c: int, isn_s: int) -> dict:
     return {(s.sender, s.flags, len(s.payload), *rel(s)): s.index for s in segs}
 
 
-def _signature(sc, tcp, isn_c: int, isn_s: int, client_port: int):
+def _signature(tcp, isn_c: int, isn_s: int, client_port: int):
     sender = "client" if tcp.sport == client_port else "server"
     base_s, base_a = (isn_c, isn_s) if sender == "client" else (isn_s, isn_c)
     return (sender, int(tcp.flags), len(tcp.payload), (tcp.seq - base_s) & 0xFFFFFFFF,
             (tcp.ack - base_a) & 0xFFFFFFFF if tcp.flags & 0x10 else 0)
 
 
-def observe(sc, pcaps: dict) -> tuple[dict, dict]:
-    """Read what the kernel chose from the lab's captures: overrides for the scenario, and a summary."""
+def observe(sc, captured: dict) -> tuple[dict, dict]:
+    """Read what the kernel chose from the lab's captures (frames keyed (node or pod, interface)):
+    overrides for the scenario, and a summary."""
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
-    from .capture import read_pcap
     from .conversation import segments
-    client_pcap = pcaps[(sc.client.name, "eth0")]
-    frames, _ = _tcp_frames(read_pcap(client_pcap)[1], sc)
+    frames, _ = _tcp_frames(captured[(sc.client.name, "eth0")], sc)
     if not frames:
-        raise CourseError("live lab", f"no TCP in {client_pcap}: the request did not leave {sc.client.name}")
+        raise CourseError("live lab", f"no TCP on {sc.client.name} eth0: the request did not leave the pod")
     syn = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x02), None)
     synack = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x12), None)
     if syn is None or synack is None:
@@ -744,8 +756,8 @@ def observe(sc, pcaps: dict) -> tuple[dict, dict]:
     eps = sc.endpoints(sc.service(sc.request.service))
     endpoint = 0
     for i, p in enumerate(eps):
-        f = pcaps.get((p.name, "eth0"))
-        if f and any(_inner(x.data)[IP].src == str(p.ip) for x in _tcp_frames(read_pcap(f)[1], sc)[0]):
+        f = captured.get((p.name, "eth0"))
+        if f and any(_inner(x.data)[IP].src == str(p.ip) for x in _tcp_frames(f, sc)[0]):
             endpoint = i                    # this pod answered
     probe = sc.with_changes({"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
                              "observed.wscale": {"client": ws[0], "server": ws[1]}, "observed.windows": None,
@@ -756,9 +768,9 @@ def observe(sc, pcaps: dict) -> tuple[dict, dict]:
     times: dict[int, int] = {}
     windows: dict[int, int] = {}
     unknown = []
-    for f in _tcp_frames(read_pcap(pcaps[anchor])[1], sc)[0]:
+    for f in _tcp_frames(captured[anchor], sc)[0]:
         tcp = _inner(f.data)[TCP]
-        sig = _signature(sc, tcp, isn_c, isn_s, cport)
+        sig = _signature(tcp, isn_c, isn_s, cport)
         if sig not in sig_index:
             unknown.append(sig)
             continue
@@ -771,7 +783,7 @@ def observe(sc, pcaps: dict) -> tuple[dict, dict]:
     sports = {}
     for node in (probe.client.node, probe.server.node):
         n = probe.node(node)
-        for f in read_pcap(pcaps[(node, n.nic.name)])[1]:
+        for f in captured[(node, n.nic.name)]:
             p = Ether(f.data)
             if p.haslayer(UDP) and p[UDP].dport == probe.flannel.port and p[IP].src == str(n.nic.ip):
                 sports[node] = p[UDP].sport
@@ -829,14 +841,17 @@ def compare(sc, pcaps: dict) -> Report:
     """
     from .capture import capture, read_pcap
     from .datapath import walk
-    over, fed = observe(sc, pcaps)
+    captured = {key: read_pcap(path)[1] for key, path in pcaps.items()}
+    over, fed = observe(sc, captured)
     model_sc = sc.with_changes(over)
     w = walk(model_sc)
+    index = _segment_index(w.segments, over["observed.clientISN"], over["observed.serverISN"])
+    sender_of = {seg.index: seg.sender for seg in w.segments}
+    cold = sc.neighbour_caches == "cold"
     results = []
-    for (owner, iface), path in sorted(pcaps.items(), key=lambda kv: _order(sc, kv[0])):
-        lab_all = read_pcap(path)[1]
+    for owner, iface in sorted(captured, key=lambda k: _order(sc, k)):
+        lab_all = captured[(owner, iface)]
         kinds: dict = {}
-        cold = sc.neighbour_caches == "cold"
         lab, other = _tcp_frames(lab_all, sc, kinds)
         model_all = capture(model_sc, owner, iface, walk=w)
         model = [f for f in model_all if f.observation.flow != "arp"]
@@ -850,15 +865,8 @@ def compare(sc, pcaps: dict) -> Report:
             if len(lab_arp) != len(model_arp):
                 r.differences.append(f"ARP: {len(lab_arp)} frames in the lab, {len(model_arp)} in the model")
             for i, (a, b) in enumerate(zip(lab_arp, model_arp)):
-                fa, fb = _field_values(a.data), _field_values(b.data)
-                for key in sorted(set(fa) | set(fb)):
-                    r.fields += 1
-                    if fa.get(key) == fb.get(key):
-                        r.matched += 1
-                    else:
-                        r.differences.append(f"ARP frame {i + 1}: {key[0]} {key[1]}: lab {fa.get(key)} "
-                                             f"model {fb.get(key)}")
-        lab_by = _by_segment(model_sc, lab, over)
+                _compare_fields(r, a.data, b.data, f"ARP frame {i + 1}")
+        lab_by = _by_segment(lab, index, over)
         model_by = {f.observation.segment: f for f in model}
         missing = sorted(set(model_by) - set(lab_by))
         extra = sorted((set(lab_by) - set(model_by)), key=str)
@@ -869,53 +877,48 @@ def compare(sc, pcaps: dict) -> Report:
         # each sender's segments must appear in the model's order; how the two
         # directions interleave on an interface follows the timing (a free field)
         for sender in ("client", "server"):
-            lo = [i for i in lab_by if isinstance(i, int) and model_sc_sender(model_sc, i) == sender]
-            mo = [f.observation.segment for f in model if model_sc_sender(model_sc, f.observation.segment) == sender]
+            lo = [i for i in lab_by if isinstance(i, int) and sender_of[i] == sender]
+            mo = [f.observation.segment for f in model if sender_of[f.observation.segment] == sender]
             if [i for i in lo if i in mo] != [i for i in mo if i in lo]:
                 r.differences.append(f"{sender} segments out of order: lab {lo}, model {mo}")
         for seg in sorted(k for k in set(lab_by) & set(model_by)):
-            fa, fb = _field_values(lab_by[seg].data), _field_values(model_by[seg].data)
-            for key in sorted(set(fa) | set(fb)):
-                r.fields += 1
-                if key in FREE_FIELDS:
-                    if (key in fa) == (key in fb):
-                        r.free += 1
-                    else:
-                        r.differences.append(f"segment {seg}: {key[0]} {key[1]} present in only one")
-                    continue
-                if fa.get(key) == fb.get(key):
-                    r.matched += 1
-                else:
-                    r.differences.append(f"segment {seg}: {key[0]} {key[1]}: lab {fa.get(key)} model {fb.get(key)}")
+            _compare_fields(r, lab_by[seg].data, model_by[seg].data, f"segment {seg}")
         results.append(r)
     notes = []
-    if sc.neighbour_caches == "cold":
+    if cold:
         notes.append("Cold caches: the ARP exchanges on each layer-2 segment are modelled and compared too.")
     if any(r.unmodelled for r in results):
-        notes.append("Frames that are not the TCP conversation (the bridge's IGMP report when it comes up, ARP with "
-                     "cold caches) are counted apart: the model follows the conversation with warm neighbour caches.")
+        notes.append("Frames that are not the TCP conversation (the bridge's IGMP report when it comes up"
+                     + (")" if cold else ", ARP with cold caches)")
+                     + " are counted apart: the model follows the conversation"
+                     + ("." if cold else " with warm neighbour caches."))
     return Report(sc.name, fed, results, notes)
 
 
-def model_sc_sender(sc, index: int) -> str:
-    from .conversation import segments
-    return segments(sc)[index].sender
+def _compare_fields(r: InterfaceResult, lab: bytes, model: bytes, what: str) -> None:
+    """Every field of two frames: equal, free (the kernel's choice: present in both), or a difference."""
+    fa, fb = _field_values(lab), _field_values(model)
+    for key in sorted(set(fa) | set(fb)):
+        r.fields += 1
+        if key in FREE_FIELDS:
+            if (key in fa) == (key in fb):
+                r.free += 1
+            else:
+                r.differences.append(f"{what}: {key[0]} {key[1]} present in only one")
+        elif fa.get(key) == fb.get(key):
+            r.matched += 1
+        else:
+            r.differences.append(f"{what}: {key[0]} {key[1]}: lab {fa.get(key)} model {fb.get(key)}")
 
 
-def _by_segment(sc, frames, over) -> dict:
+def _by_segment(frames, index: dict, over: dict) -> dict:
     """Lab frames keyed by the model's segment index (first copy of each)."""
     from scapy.layers.inet import TCP
-    from .conversation import segments
     isn_c, isn_s, cport = over["observed.clientISN"], over["observed.serverISN"], over["observed.clientPort"]
-    index = _segment_index(segments(sc), isn_c, isn_s)
     out = {}
     for f in frames:
-        tcp = _inner(f.data)[TCP]
-        sig = _signature(sc, tcp, isn_c, isn_s, cport)
-        if sig in index:
-            out.setdefault(index[sig], f)
-        else:
-            out.setdefault(("unknown", sig), f)
+        sig = _signature(_inner(f.data)[TCP], isn_c, isn_s, cport)
+        out.setdefault(index.get(sig, ("unknown", sig)), f)
     return out
 
 
@@ -958,8 +961,7 @@ def _run_rootless(sc, workdir, progress, warm) -> Report:
             "    lb.up(); lb.start_captures(); lb.request(); lb.stop_captures()\n"
             "    print('POINTS ' + json.dumps([[p.owner, p.iface, p.pcap] for p in lb.points]), flush=True)\n")
     args = json.dumps({"raw": sc.raw, "source": sc.source, "workdir": str(workdir), "warm": warm})
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), PYTHONDONTWRITEBYTECODE="1",
-               PW_LAB_ROOTLESS="1")
+    env = _child_env(PW_LAB_ROOTLESS="1")
     proc = subprocess.Popen(_UNSHARE + ["sh", "-c", 'mount -t tmpfs tmpfs /run && exec "$0" -c "$1" "$2"',
                                         sys.executable, code, args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
