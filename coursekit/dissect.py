@@ -234,13 +234,15 @@ def _show(data: bytes, limit: int = 48) -> str:
     return f'"{text}"' + (" ..." if len(data) > limit else "")
 
 
-def tree(frame, title: str = "") -> str:
+def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
     """The frame as a Wireshark-like text tree: layers, their byte ranges, every field.
+
+    ``layers`` is :func:`dissect`'s result when the caller already has it.
 
     Taught in: 01-physical-nic.
     """
     data = frame_bytes(frame)
-    layers = dissect(data)
+    layers = layers if layers is not None else dissect(data)
     lines = [title or f"Frame: {len(data)} bytes"]
     for i, ly in enumerate(layers):
         if ly.inner and (i == 0 or not layers[i - 1].inner):

@@ -57,32 +57,34 @@ def _walk(sc):
 
 
 def _layers(frame):
-    from scapy.layers.inet import IP, TCP, UDP
+    """(outer, inner): the frame's VXLAN outer packet (None when not encapsulated) and the pod's packet."""
     from scapy.layers.l2 import Ether
     from scapy.layers.vxlan import VXLAN
     p = Ether(frame)
-    outer = None
     if p.haslayer(VXLAN):
-        outer = p
-        p = p[VXLAN].payload
-    return outer, p, (IP, TCP, UDP, VXLAN)
+        return p, p[VXLAN].payload
+    return None, p
 
 
-def _request_at(sc, node, iface, seg=0):
-    return next(o for o in _walk(sc).at(node, iface) if o.segment == seg)
+def _request_at(sc, node, iface, seg=0, w=None):
+    return next(o for o in (w or _walk(sc)).at(node, iface) if o.segment == seg)
+
+
+def _request_inner(sc, node, iface, layer: str, field: str):
+    """A field of the pod's packet (inside any VXLAN) as the request crosses ``node``/``iface``."""
+    return getattr(_layers(_request_at(sc, node, iface).frame)[1][layer], field)
 
 
 def _outer_dst(sc):
     from scapy.layers.inet import IP
     n = sc.node(sc.client.node)
-    outer, _, _ = _layers(_request_at(sc, n.name, n.nic.name).frame)
-    return outer[IP].dst
+    return _layers(_request_at(sc, n.name, n.nic.name).frame)[0][IP].dst
 
 
 def _overhead(sc):
-    sn = sc.node(sc.server.node)
-    enc = _request_at(sc, sn.name, sn.nic.name).frame
-    plain = _request_at(sc, sn.name, sc.flannel.device).frame
+    sn, w = sc.node(sc.server.node), _walk(sc)
+    enc = _request_at(sc, sn.name, sn.nic.name, w=w).frame
+    plain = _request_at(sc, sn.name, sc.flannel.device, w=w).frame
     return len(enc) - len(plain)
 
 
@@ -100,9 +102,7 @@ def _tcp_filter_count(sc):
 
 
 def _inner_src(sc, node, iface):
-    from scapy.layers.inet import IP
-    _, inner, _ = _layers(_request_at(sc, node, iface).frame)
-    return inner[IP].src
+    return _request_inner(sc, node, iface, "IP", "src")
 
 
 def _masq_hook(sc):
@@ -123,15 +123,11 @@ def _udp_name(sc):
 
 
 def _ttl_at(sc, node, iface):
-    from scapy.layers.inet import IP
-    _, inner, _ = _layers(_request_at(sc, node, iface).frame)
-    return inner[IP].ttl
+    return _request_inner(sc, node, iface, "IP", "ttl")
 
 
 def _dst_mac_at(sc, node, iface):
-    from scapy.layers.l2 import Ether
-    _, inner, _ = _layers(_request_at(sc, node, iface).frame)
-    return inner[Ether].dst
+    return _request_inner(sc, node, iface, "Ether", "dst")
 
 
 def _svc_chain(sc):
@@ -143,7 +139,7 @@ def _svc_chain(sc):
 def _reply_src_in_client(sc):
     from scapy.layers.inet import IP, TCP
     o = next(o for o in _walk(sc).at(sc.client.name, "eth0") if o.flow == "reply")
-    _, inner, _ = _layers(o.frame)
+    inner = _layers(o.frame)[1]
     return f"{inner[IP].src}:{inner[TCP].sport}"
 
 
@@ -159,9 +155,7 @@ def _first_probability(sc):
 
 def _ttl_drops(sc):
     from scapy.layers.inet import IP
-    w = _walk(sc)
-    path = w.path(0)
-    ttls = [_layers(o.frame)[1][IP].ttl for o in path]
+    ttls = [_layers(o.frame)[1][IP].ttl for o in _walk(sc).path(0)]
     return sum(1 for a, b in zip(ttls, ttls[1:]) if b < a)
 
 
@@ -170,7 +164,7 @@ def _rewrites(sc):
     path = _walk(sc).path(0)
     ends = []
     for o in path:
-        _, p, _ = _layers(o.frame)
+        p = _layers(o.frame)[1]
         ends.append((p[IP].src, p[TCP].sport, p[IP].dst, p[TCP].dport))
     return sum(1 for a, b in zip(ends, ends[1:]) for i in (0, 2) if (a[i], a[i + 1]) != (b[i], b[i + 1]))
 

@@ -294,4 +294,5 @@ def step_view(st: Step, total: int | None = None) -> StepView:
     from .tcpdump import Printer
     summary = Printer(n=2).frame(o.time_us, o.frame).split(" ", 1)[1]
     ch = changes(st.previous.frame, o.frame) if st.previous is not None else []
-    return StepView(title, summary, [str(c) for c in ch], list(o.decisions), dissect(o.frame), tree(o.frame))
+    layers = dissect(o.frame)
+    return StepView(title, summary, [str(c) for c in ch], list(o.decisions), layers, tree(o.frame, layers=layers))
