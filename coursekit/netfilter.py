@@ -296,3 +296,8 @@ def nat_save(scenario, node: str) -> str:
     """
     rules, chains = nat_table(scenario, node)
     return iptables_save(rules, chains)
+
+
+def filter_table(scenario, node: str) -> tuple[dict, dict]:
+    """The filter table's rules by built-in chain, and the chains' policies (none modelled yet)."""
+    return {}, {}

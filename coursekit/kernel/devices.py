@@ -1,0 +1,229 @@
+"""Network devices as Linux has them: what each does with a frame it sends or receives.
+
+``xmit`` is the frame leaving by the device (tcpdump ``-Q out`` sees it
+there), ``receive`` the frame arriving on it (``-Q in``).  Every transition
+adds the scenario's latency for that kind of hop (``timing:``)::
+
+    Veth    xmit -> the peer's receive                         (vethUs)
+    Bridge  port receive -> FDB: own MAC -> up to the host     (bridgeUs)
+                                 known MAC -> that port's xmit (bridgeUs)
+                                 broadcast/unknown -> flood    (bridgeUs)
+            xmit (from the host) -> FDB -> a port's xmit       (bridgeUs)
+    Vxlan   xmit -> FDB(inner dst MAC) -> outer UDP -> the underlay device's xmit  (encapUs)
+            receive <- the UDP socket on the VXLAN port, after decapsulation       (decapUs)
+    Nic     xmit -> every NIC on the wire whose MAC matches (or all, broadcast)    (wireUs)
+
+Taught in: 03-docker0, 02-flannel (the engine behind the walk).
+"""
+
+from __future__ import annotations
+
+from ..datapath import Decision
+from .frame import ETH_P_IP, ethertype, mac_bytes, tuple_of, vxlan_encap
+from ..vxlan import flow_hash, node_seed, udp_flow_src_port
+
+__all__ = ["Device", "Veth", "Bridge", "Vxlan", "Nic", "Wire"]
+
+BROADCAST = b"\xff" * 6
+
+
+class Device:
+    kind = "device"
+
+    def __init__(self, ns, name: str, mac: str, mtu: int):
+        self.ns, self.name, self.mac, self.mtu = ns, name, mac, mtu
+        self.mac_b = mac_bytes(mac)
+        self.master: Bridge | None = None
+        ns.devices[name] = self
+
+    def __repr__(self):
+        return f"<{self.kind} {self.ns.name}:{self.name}>"
+
+    def receive(self, net, skb, t: int, dec: list) -> None:
+        net.observe(self, "in", t, skb, dec)
+        if self.master is not None:
+            self.master.handle_frame(net, self, skb, t)
+        else:
+            self.ns.rx(net, self, skb, t)
+
+    def xmit(self, net, skb, t: int, dec: list) -> None:
+        raise NotImplementedError
+
+
+class Veth(Device):
+    """One end of a veth pair; what one end sends, the other receives."""
+    kind = "veth"
+    peer: "Veth"
+
+    def _pair(self) -> tuple[str, str]:
+        pod_end = self.peer if self.ns.kind == "node" else self
+        host_end = self if pod_end is self.peer else self.peer
+        return host_end.name, f"{pod_end.name} of {pod_end.ns.name}"
+
+    def xmit(self, net, skb, t, dec):
+        host, pod = self._pair()
+        if self.ns.kind == "node":
+            dec.append(Decision("veth", "veth pair", f"{host} <-> {pod}", "same frame on the other end of the pair"))
+        net.observe(self, "out", t, skb, dec)
+        peer = self.peer
+        pd = [Decision("veth", "veth pair", f"{host} <-> {pod}",
+                       "delivered to the pod" if peer.ns.kind == "pod" else "same frame on the other end of the pair")]
+        peer.receive(net, skb, t + net.timing.veth_us, pd)
+
+
+class Bridge(Device):
+    """A Linux bridge (``docker0``): FDB learning, forwarding, flooding, and the host's port."""
+    kind = "bridge"
+
+    def __init__(self, ns, name, mac, mtu, br_netfilter: bool):
+        super().__init__(ns, name, mac, mtu)
+        self.ports: list[Device] = []
+        self.fdb: dict[bytes, Device] = {}          # learned: MAC -> port
+        self.br_netfilter = br_netfilter
+
+    def add_port(self, dev: Device) -> None:
+        dev.master = self
+        self.ports.append(dev)
+
+    def fdb_show(self, mac: str) -> str:
+        return f"{mac} dev {self.name} master {self.name} permanent"
+
+    def handle_frame(self, net, port, skb, t):
+        """``br_handle_frame``: learn the source, then deliver up, forward or flood."""
+        d = skb.data
+        src, dst = bytes(d[6:12]), bytes(d[0:6])
+        if src != self.mac_b:
+            self.fdb[src] = port
+        tb = t + net.timing.bridge_us
+        if dst == self.mac_b:
+            dec = [Decision("bridge", f"{self.name} fdb", self.fdb_show(self.mac),
+                            "destination MAC is the bridge's own: up to the host's IP stack")]
+            if self.br_netfilter and ethertype(d) == ETH_P_IP and self.ns.ct is not None:
+                dec.append(Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
+                                    f"iptables PREROUTING runs inside the bridge, before tcpdump on {self.name} "
+                                    "sees the frame"))
+                why = self.ns.prerouting(net, skb, self.name, dec)
+                if why:
+                    return net.drop(self, why, dec)
+            self._up(net, skb, tb, dec)
+            return
+        if dst[0] & 1:                                   # broadcast/multicast: the host and every other port
+            self._up(net, skb.copy(), tb, [])
+            for p in self.ports:
+                if p is not port:
+                    p.xmit(net, skb.copy(), tb, [])
+            return
+        out = self.fdb.get(dst)
+        if out is None:
+            for p in self.ports:
+                if p is not port:
+                    p.xmit(net, skb.copy(), tb, [Decision("bridge", f"{self.name} fdb", f"{dst.hex(':')} (not learned)",
+                                                          "unknown unicast: flooded to every port")])
+            return
+        if out is port:
+            return net.drop(port, f"{self.name}: destination behind the ingress port (hairpin off)", [])
+        dec = [Decision("bridge", f"{self.name} fdb", f"{dst.hex(':')} dev {out.name} master {self.name}",
+                        f"bridged to {out.name}")]
+        if self.br_netfilter and ethertype(d) == ETH_P_IP and self.ns.ct is not None:
+            dec.append(Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
+                                "iptables PREROUTING, FORWARD and POSTROUTING run on the bridged frame"))
+            why = self.ns.bridged(net, skb, port.name, out.name, dec)
+            if why:
+                return net.drop(port, why, dec)
+        out.xmit(net, skb, tb, dec)
+
+    def _up(self, net, skb, t, dec):
+        net.observe(self, "in", t, skb, dec)
+        self.ns.rx(net, self, skb, t)
+
+    def xmit(self, net, skb, t, dec):
+        """``br_dev_xmit``: the host sends through the bridge; the FDB picks the port."""
+        net.observe(self, "out", t, skb, dec)
+        tb = t + net.timing.bridge_us
+        dst = bytes(skb.data[0:6])
+        out = None if dst[0] & 1 else self.fdb.get(dst)
+        if out is not None:
+            out.xmit(net, skb, tb, [])
+            return
+        for p in self.ports:
+            p.xmit(net, skb.copy(), tb, [])
+
+
+class Nic(Device):
+    """A physical NIC on the underlay (``enp4s0``)."""
+    kind = "nic"
+    wire: "Wire"
+
+    def xmit(self, net, skb, t, dec):
+        net.observe(self, "out", t, skb, dec)
+        dst = bytes(skb.data[0:6])
+        tw = t + net.timing.wire_us
+        got = False
+        for other in self.wire.nics:
+            if other is not self and (dst == other.mac_b or dst[0] & 1):
+                got = True
+                other.receive(net, skb.copy() if dst[0] & 1 else skb, tw,
+                              [Decision("wire", "underlay", f"{self.ns.name}:{self.name} -> {other.ns.name}:{other.name}",
+                                        "same bytes on the wire")])
+        if not got:
+            net.drop(self, f"no host with MAC {dst.hex(':')} on the underlay", [])
+
+
+class Wire:
+    """The underlay's layer-2 segment: every node's NIC."""
+
+    def __init__(self):
+        self.nics: list[Nic] = []
+
+
+class Vxlan(Device):
+    """A VXLAN device (``flannel.1``): ``vxlan_xmit`` and the receive side of ``vxlan_rcv``."""
+    kind = "vxlan"
+
+    def __init__(self, ns, name, mac, mtu, vni: int, port: int, local, lower: Nic, udp_csum: bool):
+        super().__init__(ns, name, mac, mtu)
+        self.vni, self.port, self.local, self.lower, self.udp_csum = vni, port, local, lower, udp_csum
+        self.fdb: dict[bytes, object] = {}               # inner MAC -> routing.FdbEntry
+        self.outer_id = 0
+
+    def xmit(self, net, skb, t, dec):
+        net.observe(self, "out", t, skb, dec)
+        ns, sc = self.ns, net.sc
+        dec = []
+        inner = bytes(skb.data)
+        entry = self.fdb.get(inner[0:6])
+        if entry is None:
+            return net.drop(self, "no VXLAN FDB entry", [Decision(
+                "fdb", f"{self.name} fdb", f"{inner[0:6].hex(':')} (no entry)",
+                "vxlan_xmit: no destination for the inner MAC; dropped")])
+        dec.append(Decision("fdb", f"{self.name} fdb", entry.bridge_fdb(),
+                            f"inner destination MAC {entry.mac} lives behind {entry.dst}"))
+        t5 = tuple_of(inner)
+        if ns.name in sc.observed.vxlan_sport:
+            sport = sc.observed.vxlan_sport[ns.name]
+            how = f"outer source port {sport} (observed)"
+        else:
+            h = flow_hash(t5.src, t5.dst, t5.sport, t5.dport, node_seed(sc.observed.flow_hash_seed, ns.name))
+            sport = udp_flow_src_port(h, *ns.ephemeral_ports)
+            how = f"outer source port {sport} = udp_flow_src_port(hash of {t5})"
+        route = ns.route(entry.dst)
+        if route is None:
+            return net.drop(self, f"no route to the remote VTEP {entry.dst}", dec)
+        ttl = ns.default_ttl
+        dec.append(Decision("vxlan", "vxlan_xmit_one",
+                            f"{self.name}: vxlan id {self.vni} dstport {self.port} "
+                            f"local {self.local} dev {self.lower.name} nolearning",
+                            f"+50 bytes: outer {self.local} -> {entry.dst}, UDP {sport} -> "
+                            f"{self.port}, VNI {self.vni}, TTL {ttl}, DF clear; {how}"))
+        out = ns.devices[route.dev]
+        dec.append(Decision("route", "main", route.ip_route().strip(), f"outer packet leaves by {route.dev}"))
+        nb = ns.resolve(net, out, route.via or entry.dst, entry.dst)
+        if nb is None:
+            return net.drop(self, f"neighbour {route.via or entry.dst} unresolved", dec)
+        dec.append(Decision("neigh", f"{route.dev} neighbours", nb.ip_neigh(), f"outer destination MAC {nb.mac}"))
+        ip_id = self.outer_id & 0xFFFF
+        self.outer_id += 1
+        outer = vxlan_encap(inner, src_mac=out.mac, dst_mac=nb.mac, src_ip=self.local, dst_ip=entry.dst,
+                            ip_id=ip_id, tos=inner[15] & 0x3, ttl=ttl, sport=sport, dport=self.port,
+                            vni=self.vni, udp_csum=self.udp_csum)
+        out.xmit(net, skb.replace(outer), t + net.timing.encap_us, dec)

@@ -1,0 +1,262 @@
+"""The walk loop: send each segment from its socket and follow it device by device.
+
+There are no hop numbers here.  A segment leaves its socket through its
+namespace's :meth:`~coursekit.kernel.namespace.Namespace.output`; each
+device's ``xmit``/``receive`` asks the next one what it does with the frame,
+until a socket takes it or the kernel would drop it (a :class:`Drop` with
+its reason).  Every ``xmit``/``receive`` is an observation point, with the
+decisions made since the previous one.
+
+Times: the path of the conversation's first segment in each direction is
+probed first (on a scratch copy of the graph) to learn each hop's latency;
+:func:`coursekit.datapath._schedule` turns those into send times and TCP
+timestamps; then every segment is walked for real.
+
+Taught in: 06-the-whole-walk.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from .. import conversation as conv
+from ..datapath import Decision, Observation, Walk, build_frame
+from ..errors import CourseError
+from ..netfilter import Tuple5
+from .frame import mac_bytes, tuple_of
+from .topology import build
+
+__all__ = ["Drop", "Net", "Skb", "walk"]
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Where the kernel would drop a packet, and why."""
+    node: str
+    iface: str
+    reason: str
+    segment: int
+    flow: str
+    time_us: int
+    decisions: tuple[Decision, ...] = ()
+
+
+class Skb:
+    """A frame in flight with the kernel's per-packet state (``struct sk_buff``)."""
+    __slots__ = ("data", "ct", "t_orig", "marks", "pre_done")
+
+    def __init__(self, data):
+        self.data = bytearray(data)
+        self.ct = None
+        self.t_orig = None
+        self.marks = 0
+        self.pre_done = False
+
+    def copy(self) -> "Skb":
+        s = Skb(self.data)
+        s.ct, s.t_orig, s.marks, s.pre_done = self.ct, self.t_orig, self.marks, self.pre_done
+        return s
+
+    def replace(self, data) -> "Skb":
+        """Encapsulation/decapsulation: new bytes, conntrack state scrubbed (``skb_scrub_packet``)."""
+        return Skb(data)
+
+
+class _Recording:
+    def __init__(self):
+        self.obs: list[tuple] = []        # (ns, dev, direction, t, frame, decisions)
+        self.delivered: int | None = None
+        self.drops: list[tuple] = []
+
+
+def _arp_frame(op: int, src_mac: str, dst_mac: str, psrc, pdst, target_mac: str) -> bytes:
+    """An ARP request (broadcast, target MAC zero, as Linux sends it) or reply, 42 bytes."""
+    return (mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x06"
+            + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + mac_bytes(src_mac) + psrc.packed
+            + mac_bytes(target_mac) + pdst.packed)
+
+
+class Net:
+    """The cluster's namespaces and the state of one walk (conntrack, caches, sockets)."""
+
+    def __init__(self, sc, warm: bool = True):
+        self.sc, self.timing = sc, sc.timing
+        self.nss, self.wire = build(sc, warm)
+        self.nat_traces: dict = {}
+        self.conntrack: dict = {}
+        self.rec = _Recording()
+        self.arp_waiting: dict[str, set] = {}
+        self.arp_done: list = []               # (recording, rtt, anchor index in the segment's recording)
+        self._deferred: list = []
+        self._rtt = None
+        self.listen: dict[str, set] = {}       # ns -> {(ip, port)}
+        self.conns: dict[str, dict] = {}       # ns -> {(lip, lport, rip, rport): tuple as received}
+        self._mac_owner = {}
+        self._addr_owner = {}
+        for ns in self.nss.values():
+            for d in ns.devices.values():
+                self._mac_owner.setdefault(d.mac, d.name)
+            for dev, addrs in ns.addrs.items():
+                for a in addrs:
+                    self._addr_owner.setdefault(a.ip, dev)
+
+    def mac_owner(self, mac: str) -> str:
+        return self._mac_owner.get(mac, mac)
+
+    def addr_owner(self, ip) -> str:
+        return self._addr_owner.get(ip, str(ip))
+
+    # -- what devices report ---------------------------------------------------
+    def observe(self, dev, direction: str, t: int, skb, dec: list) -> None:
+        self.rec.obs.append((dev.ns.name, dev.name, direction, t, bytes(skb.data), tuple(dec)))
+
+    def drop(self, dev, reason: str, dec: list, ns=None) -> None:
+        node = dev.ns.name if dev is not None else ns.name
+        iface = dev.name if dev is not None else "(socket)"
+        self.rec.drops.append((node, iface, reason, tuple(dec)))
+
+    def deliver(self, ns, dev, skb, t, dec) -> None:
+        d = skb.data
+        t5 = tuple_of(d)
+        key = (t5.dst, t5.dport, t5.src, t5.sport)
+        conns = self.conns.setdefault(ns.name, {})
+        if key in conns:
+            self.rec.delivered = len(self.rec.obs) - 1
+            return
+        flags = d[14 + (d[14] & 0xF) * 4 + 13] if t5.proto == "tcp" else 0
+        if t5.proto == "tcp" and flags & conv.SYN and (t5.dst, t5.dport) in self.listen.get(ns.name, set()):
+            conns[key] = t5
+            self.rec.delivered = len(self.rec.obs) - 1
+            return
+        self.drop(dev, f"no socket for {t5}: the kernel answers with RST" if t5.proto == "tcp"
+                  else f"no socket for {t5}: ICMP port unreachable", dec)
+
+    # -- ARP (cold neighbour caches) -------------------------------------------
+    def arp(self, ns, dev, ip, src) -> None:
+        """Resolve ``ip`` on ``dev``: an ARP request, broadcast, and the answer it gets."""
+        main = self.rec
+        self.rec = _Recording()
+        self.arp_waiting.setdefault(ns.name, set()).add((dev.name, ip))
+        self._rtt = None
+        dev.xmit(self, Skb(_arp_frame(1, dev.mac, "ff:ff:ff:ff:ff:ff", src, ip, "00:00:00:00:00:00")), 0, [])
+        while self._deferred:
+            rns, rdev, psrc, pdst, dmac, t = self._deferred.pop(0)
+            self._responder = (rns, rdev)
+            rdev.xmit(self, Skb(_arp_frame(2, rdev.mac, dmac, psrc, pdst, dmac)), t, [])
+        self.arp_waiting[ns.name].discard((dev.name, ip))
+        arp_rec, self.rec = self.rec, main
+        if self._rtt is not None:
+            nb = ns.neigh[(dev.name, ip)]
+            via = any(r.via == ip for r in ns.routes)
+            ask = (f"no MAC for the gateway {ip}: ARP request, broadcast" if via else
+                   f"no MAC for {ip}: ARP request on the underlay" if dev.kind == "nic" else
+                   f"no MAC for {ip}: ARP request, flooded to every port" if dev.kind == "bridge" else
+                   f"no MAC for {ip}: ARP request, broadcast")
+            rns, rdev = self._responder
+            ans = f"{rdev.name} answers with its MAC" if rdev.kind == "bridge" else f"{rns.name} answers"
+            what = {1: (f"{ip} dev {dev.name} INCOMPLETE", ask), 2: (nb.ip_neigh(), ans)}
+            self.arp_done.append((arp_rec, self._rtt, len(main.obs), what))
+
+    def arp_reply(self, ns, dev, psrc, pdst, dst_mac, t) -> None:
+        self._deferred.append((ns, dev, psrc, pdst, dst_mac, t))
+
+    def arp_answered(self, t) -> None:
+        self._rtt = t
+
+    # -- sending ------------------------------------------------------------------
+    def send(self, ns_name: str, frame: bytes, dec: list) -> _Recording:
+        self.rec = _Recording()
+        ns = self.nss[ns_name]
+        ns.output(self, Skb(frame), dec)
+        return self.rec
+
+
+def _first_frame(sc, net, seg, sender, t: Tuple5, ip_id: int) -> tuple[bytes, list]:
+    me = sc.client if sender == "client" else sc.server
+    frame = bytes(build_frame("00:00:00:00:00:00", "00:00:00:00:00:00", t, 64, ip_id, seg))
+    dec = [Decision("socket", "tcp", f"{seg.label}: seq {seg.seq} ack {seg.ack} len {len(seg.payload)}",
+                    f"{me.name} sends {t}")]
+    return frame, dec
+
+
+def _conversation(sc, net, segs, on_segment) -> None:
+    """Send every segment from its socket, each as its sender's kernel would."""
+    client, server = sc.client, sc.server
+    svc = sc.service(sc.request.service)
+    ids = {"client": sc.observed.ip_id.get("client", 0x1d2c), "server": sc.observed.ip_id.get("server", 0x5a17)}
+    ct = Tuple5("tcp", client.ip, sc.observed.client_port, svc.cluster_ip, sc.request.port)
+    net.conns.setdefault(client.name, {})[(ct.src, ct.sport, ct.dst, ct.dport)] = ct
+    net.listen.setdefault(server.name, set()).add((server.ip, sc.service_port.target_port))
+    for seg in segs:
+        if seg.sender == "client":
+            t, ns = ct, client.name
+        else:
+            conns = net.conns.get(server.name, {})
+            if not conns:
+                break                                  # the SYN never reached nginx
+            peer = next(iter(conns.values()))          # the segment nginx accepted, as it arrived
+            t, ns = peer.inverted(), server.name
+        if seg.flags == (conv.SYN | conv.ACK):
+            ip_id = 0                                  # a SYN-ACK from a listener carries IP id 0
+        else:
+            ip_id = ids[seg.sender] & 0xFFFF
+            ids[seg.sender] += 1
+        frame, dec = _first_frame(sc, net, seg, seg.sender, t, ip_id)
+        rec = net.send(ns, frame, dec)
+        if not on_segment(seg, rec):
+            break
+
+
+def _probe(sc, segs):
+    """The request's and the reply's path with each hop's latency (scratch graph, warm caches)."""
+    net = Net(sc, warm=True)
+    paths = {}
+
+    def take(seg, rec):
+        if seg.sender not in paths:
+            end = rec.delivered if rec.delivered is not None else len(rec.obs) - 1
+            out, prev = [], 0
+            for ns, dev, d, t, _f, _dec in rec.obs[:end + 1]:
+                out.append((ns, dev, d, t - prev))
+                prev = t
+            paths[seg.sender] = out
+        return len(paths) < 2
+    _conversation(sc, net, segs[:2], take)
+    return paths.get("client", []), paths.get("server", [])
+
+
+def walk(sc) -> Walk:
+    """Follow every segment of the conversation through the graph; record every observation.
+
+    Taught in: 06-the-whole-walk.
+    """
+    from ..datapath import _cumulative, _schedule
+    segs = conv.segments(sc)
+    req_hops, rep_hops = _probe(sc, segs)
+    _schedule(sc, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
+    net = Net(sc, warm=sc.neighbour_caches == "warm")
+    observations: list[Observation] = []
+    arp_obs: list[Observation] = []
+    drops: list[Drop] = []
+
+    def take(seg, rec):
+        flow = "request" if seg.sender == "client" else "reply"
+        for h, (ns, dev, d, t, frame, dec) in enumerate(rec.obs):
+            observations.append(Observation(node=ns, iface=dev, direction=d, time_us=seg.send_us + t, frame=frame,
+                                            segment=seg.index, flow=flow, hop=h, decisions=dec))
+        for arp_rec, rtt, anchor, what in net.arp_done:
+            base = seg.send_us + rec.obs[anchor][3] - rtt - 1
+            for ns, dev, d, t, frame, _dec in arp_rec.obs:
+                entry, effect = what[frame[21]]
+                arp_obs.append(Observation(ns, dev, d, base + t, frame, -1, "arp", -1,
+                                           (Decision("neigh", f"{dev} neighbours", entry, effect),)))
+        net.arp_done.clear()
+        for node, iface, reason, dec in rec.drops:
+            drops.append(Drop(node, iface, reason, seg.index, flow, seg.send_us, dec))
+        return not rec.drops or rec.delivered is not None
+    _conversation(sc, net, segs, take)
+    w = Walk(scenario=sc, segments=segs, observations=observations + arp_obs,
+             conntrack=dict(net.conntrack), nat_traces=net.nat_traces)
+    w.drops = drops
+    return w

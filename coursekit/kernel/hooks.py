@@ -1,0 +1,143 @@
+"""netfilter hooks as data, and the conntrack table of a namespace.
+
+Each hook has its registered functions ordered by priority, as in the kernel
+(``include/uapi/linux/netfilter_ipv4.h``: conntrack -200, DNAT -100,
+filter 0, SNAT +100, conntrack confirm last)::
+
+    PREROUTING   conntrack(-200)  nat(-100)
+    INPUT        filter(0)        nat(+100)   confirm(INT_MAX)
+    FORWARD      filter(0)
+    OUTPUT       conntrack(-200)  nat(-100)   filter(0)
+    POSTROUTING  nat(+100)        confirm(INT_MAX)
+
+The nat table sees only the first packet of a connection (its rules are
+:func:`coursekit.netfilter.traverse`); later packets of either direction
+are rewritten from the conntrack entry alone.  A hook returns ``None`` to
+accept, or a drop reason.
+
+Taught in: 05-the-service (the engine behind the walk).
+"""
+
+from __future__ import annotations
+
+from ..datapath import Decision
+from ..netfilter import Conntrack, Tuple5, traverse
+from .frame import set_tuple, tuple_of
+
+__all__ = ["NF_HOOKS", "run_hook", "ConntrackTable"]
+
+INT_MAX = 2**31 - 1
+
+#: hook -> (function, priority), in the order the kernel calls them
+NF_HOOKS = {
+    "PREROUTING": (("conntrack", -200), ("nat", -100)),
+    "INPUT": (("filter", 0), ("nat", 100), ("confirm", INT_MAX)),
+    "FORWARD": (("filter", 0),),
+    "OUTPUT": (("conntrack", -200), ("nat", -100), ("filter", 0)),
+    "POSTROUTING": (("nat", 100), ("confirm", INT_MAX)),
+}
+
+
+class ConntrackTable:
+    """A namespace's connection-tracking entries (``conntrack -L``)."""
+
+    def __init__(self, ns_name: str):
+        self.ns_name = ns_name
+        self.entries: list[Conntrack] = []
+
+    def find(self, t: Tuple5) -> Conntrack | None:
+        for e in self.entries:
+            if t == e.orig or t == e.reply:
+                return e
+        return None
+
+
+def _conntrack(ns, hook, skb, dec, net, in_if, out_if):
+    t = tuple_of(skb.data)
+    skb.ct = ns.ct.find(t)
+    skb.t_orig = t
+    return None
+
+
+def _nat(ns, hook, skb, dec, net, in_if, out_if):
+    t = tuple_of(skb.data)
+    pre = hook in ("PREROUTING", "OUTPUT")
+    table = f"nat {hook}"
+    if skb.ct is None:
+        if hook not in ("PREROUTING", "OUTPUT", "POSTROUTING"):
+            return None
+        kw = dict(in_if=in_if, local=ns.local, marks=skb.marks)
+        if pre:
+            kw["pick"] = net.sc.observed.endpoint
+        else:
+            kw["out_if"] = out_if
+            kw["masq_addr"] = ns.primary_address(out_if)
+        v = traverse(ns.nat_rules, hook, t, **kw)
+        net.nat_traces[(ns.name, hook)] = v
+        for line in v.trace:
+            eff = "matched"
+            if v.rule is not None and v.rule.save() == line:
+                eff = (f"DNAT {t.dst}:{t.dport} -> {v.tuple.dst}:{v.tuple.dport}" if v.nat == "DNAT" else
+                       f"MASQUERADE source {t.src} -> {v.tuple.src} (address of {out_if})")
+            dec.append(Decision("nat", table, line, eff))
+        if v.nat is None:
+            dec.append(Decision("nat", table, "(no rule rewrote the packet)",
+                                "destination unchanged" if pre else "source unchanged"))
+        skb.marks = v.marks
+        t2 = v.tuple
+    else:
+        ct = skb.ct
+        t2 = ct.translate(t, hook)
+        if t2 != t:
+            if pre:
+                dec.append(Decision("conntrack", "conntrack", ct.conntrack_l(),
+                                    f"destination {t.dst}:{t.dport} -> {t2.dst}:{t2.dport}"
+                                    + (" (reply un-SNAT)" if not ct.is_orig(t) else " (DNAT of the connection)")))
+            else:
+                dec.append(Decision("conntrack", "conntrack", ct.conntrack_l(),
+                                    f"source {t.src}:{t.sport} -> {t2.src}:{t2.sport}"
+                                    + (" (reply un-DNAT)" if not ct.is_orig(t) else " (SNAT of the connection)")))
+    if t2 != t:
+        set_tuple(skb.data, t2)
+    return None
+
+
+def _filter(ns, hook, skb, dec, net, in_if, out_if):
+    rules = ns.filter_rules.get(hook)
+    if not rules:
+        return None
+    from ..netfilter import filter_verdict
+    v = filter_verdict(rules, ns.filter_policy.get(hook, "ACCEPT"), hook, tuple_of(skb.data), in_if=in_if,
+                       out_if=out_if, marks=skb.marks, ctstate="NEW" if skb.ct is None else "ESTABLISHED")
+    if v.verdict == "ACCEPT":
+        return None
+    line = v.trace[-1] if v.trace else f"-P {hook} {v.verdict}"
+    dec.append(Decision("filter", f"filter {hook}", line, f"{v.verdict}: the packet is dropped"))
+    return f"filter {hook} {v.verdict}" + (" (policy)" if not v.trace or v.trace[-1].startswith("-P") else "")
+
+
+def _confirm(ns, hook, skb, dec, net, in_if, out_if):
+    if skb.ct is not None:
+        return None
+    t = tuple_of(skb.data)
+    ct = Conntrack(orig=skb.t_orig, reply=t.inverted(), node=ns.name)
+    ns.ct.entries.append(ct)
+    net.conntrack.setdefault(ns.name, ct)
+    dec.append(Decision("conntrack", "conntrack", ct.conntrack_l("SYN_SENT", 120),
+                        "new connection tracked; later packets skip the nat table"))
+    skb.ct = ct
+    return None
+
+
+_FUNCS = {"conntrack": _conntrack, "nat": _nat, "filter": _filter, "confirm": _confirm}
+
+
+def run_hook(ns, hook: str, skb, dec: list, net, in_if: str | None = None, out_if: str | None = None):
+    """Call every function registered at ``hook`` in priority order; ``None`` or a drop reason."""
+    if ns.ct is None:
+        return None
+    for fn, _prio in NF_HOOKS[hook]:
+        why = _FUNCS[fn](ns, hook, skb, dec, net, in_if, out_if)
+        if why:
+            return why
+    return None

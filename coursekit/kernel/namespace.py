@@ -1,0 +1,255 @@
+"""A network namespace: its devices, addresses, routes, neighbours, netfilter and sockets.
+
+The IP layer as the kernel runs it::
+
+    receive:  PREROUTING -> route -> local? INPUT -> socket (TCP, or the VXLAN UDP socket)
+                                   \\-> FORWARD -> POSTROUTING -> neighbour -> device xmit
+    send:     socket -> route (source address) -> OUTPUT -> POSTROUTING -> neighbour -> xmit
+
+A node's namespace has netfilter (nat rules from :mod:`coursekit.netfilter`)
+and conntrack; a pod's has neither.  A drop is an outcome with a reason,
+never an exception.
+
+Taught in: 06-the-whole-walk (the engine behind the walk).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+
+from ..datapath import Decision
+from ..routing import Neighbour
+from .frame import ETH_P_ARP, ETH_P_IP, dec_ttl, ethertype, l4_offset, mac_str, set_macs, tuple_of
+from .hooks import ConntrackTable, run_hook
+
+__all__ = ["Namespace"]
+
+
+class Namespace:
+    def __init__(self, name: str, kind: str, *, default_ttl: int = 64, forwarding: bool = False,
+                 netfilter: bool = False, ephemeral_ports=(32768, 60999)):
+        self.name, self.kind = name, kind
+        self.devices: dict = {}
+        self.addrs: dict[str, list[ipaddress.IPv4Interface]] = {}
+        self.routes: list = []
+        self.neigh: dict[tuple[str, ipaddress.IPv4Address], Neighbour] = {}
+        self.default_ttl = default_ttl
+        self.forwarding = forwarding
+        self.ephemeral_ports = ephemeral_ports
+        self.ct = ConntrackTable(name) if netfilter else None
+        self.nat_rules: list = []
+        self.filter_rules: dict = {}
+        self.filter_policy: dict = {}
+        self.udp_tunnels: dict[int, object] = {}        # UDP port -> VXLAN device
+        self.sockets = None                              # set by the engine: a Sockets view
+        self.local: set[ipaddress.IPv4Address] = set()
+
+    def __repr__(self):
+        return f"<netns {self.name}>"
+
+    # -- configuration -----------------------------------------------------
+    def add_address(self, dev: str, iface: str) -> None:
+        itf = ipaddress.IPv4Interface(iface)
+        self.addrs.setdefault(dev, []).append(itf)
+        self.local.add(itf.ip)
+
+    def primary_address(self, dev: str) -> ipaddress.IPv4Address | None:
+        """``inet_select_addr``: the device's first address (what MASQUERADE picks)."""
+        a = self.addrs.get(dev)
+        return a[0].ip if a else None
+
+    def route(self, dst: ipaddress.IPv4Address):
+        """Longest-prefix match in the main table (``fib_lookup``)."""
+        best = None
+        for r in self.routes:
+            if dst in r.dst and (best is None or r.dst.prefixlen > best.dst.prefixlen):
+                best = r
+        return best
+
+    def owner_of_mac(self, mac: str) -> str:
+        for d in self.devices.values():
+            if d.mac == mac:
+                return d.name
+        return mac
+
+    # -- neighbours --------------------------------------------------------
+    def resolve(self, net, dev, gw: ipaddress.IPv4Address, pkt_src=None) -> Neighbour | None:
+        """The neighbour entry for ``gw`` on ``dev``; with a cold cache, ARP for it first."""
+        nb = self.neigh.get((dev.name, gw))
+        if nb is None and dev.kind in ("nic", "bridge", "veth"):
+            src = pkt_src if pkt_src in self.local else self.primary_address(dev.name)
+            net.arp(self, dev, gw, src)
+            nb = self.neigh.get((dev.name, gw))
+        return nb
+
+    def arp_rcv(self, net, dev, skb, t) -> None:
+        d = skb.data
+        op, sha, spa, tpa = struct.unpack_from("!H6s4s6x4s", d, 20)
+        spa, tpa = ipaddress.IPv4Address(spa), ipaddress.IPv4Address(tpa)
+        if op == 1 and tpa in self.local:
+            # neigh_event_ns: the asker's address is learned from the request itself
+            self.neigh[(dev.name, spa)] = Neighbour(spa, dev.name, mac_str(sha), owner="arp")
+            net.arp_reply(self, dev, tpa, spa, mac_str(sha), t + net.timing.arp_us)
+        elif op == 2 and (dev.name, spa) in net.arp_waiting.get(self.name, set()):
+            self.neigh[(dev.name, spa)] = Neighbour(spa, dev.name, mac_str(sha), owner="arp")
+            net.arp_answered(t)
+
+    # -- receive -----------------------------------------------------------
+    def rx(self, net, dev, skb, t) -> None:
+        et = ethertype(skb.data)
+        if et == ETH_P_ARP:
+            return self.arp_rcv(net, dev, skb, t)
+        if et != ETH_P_IP:
+            return net.drop(dev, f"ethertype 0x{et:04x} not handled", [])
+        self.ip_rcv(net, dev, skb, t)
+
+    def _tunnel(self, skb) -> object | None:
+        d = skb.data
+        if d[23] != 17:
+            return None
+        l4 = l4_offset(d)
+        port = (d[l4 + 2] << 8) | d[l4 + 3]
+        vx = self.udp_tunnels.get(port)
+        if vx is not None and ipaddress.IPv4Address(bytes(d[30:34])) in self.local:
+            return vx
+        return None
+
+    def prerouting(self, net, skb, in_if: str, dec: list):
+        why = run_hook(self, "PREROUTING", skb, dec, net, in_if=in_if)
+        skb.pre_done = True
+        return why
+
+    def ip_rcv(self, net, dev, skb, t) -> None:
+        dec: list = []
+        vx = self._tunnel(skb)
+        # The outer VXLAN datagram crosses the host's hooks too; no rule of
+        # these tables rewrites it, so the model lets it pass unrecorded.
+        if vx is None and not skb.pre_done:
+            why = self.prerouting(net, skb, dev.name, dec)
+            if why:
+                return net.drop(dev, why, dec)
+        skb.pre_done = False
+        dst = ipaddress.IPv4Address(bytes(skb.data[30:34]))
+        if vx is not None:
+            return self.vxlan_rcv(net, vx, skb, t)
+        if dst in self.local:
+            return self.local_deliver(net, dev, skb, t, dec)
+        if not self.forwarding:
+            return net.drop(dev, f"{dst} is not local and forwarding is off", dec)
+        self.forward(net, dev, skb, t, dec)
+
+    def vxlan_rcv(self, net, vx, skb, t) -> None:
+        d = skb.data
+        off = l4_offset(d) + 8
+        vni = int.from_bytes(d[off + 4:off + 7], "big")
+        if not d[off] & 0x08 or vni != vx.vni:
+            return net.drop(vx.lower, f"VNI {vni} unknown on UDP port {vx.port}",
+                            [Decision("decap", "vxlan_rcv", f"UDP {vx.port} socket, VNI {vni}",
+                                      f"no VXLAN device with VNI {vni}: dropped")])
+        dec = [Decision("decap", "vxlan_rcv", f"UDP {vx.port} socket of {vx.name}, VNI {vx.vni}",
+                        "outer Ethernet/IP/UDP/VXLAN (50 bytes) removed")]
+        vx.receive(net, skb.replace(bytes(d[off + 8:])), t + net.timing.decap_us, dec)
+
+    def local_deliver(self, net, dev, skb, t, dec) -> None:
+        why = run_hook(self, "INPUT", skb, dec, net, in_if=dev.name)
+        if why:
+            return net.drop(dev, why, dec)
+        net.deliver(self, dev, skb, t, dec)
+
+    def forward(self, net, in_dev, skb, t, dec) -> None:
+        d = skb.data
+        dst = ipaddress.IPv4Address(bytes(d[30:34]))
+        route = self.route(dst)
+        if route is None:
+            dec.append(Decision("route", "main", "(no route)", f"no route to {dst}: ICMP network unreachable"))
+            return net.drop(in_dev, "no route", dec)
+        dec.append(Decision("route", "main", route.ip_route().strip(),
+                            f"{dst} leaves by {route.dev}" + (f" via {route.via}" if route.via else "")))
+        ttl = d[22]
+        if ttl <= 1:
+            dec.append(Decision("ttl", "ip_forward", f"TTL {ttl}", "TTL expired in transit: ICMP time exceeded"))
+            return net.drop(in_dev, "TTL expired", dec)
+        new = dec_ttl(d)
+        dec.append(Decision("ttl", "ip_forward", "net.ipv4.ip_forward = 1", f"TTL {ttl} -> {new}"))
+        out = self.devices[route.dev]
+        why = run_hook(self, "FORWARD", skb, dec, net, in_if=in_dev.name, out_if=out.name)
+        if why:
+            return net.drop(in_dev, why, dec)
+        self._finish_output(net, out, route, skb, t + net.timing.forward_us, dec, in_dev)
+
+    def _finish_output(self, net, out, route, skb, t, dec, where) -> None:
+        d = skb.data
+        total = (d[16] << 8) | d[17]
+        if total > out.mtu and d[20] & 0x40:
+            dec.append(Decision("mtu", f"{out.name} mtu", f"mtu {out.mtu}",
+                                f"{total} bytes with DF set: ICMP fragmentation needed (mtu {out.mtu})"))
+            return net.drop(where, f"DF packet of {total} bytes larger than {out.name}'s MTU {out.mtu}: "
+                                   "ICMP fragmentation needed", dec)
+        why = run_hook(self, "POSTROUTING", skb, dec, net, out_if=out.name)
+        if why:
+            return net.drop(where, why, dec)
+        dst = ipaddress.IPv4Address(bytes(d[30:34]))
+        gw = route.via or dst
+        nb = self.resolve(net, out, gw, ipaddress.IPv4Address(bytes(d[26:30])))
+        if nb is None:
+            dec.append(Decision("neigh", f"{out.name} neighbours", f"{gw} dev {out.name} FAILED",
+                                "no answer to ARP: dropped"))
+            return net.drop(where, f"neighbour {gw} unresolved on {out.name}", dec)
+        dec.append(Decision("neigh", f"{out.name} neighbours", nb.ip_neigh(),
+                            f"destination MAC {nb.mac}, source MAC {out.mac} ({out.name})"))
+        set_macs(d, src=out.mac, dst=nb.mac)
+        out.xmit(net, skb, t, dec)
+
+    def bridged(self, net, skb, in_port: str, out_port: str, dec: list):
+        """br_netfilter on a frame bridged between two ports: PREROUTING, FORWARD, POSTROUTING."""
+        for hook, kw in (("PREROUTING", dict(in_if=in_port)), ("FORWARD", dict(in_if=in_port, out_if=out_port)),
+                         ("POSTROUTING", dict(out_if=out_port))):
+            why = run_hook(self, hook, skb, dec, net, **kw)
+            if why:
+                return why
+        return None
+
+    # -- send --------------------------------------------------------------
+    def output(self, net, skb, dec, t: int = 0) -> None:
+        """A local socket sends: route, OUTPUT, POSTROUTING, neighbour, device."""
+        d = skb.data
+        dst = ipaddress.IPv4Address(bytes(d[30:34]))
+        route = self.route(dst)
+        if route is None:
+            dec.append(Decision("route", f"{self.name} main", "(no route)", f"connect: network unreachable ({dst})"))
+            return net.drop(None, "no route", dec, ns=self)
+        out = self.devices[route.dev]
+        if self.ct is not None:
+            why = run_hook(self, "OUTPUT", skb, dec, net, out_if=out.name)
+            if why:
+                return net.drop(None, why, dec, ns=self)
+            new_dst = ipaddress.IPv4Address(bytes(d[30:34]))
+            if new_dst != dst:                      # DNAT in OUTPUT: route again (ip_route_me_harder)
+                route = self.route(new_dst)
+                if route is None:
+                    return net.drop(None, "no route", dec, ns=self)
+                out = self.devices[route.dev]
+                dst = new_dst
+        gw = route.via or dst
+        if route.via:
+            eff = f"to the gateway ({self._owner_name(net, route.via)})"
+        else:
+            eff = f"{dst} is on-link on {route.dev}"
+        dec.append(Decision("route", f"{self.name} main", route.ip_route().strip(), eff))
+        if self.ct is not None:
+            why = run_hook(self, "POSTROUTING", skb, dec, net, out_if=out.name)
+            if why:
+                return net.drop(None, why, dec, ns=self)
+        nb = self.resolve(net, out, gw, ipaddress.IPv4Address(bytes(d[26:30])))
+        if nb is None:
+            dec.append(Decision("neigh", f"{self.name} {out.name} neighbours", f"{gw} dev {out.name} FAILED",
+                                "no answer to ARP: dropped"))
+            return net.drop(None, f"neighbour {gw} unresolved on {out.name}", dec, ns=self)
+        dec.append(Decision("neigh", f"{self.name} {out.name} neighbours", nb.ip_neigh(),
+                            f"destination MAC {nb.mac} ({net.mac_owner(nb.mac)})"))
+        set_macs(d, src=out.mac, dst=nb.mac)
+        out.xmit(net, skb, t, dec)
+
+    def _owner_name(self, net, ip) -> str:
+        return net.addr_owner(ip)

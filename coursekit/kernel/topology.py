@@ -1,0 +1,83 @@
+"""The scenario as a graph of namespaces and devices (mininet's ``Node``/``Intf``/``Link``).
+
+Naming, as on real nodes::
+
+    node netns <node>:  enp4s0 (NIC, on the underlay wire)  flannel.<VNI> (VXLAN, /32)
+                        docker0 (bridge)  veth<7 hex> (bridge ports, host ends of the pods' veths)
+    pod netns <pod>:    eth0 (veth, peer of its host end)
+
+Tables come from the modules that own them: routes, neighbours and the VXLAN
+FDB from :mod:`coursekit.routing`, nat rules from :mod:`coursekit.netfilter`
+(kube-proxy's from :mod:`coursekit.kubeproxy`).  With ``neighbourCaches:
+cold`` only permanent entries exist (flannel's) and bridges have learned
+nothing.
+
+Taught in: 06-the-whole-walk (the engine behind the walk).
+"""
+
+from __future__ import annotations
+
+from .. import routing
+from ..netfilter import filter_table, nat_table
+from .devices import Bridge, Nic, Veth, Vxlan, Wire
+from .frame import mac_bytes
+from .namespace import Namespace
+
+__all__ = ["build", "links"]
+
+
+def build(sc, warm: bool = True) -> tuple[dict[str, Namespace], Wire]:
+    """Every namespace of the cluster, wired together."""
+    nss: dict[str, Namespace] = {}
+    wire = Wire()
+    fl = sc.flannel
+    for n in sc.nodes:
+        ns = Namespace(n.name, "node", default_ttl=n.default_ttl, forwarding=True, netfilter=True,
+                       ephemeral_ports=n.ephemeral_ports)
+        nss[n.name] = ns
+        nic = Nic(ns, n.nic.name, n.nic.mac, n.nic.mtu)
+        nic.wire = wire
+        wire.nics.append(nic)
+        ns.add_address(nic.name, f"{n.nic.ip}/{n.nic.network.prefixlen}")
+        vx = Vxlan(ns, fl.device, n.vtep_mac, sc.mtu_of(n.name, fl.device), fl.vni, fl.port, n.nic.ip, nic,
+                   fl.udp_checksum)
+        vx.outer_id = sc.observed.ip_id.get(n.name, int.from_bytes(n.name.encode()[:2].ljust(2, b"\0"), "big"))
+        ns.add_address(vx.name, f"{n.vtep_ip}/32")
+        ns.udp_tunnels[fl.port] = vx
+        for e in routing.fdb(sc, n.name):
+            vx.fdb[mac_bytes(e.mac)] = e
+        br = Bridge(ns, "docker0", n.docker.bridge_mac, n.docker.mtu, n.br_netfilter)
+        ns.add_address(br.name, f"{n.docker.bridge_ip}/{n.subnet.prefixlen}")
+        for p in sc.pods_on(n.name):
+            pns = Namespace(p.name, "pod")
+            nss[p.name] = pns
+            host = Veth(ns, p.veth, p.veth_mac, p.mtu)
+            pod = Veth(pns, "eth0", p.mac, p.mtu)
+            host.peer, pod.peer = pod, host
+            br.add_port(host)
+            if warm:
+                br.fdb[mac_bytes(p.mac)] = host
+            pns.add_address("eth0", f"{p.ip}/{n.subnet.prefixlen}")
+            pns.routes = routing.routes(sc, p.name)
+            pns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, p.name) if warm or e.permanent}
+        ns.routes = routing.routes(sc, n.name)
+        ns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, n.name) if warm or e.permanent}
+        ns.nat_rules = nat_table(sc, n.name)[0]
+        ns.filter_rules, ns.filter_policy = filter_table(sc, n.name)
+    return nss, wire
+
+
+def links(nss: dict[str, Namespace]) -> list[str]:
+    """The graph's links, one line each (mininet's ``net.links``)."""
+    out = []
+    for ns in nss.values():
+        for d in ns.devices.values():
+            if isinstance(d, Veth) and ns.kind == "node":
+                out.append(f"{ns.name}:{d.name} <-> {d.peer.ns.name}:{d.peer.name} (veth)")
+            if d.master is not None:
+                out.append(f"{ns.name}:{d.name} -> {ns.name}:{d.master.name} (bridge port)")
+            if isinstance(d, Vxlan):
+                out.append(f"{ns.name}:{d.name} -> {ns.name}:{d.lower.name} (VXLAN VNI {d.vni}, UDP {d.port})")
+            if isinstance(d, Nic):
+                out.append(f"{ns.name}:{d.name} -- underlay")
+    return out
