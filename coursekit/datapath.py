@@ -1,40 +1,34 @@
-"""The packet walk: every segment through every stage, both directions.
+"""The packet walk: every segment through every device, both directions.
 
-Each stage is a small pure function of a frame and a node's state that
-returns the new frame and a :class:`Decision` naming the table and the entry
-that shaped it.  :func:`walk` pushes every segment of the conversation
-through them and records an :class:`Observation` wherever tcpdump could
-listen.  The request's path (the reply's is the mirror image)::
+:func:`walk` hands the scenario to :mod:`coursekit.kernel`, which builds it
+into namespaces and devices and routes each segment the way the kernel does;
+this module keeps what the course reads: an :class:`Observation` wherever
+tcpdump could listen, each with the :class:`Decision` s (table, entry as the
+real tool prints it, effect) made since the previous one.  For the article
+the request's path is (the reply's is its mirror image)::
 
     busybox netns          xiaomi (client node)                meizu (server node)          nginx netns
     eth0 --veth--> vethXXXX -> docker0 -> [nat, route] -> flannel.1 -> enp4s0 ==wire==>
                                                    enp4s0 -> flannel.1 -> [route] -> docker0 -> vethYYYY --veth--> eth0
 
-Observation points, in order: the client pod's ``eth0``, its host-side veth,
-the client node's ``docker0``, ``flannel.1`` and ``enp4s0``; the server
-node's ``enp4s0``, ``flannel.1``, ``docker0`` and veth; the server pod's
-``eth0``.  A pod is addressed by its name as the "node" (``busybox``,
-``nginx-1``).
+That path is not written down anywhere: it comes out of the routes,
+neighbour and FDB tables and netfilter rules.  A pod is addressed by its name
+as the "node" (``busybox``, ``nginx-1``).
 
 Taught in: 06-the-whole-walk (and every interface chapter).
 """
 
 from __future__ import annotations
 
-import ipaddress
-import sys
 from dataclasses import dataclass, field
 
-from scapy.layers.inet import IP, TCP, UDP
-from scapy.layers.l2 import ARP, Ether
-from scapy.layers.vxlan import VXLAN
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 
 from . import conversation as conv
 from .errors import CourseError
-from .netfilter import Conntrack, Tuple5, nat_table, traverse
-from .routing import fdb, interface_address, lookup, neighbour
-from .vxlan import VXLAN_FLAGS, flow_hash, node_seed, udp_flow_src_port
+from .netfilter import Tuple5
 
 __all__ = ["Decision", "Observation", "Walk", "walk", "build_frame"]
 
@@ -69,6 +63,7 @@ class Walk:
     observations: list[Observation]
     conntrack: dict = field(default_factory=dict)     # node name -> Conntrack
     nat_traces: dict = field(default_factory=dict)    # (node, hook) -> Verdict of the first packet
+    drops: list = field(default_factory=list)         # coursekit.kernel.Drop: where and why a packet died
 
     def at(self, node: str, iface: str) -> list[Observation]:
         """What tcpdump on ``node``/``iface`` records, in time order."""
@@ -96,357 +91,21 @@ def build_frame(src_mac: str, dst_mac: str, t: Tuple5, ttl: int, ip_id: int, seg
     return pkt
 
 
-def _csum(data: bytes) -> int:
-    """The Internet checksum (RFC 1071) of ``data``."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(memoryview(data).cast("H"))          # native order; folded and swapped below
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    total = ~total & 0xFFFF
-    return int.from_bytes(total.to_bytes(2, sys.byteorder), "big")
-
-
-def _with(pkt: Ether, *, src_mac=None, dst_mac=None, t: Tuple5 | None = None, ttl=None) -> Ether:
-    """A copy of a frame with L2/L3/L4 fields rewritten and the IP and TCP checksums recomputed.
-
-    Works on the bytes, as the kernel does, rather than rebuilding every scapy layer.
-    """
-    b = bytearray(bytes(pkt))
-    if dst_mac:
-        b[0:6] = bytes.fromhex(dst_mac.replace(":", ""))
-    if src_mac:
-        b[6:12] = bytes.fromhex(src_mac.replace(":", ""))
-    ihl = (b[14] & 0x0F) * 4
-    l4 = 14 + ihl
-    total = int.from_bytes(b[16:18], "big")
-    if t is not None:
-        b[26:30] = t.src.packed
-        b[30:34] = t.dst.packed
-        b[l4:l4 + 2] = t.sport.to_bytes(2, "big")
-        b[l4 + 2:l4 + 4] = t.dport.to_bytes(2, "big")
-    if ttl is not None:
-        b[22] = ttl
-    b[24:26] = b"\0\0"
-    b[24:26] = _csum(bytes(b[14:l4])).to_bytes(2, "big")
-    seg_end = 14 + total
-    b[l4 + 16:l4 + 18] = b"\0\0"
-    pseudo = bytes(b[26:34]) + bytes([0, 6]) + (seg_end - l4).to_bytes(2, "big")
-    b[l4 + 16:l4 + 18] = _csum(pseudo + bytes(b[l4:seg_end])).to_bytes(2, "big")
-    return Ether(bytes(b))
-
-
-def _tuple_of(pkt: Ether) -> Tuple5:
-    return Tuple5("tcp", ipaddress.IPv4Address(pkt[IP].src), pkt[TCP].sport,
-                  ipaddress.IPv4Address(pkt[IP].dst), pkt[TCP].dport)
-
-
-class _Node:
-    """A node's mutable state during the walk: conntrack and IP id counters."""
-
-    def __init__(self, sc, name: str):
-        self.sc, self.name = sc, name
-        self.n = sc.node(name)
-        self.rules, self.chains = nat_table(sc, name)
-        self.local = {self.n.nic.ip, self.n.vtep_ip, self.n.docker.bridge_ip}
-        self.ct: Conntrack | None = None
-        self._pre = None        # PREROUTING already done by br_netfilter for the frame in flight
-        self.outer_id = sc.observed.ip_id.get(name, int.from_bytes(name.encode()[:2].ljust(2, b"\0"), "big"))
-
-    # -- the IP layer of a node: PREROUTING, routing, forwarding, POSTROUTING
-    def prerouting(self, pkt: Ether, in_if: str, decisions: list[Decision], nat_traces: dict) -> Ether:
-        """nat PREROUTING (first packet) or conntrack (later ones); returns the frame with its new destination.
-
-        Called by the bridge when br_netfilter hands bridged frames to iptables
-        (``net.bridge.bridge-nf-call-iptables = 1``), else by :meth:`forward`.
-        """
-        sc = self.sc
-        t = _tuple_of(pkt)
-        new = self.ct is None
-        if new:
-            v = traverse(self.rules, "PREROUTING", t, in_if=in_if, local=self.local, pick=sc.observed.endpoint)
-            nat_traces[(self.name, "PREROUTING")] = v
-            for line in v.trace:
-                decisions.append(Decision("nat", "nat PREROUTING", line,
-                                          f"DNAT {t.dst}:{t.dport} -> {v.tuple.dst}:{v.tuple.dport}"
-                                          if v.rule is not None and v.rule.save() == line else "matched"))
-            if v.nat is None:
-                decisions.append(Decision("nat", "nat PREROUTING", "(no rule rewrote the packet)",
-                                          "destination unchanged"))
-            t2, marks = v.tuple, v.marks
-        else:
-            t2 = self.ct.translate(t, "PREROUTING")
-            marks = 0
-            if t2 != t:
-                decisions.append(Decision("conntrack", "conntrack", self.ct.conntrack_l(),
-                                          f"destination {t.dst}:{t.dport} -> {t2.dst}:{t2.dport}"
-                                          + (" (reply un-SNAT)" if not self.ct.is_orig(t) else " (DNAT of the connection)")))
-        self._pre = (t, t2, marks, new)
-        return _with(pkt, t=t2) if t2 != t else pkt
-
-    def forward(self, pkt: Ether, in_if: str, decisions: list[Decision], nat_traces: dict) -> tuple[Ether, str]:
-        sc, n = self.sc, self.n
-        if self._pre is None:
-            self.prerouting(pkt, in_if, decisions, nat_traces)
-        t, t2, marks, new = self._pre
-        self._pre = None
-        route = lookup(sc, self.name, t2.dst)
-        decisions.append(Decision("route", "main", route.ip_route().strip(),
-                                  f"{t2.dst} leaves by {route.dev}" + (f" via {route.via}" if route.via else "")))
-        if t2.dst in self.local:
-            raise CourseError("route", f"{t2.dst} is local to {self.name}; the model follows forwarded traffic")
-        ttl = pkt[IP].ttl - 1
-        decisions.append(Decision("ttl", "ip_forward", "net.ipv4.ip_forward = 1", f"TTL {pkt[IP].ttl} -> {ttl}"))
-        out_if = route.dev
-        if new:
-            v = traverse(self.rules, "POSTROUTING", t2, out_if=out_if, marks=marks, local=self.local,
-                         masq_addr=interface_address(sc, self.name, out_if))
-            nat_traces[(self.name, "POSTROUTING")] = v
-            for line in v.trace:
-                eff = "matched"
-                if v.rule is not None and v.rule.save() == line:
-                    eff = f"MASQUERADE source {t2.src} -> {v.tuple.src} (address of {out_if})"
-                decisions.append(Decision("nat", "nat POSTROUTING", line, eff))
-            if v.nat is None:
-                decisions.append(Decision("nat", "nat POSTROUTING", "(no rule rewrote the packet)",
-                                          "source unchanged"))
-            t3 = v.tuple
-            self.ct = Conntrack(orig=t, reply=t3.inverted(), node=self.name)
-            decisions.append(Decision("conntrack", "conntrack", self.ct.conntrack_l("SYN_SENT", 120),
-                                      "new connection tracked; later packets skip the nat table"))
-        else:
-            t3 = self.ct.translate(t2, "POSTROUTING")
-            if t3 != t2:
-                decisions.append(Decision("conntrack", "conntrack", self.ct.conntrack_l(),
-                                          f"source {t2.src}:{t2.sport} -> {t3.src}:{t3.sport}"
-                                          + (" (reply un-DNAT)" if not self.ct.is_orig(t2) else " (SNAT of the connection)")))
-        gw = route.via or t3.dst
-        nb = neighbour(sc, self.name, out_if, gw)
-        src_mac = n.vtep_mac if out_if == sc.flannel.device else (n.docker.bridge_mac if out_if == "docker0" else n.nic.mac)
-        decisions.append(Decision("neigh", f"{out_if} neighbours", nb.ip_neigh(),
-                                  f"destination MAC {nb.mac}, source MAC {src_mac} ({out_if})"))
-        return _with(pkt, src_mac=src_mac, dst_mac=nb.mac, t=t3, ttl=ttl), out_if
-
-    def encapsulate(self, inner: Ether, decisions: list[Decision]) -> Ether:
-        sc, n = self.sc, self.n
-        entry = next(e for e in fdb(sc, self.name) if e.mac == inner[Ether].dst)
-        decisions.append(Decision("fdb", f"{sc.flannel.device} fdb", entry.bridge_fdb(),
-                                  f"inner destination MAC {entry.mac} lives behind {entry.dst}"))
-        remote = next(o for o in sc.nodes if o.nic.ip == entry.dst)
-        t = _tuple_of(inner)
-        if self.name in sc.observed.vxlan_sport:
-            sport = sc.observed.vxlan_sport[self.name]
-            how = f"outer source port {sport} (observed)"
-        else:
-            h = flow_hash(t.src, t.dst, t.sport, t.dport, node_seed(sc.observed.flow_hash_seed, self.name))
-            sport = udp_flow_src_port(h, *n.ephemeral_ports)
-            how = f"outer source port {sport} = udp_flow_src_port(hash of {t})"
-        route = lookup(sc, self.name, remote.nic.ip)
-        nb = neighbour(sc, self.name, route.dev, remote.nic.ip)
-        ip_id = self.outer_id & 0xFFFF
-        self.outer_id += 1
-        outer = (Ether(src=n.nic.mac, dst=nb.mac, type=0x0800)
-                 / IP(version=4, ihl=5, tos=inner[IP].tos & 0x3, id=ip_id, flags=0, frag=0, ttl=n.default_ttl,
-                      proto=17, src=str(n.nic.ip), dst=str(remote.nic.ip))
-                 / UDP(sport=sport, dport=sc.flannel.port, chksum=None if sc.flannel.udp_checksum else 0)
-                 / VXLAN(flags=VXLAN_FLAGS, vni=sc.flannel.vni)
-                 / inner)
-        decisions.append(Decision("vxlan", "vxlan_xmit_one",
-                                  f"{sc.flannel.device}: vxlan id {sc.flannel.vni} dstport {sc.flannel.port} "
-                                  f"local {n.nic.ip} dev {n.nic.name} nolearning",
-                                  f"+50 bytes: outer {n.nic.ip} -> {remote.nic.ip}, UDP {sport} -> "
-                                  f"{sc.flannel.port}, VNI {sc.flannel.vni}, TTL {n.default_ttl}, DF clear; {how}"))
-        decisions.append(Decision("route", "main", route.ip_route().strip(), f"outer packet leaves by {route.dev}"))
-        decisions.append(Decision("neigh", f"{route.dev} neighbours", nb.ip_neigh(), f"outer destination MAC {nb.mac}"))
-        return Ether(bytes(outer))
-
-
-def _hops(sc, client, server):
-    """The observation points of the request path, with the latency to reach each."""
-    tm = sc.timing
-    cn, sn = sc.node(client.node), sc.node(server.node)
-    dev = sc.flannel.device
-    return [
-        (client.name, "eth0", "out", 0),
-        (cn.name, client.veth, "in", tm.veth_us),
-        (cn.name, "docker0", "in", tm.bridge_us),
-        (cn.name, dev, "out", tm.forward_us),
-        (cn.name, cn.nic.name, "out", tm.encap_us),
-        (sn.name, sn.nic.name, "in", tm.wire_us),
-        (sn.name, dev, "in", tm.decap_us),
-        (sn.name, "docker0", "out", tm.forward_us),
-        (sn.name, server.veth, "out", tm.bridge_us),
-        (server.name, "eth0", "in", tm.veth_us),
-    ]
-
-
-def _reverse(hops):
-    """The reply's path: the same points backwards, directions swapped."""
-    rev = list(reversed(hops))
-    lat = [h[3] for h in hops]
-    out = []
-    for i, (node, iface, d, _) in enumerate(rev):
-        out.append((node, iface, "out" if d == "in" else "in", 0 if i == 0 else lat[len(hops) - i]))
-    return out
-
-
 def walk(scenario) -> Walk:
-    """Follow every segment of the conversation hop by hop; record every observation.
+    """Follow every segment of the conversation device by device; record every observation.
+
+    The path is computed by :mod:`coursekit.kernel` from the scenario's
+    devices, routes, neighbour and FDB tables and netfilter rules, as the
+    kernel decides it; a packet the kernel would drop ends in
+    :attr:`Walk.drops` with its reason.
 
     >>> w = walk(load_scenario("article"))       # doctest: +SKIP
     >>> [str(o.frame[26:30]) for o in w.at("meizu", "docker0")]  # inner sources
 
     Taught in: 06-the-whole-walk.
     """
-    sc = scenario
-    client, server = sc.client, sc.server
-    req_hops = _hops(sc, client, server)
-    rep_hops = _reverse(req_hops)
-    cum_req = _cumulative(req_hops)
-    cum_rep = _cumulative(rep_hops)
-    segs = conv.segments(sc)
-    _schedule(sc, segs, cum_req, cum_rep, req_hops, rep_hops)
-
-    nodes = {n.name: _Node(sc, n.name) for n in sc.nodes}
-    ids = {"client": sc.observed.ip_id.get("client", 0x1d2c), "server": sc.observed.ip_id.get("server", 0x5a17)}
-    observations: list[Observation] = []
-    nat_traces: dict = {}
-    svc = sc.service(sc.request.service)
-    for seg in segs:
-        if seg.sender == "client":
-            t = Tuple5("tcp", client.ip, sc.observed.client_port, svc.cluster_ip, sc.request.port)
-            hops, cum, me = req_hops, cum_req, client
-        else:
-            # the server answers the (translated) peer it saw
-            ct = nodes[server.node].ct
-            if ct is None:
-                raise AssertionError("server speaks before the connection exists")
-            t = ct.reply
-            t = Tuple5("tcp", server.ip, t.sport, t.dst, t.dport)
-            hops, cum, me = rep_hops, cum_rep, server
-        if seg.flags == (conv.SYN | conv.ACK):
-            ip_id = 0                     # a SYN-ACK from a listener carries IP id 0
-        else:
-            ip_id = ids[seg.sender] & 0xFFFF
-            ids[seg.sender] += 1
-        gw = sc.node(me.node).docker.bridge_mac
-        pkt = Ether(bytes(build_frame(me.mac, gw, t, 64, ip_id, seg)))
-        flow = "request" if seg.sender == "client" else "reply"
-        # 0: sender's eth0
-        first = [Decision("socket", "tcp", f"{seg.label}: seq {seg.seq} ack {seg.ack} len {len(seg.payload)}",
-                          f"{me.name} sends {t}"),
-                 Decision("route", f"{me.name} main", f"default via {sc.node(me.node).docker.bridge_ip} dev eth0",
-                          "to the gateway (docker0)"),
-                 Decision("neigh", f"{me.name} eth0 neighbours",
-                          f"{sc.node(me.node).docker.bridge_ip} dev eth0 lladdr {gw} REACHABLE",
-                          f"destination MAC {gw} (docker0)")]
-        cur = pkt
-        for h, (node, iface, d, _) in enumerate(hops):
-            dec: list[Decision] = []
-            if h == 0:
-                dec = first
-            elif h in (1, 8):
-                dec = [Decision("veth", "veth pair", f"{iface} <-> eth0 of {me.name if h == 1 else hops[9][0]}",
-                                "same frame on the other end of the pair")]
-            elif h == 2:
-                dec = [Decision("bridge", "docker0 fdb", f"{sc.node(node).docker.bridge_mac} dev docker0 master docker0 permanent",
-                                "destination MAC is the bridge's own: up to the host's IP stack")]
-                if sc.node(node).br_netfilter:
-                    dec.append(Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
-                                        "iptables PREROUTING runs inside the bridge, before tcpdump on docker0 sees the frame"))
-                    cur = nodes[node].prerouting(cur, "docker0", dec, nat_traces)
-            elif h == 3:
-                cur, _ = nodes[node].forward(cur, "docker0", dec, nat_traces)
-            elif h == 4:
-                cur = nodes[node].encapsulate(cur, dec)
-            elif h == 5:
-                dec = [Decision("wire", "underlay", f"{hops[4][0]}:{hops[4][1]} -> {node}:{iface}", "same bytes on the wire")]
-            elif h == 6:
-                inner = cur[VXLAN].payload
-                dec = [Decision("decap", "vxlan_rcv", f"UDP {sc.flannel.port} socket of {sc.flannel.device}, VNI {sc.flannel.vni}",
-                                "outer Ethernet/IP/UDP/VXLAN (50 bytes) removed")]
-                cur = Ether(bytes(inner))
-            elif h == 7:
-                cur, _ = nodes[node].forward(cur, sc.flannel.device, dec, nat_traces)
-            elif h == 9:
-                dec = [Decision("veth", "veth pair", f"{hops[8][1]} <-> eth0 of {node}", "delivered to the pod")]
-            observations.append(Observation(node=node, iface=iface, direction=d,
-                                            time_us=seg.send_us + cum[h], frame=bytes(cur), segment=seg.index,
-                                            flow=flow, hop=h, decisions=tuple(dec)))
-    if sc.neighbour_caches == "cold":
-        observations.extend(_arp_exchanges(sc, segs[0].send_us, cum_req))
-    w = Walk(scenario=sc, segments=segs, observations=observations,
-             conntrack={k: v.ct for k, v in nodes.items() if v.ct is not None}, nat_traces=nat_traces)
-    return w
-
-
-
-def _arp_frame(op: int, src_mac: str, dst_mac: str, psrc, pdst, target_mac: str = "00:00:00:00:00:00") -> bytes:
-    """An ARP request (broadcast, target MAC zero, as Linux sends it) or reply (unicast), 42 bytes."""
-    return bytes(Ether(src=src_mac, dst=dst_mac, type=0x0806)
-                 / ARP(hwtype=1, ptype=0x0800, hwlen=6, plen=4, op=op, hwsrc=src_mac, psrc=str(psrc),
-                       hwdst=target_mac, pdst=str(pdst)))
-
-
-def _arp_exchanges(sc, syn_send_us: int, cum) -> list[Observation]:
-    """With cold caches, the SYN waits for ARP on each layer-2 segment it crosses.
-
-    Three exchanges, each finished just before the SYN crosses that segment:
-    the client pod asks for its gateway (docker0), the client node asks for the
-    server node on the underlay, the server node's docker0 asks for the pod.  A
-    request is broadcast, so every port of a bridge sees it; the reply is
-    unicast.  Nobody asks back: a node that answers learns the asker's MAC
-    from the request itself (``neigh_event_ns``).
-    """
-    tm = sc.timing
-    client, server = sc.client, sc.server
-    cn, sn = sc.node(client.node), sc.node(server.node)
-    bcast, out = "ff:ff:ff:ff:ff:ff", []
-
-    def add(points, frame, base, what, dec):
-        for owner, iface, d, dt in points:
-            out.append(Observation(owner, iface, d, base + dt, frame, -1, "arp", -1,
-                                   (Decision("neigh", f"{iface} neighbours", what, dec),)))
-
-    def pods_flooded(node, skip, t):
-        return [pt for p in sc.pods_on(node.name) if p.name != skip
-                for pt in ((node.name, p.veth, "out", t), (p.name, "eth0", "in", t + tm.veth_us))]
-
-    # 1. busybox -> its gateway, docker0 (the SYN waits at hop 0)
-    rtt = 2 * (tm.veth_us + tm.bridge_us) + tm.arp_us
-    t = syn_send_us + cum[0] - rtt - 1
-    gw = cn.docker.bridge_ip
-    add([(client.name, "eth0", "out", 0), (cn.name, client.veth, "in", tm.veth_us),
-         (cn.name, "docker0", "in", tm.veth_us + tm.bridge_us)]
-        + pods_flooded(cn, client.name, tm.veth_us + tm.bridge_us),
-        _arp_frame(1, client.mac, bcast, client.ip, gw), t,
-        f"{gw} dev eth0 INCOMPLETE", f"no MAC for the gateway {gw}: ARP request, broadcast")
-    t2 = t + tm.veth_us + tm.bridge_us + tm.arp_us
-    add([(cn.name, "docker0", "out", 0), (cn.name, client.veth, "out", tm.bridge_us),
-         (client.name, "eth0", "in", tm.bridge_us + tm.veth_us)],
-        _arp_frame(2, cn.docker.bridge_mac, client.mac, gw, client.ip, client.mac), t2,
-        f"{gw} dev eth0 lladdr {cn.docker.bridge_mac} REACHABLE", "docker0 answers with its MAC")
-    # 2. the client node -> the server node on the underlay (the outer packet waits at hop 4)
-    rtt = 2 * tm.wire_us + tm.arp_us
-    t = syn_send_us + cum[4] - rtt - 1
-    add([(cn.name, cn.nic.name, "out", 0), (sn.name, sn.nic.name, "in", tm.wire_us)],
-        _arp_frame(1, cn.nic.mac, bcast, cn.nic.ip, sn.nic.ip), t,
-        f"{sn.nic.ip} dev {cn.nic.name} INCOMPLETE", f"no MAC for {sn.nic.ip}: ARP request on the underlay")
-    add([(sn.name, sn.nic.name, "out", 0), (cn.name, cn.nic.name, "in", tm.wire_us)],
-        _arp_frame(2, sn.nic.mac, cn.nic.mac, sn.nic.ip, cn.nic.ip, cn.nic.mac), t + tm.wire_us + tm.arp_us,
-        f"{sn.nic.ip} dev {cn.nic.name} lladdr {sn.nic.mac} REACHABLE", f"{sn.name} answers")
-    # 3. the server node's docker0 -> the pod (the SYN waits at hop 7)
-    rtt = 2 * (tm.bridge_us + tm.veth_us) + tm.arp_us
-    t = syn_send_us + cum[7] - rtt - 1
-    add([(sn.name, "docker0", "out", 0)] + pods_flooded(sn, "", tm.bridge_us),
-        _arp_frame(1, sn.docker.bridge_mac, bcast, sn.docker.bridge_ip, server.ip), t,
-        f"{server.ip} dev docker0 INCOMPLETE", f"no MAC for {server.ip}: ARP request, flooded to every port")
-    t2 = t + tm.bridge_us + tm.veth_us + tm.arp_us
-    add([(server.name, "eth0", "out", 0), (sn.name, server.veth, "in", tm.veth_us),
-         (sn.name, "docker0", "in", tm.veth_us + tm.bridge_us)],
-        _arp_frame(2, server.mac, sn.docker.bridge_mac, server.ip, sn.docker.bridge_ip, sn.docker.bridge_mac), t2,
-        f"{server.ip} dev docker0 lladdr {server.mac} REACHABLE", f"{server.name} answers")
-    return out
+    from .kernel.engine import walk as _engine_walk
+    return _engine_walk(scenario)
 
 
 def _cumulative(hops):

@@ -118,3 +118,19 @@ def test_no_fdb_entry_is_a_drop(article):
     _conversation(article, net, conv.segments(article), lambda s, r: recs.append(r) or False)
     (node, iface, reason, _), = recs[0].drops
     assert (node, iface, reason) == ("xiaomi", "flannel.1", "no VXLAN FDB entry")
+
+
+def test_tcp_frames_as_bytes_equal_scapys_build(article_walk):
+    """The engine writes a segment's first frame as bytes; scapy's build of the same fields is identical."""
+    from coursekit import conversation as conv
+    from coursekit.datapath import build_frame
+    from coursekit.kernel.frame import tcp_frame, tuple_of
+    for o in article_walk.observations:
+        if o.hop != 0:
+            continue
+        seg = article_walk.segments[o.segment]
+        p = Ether(o.frame)
+        t = tuple_of(o.frame)
+        want = bytes(build_frame(p.src, p.dst, t, p[IP].ttl, p[IP].id, seg))
+        assert tcp_frame(p.src, p.dst, t, p[IP].ttl, p[IP].id, seg, conv.tcp_options(seg)) == want
+        assert want == o.frame

@@ -24,8 +24,8 @@ from .. import conversation as conv
 from ..datapath import Decision, Observation, Walk, build_frame
 from ..errors import CourseError
 from ..netfilter import Tuple5
-from .frame import mac_bytes, tuple_of
-from .topology import build
+from .frame import mac_bytes, tcp_frame, tuple_of
+from .topology import build, tables
 
 __all__ = ["Drop", "Net", "Skb", "walk"]
 
@@ -80,9 +80,9 @@ def _arp_frame(op: int, src_mac: str, dst_mac: str, psrc, pdst, target_mac: str)
 class Net:
     """The cluster's namespaces and the state of one walk (conntrack, caches, sockets)."""
 
-    def __init__(self, sc, warm: bool = True):
+    def __init__(self, sc, warm: bool = True, nf: dict | None = None):
         self.sc, self.timing = sc, sc.timing
-        self.nss, self.wire = build(sc, warm)
+        self.nss, self.wire = build(sc, warm, nf)
         self.nat_traces: dict = {}
         self.conntrack: dict = {}
         self.rec = _Recording()
@@ -172,9 +172,14 @@ class Net:
         return self.rec
 
 
+_ZERO = "00:00:00:00:00:00"
+
+
 def _first_frame(sc, net, seg, sender, t: Tuple5, ip_id: int) -> tuple[bytes, list]:
     me = sc.client if sender == "client" else sc.server
-    frame = bytes(build_frame("00:00:00:00:00:00", "00:00:00:00:00:00", t, 64, ip_id, seg))
+    frame = tcp_frame(_ZERO, _ZERO, t, 64, ip_id, seg, conv.tcp_options(seg))
+    if frame is None:                                  # an option the byte encoder does not know
+        frame = bytes(build_frame(_ZERO, _ZERO, t, 64, ip_id, seg))
     dec = [Decision("socket", "tcp", f"{seg.label}: seq {seg.seq} ack {seg.ack} len {len(seg.payload)}",
                     f"{me.name} sends {t}")]
     return frame, dec
@@ -208,9 +213,9 @@ def _conversation(sc, net, segs, on_segment) -> None:
             break
 
 
-def _probe(sc, segs):
+def _probe(sc, segs, nf=None):
     """The request's and the reply's path with each hop's latency (scratch graph, warm caches)."""
-    net = Net(sc, warm=True)
+    net = Net(sc, warm=True, nf=nf)
     paths = {}
 
     def take(seg, rec):
@@ -233,9 +238,10 @@ def walk(sc) -> Walk:
     """
     from ..datapath import _cumulative, _schedule
     segs = conv.segments(sc)
-    req_hops, rep_hops = _probe(sc, segs)
+    nf = tables(sc)
+    req_hops, rep_hops = _probe(sc, segs, nf)
     _schedule(sc, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
-    net = Net(sc, warm=sc.neighbour_caches == "warm")
+    net = Net(sc, warm=sc.neighbour_caches == "warm", nf=nf)
     observations: list[Observation] = []
     arp_obs: list[Observation] = []
     drops: list[Drop] = []
@@ -256,7 +262,5 @@ def walk(sc) -> Walk:
             drops.append(Drop(node, iface, reason, seg.index, flow, seg.send_us, dec))
         return not rec.drops or rec.delivered is not None
     _conversation(sc, net, segs, take)
-    w = Walk(scenario=sc, segments=segs, observations=observations + arp_obs,
-             conntrack=dict(net.conntrack), nat_traces=net.nat_traces)
-    w.drops = drops
-    return w
+    return Walk(scenario=sc, segments=segs, observations=observations + arp_obs,
+                conntrack=dict(net.conntrack), nat_traces=net.nat_traces, drops=drops)

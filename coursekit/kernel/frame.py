@@ -29,6 +29,28 @@ _PROTO = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 _PROTO_NUM = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 
+_ADDR: dict[bytes, ipaddress.IPv4Address] = {}
+
+
+def addr(b) -> ipaddress.IPv4Address:
+    """The IPv4 address in 4 bytes (memoised: a walk meets the same few addresses again and again)."""
+    b = bytes(b)
+    a = _ADDR.get(b)
+    if a is None:
+        if len(_ADDR) > 4096:
+            _ADDR.clear()
+        a = _ADDR[b] = ipaddress.IPv4Address(b)
+    return a
+
+
+def src_of(b) -> ipaddress.IPv4Address:
+    return addr(b[26:30])
+
+
+def dst_of(b) -> ipaddress.IPv4Address:
+    return addr(b[30:34])
+
+
 def mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
@@ -69,8 +91,8 @@ def l4_offset(b) -> int:
 def tuple_of(b) -> Tuple5:
     """The 5-tuple conntrack keys on (TCP and UDP; other protocols get ports 0)."""
     proto = b[23]
-    src = ipaddress.IPv4Address(bytes(b[26:30]))
-    dst = ipaddress.IPv4Address(bytes(b[30:34]))
+    src = addr(b[26:30])
+    dst = addr(b[30:34])
     if proto in _PROTO:
         l4 = l4_offset(b)
         return Tuple5(_PROTO[proto], src, (b[l4] << 8) | b[l4 + 1], dst, (b[l4 + 2] << 8) | b[l4 + 3])
@@ -145,3 +167,30 @@ def vxlan_encap(inner: bytes, *, src_mac: str, dst_mac: str, src_ip: ipaddress.I
         ck = csum(pseudo + struct.pack("!HHHH", sport, dport, udp_len, 0) + payload) or 0xFFFF
     return (mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + bytes(iph)
             + struct.pack("!HHHH", sport, dport, udp_len, ck) + payload)
+
+
+_OPT = {"NOP": lambda v: b"\x01", "EOL": lambda v: b"\x00",
+        "MSS": lambda v: struct.pack("!BBH", 2, 4, v), "WScale": lambda v: struct.pack("!BBB", 3, 3, v),
+        "SAckOK": lambda v: b"\x04\x02", "Timestamp": lambda v: struct.pack("!BBII", 8, 10, *v)}
+
+
+def tcp_frame(src_mac: str, dst_mac: str, t: Tuple5, ttl: int, ip_id: int, seg, options, df: bool = True) -> bytes | None:
+    """An Ethernet/IPv4/TCP frame as bytes, every field set (what ``datapath.build_frame`` builds with scapy).
+
+    ``None`` for an option this encoder does not know (the caller then asks scapy).
+    """
+    try:
+        opts = b"".join(_OPT[k](v) for k, v in options)
+    except KeyError:
+        return None
+    opts += b"\0" * (-len(opts) % 4)
+    payload = seg.payload or b""
+    hl = 20 + len(opts)
+    tcp = bytearray(struct.pack("!HHIIBBHHH", t.sport, t.dport, seg.seq, seg.ack, (hl // 4) << 4 | (seg.flags >> 8),
+                                seg.flags & 0xFF, seg.window, 0, 0) + opts + payload)
+    pseudo = t.src.packed + t.dst.packed + struct.pack("!BBH", 0, IPPROTO_TCP, len(tcp))
+    tcp[16:18] = csum(pseudo + bytes(tcp)).to_bytes(2, "big")
+    iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), ip_id, 0x4000 if df else 0, ttl,
+                                IPPROTO_TCP, 0, t.src.packed, t.dst.packed))
+    iph[10:12] = csum(bytes(iph)).to_bytes(2, "big")
+    return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + bytes(iph) + bytes(tcp)

@@ -20,7 +20,7 @@ import struct
 
 from ..datapath import Decision
 from ..routing import Neighbour
-from .frame import ETH_P_ARP, ETH_P_IP, dec_ttl, ethertype, l4_offset, mac_str, set_macs, tuple_of
+from .frame import ETH_P_ARP, ETH_P_IP, dec_ttl, dst_of, ethertype, l4_offset, mac_str, set_macs, src_of
 from .hooks import ConntrackTable, run_hook
 
 __all__ = ["Namespace"]
@@ -111,7 +111,7 @@ class Namespace:
         l4 = l4_offset(d)
         port = (d[l4 + 2] << 8) | d[l4 + 3]
         vx = self.udp_tunnels.get(port)
-        if vx is not None and ipaddress.IPv4Address(bytes(d[30:34])) in self.local:
+        if vx is not None and dst_of(d) in self.local:
             return vx
         return None
 
@@ -130,7 +130,7 @@ class Namespace:
             if why:
                 return net.drop(dev, why, dec)
         skb.pre_done = False
-        dst = ipaddress.IPv4Address(bytes(skb.data[30:34]))
+        dst = dst_of(skb.data)
         if vx is not None:
             return self.vxlan_rcv(net, vx, skb, t)
         if dst in self.local:
@@ -159,7 +159,7 @@ class Namespace:
 
     def forward(self, net, in_dev, skb, t, dec) -> None:
         d = skb.data
-        dst = ipaddress.IPv4Address(bytes(d[30:34]))
+        dst = dst_of(d)
         route = self.route(dst)
         if route is None:
             dec.append(Decision("route", "main", "(no route)", f"no route to {dst}: ICMP network unreachable"))
@@ -189,9 +189,9 @@ class Namespace:
         why = run_hook(self, "POSTROUTING", skb, dec, net, out_if=out.name)
         if why:
             return net.drop(where, why, dec)
-        dst = ipaddress.IPv4Address(bytes(d[30:34]))
+        dst = dst_of(d)
         gw = route.via or dst
-        nb = self.resolve(net, out, gw, ipaddress.IPv4Address(bytes(d[26:30])))
+        nb = self.resolve(net, out, gw, src_of(d))
         if nb is None:
             dec.append(Decision("neigh", f"{out.name} neighbours", f"{gw} dev {out.name} FAILED",
                                 "no answer to ARP: dropped"))
@@ -214,7 +214,7 @@ class Namespace:
     def output(self, net, skb, dec, t: int = 0) -> None:
         """A local socket sends: route, OUTPUT, POSTROUTING, neighbour, device."""
         d = skb.data
-        dst = ipaddress.IPv4Address(bytes(d[30:34]))
+        dst = dst_of(d)
         route = self.route(dst)
         if route is None:
             dec.append(Decision("route", f"{self.name} main", "(no route)", f"connect: network unreachable ({dst})"))
@@ -224,7 +224,7 @@ class Namespace:
             why = run_hook(self, "OUTPUT", skb, dec, net, out_if=out.name)
             if why:
                 return net.drop(None, why, dec, ns=self)
-            new_dst = ipaddress.IPv4Address(bytes(d[30:34]))
+            new_dst = dst_of(d)
             if new_dst != dst:                      # DNAT in OUTPUT: route again (ip_route_me_harder)
                 route = self.route(new_dst)
                 if route is None:
@@ -241,7 +241,7 @@ class Namespace:
             why = run_hook(self, "POSTROUTING", skb, dec, net, out_if=out.name)
             if why:
                 return net.drop(None, why, dec, ns=self)
-        nb = self.resolve(net, out, gw, ipaddress.IPv4Address(bytes(d[26:30])))
+        nb = self.resolve(net, out, gw, src_of(d))
         if nb is None:
             dec.append(Decision("neigh", f"{self.name} {out.name} neighbours", f"{gw} dev {out.name} FAILED",
                                 "no answer to ARP: dropped"))

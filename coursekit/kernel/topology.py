@@ -23,11 +23,17 @@ from .devices import Bridge, Nic, Veth, Vxlan, Wire
 from .frame import mac_bytes
 from .namespace import Namespace
 
-__all__ = ["build", "links"]
+__all__ = ["build", "links", "tables"]
 
 
-def build(sc, warm: bool = True) -> tuple[dict[str, Namespace], Wire]:
-    """Every namespace of the cluster, wired together."""
+def tables(sc) -> dict:
+    """Each node's netfilter tables: nat rules, filter rules by chain and chain policies."""
+    return {n.name: (nat_table(sc, n.name)[0],) + filter_table(sc, n.name) for n in sc.nodes}
+
+
+def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Namespace], Wire]:
+    """Every namespace of the cluster, wired together (``nf``: :func:`tables`, if already built)."""
+    nf = nf or tables(sc)
     nss: dict[str, Namespace] = {}
     wire = Wire()
     fl = sc.flannel
@@ -62,8 +68,7 @@ def build(sc, warm: bool = True) -> tuple[dict[str, Namespace], Wire]:
             pns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, p.name) if warm or e.permanent}
         ns.routes = routing.routes(sc, n.name)
         ns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, n.name) if warm or e.permanent}
-        ns.nat_rules = nat_table(sc, n.name)[0]
-        ns.filter_rules, ns.filter_policy = filter_table(sc, n.name)
+        ns.nat_rules, ns.filter_rules, ns.filter_policy = nf[n.name]
     return nss, wire
 
 
