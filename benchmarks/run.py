@@ -11,6 +11,7 @@ floor that says what "fast" means for it:
 * ``import``    -- ``import coursekit`` as a process vs ``import scapy.all``
 * ``explorer``  -- field change -> every view recomputed (pure, then through the widget), median and p95
 * ``browser``   -- field change in JupyterLab/Chromium -> tcpdump view updated on screen (needs chromium)
+* ``walk``      -- one whole walk of the article (``ck.walk``, coursekit.kernel) vs the ten-hop walk it replaced (tests/oldwalk.py)
 * ``data``      -- ``python -m coursekit data`` (every capture of every scenario)
 * ``render``    -- ``coursekit render`` of a 100k-packet pcap vs ``tcpdump -r`` of the same file
 * ``footprint`` -- venv size of ``pip install .`` vs jupyterlab + scapy + matplotlib alone
@@ -100,6 +101,28 @@ def bench_explorer(n=200):
             "widget_text_views_median_ms": _median(widget) * ms, "widget_text_views_p95_ms": _p95(widget) * ms,
             "widget_with_diagram_tab_median_ms": _median(widget_diag) * ms,
             "widget_with_diagram_tab_p95_ms": _p95(widget_diag) * ms}
+
+
+def bench_walk(n=100):
+    import coursekit as ck
+    sys.path.insert(0, str(ROOT / "tests"))
+    import oldwalk
+    sc = ck.load_scenario("article")
+    cold = sc.with_changes({"neighbourCaches": "cold"})
+    out = {}
+    for name, fn, s in (("engine", ck.walk, sc), ("engine_cold", ck.walk, cold), ("ten_hop", oldwalk.walk, sc)):
+        fn(s)
+        xs = []
+        for _ in range(n):
+            t = time.perf_counter()
+            fn(s)
+            xs.append(time.perf_counter() - t)
+        out[f"{name}_median_ms"] = _median(xs) * 1000
+        out[f"{name}_p95_ms"] = _p95(xs) * 1000
+    out["ratio"] = out["engine_median_ms"] / out["ten_hop_median_ms"]
+    out["runs"] = n
+    out["load_average_1min"] = os.getloadavg()[0]
+    return out
 
 
 def bench_browser(n=20):
@@ -204,7 +227,7 @@ def bench_footprint():
     return out
 
 
-BENCHES = {"import": bench_import, "explorer": bench_explorer, "browser": bench_browser, "data": bench_data,
+BENCHES = {"import": bench_import, "walk": bench_walk, "explorer": bench_explorer, "browser": bench_browser, "data": bench_data,
            "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint}
 
 
