@@ -763,10 +763,6 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         raise CourseError(f"services.{sname}.selector", "selects no pod", "labels of a Deployment's pods")
     endpoint = _int(_get(o, "endpoint", "observed", 0), "observed.endpoint", 0, len(eps) - 1,
                     "an index into the Service's endpoints")
-    if eps[endpoint].node == cnode:
-        raise CourseError("observed.endpoint",
-                          f"endpoint {eps[endpoint].ip} runs on the client's node {cnode}; this course follows "
-                          "traffic between nodes", "an endpoint on another node")
     lo, hi = node_by[cnode].ephemeral_ports
     anchor = _get(o, "anchor", "observed", {"node": eps[endpoint].node, "interface": "docker0"})
     times = o.get("times")

@@ -68,6 +68,7 @@ class _Recording:
         self.obs: list[tuple] = []        # (ns, dev, direction, t, frame, decisions)
         self.delivered: int | None = None
         self.drops: list[tuple] = []
+        self.rst = None                   # (ns, tuple, flags, seq, ack, length, t): a segment no socket wanted
 
 
 def _arp_frame(op: int, src_mac: str, dst_mac: str, psrc, pdst, target_mac: str) -> bytes:
@@ -81,7 +82,7 @@ class Net:
     """The cluster's namespaces and the state of one walk (conntrack, caches, sockets)."""
 
     def __init__(self, sc, warm: bool = True, nf: dict | None = None):
-        self.sc, self.timing = sc, sc.timing
+        self.sc, self.timing, self.warm = sc, sc.timing, warm
         self.nss, self.wire = build(sc, warm, nf)
         self.nat_traces: dict = {}
         self.conntrack: dict = {}
@@ -96,7 +97,7 @@ class Net:
         self._addr_owner = {}
         for ns in self.nss.values():
             for d in ns.devices.values():
-                self._mac_owner.setdefault(d.mac, d.name)
+                self._mac_owner.setdefault(d.mac, d.name if ns.kind == "node" else f"{d.name} of {ns.name}")
             for dev, addrs in ns.addrs.items():
                 for a in addrs:
                     self._addr_owner.setdefault(a.ip, dev)
@@ -131,6 +132,12 @@ class Net:
             return
         self.drop(dev, f"no socket for {t5}: the kernel answers with RST" if t5.proto == "tcp"
                   else f"no socket for {t5}: ICMP port unreachable", dec)
+        if t5.proto == "tcp" and not flags & conv.RST:
+            l4 = 14 + (d[14] & 0xF) * 4
+            seq, ack = struct.unpack_from("!II", d, l4 + 4)
+            length = ((d[16] << 8) | d[17]) - (d[14] & 0xF) * 4 - (d[l4 + 12] >> 4) * 4
+            self.rec.rst = (ns.name, t5.inverted(), flags, seq, ack,
+                            length + bool(flags & conv.SYN) + bool(flags & conv.FIN), t)
 
     # -- ARP (cold neighbour caches) -------------------------------------------
     def arp(self, ns, dev, ip, src) -> None:
@@ -146,7 +153,7 @@ class Net:
             rdev.xmit(self, Skb(_arp_frame(2, rdev.mac, dmac, psrc, pdst, dmac)), t, [])
         self.arp_waiting[ns.name].discard((dev.name, ip))
         arp_rec, self.rec = self.rec, main
-        if self._rtt is not None:
+        if self._rtt is not None and not self.warm:      # warm caches: that ARP happened before the capture
             nb = ns.neigh[(dev.name, ip)]
             via = any(r.via == ip for r in ns.routes)
             ask = (f"no MAC for the gateway {ip}: ARP request, broadcast" if via else
@@ -175,9 +182,31 @@ class Net:
 _ZERO = "00:00:00:00:00:00"
 
 
+def _reset(sc, segs, cause, rst) -> conv.Segment:
+    """``tcp_v4_send_reset``: the answer to a segment no socket wants.
+
+    If the segment carried an ACK the reset takes its sequence number from
+    that ACK; otherwise it acknowledges everything the segment occupied.
+    """
+    ns, t, flags, seq, ack, length, t_arrive = rst
+    sender = "client" if ns == sc.client.name else "server"
+    # tcp_v4_send_reset answers from the namespace's control socket: no
+    # timestamps, DF set and IP id 0 (ip_select_ident_segs: DF, no connected
+    # socket), TTL net.ipv4.ip_default_ttl
+    if flags & conv.ACK:
+        s = conv.Segment(len(segs), sender, "RST (no socket)", conv.RST, ack, 0, b"", 0)
+    else:
+        s = conv.Segment(len(segs), sender, "RST (no socket)", conv.RST | conv.ACK, 0, (seq + length) & 0xFFFFFFFF,
+                         b"", 0)
+    s.send_us = cause.send_us + t_arrive
+    segs.append(s)
+    return s
+
+
 def _first_frame(sc, net, seg, sender, t: Tuple5, ip_id: int) -> tuple[bytes, list]:
     me = sc.client if sender == "client" else sc.server
-    frame = tcp_frame(_ZERO, _ZERO, t, 64, ip_id, seg, conv.tcp_options(seg))
+    opts = [] if seg.flags & conv.RST else conv.tcp_options(seg)
+    frame = tcp_frame(_ZERO, _ZERO, t, 64, ip_id, seg, opts)
     if frame is None:                                  # an option the byte encoder does not know
         frame = bytes(build_frame(_ZERO, _ZERO, t, 64, ip_id, seg))
     dec = [Decision("socket", "tcp", f"{seg.label}: seq {seg.seq} ack {seg.ack} len {len(seg.payload)}",
@@ -209,7 +238,14 @@ def _conversation(sc, net, segs, on_segment) -> None:
             ids[seg.sender] += 1
         frame, dec = _first_frame(sc, net, seg, seg.sender, t, ip_id)
         rec = net.send(ns, frame, dec)
-        if not on_segment(seg, rec):
+        go = on_segment(seg, rec)
+        if rec.rst is not None or not go:
+            del segs[seg.index + 1:]                   # the conversation ends here
+        if rec.rst is not None:
+            rst = _reset(sc, segs, seg, rec.rst)
+            on_segment(rst, net.send(rec.rst[0], *_first_frame(sc, net, rst, rst.sender, rec.rst[1], 0)))
+            break
+        if not go:
             break
 
 
