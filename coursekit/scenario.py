@@ -42,7 +42,7 @@ from .errors import CourseError
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
-    "Service", "ServicePort", "Request", "Observed", "Timing",
+    "Service", "ServicePort", "Request", "Observed", "Timing", "ExternalHost",
     "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario",
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
@@ -162,11 +162,36 @@ class Service:
 @dataclass(frozen=True)
 class Request:
     client: str                             # pod name
-    service: str
+    service: str                            # "" when the request targets an address (ip)
     port: int
     method: str
     path: str
     user_agent: str
+    ip: ipaddress.IPv4Address | None = None  # a pod's or an external host's address instead of a Service
+
+
+@dataclass(frozen=True)
+class ExternalHost:
+    """A host outside the cluster, on the underlay (``externalHosts:``), with a web server."""
+    name: str
+    nic: Nic
+
+    @property
+    def ip(self) -> ipaddress.IPv4Address:
+        return self.nic.ip
+
+    @property
+    def mac(self) -> str:
+        return self.nic.mac
+
+    @property
+    def mtu(self) -> int:
+        return self.nic.mtu
+
+    @property
+    def node(self) -> str:
+        """A host is its own machine (not a Kubernetes node)."""
+        return self.name
 
 
 @dataclass(frozen=True)
@@ -222,6 +247,7 @@ class Scenario:
     # "warm": every neighbour cache and bridge FDB already knows its peers (the article's
     # captures); "cold": the first packet waits for ARP on each layer-2 segment
     neighbour_caches: str = "warm"
+    externals: tuple[ExternalHost, ...] = ()         # hosts outside the cluster, on the underlay
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -261,12 +287,31 @@ class Scenario:
         return self.pod(self.request.client)
 
     @property
-    def server(self) -> Pod:
+    def server(self) -> "Pod | ExternalHost":
+        """Who answers: the Service's chosen endpoint, or whoever owns ``request.ip``."""
+        if self.request.ip is not None:
+            return next(x for x in self.pods + self.externals if x.ip == self.request.ip)
         svc = self.service(self.request.service)
         return self.endpoints(svc)[self.observed.endpoint]
 
     @property
+    def target_ip(self) -> ipaddress.IPv4Address:
+        """The address the client connects to: the Service's cluster IP or ``request.ip``."""
+        return self.request.ip if self.request.ip is not None else self.service(self.request.service).cluster_ip
+
+    @property
+    def target_port(self) -> int:
+        """The port the server listens on: the Service port's targetPort or ``request.port``."""
+        return self.request.port if self.request.ip is not None else self.service_port.target_port
+
+    def external(self, name: str) -> ExternalHost | None:
+        return next((x for x in self.externals if x.name == name), None)
+
+    @property
     def service_port(self) -> ServicePort:
+        if self.request.ip is not None:
+            raise CourseError("request.service", f"the request goes to {self.request.ip}, not to a Service",
+                              "request.service instead of request.ip")
         svc = self.service(self.request.service)
         for sp in svc.ports:
             if sp.port == self.request.port:
@@ -279,6 +324,9 @@ class Scenario:
         for p in self.pods:
             if p.name == node:
                 return ["eth0"]
+        x = self.external(node)
+        if x is not None:
+            return [x.nic.name]
         self.node(node)
         return [self.node(node).nic.name, self.flannel.device, "docker0"] + \
             [p.veth for p in self.pods_on(node)]
@@ -288,6 +336,9 @@ class Scenario:
         for p in self.pods:
             if p.name == node:
                 return p.mtu
+        x = self.external(node)
+        if x is not None:
+            return x.nic.mtu
         n = self.node(node)
         if iface == n.nic.name:
             return n.nic.mtu
@@ -743,28 +794,67 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     client = str(_get(rr, "client", "request"))
     if client not in {p.name for p in pods}:
         raise CourseError("request.client", f"unknown pod {client!r}", ", ".join(p.name for p in pods))
-    sname = str(_get(rr, "service", "request"))
-    if sname not in {s.name for s in services}:
-        raise CourseError("request.service", f"unknown service {sname!r}", ", ".join(s.name for s in services))
-    svc = next(s for s in services if s.name == sname)
-    rport = _port(_get(rr, "port", "request", svc.ports[0].port if svc.ports else 80), "request.port")
-    if rport not in {p.port for p in svc.ports}:
-        raise CourseError("request.port", f"service {sname} does not listen on {rport}",
-                          ", ".join(str(p.port) for p in svc.ports))
+    # external hosts (on the underlay) ------------------------------------------
+    externals: list[ExternalHost] = []
+    underlay = nodes[0].nic.network
+    for xname, xr in (_get(raw, "externalHosts", "", {}) or {}).items():
+        xname = _name(xname, "externalHosts")
+        f = f"externalHosts.{xname}"
+        if xname in node_by or xname in {p.name for p in pods}:
+            raise CourseError(f, f"{xname!r} is already a node or a pod", "a name of its own")
+        nic_r = _get(xr, "nic", f)
+        ip, net = _iface(_get(nic_r, "address", f + ".nic"), f + ".nic.address")
+        if net != underlay or ip in (net.network_address, net.broadcast_address):
+            raise CourseError(f + ".nic.address", f"{ip}/{net.prefixlen} is not a host on the underlay {underlay}",
+                              f"{underlay[1]}-{underlay[-2]}/{underlay.prefixlen}")
+        if ip in {n.nic.ip for n in nodes} | {x.ip for x in externals}:
+            raise CourseError(f + ".nic.address", f"{ip} is already taken on the underlay", "a free address")
+        externals.append(ExternalHost(xname, Nic(
+            name=str(_get(nic_r, "name", f + ".nic", "eth0")), ip=ip, network=net,
+            mac=_mac(_get(nic_r, "mac", f + ".nic", _local_mac(xname, "nic")), f + ".nic.mac"),
+            mtu=_int(_get(nic_r, "mtu", f + ".nic", 1500), f + ".nic.mtu", 576, 65535))))
+
+    target_ip = None
+    if rr.get("ip") is not None:
+        if rr.get("service") is not None:
+            raise CourseError("request.ip", "give either request.service or request.ip, not both",
+                              "a Service name, or a pod's or external host's address")
+        target_ip = _ip(rr["ip"], "request.ip")
+        owners = {x.ip: x for x in list(pods) + externals}
+        if target_ip not in owners:
+            raise CourseError("request.ip", f"no pod or external host has {target_ip}",
+                              ", ".join(str(a) for a in owners))
+        sname, svc = "", None
+        rport = _port(_get(rr, "port", "request", 80), "request.port")
+    else:
+        sname = str(_get(rr, "service", "request"))
+        if sname not in {s.name for s in services}:
+            raise CourseError("request.service", f"unknown service {sname!r}", ", ".join(s.name for s in services))
+        svc = next(s for s in services if s.name == sname)
+        rport = _port(_get(rr, "port", "request", svc.ports[0].port if svc.ports else 80), "request.port")
+        if rport not in {p.port for p in svc.ports}:
+            raise CourseError("request.port", f"service {sname} does not listen on {rport}",
+                              ", ".join(str(p.port) for p in svc.ports))
     request = Request(client=client, service=sname, port=rport,
                       method=str(_get(rr, "method", "request", "GET")), path=str(_get(rr, "path", "request", "/")),
-                      user_agent=str(_get(rr, "userAgent", "request", "Wget")))
+                      user_agent=str(_get(rr, "userAgent", "request", "Wget")), ip=target_ip)
 
     # observed -----------------------------------------------------------------
     o = _get(raw, "observed", "", {})
     cnode = next(p for p in pods if p.name == client).node
-    eps = sorted([p for p in pods if set(svc.selector) and set(svc.selector) <= set(p.labels)], key=lambda p: str(p.ip))
-    if not eps:
-        raise CourseError(f"services.{sname}.selector", "selects no pod", "labels of a Deployment's pods")
-    endpoint = _int(_get(o, "endpoint", "observed", 0), "observed.endpoint", 0, len(eps) - 1,
-                    "an index into the Service's endpoints")
+    if svc is not None:
+        eps = sorted([p for p in pods if set(svc.selector) and set(svc.selector) <= set(p.labels)],
+                     key=lambda p: str(p.ip))
+        if not eps:
+            raise CourseError(f"services.{sname}.selector", "selects no pod", "labels of a Deployment's pods")
+        endpoint = _int(_get(o, "endpoint", "observed", 0), "observed.endpoint", 0, len(eps) - 1,
+                        "an index into the Service's endpoints")
+        default_anchor = {"node": eps[endpoint].node, "interface": "docker0"}
+    else:
+        endpoint = 0
+        default_anchor = {"node": client, "interface": "eth0"}
     lo, hi = node_by[cnode].ephemeral_ports
-    anchor = _get(o, "anchor", "observed", {"node": eps[endpoint].node, "interface": "docker0"})
+    anchor = _get(o, "anchor", "observed", default_anchor)
     times = o.get("times")
     windows = o.get("windows")
     observed = Observed(
@@ -821,7 +911,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         flannel=flannel, service_cidr=service_cidr, kube_proxy=kube_proxy, nodes=tuple(nodes),
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
-        source=source, raw=raw)
+        externals=tuple(externals), source=source, raw=raw)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",
@@ -865,7 +955,12 @@ def describe(sc: Scenario) -> str:
         eps = ", ".join(str(p.ip) for p in sc.endpoints(s))
         lines.append(f"  {s.name:<8} clusterIP {s.cluster_ip}  ports {ports}  endpoints {eps}")
     r, o = sc.request, sc.observed
-    lines += ["", f"request: {r.client} -> {r.service} {sc.service(r.service).cluster_ip}:{r.port}  "
+    if sc.externals:
+        lines += ["", "external hosts (on the underlay)"]
+    for x in sc.externals:
+        lines.append(f"  {x.name:<8} {x.nic.name} {x.ip}/{x.nic.network.prefixlen} MAC {x.mac}")
+    target = f"{r.service} {sc.target_ip}" if r.ip is None else f"{r.ip} ({sc.server.name})"
+    lines += ["", f"request: {r.client} -> {target}:{r.port}  "
                   f"{r.method} {r.path} (User-Agent: {r.user_agent})",
               "", "observed inputs (chosen by the kernel or the clock on the day, not computed):",
               f"  client port {o.client_port}, client ISN {o.client_isn}, server ISN {o.server_isn}, "

@@ -67,3 +67,77 @@ def test_same_node_without_br_netfilter_the_client_resets_the_connection():
     p = Ether(w.path(2)[0].frame)
     assert (p[IP].id, p[IP].flags, p[IP].ttl, p[TCP].options) == (0, "DF", 64, [])
     assert devices(w, 2)[-1] == ("nginx-1", "eth0", "in")
+
+
+# -- case 8: pod to pod by IP, the Kubernetes network model ---------------------------
+
+def test_pod_to_pod_with_the_articles_configuration_hides_the_client():
+    w = ck.walk(ck.load_scenario("pod-to-pod"))
+    syn = {(o.node, o.iface): o for o in w.path(0)}
+    assert addrs(syn[("busybox", "eth0")]) == "172.30.83.9:42000 > 172.30.20.2:80"
+    assert addrs(syn[("nginx-1", "eth0")]) == "172.30.83.0:42000 > 172.30.20.2:80"   # not busybox's address
+    masq = [d.entry for o in w.path(0) for d in o.decisions if "MASQUERADE source" in d.effect]
+    assert masq == ["-A POSTROUTING -s 172.30.83.0/24 ! -o docker0 -j MASQUERADE"]    # Docker's rule, not kube-proxy's
+    assert not [d for o in w.path(0) for d in o.decisions if "DNAT" in d.effect]      # no Service: no DNAT
+    back = {(o.node, o.iface): o for o in w.path(1)}
+    assert addrs(back[("busybox", "eth0")]) == "172.30.20.2:80 > 172.30.83.9:42000"   # un-SNATed on xiaomi
+
+
+def test_pod_to_pod_with_flannel_ip_masq_keeps_the_real_address():
+    w = ck.walk(ck.load_scenario("pod-to-pod-flannel-ip-masq"))
+    for o in w.path(0):
+        if o.iface != "enp4s0":
+            assert addrs(o) == "172.30.83.9:42000 > 172.30.20.2:80", (o.node, o.iface)
+    entries = [d.entry for o in w.path(0) for d in o.decisions]
+    assert "-A POSTROUTING -s 172.30.0.0/16 -d 172.30.0.0/16 -j RETURN" in entries     # flannel's first rule
+    assert not [e for e in entries if "MASQUERADE" in e]
+    assert not w.conntrack["xiaomi"].snat and not w.conntrack["meizu"].snat
+
+
+# -- case 7: out to the world ------------------------------------------------------------
+
+def test_pod_to_the_world_is_masqueraded_to_the_nodes_address():
+    sc = ck.load_scenario("pod-to-world")
+    w = ck.walk(sc)
+    assert devices(w, 0) == [("busybox", "eth0", "out"), ("xiaomi", "veth4c1a3e7", "in"),
+                             ("xiaomi", "docker0", "in"), ("xiaomi", "enp4s0", "out"), ("outside", "eth0", "in")]
+    syn = w.path(0)
+    assert addrs(syn[3]) == "10.167.226.38:43000 > 10.167.226.50:80"        # MASQUERADE to enp4s0's address
+    assert Ether(syn[3].frame).dst == sc.external("outside").mac           # straight to the host: same underlay
+    assert not [o for o in w.observations if o.iface == "flannel.1"]
+    assert any("(address of enp4s0)" in d.effect for d in syn[3].decisions)
+    back = w.path(1)
+    assert addrs(back[-1]) == "10.167.226.50:80 > 172.30.83.9:43000"
+    assert Ether(back[-1].frame)[IP].ttl == 63                             # routed once, by xiaomi
+    assert w.segments[3].payload.startswith(b"GET / HTTP/1.1\r\nHost: 10.167.226.50:80\r\n")
+
+
+def test_request_ip_must_belong_to_someone(article):
+    import pytest
+    with pytest.raises(ck.CourseError, match=r"request\.ip: no pod or external host has 10\.1\.2\.3"):
+        ck.load_scenario("pod-to-world", {"request.ip": "10.1.2.3"})
+    with pytest.raises(ck.CourseError, match=r"request\.ip: give either request\.service or request\.ip"):
+        ck.load_scenario("pod-to-world", {"request.service": "nginx"})
+    with pytest.raises(ck.CourseError, match=r"externalHosts\.outside\.nic\.address: 192\.168\.1\.5/24 is not a host"):
+        ck.load_scenario("pod-to-world", {"externalHosts.outside.nic.address": "192.168.1.5/24"})
+
+
+def test_every_frame_of_every_case_parses_with_valid_checksums():
+    from scapy.layers.inet import UDP
+    from scapy.layers.vxlan import VXLAN
+    from coursekit.kernel.frame import csum
+    for name in ("same-node", "same-node-no-br-netfilter", "pod-to-pod", "pod-to-pod-flannel-ip-masq",
+                 "pod-to-world"):
+        w = ck.walk(ck.load_scenario(name))
+        for o in w.observations:
+            frames = [o.frame]
+            p = Ether(o.frame)
+            if UDP in p and p[UDP].dport == 8472:
+                frames.append(bytes(p[VXLAN].payload))
+            for f in frames:
+                q = Ether(f)
+                assert csum(f[14:34]) == 0, (name, o.node, o.iface)
+                got = q[TCP].chksum if TCP in q and UDP not in q else None
+                if got is not None:
+                    del q[TCP].chksum
+                    assert Ether(bytes(q))[TCP].chksum == got, (name, o.node, o.iface)

@@ -97,13 +97,17 @@ class Net:
         self._addr_owner = {}
         for ns in self.nss.values():
             for d in ns.devices.values():
-                self._mac_owner.setdefault(d.mac, d.name if ns.kind == "node" else f"{d.name} of {ns.name}")
+                self._mac_owner.setdefault(d.mac, (ns, d.name))
             for dev, addrs in ns.addrs.items():
                 for a in addrs:
                     self._addr_owner.setdefault(a.ip, dev)
 
-    def mac_owner(self, mac: str) -> str:
-        return self._mac_owner.get(mac, mac)
+    def mac_owner(self, mac: str, asker=None) -> str:
+        """The device a MAC belongs to: its name for a pod's own node (its gateway), else ``dev of netns``."""
+        if mac not in self._mac_owner:
+            return mac
+        ns, dev = self._mac_owner[mac]
+        return dev if ns.kind == "node" and getattr(asker, "kind", "") == "pod" else f"{dev} of {ns.name}"
 
     def addr_owner(self, ip) -> str:
         return self._addr_owner.get(ip, str(ip))
@@ -217,11 +221,10 @@ def _first_frame(sc, net, seg, sender, t: Tuple5, ip_id: int) -> tuple[bytes, li
 def _conversation(sc, net, segs, on_segment) -> None:
     """Send every segment from its socket, each as its sender's kernel would."""
     client, server = sc.client, sc.server
-    svc = sc.service(sc.request.service)
     ids = {"client": sc.observed.ip_id.get("client", 0x1d2c), "server": sc.observed.ip_id.get("server", 0x5a17)}
-    ct = Tuple5("tcp", client.ip, sc.observed.client_port, svc.cluster_ip, sc.request.port)
+    ct = Tuple5("tcp", client.ip, sc.observed.client_port, sc.target_ip, sc.request.port)
     net.conns.setdefault(client.name, {})[(ct.src, ct.sport, ct.dst, ct.dport)] = ct
-    net.listen.setdefault(server.name, set()).add((server.ip, sc.service_port.target_port))
+    net.listen.setdefault(server.name, set()).add((server.ip, sc.target_port))
     for seg in segs:
         if seg.sender == "client":
             t, ns = ct, client.name

@@ -247,7 +247,7 @@ class Namespace:
                                 "no answer to ARP: dropped"))
             return net.drop(None, f"neighbour {gw} unresolved on {out.name}", dec, ns=self)
         dec.append(Decision("neigh", f"{self.name} {out.name} neighbours", nb.ip_neigh(),
-                            f"destination MAC {nb.mac} ({net.mac_owner(nb.mac)})"))
+                            f"destination MAC {nb.mac} ({net.mac_owner(nb.mac, self)})"))
         set_macs(d, src=out.mac, dst=nb.mac)
         out.xmit(net, skb, t, dec)
 

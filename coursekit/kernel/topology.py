@@ -5,6 +5,7 @@ Naming, as on real nodes::
     node netns <node>:  enp4s0 (NIC, on the underlay wire)  flannel.<VNI> (VXLAN, /32)
                         docker0 (bridge)  veth<7 hex> (bridge ports, host ends of the pods' veths)
     pod netns <pod>:    eth0 (veth, peer of its host end)
+    host netns <name>:  eth0 (NIC on the underlay wire): an external host (``externalHosts:``)
 
 Tables come from the modules that own them: routes, neighbours and the VXLAN
 FDB from :mod:`coursekit.routing`, nat rules from :mod:`coursekit.netfilter`
@@ -69,6 +70,14 @@ def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Name
         ns.routes = routing.routes(sc, n.name)
         ns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, n.name) if warm or e.permanent}
         ns.nat_rules, ns.filter_rules, ns.filter_policy = nf[n.name]
+    for x in sc.externals:
+        ns = Namespace(x.name, "host", ephemeral_ports=(32768, 60999))
+        nss[x.name] = ns
+        nic = Nic(ns, x.nic.name, x.nic.mac, x.nic.mtu)
+        nic.wire = wire
+        wire.nics.append(nic)
+        ns.add_address(nic.name, f"{x.nic.ip}/{x.nic.network.prefixlen}")
+        ns.routes = [routing.Route(x.nic.network, nic.name, src=x.nic.ip, owner="kernel")]
     return nss, wire
 
 
