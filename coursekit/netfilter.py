@@ -23,7 +23,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 
 __all__ = ["Rule", "Tuple5", "Verdict", "Conntrack", "nat_table", "traverse",
-           "iptables_save", "masquerade_source"]
+           "iptables_save", "masquerade_source", "filter_table", "filter_verdict", "FilterVerdict", "filter_save"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class Rule:
     probability: float | None = None  # -m statistic --mode random
     mark: str | None = None           # -m mark --mark 0x4000/0x4000
     addrtype_local: bool = False      # -m addrtype --dst-type LOCAL
+    ctstate: str | None = None        # -m conntrack --ctstate RELATED,ESTABLISHED
     target_args: str = ""             # "--to-destination 172.30.20.2:80"
     owner: str = ""                   # who installs it: kube-proxy, docker, flannel
 
@@ -86,6 +87,8 @@ class Rule:
             p.append(f"-m {self.proto}" + (f" --dport {self.dport}" if self.dport is not None else ""))
         if self.mark:
             p.append(f"-m mark --mark {self.mark}")
+        if self.ctstate:
+            p.append(f"-m conntrack --ctstate {self.ctstate}")
         if self.addrtype_local:
             p.append("-m addrtype --dst-type LOCAL")
         if self.probability is not None:
@@ -98,7 +101,7 @@ class Rule:
 
     # --- matching ----------------------------------------------------------
     def matches(self, t: Tuple5, out_if: str | None, in_if: str | None, marks: int,
-                local: set[ipaddress.IPv4Address]) -> bool:
+                local: set[ipaddress.IPv4Address], ctstate: str | None = None) -> bool:
         def inside(addr, net):
             return addr in ipaddress.IPv4Network(net, strict=False)
         if self.src and inside(t.src, self.src) == self.src_neg:
@@ -118,6 +121,8 @@ class Rule:
             if marks & mask != value:
                 return False
         if self.addrtype_local and t.dst not in local:
+            return False
+        if self.ctstate and ctstate not in self.ctstate.split(","):
             return False
         return True
 
@@ -298,6 +303,96 @@ def nat_save(scenario, node: str) -> str:
     return iptables_save(rules, chains)
 
 
-def filter_table(scenario, node: str) -> tuple[dict, dict]:
-    """The filter table's rules by built-in chain, and the chains' policies (none modelled yet)."""
-    return {}, {}
+def _version(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.lstrip("v").split("."))
+
+
+def filter_table(scenario, node: str) -> tuple[list[Rule], dict[str, str]]:
+    """The filter table on ``node``: its rules, in order, and the built-in chains' policies.
+
+    * Docker (>= 1.13 sets ``FORWARD`` to ``DROP``; the chains of Docker
+      18.09, libnetwork 2019, assumed: the article does not say which Docker
+      ran): ``DOCKER-USER``, ``DOCKER-ISOLATION-STAGE-1/2``, ``DOCKER`` and
+      the ``docker0`` rules.
+    * flannel >= v0.9.1 (``network.ForwardRules``): ``-s <network> -j ACCEPT``
+      and ``-d <network> -j ACCEPT``, appended -- what lets a new connection
+      from another node's pod out of ``flannel.1`` into ``docker0``.
+    * kube-proxy 1.14: ``KUBE-FORWARD``, prepended: marked packets, and
+      established ones to or from the cluster CIDR.
+    """
+    kp = scenario.kube_proxy
+    bit = 1 << kp.masquerade_bit
+    mark = f"0x{bit:x}/0x{bit:x}"
+    rules = [Rule("FORWARD", "KUBE-FORWARD", comment="kubernetes forwarding rules", owner="kube-proxy"),
+             Rule("FORWARD", "DOCKER-USER", owner="docker"),
+             Rule("FORWARD", "DOCKER-ISOLATION-STAGE-1", owner="docker"),
+             Rule("FORWARD", "ACCEPT", out_if="docker0", ctstate="RELATED,ESTABLISHED", owner="docker"),
+             Rule("FORWARD", "DOCKER", out_if="docker0", owner="docker"),
+             Rule("FORWARD", "ACCEPT", in_if="docker0", out_if="docker0", out_neg=True, owner="docker"),
+             Rule("FORWARD", "ACCEPT", in_if="docker0", out_if="docker0", owner="docker")]
+    if _version(scenario.flannel.version) >= (0, 9, 1):
+        net = str(scenario.flannel.network)
+        rules += [Rule("FORWARD", "ACCEPT", src=net, owner="flannel"), Rule("FORWARD", "ACCEPT", dst=net, owner="flannel")]
+    rules += [Rule("DOCKER-ISOLATION-STAGE-1", "DOCKER-ISOLATION-STAGE-2", in_if="docker0", out_if="docker0",
+                   out_neg=True, owner="docker"),
+              Rule("DOCKER-ISOLATION-STAGE-1", "RETURN", owner="docker"),
+              Rule("DOCKER-ISOLATION-STAGE-2", "DROP", out_if="docker0", owner="docker"),
+              Rule("DOCKER-ISOLATION-STAGE-2", "RETURN", owner="docker"),
+              Rule("DOCKER-USER", "RETURN", owner="docker"),
+              Rule("KUBE-FORWARD", "ACCEPT", comment="kubernetes forwarding rules", mark=mark, owner="kube-proxy")]
+    if kp.cluster_cidr is not None:
+        cc = str(kp.cluster_cidr)
+        rules += [Rule("KUBE-FORWARD", "ACCEPT", src=cc, comment="kubernetes forwarding conntrack pod source rule",
+                       ctstate="RELATED,ESTABLISHED", owner="kube-proxy"),
+                  Rule("KUBE-FORWARD", "ACCEPT", dst=cc, comment="kubernetes forwarding conntrack pod destination rule",
+                       ctstate="RELATED,ESTABLISHED", owner="kube-proxy")]
+    return rules, {"INPUT": "ACCEPT", "FORWARD": "DROP", "OUTPUT": "ACCEPT"}
+
+
+@dataclass(frozen=True)
+class FilterVerdict:
+    verdict: str                       # ACCEPT or DROP
+    trace: tuple[str, ...]             # every rule that matched, then "-P CHAIN POLICY" if the policy decided
+
+
+def filter_verdict(rules: list[Rule], policies: dict, hook: str, t: Tuple5, *, in_if=None, out_if=None,
+                   marks: int = 0, ctstate: str = "NEW") -> FilterVerdict:
+    """Walk a packet through one chain of the filter table: the first ACCEPT or DROP wins, else the policy."""
+    by_chain: dict[str, list[Rule]] = {}
+    for r in rules:
+        by_chain.setdefault(r.chain, []).append(r)
+    trace: list[str] = []
+
+    def run(chain: str, depth: int = 0) -> str | None:
+        for r in by_chain.get(chain, []):
+            if not r.matches(t, out_if, in_if, marks, set(), ctstate):
+                continue
+            trace.append(r.save())
+            if r.target in ("ACCEPT", "DROP"):
+                return r.target
+            if r.target == "RETURN":
+                return None
+            if depth < 16 and r.target in by_chain:        # a jump; an empty user chain (DOCKER) returns at once
+                v = run(r.target, depth + 1)
+                if v:
+                    return v
+        return None
+
+    v = run(hook)
+    if v is None:
+        v = policies.get(hook, "ACCEPT")
+        trace.append(f"-P {hook} {v}")
+    return FilterVerdict(v, tuple(trace))
+
+
+def filter_save(scenario, node: str) -> str:
+    """``iptables-save -t filter`` on ``node``, as the model builds it."""
+    rules, policies = filter_table(scenario, node)
+    builtin = ("INPUT", "FORWARD", "OUTPUT")
+    user = sorted(({r.chain for r in rules} | {r.target for r in rules if r.target.startswith(("DOCKER", "KUBE-"))})
+                  - set(builtin))
+    lines = ["*filter"] + [f":{c} {policies.get(c, 'ACCEPT')} [0:0]" for c in builtin]
+    lines += [f":{c} - [0:0]" for c in user]
+    for c in list(builtin) + user:
+        lines.extend(r.save() for r in rules if r.chain == c)
+    return "\n".join(lines + ["COMMIT"]) + "\n"

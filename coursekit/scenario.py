@@ -496,6 +496,13 @@ def _int(value: Any, field: str, lo: int, hi: int, what: str = "") -> int:
     return value
 
 
+def _semver(value: Any, field: str) -> str:
+    v = str(value).strip()
+    if not re.match(r"^v?\d+\.\d+\.\d+$", v):
+        raise CourseError(field, f"{value!r} is not a version", "vMAJOR.MINOR.PATCH, e.g. v0.11.0")
+    return v
+
+
 def _port(value: Any, field: str) -> int:
     return _int(value, field, 1, 65535, "a TCP/UDP port")
 
@@ -613,7 +620,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         port=_port(_get(fr, "port", "flannel", 8472), "flannel.port"),
         ip_masq=_bool(_get(fr, "ipMasq", "flannel", False), "flannel.ipMasq"),
         udp_checksum=_bool(_get(fr, "udpChecksum", "flannel", True), "flannel.udpChecksum"),
-        version=str(_get(fr, "version", "flannel", "v0.11.0")),
+        version=_semver(_get(fr, "version", "flannel", "v0.11.0"), "flannel.version"),
     )
 
     service_cidr = _net(_get(raw, "serviceCIDR", "", "10.254.0.0/16"), "serviceCIDR")

@@ -141,3 +141,35 @@ def test_every_frame_of_every_case_parses_with_valid_checksums():
                 if got is not None:
                     del q[TCP].chksum
                     assert Ether(bytes(q))[TCP].chksum == got, (name, o.node, o.iface)
+
+
+# -- the filter table: Docker's FORWARD policy DROP ----------------------------------
+
+def test_without_flannels_forward_rules_docker_drops_the_new_connection_on_meizu():
+    """flannel < v0.9.1 installed no FORWARD rules; Docker >= 1.13 sets FORWARD to DROP."""
+    ok = ck.walk(ck.load_scenario("article"))
+    assert ok.filter_traces[("meizu", "FORWARD")].trace[-1] == "-A FORWARD -s 172.30.0.0/16 -j ACCEPT"
+    assert ok.filter_traces[("xiaomi", "FORWARD")].trace[-1] == "-A FORWARD -i docker0 ! -o docker0 -j ACCEPT"
+    w = ck.walk(ck.load_scenario("article", {"flannel.version": "v0.8.0"}))
+    (drop,) = w.drops
+    assert (drop.node, drop.iface, drop.reason, drop.segment) == ("meizu", "flannel.1", "FORWARD policy DROP", 0)
+    assert drop.decisions[-1].entry == "-P FORWARD DROP"
+    assert [(o.node, o.iface) for o in w.path(0)][-1] == ("meizu", "flannel.1")     # never reaches docker0
+    assert [s.label for s in w.segments] == ["SYN"]
+    assert not [o for o in w.observations if o.node == "nginx-1"]
+
+
+def test_filter_table_as_iptables_save_prints_it(article):
+    from coursekit.netfilter import filter_save
+    text = filter_save(article, "meizu")
+    assert text.startswith("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n")
+    assert "-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n" in text
+    assert ('-A KUBE-FORWARD -s 172.30.0.0/16 -m comment --comment "kubernetes forwarding conntrack pod source rule" '
+            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n") in text
+    assert text.count(":FORWARD") == 1 and text.endswith("COMMIT\n")
+
+
+def test_flannel_version_is_checked(article):
+    import pytest
+    with pytest.raises(ck.CourseError, match=r"flannel\.version: 'latest' is not a version"):
+        article.with_changes({"flannel.version": "latest"})

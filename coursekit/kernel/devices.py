@@ -127,7 +127,8 @@ class Bridge(Device):
         if self.br_netfilter and ethertype(d) == ETH_P_IP and self.ns.ct is not None:
             dec.append(Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
                                 "iptables PREROUTING, FORWARD and POSTROUTING run on the bridged frame"))
-            why = self.ns.bridged(net, skb, port.name, out.name, dec)
+            # iptables sees a bridged frame with the bridge as in and out device (-m physdev names the ports)
+            why = self.ns.bridged(net, skb, self.name, self.name, dec)
             if why:
                 return net.drop(port, why, dec)
         out.xmit(net, skb, tb, dec)

@@ -17,6 +17,7 @@ Taught in: 06-the-whole-walk.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -85,6 +86,7 @@ class Net:
         self.sc, self.timing, self.warm = sc, sc.timing, warm
         self.nss, self.wire = build(sc, warm, nf)
         self.nat_traces: dict = {}
+        self.filter_traces: dict = {}            # (node, hook) -> FilterVerdict of the first packet seen there
         self.conntrack: dict = {}
         self.rec = _Recording()
         self.arp_waiting: dict[str, set] = {}
@@ -279,7 +281,17 @@ def walk(sc) -> Walk:
     segs = conv.segments(sc)
     nf = tables(sc)
     req_hops, rep_hops = _probe(sc, segs, nf)
-    _schedule(sc, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
+    timed, lost = sc, not rep_hops
+    if lost:
+        # The SYN never reaches the server: the conversation is that one segment.
+        # If it dies before the anchor, its time is taken at the client's eth0.
+        rep_hops = req_hops
+        o = sc.observed
+        anchor = o.anchor if any((n, i) == o.anchor for n, i, _d, _l in req_hops) else (sc.client.name, "eth0")
+        timed = dataclasses.replace(sc, observed=dataclasses.replace(o, anchor=anchor))
+    _schedule(timed, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
+    if lost:
+        del segs[1:]
     net = Net(sc, warm=sc.neighbour_caches == "warm", nf=nf)
     observations: list[Observation] = []
     arp_obs: list[Observation] = []
@@ -302,4 +314,5 @@ def walk(sc) -> Walk:
         return not rec.drops or rec.delivered is not None
     _conversation(sc, net, segs, take)
     return Walk(scenario=sc, segments=segs, observations=observations + arp_obs,
-                conntrack=dict(net.conntrack), nat_traces=net.nat_traces, drops=drops)
+                conntrack=dict(net.conntrack), nat_traces=net.nat_traces, drops=drops,
+                filter_traces=net.filter_traces)

@@ -21,7 +21,7 @@ Taught in: 05-the-service (the engine behind the walk).
 from __future__ import annotations
 
 from ..datapath import Decision
-from ..netfilter import Conntrack, Tuple5, traverse
+from ..netfilter import Conntrack, Tuple5, filter_verdict, traverse
 from .frame import set_tuple, tuple_of
 
 __all__ = ["NF_HOOKS", "run_hook", "ConntrackTable"]
@@ -103,17 +103,17 @@ def _nat(ns, hook, skb, dec, net, in_if, out_if):
 
 
 def _filter(ns, hook, skb, dec, net, in_if, out_if):
-    rules = ns.filter_rules.get(hook)
-    if not rules:
+    if not ns.filter_rules:
         return None
-    from ..netfilter import filter_verdict
-    v = filter_verdict(rules, ns.filter_policy.get(hook, "ACCEPT"), hook, tuple_of(skb.data), in_if=in_if,
-                       out_if=out_if, marks=skb.marks, ctstate="NEW" if skb.ct is None else "ESTABLISHED")
+    v = filter_verdict(ns.filter_rules, ns.filter_policy, hook, tuple_of(skb.data), in_if=in_if, out_if=out_if,
+                       marks=skb.marks, ctstate="NEW" if skb.ct is None else "ESTABLISHED")
+    net.filter_traces.setdefault((ns.name, hook), v)
     if v.verdict == "ACCEPT":
-        return None
-    line = v.trace[-1] if v.trace else f"-P {hook} {v.verdict}"
-    dec.append(Decision("filter", f"filter {hook}", line, f"{v.verdict}: the packet is dropped"))
-    return f"filter {hook} {v.verdict}" + (" (policy)" if not v.trace or v.trace[-1].startswith("-P") else "")
+        return None                 # accepted: recorded in Walk.filter_traces, not among the frame's decisions
+    by_policy = v.trace[-1].startswith("-P")
+    dec.append(Decision("filter", f"filter {hook}", v.trace[-1],
+                        f"{hook} policy DROP: no rule accepted the packet" if by_policy else "DROP"))
+    return f"{hook} policy DROP" if by_policy else f"filter {hook}: {v.trace[-1]}"
 
 
 def _confirm(ns, hook, skb, dec, net, in_if, out_if):
