@@ -104,8 +104,8 @@ def routes(scenario, node: str) -> list[Route]:
                 Route(n.subnet, "eth0", src=pod.ip, owner="kernel")]
     n = scenario.node(node)
     gw = n.nic.network.network_address + 1
-    table = [Route(ipaddress.IPv4Network("0.0.0.0/0"), n.nic.name, via=gw, owner="admin"),
-             Route(n.nic.network, n.nic.name, src=n.nic.ip, owner="kernel")]
+    table = [Route(ipaddress.IPv4Network("0.0.0.0/0"), n.nic.name, via=gw, owner="admin")] if n.default_route else []
+    table += [Route(n.nic.network, n.nic.name, src=n.nic.ip, owner="kernel")]
     for other in scenario.nodes:
         if other.name != n.name:
             table.append(Route(other.subnet, scenario.flannel.device, via=other.vtep_ip, onlink=True,
@@ -114,13 +114,12 @@ def routes(scenario, node: str) -> list[Route]:
     return sorted(table, key=lambda r: (r.dst.prefixlen != 0, int(r.dst.network_address), r.dst.prefixlen))
 
 
-def lookup(scenario, node: str, dst: ipaddress.IPv4Address) -> Route:
-    """Longest-prefix match (the kernel's FIB lookup for the main table)."""
+def lookup(scenario, node: str, dst: ipaddress.IPv4Address) -> Route | None:
+    """Longest-prefix match (the kernel's FIB lookup for the main table); None: no route."""
     best = None
     for r in routes(scenario, node):
         if dst in r.dst and (best is None or r.dst.prefixlen > best.dst.prefixlen):
             best = r
-    assert best is not None  # there is always a default route
     return best
 
 

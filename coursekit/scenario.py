@@ -42,7 +42,7 @@ from .errors import CourseError
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
-    "Service", "ServicePort", "Request", "Observed", "Timing", "ExternalHost",
+    "Service", "ServicePort", "Request", "Observed", "Timing", "ExternalHost", "HostClient",
     "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario",
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
@@ -96,6 +96,7 @@ class Node:
     # br_netfilter loaded and net.bridge.bridge-nf-call-iptables = 1 (what Kubernetes
     # nodes run with): iptables sees bridged frames, so DNAT happens inside docker0
     br_netfilter: bool = True
+    default_route: bool = True             # "default via <underlay .1>" (defaultRoute: false removes it)
 
     @property
     def vtep_ip(self) -> ipaddress.IPv4Address:
@@ -168,6 +169,22 @@ class Request:
     path: str
     user_agent: str
     ip: ipaddress.IPv4Address | None = None  # a pod's or an external host's address instead of a Service
+
+
+@dataclass(frozen=True)
+class HostClient:
+    """A process in a node's own network namespace (``request.client: <node>``).
+
+    Its address and MTU come from the route to the target at connect time
+    (``ip_route_connect``: the route's ``src``, else the first address of its
+    device); ``ip`` is None when the node has no route there.
+    """
+    name: str                              # the node's name
+    node: str
+    ip: ipaddress.IPv4Address | None
+    mac: str
+    mtu: int
+    dev: str | None
 
 
 @dataclass(frozen=True)
@@ -283,7 +300,16 @@ class Scenario:
         return sorted(eps, key=lambda p: str(p.ip))
 
     @property
-    def client(self) -> Pod:
+    def client(self) -> "Pod | HostClient":
+        """Who calls: a pod, or a process on a node (then its source address comes from the route)."""
+        if any(n.name == self.request.client for n in self.nodes):
+            from .routing import interface_address, lookup
+            n = self.node(self.request.client)
+            r = lookup(self, n.name, self.target_ip)
+            if r is None:
+                return HostClient(n.name, n.name, None, n.nic.mac, n.nic.mtu, None)
+            return HostClient(n.name, n.name, r.src or interface_address(self, n.name, r.dev),
+                              n.nic.mac, self.mtu_of(n.name, r.dev), r.dev)
         return self.pod(self.request.client)
 
     @property
@@ -682,6 +708,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             default_ttl=_int(_get(nd, "defaultTTL", f, 64), f + ".defaultTTL", 2, 255),
             ephemeral_ports=(_port(lo, f + ".ephemeralPorts"), _port(hi, f + ".ephemeralPorts")),
             br_netfilter=_bool(_get(nd, "bridgeNfCallIptables", f, True), f + ".bridgeNfCallIptables"),
+            default_route=_bool(_get(nd, "defaultRoute", f, True), f + ".defaultRoute"),
         ))
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:
@@ -799,8 +826,9 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     # request ----------------------------------------------------------------
     rr = _get(raw, "request", "")
     client = str(_get(rr, "client", "request"))
-    if client not in {p.name for p in pods}:
-        raise CourseError("request.client", f"unknown pod {client!r}", ", ".join(p.name for p in pods))
+    if client not in {p.name for p in pods} | set(node_by):
+        raise CourseError("request.client", f"unknown pod or node {client!r}",
+                          ", ".join([p.name for p in pods] + list(node_by)))
     # external hosts (on the underlay) ------------------------------------------
     externals: list[ExternalHost] = []
     underlay = nodes[0].nic.network
@@ -848,7 +876,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
 
     # observed -----------------------------------------------------------------
     o = _get(raw, "observed", "", {})
-    cnode = next(p for p in pods if p.name == client).node
+    cnode = next((p.node for p in pods if p.name == client), client)
     if svc is not None:
         eps = sorted([p for p in pods if set(svc.selector) and set(svc.selector) <= set(p.labels)],
                      key=lambda p: str(p.ip))

@@ -173,3 +173,37 @@ def test_flannel_version_is_checked(article):
     import pytest
     with pytest.raises(ck.CourseError, match=r"flannel\.version: 'latest' is not a version"):
         article.with_changes({"flannel.version": "latest"})
+
+
+# -- case 4: from the node ----------------------------------------------------------------
+
+def test_from_the_node_source_is_chosen_by_the_route_then_marked_dnated_and_masqueraded():
+    sc = ck.load_scenario("from-node")
+    assert str(sc.client.ip) == "10.167.226.38"                 # the default route's device, enp4s0
+    w = ck.walk(sc)
+    first = w.path(0)[0]
+    assert (first.node, first.iface, first.direction) == ("xiaomi", "flannel.1", "out")   # no veth, no docker0
+    assert addrs(first) == "172.30.83.0:44000 > 172.30.20.2:80"  # DNAT in nat OUTPUT, then MASQUERADE
+    entries = [d.entry for d in first.decisions]
+    assert entries[1] == "default via 10.167.226.1 dev enp4s0"   # the route at connect(): picks the source
+    assert any("! -s 172.30.0.0/16" in e and e.endswith("-j KUBE-MARK-MASQ") for e in entries)  # off-cluster source
+    assert "172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink" in entries       # routed again after DNAT
+    masq = [d for d in first.decisions if d.effect.startswith("MASQUERADE")]
+    assert masq[0].entry.startswith("-A KUBE-POSTROUTING") and "(address of flannel.1)" in masq[0].effect
+    assert Ether(first.frame)[IP].ttl == 64                      # sent, not forwarded, by xiaomi
+    ct = w.conntrack["xiaomi"]
+    assert (str(ct.orig), str(ct.reply)) == ("10.167.226.38:44000 -> 10.254.40.119:4432",
+                                             "172.30.20.2:80 -> 172.30.83.0:44000")
+    back = w.path(1)[-1]
+    assert (back.node, back.iface) == ("xiaomi", "flannel.1")
+    assert "delivered to the socket in xiaomi's own namespace" in [d.effect for d in back.decisions]
+    assert w.drops == [] and [s.label for s in w.segments][-1] == "ACK of FIN"
+
+
+def test_a_node_without_a_default_route_cannot_reach_a_cluster_ip():
+    sc = ck.load_scenario("from-node", {"nodes.xiaomi.defaultRoute": False})
+    assert sc.client.ip is None
+    w = ck.walk(sc)
+    (drop,) = w.drops
+    assert (drop.node, drop.reason) == ("xiaomi", "no route to 10.254.40.119")
+    assert w.observations == [] and [s.label for s in w.segments] == ["SYN"]

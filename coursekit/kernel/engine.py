@@ -18,6 +18,7 @@ Taught in: 06-the-whole-walk.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import struct
 from dataclasses import dataclass
 
@@ -123,19 +124,26 @@ class Net:
         iface = dev.name if dev is not None else "(socket)"
         self.rec.drops.append((node, iface, reason, tuple(dec)))
 
+    def _delivered(self, ns, t5, dec) -> None:
+        self.rec.delivered = len(self.rec.obs) - 1
+        if ns.kind != "pod" and self.rec.obs:
+            # a host's socket: what INPUT did after tcpdump saw the frame goes with that last sighting
+            last = self.rec.obs[-1]
+            self.rec.obs[-1] = last[:5] + (last[5] + tuple(dec) + (
+                Decision("socket", "tcp", f"{t5.dst}:{t5.dport} <- {t5.src}:{t5.sport}",
+                         f"delivered to the socket in {ns.name}'s own namespace"),),)
+
     def deliver(self, ns, dev, skb, t, dec) -> None:
         d = skb.data
         t5 = tuple_of(d)
         key = (t5.dst, t5.dport, t5.src, t5.sport)
         conns = self.conns.setdefault(ns.name, {})
         if key in conns:
-            self.rec.delivered = len(self.rec.obs) - 1
-            return
+            return self._delivered(ns, t5, dec)
         flags = d[14 + (d[14] & 0xF) * 4 + 13] if t5.proto == "tcp" else 0
         if t5.proto == "tcp" and flags & conv.SYN and (t5.dst, t5.dport) in self.listen.get(ns.name, set()):
             conns[key] = t5
-            self.rec.delivered = len(self.rec.obs) - 1
-            return
+            return self._delivered(ns, t5, dec)
         self.drop(dev, f"no socket for {t5}: the kernel answers with RST" if t5.proto == "tcp"
                   else f"no socket for {t5}: ICMP port unreachable", dec)
         if t5.proto == "tcp" and not flags & conv.RST:
@@ -212,9 +220,10 @@ def _reset(sc, segs, cause, rst) -> conv.Segment:
 def _first_frame(sc, net, seg, sender, t: Tuple5, ip_id: int) -> tuple[bytes, list]:
     me = sc.client if sender == "client" else sc.server
     opts = [] if seg.flags & conv.RST else conv.tcp_options(seg)
-    frame = tcp_frame(_ZERO, _ZERO, t, 64, ip_id, seg, opts)
+    ttl = net.nss[me.name].default_ttl
+    frame = tcp_frame(_ZERO, _ZERO, t, ttl, ip_id, seg, opts)
     if frame is None:                                  # an option the byte encoder does not know
-        frame = bytes(build_frame(_ZERO, _ZERO, t, 64, ip_id, seg))
+        frame = bytes(build_frame(_ZERO, _ZERO, t, ttl, ip_id, seg))
     dec = [Decision("socket", "tcp", f"{seg.label}: seq {seg.seq} ack {seg.ack} len {len(seg.payload)}",
                     f"{me.name} sends {t}")]
     return frame, dec
@@ -224,7 +233,9 @@ def _conversation(sc, net, segs, on_segment) -> None:
     """Send every segment from its socket, each as its sender's kernel would."""
     client, server = sc.client, sc.server
     ids = {"client": sc.observed.ip_id.get("client", 0x1d2c), "server": sc.observed.ip_id.get("server", 0x5a17)}
-    ct = Tuple5("tcp", client.ip, sc.observed.client_port, sc.target_ip, sc.request.port)
+    # a host process with no route to the target has no source address: connect() fails in output
+    ct = Tuple5("tcp", client.ip or ipaddress.IPv4Address("0.0.0.0"), sc.observed.client_port, sc.target_ip,
+                sc.request.port)
     net.conns.setdefault(client.name, {})[(ct.src, ct.sport, ct.dst, ct.dport)] = ct
     net.listen.setdefault(server.name, set()).add((server.ip, sc.target_port))
     for seg in segs:
@@ -284,12 +295,17 @@ def walk(sc) -> Walk:
     timed, lost = sc, not rep_hops
     if lost:
         # The SYN never reaches the server: the conversation is that one segment.
-        # If it dies before the anchor, its time is taken at the client's eth0.
-        rep_hops = req_hops
+        # If it dies before the anchor, its time is taken where it was first seen.
         o = sc.observed
-        anchor = o.anchor if any((n, i) == o.anchor for n, i, _d, _l in req_hops) else (sc.client.name, "eth0")
-        timed = dataclasses.replace(sc, observed=dataclasses.replace(o, anchor=anchor))
-    _schedule(timed, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
+        if not req_hops:                           # not even sent (connect() failed)
+            del segs[1:]
+            segs[0].send_us = o.times_us[0] if o.times_us else o.start_us
+        else:
+            rep_hops = req_hops
+            anchor = o.anchor if any((n, i) == o.anchor for n, i, _d, _l in req_hops) else req_hops[0][:2]
+            timed = dataclasses.replace(sc, observed=dataclasses.replace(o, anchor=anchor))
+    if req_hops:
+        _schedule(timed, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
     if lost:
         del segs[1:]
     net = Net(sc, warm=sc.neighbour_caches == "warm", nf=nf)

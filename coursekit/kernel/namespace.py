@@ -217,9 +217,18 @@ class Namespace:
         dst = dst_of(d)
         route = self.route(dst)
         if route is None:
-            dec.append(Decision("route", f"{self.name} main", "(no route)", f"connect: network unreachable ({dst})"))
-            return net.drop(None, "no route", dec, ns=self)
+            dec.append(Decision("route", f"{self.name} main", "(no route)",
+                                f"connect() fails: network unreachable ({dst}); nothing is sent"))
+            return net.drop(None, f"no route to {dst}", dec, ns=self)
         out = self.devices[route.dev]
+        gw = route.via or dst
+        if route.via:
+            eff = f"to the gateway ({self._owner_name(net, route.via)})"
+        else:
+            eff = f"{dst} is on-link on {route.dev}"
+        if self.kind == "node":
+            eff += f"; source address {src_of(d)} chosen from this route at connect()"
+        dec.append(Decision("route", f"{self.name} main", route.ip_route().strip(), eff))
         if self.ct is not None:
             why = run_hook(self, "OUTPUT", skb, dec, net, out_if=out.name)
             if why:
@@ -228,15 +237,12 @@ class Namespace:
             if new_dst != dst:                      # DNAT in OUTPUT: route again (ip_route_me_harder)
                 route = self.route(new_dst)
                 if route is None:
-                    return net.drop(None, "no route", dec, ns=self)
+                    return net.drop(None, f"no route to {new_dst}", dec, ns=self)
                 out = self.devices[route.dev]
-                dst = new_dst
-        gw = route.via or dst
-        if route.via:
-            eff = f"to the gateway ({self._owner_name(net, route.via)})"
-        else:
-            eff = f"{dst} is on-link on {route.dev}"
-        dec.append(Decision("route", f"{self.name} main", route.ip_route().strip(), eff))
+                dst, gw = new_dst, route.via or new_dst
+                dec.append(Decision("route", f"{self.name} main", route.ip_route().strip(),
+                                    f"rerouted after DNAT: {dst} leaves by {route.dev}"
+                                    + (f" via {route.via}" if route.via else "")))
         if self.ct is not None:
             why = run_hook(self, "POSTROUTING", skb, dec, net, out_if=out.name)
             if why:
