@@ -97,6 +97,7 @@ class Node:
     # nodes run with): iptables sees bridged frames, so DNAT happens inside docker0
     br_netfilter: bool = True
     default_route: bool = True             # "default via <underlay .1>" (defaultRoute: false removes it)
+    hairpin_mode: bool = True              # kubelet --hairpin-mode=hairpin-veth: pods' veth ports in hairpin mode
 
     @property
     def vtep_ip(self) -> ipaddress.IPv4Address:
@@ -709,6 +710,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             ephemeral_ports=(_port(lo, f + ".ephemeralPorts"), _port(hi, f + ".ephemeralPorts")),
             br_netfilter=_bool(_get(nd, "bridgeNfCallIptables", f, True), f + ".bridgeNfCallIptables"),
             default_route=_bool(_get(nd, "defaultRoute", f, True), f + ".defaultRoute"),
+            hairpin_mode=_bool(_get(nd, "hairpinMode", f, True), f + ".hairpinMode"),
         ))
     for i, a in enumerate(nodes):
         for b in nodes[i + 1:]:

@@ -21,16 +21,19 @@ def addrs(o):
 
 # -- case 2: same node -----------------------------------------------------------------
 
-def test_same_node_request_goes_up_through_docker0_and_back_down():
+def test_same_node_request_is_dnated_and_stays_bridged():
+    """br_nf_pre_routing_finish: the DNAT'd destination is behind docker0 itself, so the frame is bridged on."""
     w = ck.walk(ck.load_scenario("same-node"))
     assert devices(w, 0) == [("busybox", "eth0", "out"), ("xiaomi", "veth4c1a3e7", "in"),
-                             ("xiaomi", "docker0", "in"), ("xiaomi", "docker0", "out"),
                              ("xiaomi", "veth9f02b5d", "out"), ("nginx-1", "eth0", "in")]
     assert not [o for o in w.observations if o.iface in ("flannel.1", "enp4s0")]      # no VXLAN at all
+    assert not w.at("xiaomi", "docker0")            # tcpdump on the bridge never sees frames bridged port to port
     syn = w.path(0)
     assert addrs(syn[1]) == "172.30.83.9:41000 > 10.254.40.119:4432"
     assert addrs(syn[2]) == "172.30.83.9:41000 > 172.30.83.2:80"      # DNAT inside the bridge (br_netfilter)
-    assert Ether(syn[-1].frame)[IP].ttl == 63                         # routed once, by xiaomi
+    p = Ether(syn[2].frame)
+    assert (p.src, p.dst) == ("02:42:ac:1e:53:09", "02:42:ac:1e:53:02")  # busybox's MAC -> nginx's MAC
+    assert p[IP].ttl == 64                                              # bridged, never routed
     assert not [d for o in syn for d in o.decisions if "MASQUERADE" in d.effect]   # ! -o docker0: no SNAT
     assert w.drops == [] and [s.label for s in w.segments][-1] == "ACK of FIN"
 
@@ -53,9 +56,12 @@ def test_same_node_reply_is_bridged_port_to_port_and_un_natted_by_br_netfilter()
 def test_same_node_without_br_netfilter_the_client_resets_the_connection():
     w = ck.walk(ck.load_scenario("same-node-no-br-netfilter"))
     syn = w.path(0)
-    # the DNAT now happens when xiaomi routes the packet: docker0 still shows the Service address
-    assert addrs(syn[2]) == "172.30.83.9:41000 > 10.254.40.119:4432"
+    # without br_netfilter the frame goes up to xiaomi, which DNATs and routes it back out of docker0
+    assert [(o.node, o.iface) for o in syn] == [("busybox", "eth0"), ("xiaomi", "veth4c1a3e7"), ("xiaomi", "docker0"),
+                                                ("xiaomi", "docker0"), ("xiaomi", "veth9f02b5d"), ("nginx-1", "eth0")]
+    assert addrs(syn[2]) == "172.30.83.9:41000 > 10.254.40.119:4432"   # docker0 still shows the Service address
     assert addrs(syn[3]) == "172.30.83.9:41000 > 172.30.83.2:80"
+    assert Ether(syn[-1].frame)[IP].ttl == 63                          # routed by xiaomi
     synack = w.path(1)
     assert addrs(synack[-1]) == "172.30.83.2:80 > 172.30.83.9:41000"      # never un-DNATed
     (drop,) = w.drops
@@ -207,3 +213,31 @@ def test_a_node_without_a_default_route_cannot_reach_a_cluster_ip():
     (drop,) = w.drops
     assert (drop.node, drop.reason) == ("xiaomi", "no route to 10.254.40.119")
     assert w.observations == [] and [s.label for s in w.segments] == ["SYN"]
+
+
+# -- case 3: hairpin ------------------------------------------------------------------------
+
+def test_hairpin_marks_dnats_and_masquerades_inside_docker0():
+    w = ck.walk(ck.load_scenario("hairpin"))
+    assert devices(w, 0) == [("nginx-1", "eth0", "out"), ("meizu", "veth9f02b5d", "in"),
+                             ("meizu", "veth9f02b5d", "out"), ("nginx-1", "eth0", "in")]   # back out of its own port
+    syn = w.path(0)
+    assert addrs(syn[0]) == "172.30.20.2:45000 > 10.254.40.119:4432"
+    assert addrs(syn[2]) == "172.30.20.1:45000 > 172.30.20.2:80"      # DNAT to itself, masqueraded to docker0's address
+    entries = [d.entry for d in syn[2].decisions]
+    assert "-A KUBE-SEP-U64KZY7QGGSLLWGD -s 172.30.20.2/32 -m comment --comment \"default/nginx:\" -j KUBE-MARK-MASQ" \
+        in entries                                                      # hairpin: the source is the endpoint
+    assert any("hairpin" in d.effect for d in syn[2].decisions)
+    assert any(d.entry.startswith("-A KUBE-POSTROUTING") and "(address of docker0)" in d.effect
+               for d in syn[2].decisions)
+    reply = w.path(1)
+    assert addrs(reply[-1]) == "10.254.40.119:4432 > 172.30.20.2:45000"   # un-SNAT and un-DNAT: the socket's peer
+    assert w.drops == [] and [s.label for s in w.segments][-1] == "ACK of FIN"
+
+
+def test_hairpin_mode_off_drops_at_the_bridge():
+    w = ck.walk(ck.load_scenario("hairpin", {"nodes.meizu.hairpinMode": False}))
+    (drop,) = w.drops
+    assert (drop.node, drop.iface, drop.segment) == ("meizu", "veth9f02b5d", 0)
+    assert "hairpin off" in drop.reason
+    assert devices(w, 0)[-1] == ("meizu", "veth9f02b5d", "in")

@@ -19,7 +19,7 @@ Taught in: 03-docker0, 02-flannel (the engine behind the walk).
 from __future__ import annotations
 
 from ..datapath import Decision
-from .frame import ETH_P_IP, ethertype, mac_bytes, tuple_of, vxlan_encap
+from .frame import ETH_P_IP, dst_of, ethertype, mac_bytes, set_macs, tuple_of, vxlan_encap
 from ..vxlan import flow_hash, node_seed, udp_flow_src_port
 
 __all__ = ["Device", "Veth", "Bridge", "Vxlan", "Nic", "Wire"]
@@ -34,6 +34,7 @@ class Device:
         self.ns, self.name, self.mac, self.mtu = ns, name, mac, mtu
         self.mac_b = mac_bytes(mac)
         self.master: Bridge | None = None
+        self.hairpin = False                              # as a bridge port: may frames leave by their ingress port?
         ns.devices[name] = self
 
     def __repr__(self):
@@ -95,16 +96,36 @@ class Bridge(Device):
         if src != self.mac_b:
             self.fdb[src] = port
         tb = t + net.timing.bridge_us
+        nf = self.br_netfilter and ethertype(d) == ETH_P_IP and self.ns.ct is not None
         if dst == self.mac_b:
             dec = [Decision("bridge", f"{self.name} fdb", self.fdb_show(self.mac),
                             "destination MAC is the bridge's own: up to the host's IP stack")]
-            if self.br_netfilter and ethertype(d) == ETH_P_IP and self.ns.ct is not None:
+            if nf:
                 dec.append(Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
                                     f"iptables PREROUTING runs inside the bridge, before tcpdump on {self.name} "
                                     "sees the frame"))
+                before = dst_of(d)
                 why = self.ns.prerouting(net, skb, self.name, dec)
                 if why:
                     return net.drop(self, why, dec)
+                after = dst_of(d)
+                route = self.ns.route(after) if after != before else None
+                if route is not None and route.dev == self.name:
+                    # br_nf_pre_routing_finish: the new destination is behind this bridge, so the
+                    # frame is not passed up but bridged on ("bridged_dnat"), to the new MAC
+                    nb = self.ns.resolve(net, self, after)
+                    if nb is None:
+                        return net.drop(port, f"neighbour {after} unresolved on {self.name}", dec)
+                    dec.append(Decision("bridge", "br_netfilter", route.ip_route().strip(),
+                                        f"DNAT to {after}, which is behind {self.name} itself: the frame stays "
+                                        f"bridged, destination MAC {nb.mac} (not routed: TTL unchanged)"))
+                    set_macs(d, dst=nb.mac)
+                    skb.pre_done = False
+                    dec[0] = Decision("bridge", f"{self.name} fdb", self.fdb_show(self.mac),
+                                      "destination MAC is the bridge's own: meant for the host's IP stack")
+                    dec[1] = Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
+                                      "iptables PREROUTING runs inside the bridge first")
+                    return self._forward(net, port, skb, tb, dec, hooks=("FORWARD", "POSTROUTING"))
             self._up(net, skb, tb, dec)
             return
         if dst[0] & 1:                                   # broadcast/multicast: the host and every other port
@@ -113,22 +134,34 @@ class Bridge(Device):
                 if p is not port:
                     p.xmit(net, skb.copy(), tb, [])
             return
+        self._forward(net, port, skb, tb, [], hooks=("PREROUTING", "FORWARD", "POSTROUTING") if nf else ())
+
+    def _forward(self, net, port, skb, tb, dec, hooks) -> None:
+        """``br_forward``: to the port the FDB names (flooded if unknown); never back out of the ingress
+        port unless it is in hairpin mode; br_netfilter runs iptables on the way (``hooks``)."""
+        dst = bytes(skb.data[0:6])
         out = self.fdb.get(dst)
         if out is None:
             for p in self.ports:
-                if p is not port:
-                    p.xmit(net, skb.copy(), tb, [Decision("bridge", f"{self.name} fdb", f"{dst.hex(':')} (not learned)",
-                                                          "unknown unicast: flooded to every port")])
+                if p is not port or p.hairpin:
+                    p.xmit(net, skb.copy(), tb, dec + [Decision(
+                        "bridge", f"{self.name} fdb", f"{dst.hex(':')} (not learned)",
+                        "unknown unicast: flooded to every port")])
             return
-        if out is port:
-            return net.drop(port, f"{self.name}: destination behind the ingress port (hairpin off)", [])
-        dec = [Decision("bridge", f"{self.name} fdb", f"{dst.hex(':')} dev {out.name} master {self.name}",
-                        f"bridged to {out.name}")]
-        if self.br_netfilter and ethertype(d) == ETH_P_IP and self.ns.ct is not None:
+        if out is port and not port.hairpin:
+            dec.append(Decision("bridge", f"{self.name} fdb", f"{dst.hex(':')} dev {out.name} master {self.name}",
+                                f"the destination is behind the ingress port {out.name} and hairpin mode is off: "
+                                "dropped"))
+            return net.drop(port, f"{self.name}: destination behind the ingress port {out.name} (hairpin off)", dec)
+        dec.append(Decision("bridge", f"{self.name} fdb", f"{dst.hex(':')} dev {out.name} master {self.name}",
+                            f"bridged to {out.name}" + (" (hairpin: back out of the port it came in by)"
+                                                        if out is port else "")))
+        if hooks and "PREROUTING" in hooks:
             dec.append(Decision("bridge", "br_netfilter", "net.bridge.bridge-nf-call-iptables = 1",
                                 "iptables PREROUTING, FORWARD and POSTROUTING run on the bridged frame"))
+        if hooks:
             # iptables sees a bridged frame with the bridge as in and out device (-m physdev names the ports)
-            why = self.ns.bridged(net, skb, self.name, self.name, dec)
+            why = self.ns.bridged(net, skb, self.name, self.name, dec, hooks)
             if why:
                 return net.drop(port, why, dec)
         out.xmit(net, skb, tb, dec)

@@ -96,6 +96,7 @@ class Net:
         self._rtt = None
         self.listen: dict[str, set] = {}       # ns -> {(ip, port)}
         self.conns: dict[str, dict] = {}       # ns -> {(lip, lport, rip, rport): tuple as received}
+        self.accepted: dict[str, list] = {}    # ns -> the connections its listener accepted (tuple as received)
         self._mac_owner = {}
         self._addr_owner = {}
         for ns in self.nss.values():
@@ -143,6 +144,7 @@ class Net:
         flags = d[14 + (d[14] & 0xF) * 4 + 13] if t5.proto == "tcp" else 0
         if t5.proto == "tcp" and flags & conv.SYN and (t5.dst, t5.dport) in self.listen.get(ns.name, set()):
             conns[key] = t5
+            self.accepted.setdefault(ns.name, []).append(t5)
             return self._delivered(ns, t5, dec)
         self.drop(dev, f"no socket for {t5}: the kernel answers with RST" if t5.proto == "tcp"
                   else f"no socket for {t5}: ICMP port unreachable", dec)
@@ -242,10 +244,10 @@ def _conversation(sc, net, segs, on_segment) -> None:
         if seg.sender == "client":
             t, ns = ct, client.name
         else:
-            conns = net.conns.get(server.name, {})
-            if not conns:
+            accepted = net.accepted.get(server.name)
+            if not accepted:
                 break                                  # the SYN never reached nginx
-            peer = next(iter(conns.values()))          # the segment nginx accepted, as it arrived
+            peer = accepted[0]                         # the segment nginx accepted, as it arrived
             t, ns = peer.inverted(), server.name
         if seg.flags == (conv.SYN | conv.ACK):
             ip_id = 0                                  # a SYN-ACK from a listener carries IP id 0

@@ -201,11 +201,13 @@ class Namespace:
         set_macs(d, src=out.mac, dst=nb.mac)
         out.xmit(net, skb, t, dec)
 
-    def bridged(self, net, skb, in_port: str, out_port: str, dec: list):
-        """br_netfilter on a frame bridged between two ports: PREROUTING, FORWARD, POSTROUTING."""
-        for hook, kw in (("PREROUTING", dict(in_if=in_port)), ("FORWARD", dict(in_if=in_port, out_if=out_port)),
-                         ("POSTROUTING", dict(out_if=out_port))):
-            why = run_hook(self, hook, skb, dec, net, **kw)
+    def bridged(self, net, skb, in_if: str, out_if: str, dec: list,
+                hooks=("PREROUTING", "FORWARD", "POSTROUTING")):
+        """br_netfilter on a bridged frame: iptables' PREROUTING, FORWARD and POSTROUTING."""
+        kws = {"PREROUTING": dict(in_if=in_if), "FORWARD": dict(in_if=in_if, out_if=out_if),
+               "POSTROUTING": dict(out_if=out_if)}
+        for hook in hooks:
+            why = run_hook(self, hook, skb, dec, net, **kws[hook])
             if why:
                 return why
         return None

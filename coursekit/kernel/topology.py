@@ -62,6 +62,7 @@ def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Name
             pod = Veth(pns, "eth0", p.mac, p.mtu)
             host.peer, pod.peer = pod, host
             br.add_port(host)
+            host.hairpin = n.hairpin_mode
             if warm:
                 br.fdb[mac_bytes(p.mac)] = host
             pns.add_address("eth0", f"{p.ip}/{n.subnet.prefixlen}")
