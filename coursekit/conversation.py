@@ -119,7 +119,7 @@ def segments(scenario) -> list[Segment]:
     client, server = scenario.client, scenario.server
     c_mss, s_mss = client.mtu - 40, server.mtu - 40
     c, s = o.client_isn, o.server_isn
-    request = wget_request(f"{scenario.target_ip}:{scenario.request.port}", scenario.request.path,
+    request = wget_request(f"{scenario.target_ip}:{scenario.target_dport}", scenario.request.path,
                            scenario.request.user_agent, scenario.request.method)
     body = served_file(scenario)
     header_len = len(nginx_response_header(0, len(body), o.nginx_mtime))

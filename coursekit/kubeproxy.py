@@ -83,6 +83,11 @@ def kube_proxy_rules(scenario) -> tuple[list[Rule], list[str]]:
                 rules.append(Rule("KUBE-SERVICES", "KUBE-MARK-MASQ", src=str(kp.cluster_cidr), src_neg=True,
                                   **common))
             rules.append(Rule("KUBE-SERVICES", svc_chain, **common))
+            if sp.node_port is not None:
+                # proxier.go: NodePort traffic is always marked for SNAT (the service is not OnlyLocal)
+                npc = dict(proto=proto, comment=spn, dport=sp.node_port, owner="kube-proxy")
+                rules.append(Rule("KUBE-NODEPORTS", "KUBE-MARK-MASQ", **npc))
+                rules.append(Rule("KUBE-NODEPORTS", svc_chain, **npc))
             n = len(eps)
             for i, ep in enumerate(eps):
                 epstr = f"{ep.ip}:{sp.target_port}"

@@ -150,6 +150,7 @@ class ServicePort:
     port: int
     target_port: int
     protocol: str
+    node_port: int | None = None            # type NodePort: the port every node opens
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class Request:
     path: str
     user_agent: str
     ip: ipaddress.IPv4Address | None = None  # a pod's or an external host's address instead of a Service
+    node: str | None = None                 # call the Service's nodePort on this node's address
 
 
 @dataclass(frozen=True)
@@ -311,7 +313,8 @@ class Scenario:
                 return HostClient(n.name, n.name, None, n.nic.mac, n.nic.mtu, None)
             return HostClient(n.name, n.name, r.src or interface_address(self, n.name, r.dev),
                               n.nic.mac, self.mtu_of(n.name, r.dev), r.dev)
-        return self.pod(self.request.client)
+        x = self.external(self.request.client)
+        return x if x is not None else self.pod(self.request.client)
 
     @property
     def server(self) -> "Pod | ExternalHost":
@@ -323,8 +326,19 @@ class Scenario:
 
     @property
     def target_ip(self) -> ipaddress.IPv4Address:
-        """The address the client connects to: the Service's cluster IP or ``request.ip``."""
-        return self.request.ip if self.request.ip is not None else self.service(self.request.service).cluster_ip
+        """The address the client connects to: the Service's cluster IP, a node's (NodePort) or ``request.ip``."""
+        if self.request.ip is not None:
+            return self.request.ip
+        if self.request.node is not None:
+            return self.node(self.request.node).nic.ip
+        return self.service(self.request.service).cluster_ip
+
+    @property
+    def target_dport(self) -> int:
+        """The port the client connects to: ``request.port``, or the Service port's nodePort."""
+        if self.request.node is not None:
+            return self.service_port.node_port
+        return self.request.port
 
     @property
     def target_port(self) -> int:
@@ -814,8 +828,11 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                 po = pover.get(j) or pover.get(str(j)) or {}     # YAML gives 0, a dotted override "0"
                 port = _port(po.get("port", p.get("port")), f"{f}.ports.{j}.port")
                 tp = _port(po.get("targetPort", p.get("targetPort", port)), f"{f}.ports.{j}.targetPort")
+                np_ = po.get("nodePort", p.get("nodePort"))
+                np_ = None if np_ is None else _int(np_, f"{f}.ports.{j}.nodePort", 30000, 32767,
+                                                    "the default --service-node-port-range")
                 ports.append(ServicePort(name=str(p.get("name") or ""), port=port, target_port=tp,
-                                         protocol=str(p.get("protocol", "TCP")).upper()))
+                                         protocol=str(p.get("protocol", "TCP")).upper(), node_port=np_))
             cip = _ip(_get(over, "clusterIP", f), f + ".clusterIP")
             if cip not in service_cidr:
                 raise CourseError(f + ".clusterIP", f"{cip} is outside serviceCIDR {service_cidr}",
@@ -828,9 +845,6 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     # request ----------------------------------------------------------------
     rr = _get(raw, "request", "")
     client = str(_get(rr, "client", "request"))
-    if client not in {p.name for p in pods} | set(node_by):
-        raise CourseError("request.client", f"unknown pod or node {client!r}",
-                          ", ".join([p.name for p in pods] + list(node_by)))
     # external hosts (on the underlay) ------------------------------------------
     externals: list[ExternalHost] = []
     underlay = nodes[0].nic.network
@@ -851,7 +865,13 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             mac=_mac(_get(nic_r, "mac", f + ".nic", _local_mac(xname, "nic")), f + ".nic.mac"),
             mtu=_int(_get(nic_r, "mtu", f + ".nic", 1500), f + ".nic.mtu", 576, 65535))))
 
+    if client not in {p.name for p in pods} | set(node_by) | {x.name for x in externals}:
+        raise CourseError("request.client", f"unknown pod, node or external host {client!r}",
+                          ", ".join([p.name for p in pods] + list(node_by) + [x.name for x in externals]))
     target_ip = None
+    via = rr.get("node")
+    if via is not None and str(via) not in node_by:
+        raise CourseError("request.node", f"unknown node {via!r}", ", ".join(node_by))
     if rr.get("ip") is not None:
         if rr.get("service") is not None:
             raise CourseError("request.ip", "give either request.service or request.ip, not both",
@@ -872,9 +892,13 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         if rport not in {p.port for p in svc.ports}:
             raise CourseError("request.port", f"service {sname} does not listen on {rport}",
                               ", ".join(str(p.port) for p in svc.ports))
+        if via is not None and next(p for p in svc.ports if p.port == rport).node_port is None:
+            raise CourseError("request.node", f"service {sname} port {rport} has no nodePort",
+                              f"services.{sname}.ports.N.nodePort set, or no request.node")
     request = Request(client=client, service=sname, port=rport,
                       method=str(_get(rr, "method", "request", "GET")), path=str(_get(rr, "path", "request", "/")),
-                      user_agent=str(_get(rr, "userAgent", "request", "Wget")), ip=target_ip)
+                      user_agent=str(_get(rr, "userAgent", "request", "Wget")), ip=target_ip,
+                      node=None if via is None else str(via))
 
     # observed -----------------------------------------------------------------
     o = _get(raw, "observed", "", {})
@@ -890,7 +914,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     else:
         endpoint = 0
         default_anchor = {"node": client, "interface": "eth0"}
-    lo, hi = node_by[cnode].ephemeral_ports
+    lo, hi = node_by[cnode].ephemeral_ports if cnode in node_by else (32768, 60999)
     anchor = _get(o, "anchor", "observed", default_anchor)
     times = o.get("times")
     windows = o.get("windows")

@@ -241,3 +241,35 @@ def test_hairpin_mode_off_drops_at_the_bridge():
     assert (drop.node, drop.iface, drop.segment) == ("meizu", "veth9f02b5d", 0)
     assert "hairpin off" in drop.reason
     assert devices(w, 0)[-1] == ("meizu", "veth9f02b5d", "in")
+
+
+# -- case 5: NodePort from outside ---------------------------------------------------------
+
+def test_nodeport_from_outside_is_marked_dnated_masqueraded_and_carried_by_vxlan():
+    sc = ck.load_scenario("nodeport")
+    w = ck.walk(sc)
+    assert devices(w, 0)[:4] == [("outside", "eth0", "out"), ("xiaomi", "enp4s0", "in"),
+                                 ("xiaomi", "flannel.1", "out"), ("xiaomi", "enp4s0", "out")]
+    syn = w.path(0)
+    assert addrs(syn[0]) == "10.167.226.50:46000 > 10.167.226.38:30080"
+    assert addrs(syn[2]) == "172.30.83.0:46000 > 172.30.20.2:80"          # DNAT + MASQUERADE to flannel.1's address
+    entries = [d.entry for d in syn[2].decisions]
+    assert ('-A KUBE-NODEPORTS -p tcp -m comment --comment "default/nginx:" -m tcp --dport 30080 -j KUBE-MARK-MASQ'
+            in entries)
+    assert any(e.startswith("-A KUBE-SERVICES") and "--dst-type LOCAL -j KUBE-NODEPORTS" in e for e in entries)
+    fw = w.filter_traces[("xiaomi", "FORWARD")]
+    assert fw.trace[-1] == ('-A KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" '
+                            "-m mark --mark 0x4000/0x4000 -j ACCEPT")                 # the mark lets it through
+    back = w.path(1)
+    assert (back[-1].node, addrs(back[-1])) == ("outside", "10.167.226.38:30080 > 10.167.226.50:46000")
+    assert [o.node for o in back].count("xiaomi") == 3                      # back through xiaomi, not straight out
+    assert w.segments[3].payload.startswith(b"GET / HTTP/1.1\r\nHost: 10.167.226.38:30080\r\n")
+    assert w.drops == []
+
+
+def test_nodeport_needs_a_nodeport(article):
+    import pytest
+    with pytest.raises(ck.CourseError, match=r"request\.node: service nginx port 4432 has no nodePort"):
+        article.with_changes({"request.node": "xiaomi"})
+    with pytest.raises(ck.CourseError, match=r"services\.nginx\.ports\.0\.nodePort: 80 is out of range"):
+        article.with_changes({"services.nginx.ports.0.nodePort": 80})

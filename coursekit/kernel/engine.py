@@ -237,7 +237,7 @@ def _conversation(sc, net, segs, on_segment) -> None:
     ids = {"client": sc.observed.ip_id.get("client", 0x1d2c), "server": sc.observed.ip_id.get("server", 0x5a17)}
     # a host process with no route to the target has no source address: connect() fails in output
     ct = Tuple5("tcp", client.ip or ipaddress.IPv4Address("0.0.0.0"), sc.observed.client_port, sc.target_ip,
-                sc.request.port)
+                sc.target_dport)
     net.conns.setdefault(client.name, {})[(ct.src, ct.sport, ct.dst, ct.dport)] = ct
     net.listen.setdefault(server.name, set()).add((server.ip, sc.target_port))
     for seg in segs:
