@@ -327,7 +327,7 @@ EXERCISES = [
              "Service manifest (`ck.manifest_text`).",
              before="## The path, as the article writes it", whatif="Service port 8080",
              why="kube-proxy DNATs to the endpoint's targetPort, whatever port the Service listens on.",
-             words=("port", "tcp", "dport")),
+             words=("port", "tcp", "dport", "targetport")),
     # -- 01 the physical NIC
     Exercise("01.outer-dst", "On enp4s0, what is the outer destination IP of the request?",
              _outer_dst, "ip",
@@ -372,6 +372,15 @@ EXERCISES = [
              why="flannel.1's MTU is the node's MTU minus 50; a pod MTU above it lets TCP build packets the "
                  "overlay cannot carry whole.",
              synonyms=_FITS),
+    Exercise("01.whatif-reply-port", "Can you predict the outer UDP source port of nginx's reply on meizu's "
+             "enp4s0 from the inner packet alone (yes/no)?",
+             _reply_port_predictable, "choice",
+             "The kernel hashes the inner flow to choose the port: with which key? Look at the section on the "
+             "outer source port and at `observed.flowHashSeed` in `ck.describe(sc)`.",
+             before="## The outer source port", whatif="meizu rebooted (another hash seed)",
+             why="udp_flow_src_port hashes the inner flow with a random seed drawn at each boot: the model's "
+                 "port is a plausible stand-in, not a prediction.",
+             synonyms=(_UNPREDICTABLE,)),
     # -- 02 flannel
     Exercise("02.inner-src", "On meizu's flannel.1, what source IP does the request carry?",
              lambda sc: _inner_src(sc, sc.server.node, sc.flannel.device), "ip",
@@ -384,18 +393,16 @@ EXERCISES = [
              "MASQUERADE rule in `ck.nat_save(sc, 'xiaomi')`.",
              before="## Why the source is `172.30.83.0`"),
     Exercise("02.vxlan-name", "With flannel's port set to 4789, what does tcpdump call the UDP payload?",
-             _under(_knobs(vxlan_port=4789), _udp_name), "word", "tcpdump decodes by port: which protocol did "
-             "IANA assign UDP 4789 to? Try the explorer with the VXLAN port changed.",
-             before="## Why \"OTV\"?", whatif="flannel port 4789", words=("header", "protocol", "packet")),
-    Exercise("02.whatif-reply-port", "Can you predict the outer UDP source port of nginx's reply on meizu's "
-             "enp4s0 from the inner packet alone (yes/no)?",
-             _reply_port_predictable, "choice",
-             "The kernel hashes the inner flow to choose the port: with which key? Look at the section on the "
-             "outer source port and at `observed.flowHashSeed` in `ck.describe(sc)`.",
-             before="## The outer source port", whatif="meizu rebooted (another hash seed)",
-             why="udp_flow_src_port hashes the inner flow with a random seed drawn at each boot: the model's "
-                 "port is a plausible stand-in, not a prediction.",
-             synonyms=(_UNPREDICTABLE,)),
+             _under(_knobs(vxlan_port=4789), _udp_name), "word", "tcpdump picks its printer by UDP port: which "
+             "protocol did IANA assign 4789 to? Look it up (`grep -w 4789 /etc/services`) or set that port in "
+             "the explorer.",
+             before="## Explore", whatif="flannel port 4789", words=("header", "protocol", "packet")),
+    Exercise("02.whatif-vni", "What if flannel's network config set VNI 7? What would the VTEP device on each "
+             "node be called?",
+             _under(_knobs(vni=7), lambda sc: sc.flannel.device), "word",
+             "flanneld names the device after the VNI: look at `ip -d link show` in the section on what "
+             "flanneld programs (`ck.describe(sc)` shows the VNI).",
+             before="## What flanneld programs", whatif="VNI 7", words=("device", "interface", "vtep", "dev")),
     # -- 03 docker0
     Exercise("03.ttl", "What is the request's TTL on meizu's docker0?",
              lambda sc: _inner(sc, sc.server.node, "docker0", "IP", "ttl"), "int",
@@ -526,13 +533,13 @@ _NUM = r"(?<![\w.])\d+(?:\.\d+)?(?![\w.]*\d)"
 
 
 def _words(rest: str) -> list[str]:
-    return [w for w in re.split(r"[\s,;:=()\[\]{}'\"`!?]+|(?<!\w)-(?!\w)|\.(?=\s|$)", rest) if w]
+    return [w for w in re.split(r"[\s,;:=()\[\]{}'\"`!?/]+|(?<!\w)-(?!\w)|\.(?=\s|$)", rest) if w]
 
 
 def _leftover(rest: str, allowed: set[str]) -> None:
     """Refuse words other than fillers: hedges, a second value, anything we cannot vouch for."""
     for w in _words(rest.lower()):
-        w = w.strip(".-")
+        w = w.strip(".-+~<>")
         if not w:
             continue
         if w in _HEDGES:
@@ -583,9 +590,16 @@ def _endpoint(text: str, ex: Exercise) -> str:
     return f"{ip}:{int(ports[0])}"
 
 
+_NUMBER_WORDS = {"zero": 0, "none": 0, "nothing": 0, "no": 0, "one": 1, "once": 1, "two": 2, "twice": 2,
+                 "three": 3, "thrice": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                 "ten": 10}
+
+
 def _int(text: str, ex: Exercise) -> str:
     if re.search(r"\d{31}", text):
         raise _Unreadable("that number is far too long")
+    text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])", " ", text.lower())     # "mss1410", "50b"
+    text = re.sub(r"\b(%s)\b" % "|".join(_NUMBER_WORDS), lambda m: str(_NUMBER_WORDS[m.group(1)]), text)
     m, rest = _one(_NUM, text, "number")
     if "." in m:
         if Fraction(m).denominator != 1:
@@ -649,7 +663,7 @@ def _hook(text: str, ex: Exercise) -> str:
     return m.upper()
 
 
-def _word(text: str, ex: Exercise, want: str) -> str:
+def _word(text: str, ex: Exercise) -> str:
     """One name (``VXLAN``); every other word must be a filler."""
     names = re.findall(r"[a-z][\w.-]*", text.lower())
     core = [w.strip(".-") for w in names if w.strip(".-") not in _FILLER and w.strip(".-") not in ex.words and
@@ -692,9 +706,9 @@ def _choice(text: str, ex: Exercise) -> str:
 
 KINDS: dict[str, Callable] = {
     "ip": _ip, "endpoint": _endpoint, "int": _int, "mac": _mac, "probability": _probability,
-    "chain": _chain, "hook": _hook, "choice": _choice,
+    "chain": _chain, "hook": _hook, "choice": _choice, "word": _word,
 }
-"""Answer kind -> normaliser(text, exercise) returning the canonical value (``word`` is handled apart)."""
+"""Answer kind -> normaliser(text, exercise): the one canonical value the text names, or _Unreadable."""
 
 
 def _echo(value: Any) -> str:
@@ -765,20 +779,20 @@ def read_answer(ex_id: str, answer: Any):
     """The canonical value ``check`` compares for ``answer`` (CourseError when it cannot be read)."""
     e = _find(ex_id)
     try:
-        return _canon(e, _as_text(answer, e), None)
+        return _canon(e, _as_text(answer, e))
     except _Unreadable as u:
         raise CourseError(e.id, f"cannot read {_echo(answer)}: {u}") from None
 
 
-def _canon(e: Exercise, text: str, want):
-    if e.kind == "word":
-        return _word(text, e, str(want or ""))
+def _canon(e: Exercise, text: str):
     return KINDS[e.kind](text, e)
 
 
 def _same(e: Exercise, got, want) -> bool:
     if e.kind == "probability":
         return abs(got - want) <= Fraction(1, 200)
+    if e.kind == "endpoint" and e.port_optional and ":" not in got:
+        return got == want.split(":")[0]
     return got == want
 
 
@@ -843,9 +857,28 @@ def _as_scenario(x):
                       "a Scenario (ck.load_scenario(...)), a name like 'article' or a YAML file's path")
 
 
+_CACHE: dict = {}          # (exercise id, id(scenario)) -> (scenario, answer); the scenario is kept alive
+_ARTICLE: list = []
+
+
 def expected(ex_id: str, scenario=None) -> Any:
     """The answer the model computes for an exercise (what :func:`check` compares with)."""
-    return _find(ex_id).answer(_as_scenario(scenario))
+    e = _find(ex_id)
+    if scenario is None:
+        if not _ARTICLE:
+            _ARTICLE.append(_as_scenario(None))
+        sc = _ARTICLE[0]
+    else:
+        sc = _as_scenario(scenario)
+    key = (e.id, id(sc))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is sc:
+        return hit[1]
+    value = e.answer(sc)
+    if len(_CACHE) >= 256:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (sc, value)
+    return value
 
 
 def check(ex_id: str, answer: Any, scenario=None) -> Result:
@@ -860,15 +893,15 @@ def check(ex_id: str, answer: Any, scenario=None) -> Result:
     e = _find(ex_id)
     if answer is None or answer is ...:
         return Result(e.id, None, f"… {e.id}: not answered yet. {e.prompt} Replace None with your prediction.")
-    want = expected(e.id, scenario)
     try:
         text = _as_text(answer, e)
         if not text:
             raise _Unreadable("the answer is empty")
-        got = _canon(e, text, want)
+        got = _canon(e, text)
     except _Unreadable as u:
         return Result(e.id, False, f"✘ {e.id}: not yet ({_echo(answer)}: {u}). Hint: {e.hint}")
-    if _same(e, got, _canon(e, str(want), want)):
+    want = expected(e.id, scenario)
+    if _same(e, got, _canon(e, str(want))):
         why = f" {e.why}" if e.why else ""
         return Result(e.id, True, f"✔ {e.id}: correct, {want}.{why}")
     return Result(e.id, False, f"✘ {e.id}: not yet ({_echo(answer)}). Hint: {e.hint}")
