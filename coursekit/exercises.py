@@ -387,7 +387,7 @@ EXERCISES = [
              "Something on xiaomi rewrote the source before encapsulation: look at xiaomi's nat table "
              "(`ck.nat_save(sc, 'xiaomi')`) and flannel.1's address there.",
              before="## The article's capture on `flannel.1`"),
-    Exercise("02.masq-hook", "In which chain of the nat table was the source rewritten?",
+    Exercise("02.masq-hook", "In which nat chain was the source rewritten (PREROUTING or POSTROUTING)?",
              _masq_hook, "hook",
              "Source NAT happens after the routing decision, when the egress interface is known: find the "
              "MASQUERADE rule in `ck.nat_save(sc, 'xiaomi')`.",
