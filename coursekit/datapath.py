@@ -296,9 +296,13 @@ def walk(scenario) -> Walk:
     >>> w = walk(load_scenario("article"))       # doctest: +SKIP
     >>> [str(o.frame[26:30]) for o in w.at("meizu", "docker0")]  # inner sources
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts
+    (a Scenario, a name such as ``"article"``, a path).
+
     Taught in: 06-the-whole-walk.
     """
-    sc = scenario
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
     client, server = sc.client, sc.server
     req_hops = _hops(sc, client, server)
     rep_hops = _reverse(req_hops)

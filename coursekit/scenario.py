@@ -43,7 +43,7 @@ from .errors import CourseError
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
     "Service", "ServicePort", "Request", "Observed", "Timing",
-    "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario",
+    "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario", "as_scenario",
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
 
@@ -274,12 +274,22 @@ class Scenario:
         raise CourseError("request.port", f"service {svc.name} has no port {self.request.port}",
                           ", ".join(str(p.port) for p in svc.ports))
 
+    def check_interface(self, node: Any, iface: Any) -> None:
+        """Raise :class:`CourseError` unless ``iface`` is an interface of ``node`` (a node or a pod)."""
+        self.interfaces(node)
+        if not isinstance(iface, str) or iface not in self.interfaces(node):
+            raise CourseError("interface", f"{iface!r} is not an interface of {node}",
+                              ", ".join(self.interfaces(node)))
+
     def interfaces(self, node: str) -> list[str]:
         """Interfaces tcpdump can listen on, on a node or inside a pod."""
+        if not isinstance(node, str) or (node not in {n.name for n in self.nodes}
+                                         and node not in {p.name for p in self.pods}):
+            raise CourseError("node", f"unknown node or pod {node!r}",
+                              ", ".join([n.name for n in self.nodes] + [p.name for p in self.pods]))
         for p in self.pods:
             if p.name == node:
                 return ["eth0"]
-        self.node(node)
         return [self.node(node).nic.name, self.flannel.device, "docker0"] + \
             [p.veth for p in self.pods_on(node)]
 
@@ -390,6 +400,57 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 def default_scenario() -> Scenario:
     """The article's cluster (``data/scenarios/article.yaml``)."""
     return load_scenario("article")
+
+
+#: What every public function that takes a scenario accepts (the message of its error).
+SCENARIO_ALLOWED = ("a Scenario (ck.load_scenario(...)), the name of a scenario under data/scenarios "
+                    "(e.g. 'article'), a path to a scenario .yaml file, or a mapping with a scenario's keys")
+
+
+def scenarios() -> list[str]:
+    """The names of the scenarios that ship with the course (``data/scenarios/*.yaml``)."""
+    return sorted(p.stem for p in (data_dir() / "scenarios").glob("*.yaml"))
+
+
+def as_scenario(value: Any, field: str = "scenario", default: str | None = None) -> Scenario:
+    """The one way a public function turns its ``scenario`` argument into a :class:`Scenario`.
+
+    Accepted: a :class:`Scenario` (returned as is); a scenario name such as
+    ``"article"`` (``data/scenarios/article.yaml``); a path (``str`` or
+    :class:`os.PathLike`) to a scenario file; a mapping with a scenario's keys
+    (validated like a file).  ``None`` means ``default`` when the caller has
+    one (e.g. ``default="article"``) and is an error otherwise.  Anything else
+    -- bytes, a list, a number, a Walk -- raises :class:`CourseError` naming
+    ``field`` and listing what is allowed.
+
+    >>> as_scenario("article").name
+    'article'
+
+    Taught in: 00-the-scenario (every ``ck.`` function that takes a scenario calls it).
+    """
+    import os
+    if isinstance(value, Scenario):
+        return value
+    if value is None:
+        if default is not None:
+            return load_scenario(default)
+        raise CourseError(field, "is None, not a scenario", SCENARIO_ALLOWED)
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, bytes):
+            raise CourseError(field, "a bytes path is not a scenario name", SCENARIO_ALLOWED)
+        if not text.strip():
+            raise CourseError(field, "is an empty name", ", ".join(scenarios()) + ", or a path to a .yaml file")
+        return load_scenario(text)
+    if isinstance(value, dict):
+        return scenario_from_dict(value, source="(a mapping)")
+    what = type(value).__name__
+    hint = ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        hint = " (decode it, or save it to a .yaml file and give the path)"
+    elif hasattr(value, "scenario") and isinstance(getattr(value, "scenario"), Scenario):
+        hint = f" (this {what} has one: pass its .scenario)"
+    raise CourseError(field, f"a value of type {what} is not a scenario{hint}", SCENARIO_ALLOWED)
 
 
 # --------------------------------------------------------------------------
@@ -838,22 +899,28 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
 # Views of the scenario for a chapter
 # --------------------------------------------------------------------------
 
-def manifest_text(sc: Scenario) -> str:
+def manifest_text(sc) -> str:
     """The Kubernetes manifests the scenario's workloads come from, verbatim.
+
+    ``sc``: anything :func:`as_scenario` accepts.
 
     Taught in: 00-the-scenario.
     """
+    sc = as_scenario(sc)
     path = sc.raw.get("manifests")
     if not path:
         return "(this scenario declares its pods directly, without manifests)"
     return Path(path).read_text(encoding="utf-8")
 
 
-def describe(sc: Scenario) -> str:
+def describe(sc) -> str:
     """The cluster as a few tables: nodes, pods, the Service, the request and the observed inputs.
+
+    ``sc``: anything :func:`as_scenario` accepts.
 
     Taught in: 00-the-scenario.
     """
+    sc = as_scenario(sc)
     lines = [f"scenario {sc.name}: flannel {sc.flannel.backend} VNI {sc.flannel.vni} UDP {sc.flannel.port}, "
              f"pod network {sc.flannel.network}, serviceCIDR {sc.service_cidr}", "", "nodes"]
     for n in sc.nodes:
