@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from .errors import CourseError
+from .schema import check_manifest_shape, check_scenario_shape, known_path, read_text, read_yaml, suggest
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
@@ -278,7 +279,7 @@ class Scenario:
         """Raise :class:`CourseError` unless ``iface`` is an interface of ``node`` (a node or a pod)."""
         self.interfaces(node)
         if not isinstance(iface, str) or iface not in self.interfaces(node):
-            raise CourseError("interface", f"{iface!r} is not an interface of {node}",
+            raise CourseError("interface", f"unknown interface {iface!r} on {node}",
                               ", ".join(self.interfaces(node)))
 
     def interfaces(self, node: str) -> list[str]:
@@ -313,6 +314,9 @@ class Scenario:
 
     def with_changes(self, changes: dict) -> "Scenario":
         """A new, validated scenario with ``{"dotted.path": value}`` applied."""
+        if not isinstance(changes, dict):
+            raise CourseError("changes", f"a value of type {type(changes).__name__} is not a mapping",
+                              '{"dotted.path": value}, e.g. {"flannel.vni": 2}')
         raw = copy.deepcopy(self.raw)
         for path, value in changes.items():
             _set_path(raw, path, value)
@@ -334,51 +338,103 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def _set_path(raw: dict, path: str, value: Any) -> None:
+    """Apply one ``{"dotted.path": value}`` override; the path must be one the format knows."""
+    known_path(path)
     keys = path.split(".")
-    d = raw
-    for k in keys[:-1]:
+    d: Any = raw
+    for i, k in enumerate(keys[:-1]):
         if isinstance(d, list):
+            if not k.isdigit() or int(k) >= len(d):
+                raise CourseError(".".join(keys[:i + 1]), f"no item {k} in a list of {len(d)}",
+                                  f"0-{len(d) - 1}" if d else "(the list is empty)")
             d = d[int(k)]
             continue
-        d = d.setdefault(k, {})
+        if d.get(k) is None:
+            d[k] = {}
+        d = d[k]
+        if not isinstance(d, (dict, list)):
+            raise CourseError(".".join(keys[:i + 1]), f"is the single value {d!r}; it has no {keys[i + 1]!r}",
+                              "a path to a value, e.g. " + ".".join(keys[:i + 1]))
+    last = keys[-1]
     if isinstance(d, list):
-        d[int(keys[-1])] = value
+        if not last.isdigit() or int(last) >= len(d):
+            raise CourseError(path, f"no item {last} in a list of {len(d)}", f"0-{len(d) - 1}" if d else "(empty)")
+        d[int(last)] = value
     else:
-        d[keys[-1]] = value
+        d[last] = value
 
 
-def _read_yaml(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CourseError(what, f"no such file: {path.name}") from None
-    try:
-        return list(yaml.safe_load_all(text)) if what == "manifests" else yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise CourseError(what, f"{path.name} is not valid YAML{where}") from None
+#: ``extends:`` chains longer than this are refused (the article's is 2).
+MAX_EXTENDS = 8
 
 
 def _resolve(path: str | Path) -> Path:
+    """A scenario name (``article``) or path -> the file to read."""
     p = Path(path)
     if p.suffix not in (".yaml", ".yml") and not p.exists():
         p = data_dir() / "scenarios" / f"{p}.yaml"
     return p
 
 
-def raw_scenario(path: str | Path) -> dict:
-    """The scenario file as a dict, with ``extends:`` applied (not validated)."""
-    p = _resolve(path)
-    raw = _read_yaml(p, "scenario")
+def _find_file(ref: Any, base: Path, what: str, folder: str) -> Path:
+    """``extends:``/``manifests:`` -> a file: relative to the scenario, else the package's ``data/<folder>``.
+
+    A scenario copied out of ``data/scenarios`` keeps working: ``../manifests/nginx.yaml``,
+    ``manifests/nginx.yaml`` and ``nginx`` all name the packaged file.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise CourseError(what, f"is {ref!r}, not a file name", "a path relative to the scenario file, or a "
+                          f"file under the course's data/{folder} (e.g. " +
+                          ("'article.yaml')" if folder == "scenarios" else "'nginx.yaml')"))
+    if "\0" in ref or len(ref) > 4096:
+        raise CourseError(what, "is not a usable file name", "a path")
+    first = (base / ref) if not Path(ref).is_absolute() else Path(ref)
+    tried = [first]
+    if not Path(ref).is_absolute():
+        d = data_dir()
+        tried += [d / "scenarios" / ref, d / ref, d / folder / ref, d / folder / f"{ref}.yaml"]
+    for t in tried:
+        try:
+            if t.exists():
+                return t.resolve()
+        except (OSError, ValueError):
+            continue
+    seen = []
+    for t in tried:
+        if str(t) not in seen:
+            seen.append(str(t))
+    raise CourseError(what, f"no such file: {seen[0]}" + (f" (also tried {', '.join(seen[1:])})" if seen[1:] else ""),
+                      f"a path relative to {base}, or a name under {data_dir() / folder}")
+
+
+def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
+    """The scenario file as a dict, with ``extends:`` applied (shape not yet checked)."""
+    p = _resolve(path) if not _chain else Path(path)
+    what = "extends" if _chain else "scenario"
+    if not _chain and not p.exists():
+        names = ", ".join(scenarios())
+        raise CourseError("scenario", f"no scenario named {str(path)!r} (no such file: {p.absolute()})",
+                          f"{names}, or a path to a .yaml file")
+    raw = read_yaml(p, what)
     if not isinstance(raw, dict):
-        raise CourseError("scenario", f"{p.name} must be a YAML mapping")
+        raise CourseError(what, f"{p} is {type(raw).__name__}, not a YAML mapping",
+                          "a mapping of the scenario's keys (name:, flannel:, nodes:, ...)")
+    try:
+        key = p.resolve()
+    except (OSError, RuntimeError):
+        key = p
+    if key in _chain:
+        raise CourseError("extends", "extends itself: " + " -> ".join(x.name for x in _chain + (key,)),
+                          "a chain of scenario files without a loop")
+    if len(_chain) >= MAX_EXTENDS:
+        raise CourseError("extends", f"more than {MAX_EXTENDS} files deep", f"at most {MAX_EXTENDS}")
     parent = raw.pop("extends", None)
-    if parent:
-        base = raw_scenario(p.parent / parent)
+    if parent is not None:
+        base = raw_scenario(_find_file(parent, p.parent, "extends", "scenarios"), _chain + (key,))
         raw = _deep_merge(base, raw)
-    if "manifests" in raw and not Path(raw["manifests"]).is_absolute():
-        raw["manifests"] = str((p.parent / raw["manifests"]).resolve())
+    if raw.get("manifests") is not None and not (isinstance(raw["manifests"], str)
+                                                 and Path(raw["manifests"]).is_absolute()):
+        raw["manifests"] = str(_find_file(raw["manifests"], p.parent, "manifests", "manifests"))
     return raw
 
 
@@ -391,6 +447,13 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 
     Taught in: 00-the-scenario.
     """
+    import os
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise CourseError("scenario", f"a value of type {type(path).__name__} is not a scenario name or path",
+                          ", ".join(scenarios()) + ", or a path to a .yaml file")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise CourseError("overrides", f"a value of type {type(overrides).__name__} is not a mapping",
+                          '{"dotted.path": value}, e.g. {"flannel.vni": 2}')
     raw = raw_scenario(path)
     for k, v in (overrides or {}).items():
         _set_path(raw, k, v)
@@ -593,9 +656,14 @@ def _parse_offset(value: Any, field: str) -> int:
 # --------------------------------------------------------------------------
 
 def _parse_manifests(path: str) -> tuple[list[dict], list[dict]]:
-    docs = [d for d in _read_yaml(Path(path), "manifests") if d]
-    deployments = [d for d in docs if d.get("kind") == "Deployment"]
-    services = [d for d in docs if d.get("kind") == "Service"]
+    p = Path(path)
+    docs = read_yaml(p, "manifests", many=True)
+    deployments, services = [], []
+    for i, d in enumerate(docs):
+        if d is None:                      # an empty document between two '---'
+            continue
+        kind = check_manifest_shape(d, i, p)
+        (deployments if kind == "Deployment" else services).append(d)
     return deployments, services
 
 
@@ -604,8 +672,16 @@ def _parse_manifests(path: str) -> tuple[list[dict], list[dict]]:
 # --------------------------------------------------------------------------
 
 def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
-    """Validate a scenario mapping; raise :class:`CourseError` on the first problem."""
+    """Validate a scenario mapping; raise :class:`CourseError` on the first problem.
+
+    The whole document's shape (every key known, every mapping a mapping) is
+    checked first (:mod:`coursekit.schema`), then the values.
+    """
+    check_scenario_shape(raw)
     raw = copy.deepcopy(raw)
+    if raw.get("extends") is not None:
+        raise CourseError("extends", "only a scenario file can extend another",
+                          "load the file with ck.load_scenario, or merge the parent yourself")
     name = str(_get(raw, "name", "", "scenario"))
     utc = _parse_offset(_get(raw, "utcOffset", "", "+00:00"), "utcOffset")
 
@@ -910,7 +986,7 @@ def manifest_text(sc) -> str:
     path = sc.raw.get("manifests")
     if not path:
         return "(this scenario declares its pods directly, without manifests)"
-    return Path(path).read_text(encoding="utf-8")
+    return read_text(Path(path), "manifests")
 
 
 def describe(sc) -> str:
