@@ -30,9 +30,8 @@ import difflib
 import ipaddress
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Callable
 
 from .errors import CourseError
@@ -842,31 +841,8 @@ def _find(ex_id: Any) -> Exercise:
 
 def _as_scenario(x):
     """A Scenario from a Scenario, a scenario name or a path (None: the article's)."""
-    from .scenario import Scenario, load_scenario
-    try:                                   # engineer H1's shared adapter, once merged
-        from .scenario import as_scenario  # type: ignore[attr-defined]
-    except ImportError:
-        as_scenario = None
-    if x is None:
-        return load_scenario("article")
-    if isinstance(x, Scenario):
-        return x
-    if as_scenario is not None:
-        return as_scenario(x)
-    if isinstance(x, (str, Path)) and not isinstance(x, bool):
-        s = str.__str__(x) if isinstance(x, str) else str(x)
-        if not s or len(s) > 4096 or "\x00" in s:
-            raise CourseError("scenario", f"{_echo(x)} is not a scenario name or path",
-                              "a Scenario, a name like 'article' or a YAML file's path")
-        try:
-            return load_scenario(s)
-        except CourseError:
-            raise
-        except (OSError, ValueError) as err:
-            raise CourseError("scenario", f"cannot load {_echo(s)}: {type(err).__name__}",
-                              "a Scenario, a name like 'article' or a YAML file's path") from None
-    raise CourseError("scenario", f"{_echo(x)} is not a scenario",
-                      "a Scenario (ck.load_scenario(...)), a name like 'article' or a YAML file's path")
+    from .scenario import as_scenario
+    return as_scenario(x, "scenario", default="article")
 
 
 _CACHE: dict = {}          # (exercise id, id(scenario)) -> (scenario, answer); the scenario is kept alive
