@@ -900,7 +900,6 @@ def markdown(scenario=None) -> str:
 
     Stored as ``docs/exercises.md`` (a test keeps it up to date).
     """
-    sc = _as_scenario(scenario)
     out = ["# Exercises", "",
            "Generated from `coursekit/exercises.py` by `coursekit.exercises.markdown()`; do not edit by hand.",
            "Each prompt goes in its chapter *before* the section named in \"before\", so the learner predicts",
@@ -911,6 +910,6 @@ def markdown(scenario=None) -> str:
         for e in exercises(ch):
             out.append(f"- **{e.id}** ({e.kind}{'; what if: ' + e.whatif if e.whatif else ''}): {e.prompt}")
             out.append(f"  - before: `{e.before}`")
-            out.append(f"  - answer (article): `{e.answer(sc)}`")
+            out.append(f"  - answer (article): `{expected(e.id, scenario)}`" + (f" -- {e.why}" if e.why else ""))
         out.append("")
     return "\n".join(out)
