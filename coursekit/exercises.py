@@ -449,7 +449,7 @@ EXERCISES = [
              "16-character hash)",
              _svc_chain, "chain",
              "kube-proxy names the chain after the Service port, not its address: sha256 of "
-             "'namespace/name:port-name' + 'tcp', base32, first 16 characters (`ck.kubeproxy.service_chain`).",
+             "'namespace/name:port-name' + 'tcp', base32, first 16 characters (`coursekit.kubeproxy.service_chain`).",
              before="## xiaomi's nat table"),
     Exercise("05.reply-src", "Which IP:port does busybox see as the source of the reply?",
              _reply_src_in_client, "endpoint",
@@ -463,7 +463,8 @@ EXERCISES = [
     Exercise("05.whatif-clusterip", "What if the Service got another ClusterIP? Would its KUBE-SVC chain's "
              "name change (yes/no)?",
              _chain_changes_with_cluster_ip, "choice",
-             "What does kube-proxy hash to name the chain? Look at `ck.kubeproxy.service_chain`'s arguments.",
+             "What does kube-proxy hash to name the chain? Look at the arguments of "
+             "`coursekit.kubeproxy.service_chain`.",
              before="## xiaomi's nat table", whatif="another ClusterIP",
              why="servicePortChainName hashes namespace/name:port-name and the protocol; the address is not "
                  "part of it.",

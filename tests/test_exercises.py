@@ -339,3 +339,14 @@ def test_before_names_a_heading_of_the_chapter():
 
 def test_docs_list_is_generated_and_up_to_date():
     assert (REPO / "docs" / "exercises.md").read_text(encoding="utf-8") == X.markdown() + "\n"
+
+
+def test_what_hints_and_prompts_name_exists():
+    """A hint that says `ck.x(...)` or `coursekit.m.f` points at something a learner can call."""
+    import importlib
+    for e in X.EXERCISES:
+        for text in (e.hint, e.prompt):
+            for name in re.findall(r"`ck\.(\w+)", text):
+                assert hasattr(ck, name), (e.id, name)
+            for mod, attr in re.findall(r"`coursekit\.(\w+)\.(\w+)`", text):
+                assert hasattr(importlib.import_module(f"coursekit.{mod}"), attr), (e.id, mod, attr)
