@@ -558,14 +558,14 @@ def _one(pattern: str, text: str, what: str, flags=re.I) -> tuple[str, str]:
     return found[0], re.sub(pattern, " ", text, flags=flags)
 
 
-def _ip(text: str, ex: Exercise, allowed=()) -> str:
+def _ip(text: str, ex: Exercise) -> str:
     m, rest = _one(_IP, text, "IPv4 address")
     try:
         ip = str(ipaddress.IPv4Address(m))
     except ValueError:
         raise _Unreadable(f"{m} is not an IPv4 address") from None
     _leftover(rest, {"ip", "ipv4", "address", "addr", "source", "src", "destination", "dst", "from", "to",
-                     "host", "client", "pod", "node", *allowed, *ex.words})
+                     "host", "client", "pod", "node", *ex.words})
     return ip
 
 
