@@ -850,15 +850,15 @@ _CACHE: dict = {}          # (exercise id, id(scenario)) -> (scenario, answer); 
 _ARTICLE: list = []
 
 
-def expected(ex_id: str, scenario=None) -> Any:
-    """The answer the model computes for an exercise (what :func:`check` compares with)."""
-    e = _find(ex_id)
-    if scenario is None:
-        if not _ARTICLE:
-            _ARTICLE.append(_as_scenario(None))
-        sc = _ARTICLE[0]
-    else:
-        sc = _as_scenario(scenario)
+def _scenario_or_article(scenario):
+    if scenario is not None:
+        return _as_scenario(scenario)
+    if not _ARTICLE:
+        _ARTICLE.append(_as_scenario(None))
+    return _ARTICLE[0]
+
+
+def _expected(e: Exercise, sc) -> Any:
     key = (e.id, id(sc))
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is sc:
@@ -868,6 +868,12 @@ def expected(ex_id: str, scenario=None) -> Any:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (sc, value)
     return value
+
+
+def expected(ex_id: str, scenario=None) -> Any:
+    """The answer the model computes for an exercise (what :func:`check` compares with)."""
+    e = _find(ex_id)
+    return _expected(e, _scenario_or_article(scenario))
 
 
 def check(ex_id: str, answer: Any, scenario=None) -> Result:
@@ -880,6 +886,7 @@ def check(ex_id: str, answer: Any, scenario=None) -> Result:
     Taught in: the exercises of every chapter.
     """
     e = _find(ex_id)
+    sc = _scenario_or_article(scenario)
     if answer is None or answer is ...:
         return Result(e.id, None, f"… {e.id}: not answered yet. {e.prompt} Replace None with your prediction.")
     try:
@@ -889,7 +896,7 @@ def check(ex_id: str, answer: Any, scenario=None) -> Result:
         got = _canon(e, text)
     except _Unreadable as u:
         return Result(e.id, False, f"✘ {e.id}: not yet ({_echo(answer)}: {u}). Hint: {e.hint}")
-    want = expected(e.id, scenario)
+    want = _expected(e, sc)
     if _same(e, got, _canon(e, str(want))):
         why = f" {e.why}" if e.why else ""
         return Result(e.id, True, f"✔ {e.id}: correct, {want}.{why}")

@@ -350,3 +350,26 @@ def test_what_hints_and_prompts_name_exists():
                 assert hasattr(ck, name), (e.id, name)
             for mod, attr in re.findall(r"`coursekit\.(\w+)\.(\w+)`", text):
                 assert hasattr(importlib.import_module(f"coursekit.{mod}"), attr), (e.id, mod, attr)
+
+
+scenarios = st.one_of(st.text(max_size=40), st.sampled_from(["", ".", "/", "/dev/null", "/etc", "article.yaml",
+                                                             "../article", "article\n", "/proc/self/status"]),
+                      st.binary(max_size=10), st.integers(), st.lists(st.text(max_size=3), max_size=2),
+                      st.floats(allow_nan=True), st.just(object()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([e.id for e in X.EXERCISES]), scenarios)
+def test_any_scenario_argument_gives_a_result_or_a_course_error(eid, scenario):
+    try:
+        r = ck.check(eid, "1", scenario)
+    except ck.CourseError as e:
+        assert len(str(e)) < 2000
+        return
+    assert isinstance(r, X.Result)
+
+
+def test_a_bad_scenario_is_named_whatever_the_answer():
+    for answer in (None, "not readable at all", "1410"):
+        with pytest.raises(ck.CourseError, match="scenario"):
+            ck.check("01.mss", answer, ["article"])
