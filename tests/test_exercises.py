@@ -373,3 +373,19 @@ def test_a_bad_scenario_is_named_whatever_the_answer():
     for answer in (None, "not readable at all", "1410"):
         with pytest.raises(ck.CourseError, match="scenario"):
             ck.check("01.mss", answer, ["article"])
+
+
+@pytest.mark.parametrize("whatif, base", [
+    ("01.whatif-mss", "01.mss"),                       # pods at 1500 announce more than nginx's 1410
+    ("04.whatif-masq-all", "04.nginx-sees-nomasq"),    # kube-proxy's MASQUERADE replaces Docker's
+    ("06.whatif-rewrites-nomasq", "06.rewrites"),      # one NAT fewer
+    ("07.lab-nomasq", "02.inner-src"),                 # the same capture point, the rule removed
+])
+def test_a_what_if_changes_what_the_model_shows(whatif, base, article):
+    assert X.expected(whatif, article) != X.expected(base, article)
+
+
+def test_no_br_netfilter_moves_dnat_after_docker0(article):
+    from coursekit.exercises import _inner
+    assert _inner(article, "xiaomi", "docker0", "IP", "dst") == str(article.server.ip)
+    assert X.expected("03.whatif-no-brnf", article) == str(article.service(article.request.service).cluster_ip)
