@@ -54,6 +54,7 @@ class Observation:
     flow: str             # "request" (client -> server) or "reply"
     hop: int              # position along the packet's path, 0 = the sender's eth0
     decisions: tuple[Decision, ...] = ()
+    vxlan_port: int | None = None   # the scenario's VXLAN UDP port, to decode the frame by (not by scapy's guess)
 
 
 @dataclass
@@ -103,10 +104,14 @@ def walk(scenario) -> Walk:
     >>> w = walk(load_scenario("article"))       # doctest: +SKIP
     >>> [str(o.frame[26:30]) for o in w.at("meizu", "docker0")]  # inner sources
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts
+    (a Scenario, a name such as ``"article"``, a path).
+
     Taught in: 06-the-whole-walk.
     """
     from .kernel.engine import walk as _engine_walk
-    return _engine_walk(scenario)
+    from .scenario import as_scenario
+    return _engine_walk(as_scenario(scenario))
 
 
 def _cumulative(hops):

@@ -319,7 +319,8 @@ def walk(sc) -> Walk:
         flow = "request" if seg.sender == "client" else "reply"
         for h, (ns, dev, d, t, frame, dec) in enumerate(rec.obs):
             observations.append(Observation(node=ns, iface=dev, direction=d, time_us=seg.send_us + t, frame=frame,
-                                            segment=seg.index, flow=flow, hop=h, decisions=dec))
+                                            segment=seg.index, flow=flow, hop=h, decisions=dec,
+                                            vxlan_port=sc.flannel.port))
         for arp_rec, rtt, anchor, what in net.arp_done:
             base = seg.send_us + rec.obs[anchor][3] - rtt - 1
             for ns, dev, d, t, frame, _dec in arp_rec.obs:
