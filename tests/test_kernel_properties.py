@@ -21,7 +21,7 @@ def variants(draw):
     ch = {}
     port = draw(st.sampled_from([8472, 4789, 4790, None]))
     ch["flannel.port"] = port if port is not None else draw(st.integers(1024, 65535))
-    ch["flannel.vni"] = draw(st.integers(1, (1 << 24) - 1))
+    ch["flannel.vni"] = draw(st.integers(1, 9_999_999))      # flannel.<vni> must fit 15 bytes
     ch["flannel.ipMasq"] = draw(st.booleans())
     ch["kubeProxy.masqueradeAll"] = draw(st.booleans())
     for n in ("xiaomi", "meizu"):
