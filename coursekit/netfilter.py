@@ -19,6 +19,7 @@ Taught in: 05-the-service, 02-flannel (MASQUERADE).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field, replace
 
@@ -70,6 +71,9 @@ class Rule:
 
     def save(self) -> str:
         """The line as ``iptables-save`` prints it (iptables 1.8, either backend)."""
+        return _save_line(self)
+
+    def _save(self) -> str:
         p = [f"-A {self.chain}"]
         if self.src:
             p.append(("! " if self.src_neg else "") + f"-s {self.src}")
@@ -103,7 +107,7 @@ class Rule:
     def matches(self, t: Tuple5, out_if: str | None, in_if: str | None, marks: int,
                 local: set[ipaddress.IPv4Address], ctstate: str | None = None) -> bool:
         def inside(addr, net):
-            return addr in ipaddress.IPv4Network(net, strict=False)
+            return addr in _network(net)
         if self.src and inside(t.src, self.src) == self.src_neg:
             return False
         if self.dst and inside(t.dst, self.dst) == self.dst_neg:
@@ -195,6 +199,18 @@ def masquerade_source(out_if_addr: ipaddress.IPv4Address, t: Tuple5) -> Tuple5:
     the source port is kept unless it clashes with another connection.
     """
     return replace(t, src=out_if_addr)
+
+
+@functools.lru_cache(maxsize=4096)
+def _save_line(rule: Rule) -> str:
+    """``Rule.save``, built once per rule (the walk prints the rules each packet matches)."""
+    return rule._save()
+
+
+@functools.lru_cache(maxsize=1024)
+def _network(text: str) -> ipaddress.IPv4Network:
+    """A rule's ``-s``/``-d`` operand, parsed once (rules are matched for every packet at FORWARD)."""
+    return ipaddress.IPv4Network(text, strict=False)
 
 
 _BUILTIN = ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING")
@@ -361,10 +377,16 @@ class FilterVerdict:
 
 def filter_verdict(rules: list[Rule], policies: dict, hook: str, t: Tuple5, *, in_if=None, out_if=None,
                    marks: int = 0, ctstate: str = "NEW") -> FilterVerdict:
-    """Walk a packet through one chain of the filter table: the first ACCEPT or DROP wins, else the policy."""
-    by_chain: dict[str, list[Rule]] = {}
-    for r in rules:
-        by_chain.setdefault(r.chain, []).append(r)
+    """Walk a packet through one chain of the filter table: the first ACCEPT or DROP wins, else the policy.
+
+    ``rules``: the table's rules in order, or already grouped ``{chain: [rules]}``.
+    """
+    if isinstance(rules, dict):
+        by_chain = rules
+    else:
+        by_chain = {}
+        for r in rules:
+            by_chain.setdefault(r.chain, []).append(r)
     trace: list[str] = []
 
     def run(chain: str, depth: int = 0) -> str | None:

@@ -39,7 +39,7 @@ class Namespace:
         self.ephemeral_ports = ephemeral_ports
         self.ct = ConntrackTable(name) if netfilter else None
         self.nat_rules: list = []
-        self.filter_rules: list = []
+        self.filter_rules: dict = {}                     # chain -> rules, in order
         self.filter_policy: dict = {}
         self.udp_tunnels: dict[int, object] = {}        # UDP port -> VXLAN device
         self.sockets = None                              # set by the engine: a Sockets view

@@ -70,7 +70,10 @@ def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Name
             pns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, p.name) if warm or e.permanent}
         ns.routes = routing.routes(sc, n.name)
         ns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, n.name) if warm or e.permanent}
-        ns.nat_rules, ns.filter_rules, ns.filter_policy = nf[n.name]
+        ns.nat_rules, rules, ns.filter_policy = nf[n.name]
+        ns.filter_rules = {}
+        for r in rules:                                   # grouped by chain once, not per packet
+            ns.filter_rules.setdefault(r.chain, []).append(r)
     for x in sc.externals:
         ns = Namespace(x.name, "host", ephemeral_ports=(32768, 60999))
         nss[x.name] = ns
