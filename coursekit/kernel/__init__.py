@@ -3,12 +3,20 @@
 ::
 
     kernel/
-      frame.py      bytes: offsets, incremental checksums (RFC 1624), VXLAN encapsulation
-      hooks.py      netfilter hooks as data (priority order), nat via coursekit.netfilter, conntrack table
-      devices.py    veth, bridge (FDB, flooding, br_netfilter), VXLAN (FDB, encap), NIC and the wire
-      namespace.py  the IP layer: receive, forward, local delivery, output, neighbours/ARP
-      topology.py   the scenario -> namespaces and devices (tables from routing/netfilter/kubeproxy)
-      engine.py     the walk loop: sockets send, devices hand frames on, observations and drops
+      frame.py      bytes: offsets, incremental checksums (RFC 1624), TCP frames, VXLAN encapsulation
+      hooks.py      netfilter hooks as data (priority order): conntrack, nat and filter tables
+                    (rules from coursekit.netfilter/kubeproxy), confirm; the conntrack table
+      devices.py    veth, bridge (FDB learning, flooding, hairpin, br_netfilter incl. bridged DNAT),
+                    VXLAN (FDB, encapsulation through the host's routing), NIC and the underlay wire
+      namespace.py  the IP layer: receive, forward (TTL, MTU/DF, FORWARD), local delivery (VXLAN
+                    socket: decapsulation by port and VNI), output (route, source address, OUTPUT,
+                    reroute after DNAT), neighbours and ARP
+      topology.py   the scenario -> namespaces and devices (nodes, pods, external hosts)
+      engine.py     the walk loop: sockets send, devices hand frames on; observations, drops, RST
+
+Drops are outcomes with reasons (``Walk.drops``): no route, neighbour
+unresolved, TTL expired, DF larger than the egress MTU, FORWARD policy DROP,
+no VXLAN FDB entry, unknown VNI, hairpin off, no socket (answered by RST).
 
 Each module imports only from those above it (and from the course's
 table-owning modules: routing, netfilter, kubeproxy, vxlan, conversation).
