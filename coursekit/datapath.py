@@ -329,14 +329,15 @@ class _Node:
                  / UDP(sport=sport, dport=sc.flannel.port, chksum=None if sc.flannel.udp_checksum else 0)
                  / VXLAN(flags=VXLAN_FLAGS, vni=sc.flannel.vni)
                  / inner)
+        raw = bytes(outer)
         decisions.append(Decision("vxlan", "vxlan_xmit_one",
                                   f"{sc.flannel.device}: vxlan id {sc.flannel.vni} dstport {sc.flannel.port} "
                                   f"local {n.nic.ip} dev {n.nic.name} nolearning",
-                                  f"+50 bytes: outer {n.nic.ip} -> {remote.nic.ip}, UDP {sport} -> "
+                                  f"+{len(raw) - len(bytes(inner))} bytes: outer {n.nic.ip} -> {remote.nic.ip}, UDP {sport} -> "
                                   f"{sc.flannel.port}, VNI {sc.flannel.vni}, TTL {n.default_ttl}, DF clear; {how}"))
         decisions.append(Decision("route", "main", route.ip_route().strip(), f"outer packet leaves by {route.dev}"))
         decisions.append(Decision("neigh", f"{route.dev} neighbours", nb.ip_neigh(), f"outer destination MAC {nb.mac}"))
-        return Ether(bytes(outer))
+        return Ether(raw)
 
 
 def _hops(sc, client, server):
@@ -442,7 +443,7 @@ def walk(scenario) -> Walk:
             elif h == 6:
                 inner = cur[VXLAN].payload
                 dec = [Decision("decap", "vxlan_rcv", f"UDP {sc.flannel.port} socket of {sc.flannel.device}, VNI {sc.flannel.vni}",
-                                "outer Ethernet/IP/UDP/VXLAN (50 bytes) removed")]
+                                f"outer Ethernet/IP/UDP/VXLAN ({len(bytes(cur)) - len(bytes(inner))} bytes) removed")]
                 cur = Ether(bytes(inner))
             elif h == 7:
                 cur, _ = nodes[node].forward(cur, sc.flannel.device, dec, nat_traces)

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from .errors import CourseError
+from .vxlan import VXLAN_HEADROOM
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
@@ -49,7 +50,7 @@ __all__ = [
 
 #: Bytes VXLAN adds on the wire: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
 #: (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``).
-VXLAN_OVERHEAD = 14 + 20 + 8 + 8
+VXLAN_OVERHEAD = VXLAN_HEADROOM   # the kernel's 20 + 8 + 8 + 14: flannel.1's MTU is the NIC's minus this
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
