@@ -251,3 +251,12 @@ def test_path_refuses_a_place_off_the_path_and_find_an_ambiguous_label(article_w
     with pytest.raises(ck.CourseError, match="2 segments are labelled 'SYN'") as e:
         twice.segment("SYN")
     assert e.value.field == "segment"
+
+
+def test_172_30_83_0_is_flannel_1_not_docker0(article, article_walk):
+    """The article's section 二 summary calls 172.30.83.0 docker0's address: it is flannel.1's /32."""
+    rows = {line.split()[0]: line.split()[2] for line in ck.routing.ip_addr(article, "xiaomi").splitlines()}
+    assert rows["flannel.1"] == "172.30.83.0/32"
+    assert rows["docker0"] == "172.30.83.1/24"
+    syn = pkt(article_walk.find("SYN", ("meizu", "flannel.1")))
+    assert syn[IP].src == rows["flannel.1"].split("/")[0]

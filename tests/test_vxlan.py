@@ -104,6 +104,12 @@ def test_the_kernel_derives_the_same_mtu():
         assert mtu == {"flannel.1": encapsulation(1500).overlay_mtu, "vx6": encapsulation(1500, 6).overlay_mtu}
         # a kernel VXLAN device made without "noudpcsum" computes the outer UDP checksum (Linux >= 4.6)
         assert " udpcsum " in _ip(ns, "-d", "link", "show", "flannel.1").stdout
+        # the UDP socket on 8472 belongs to the kernel's VXLAN driver: ss names no process (article 二.3
+        # says "the port flannel listens on"; no flanneld runs here at all)
+        assert _ip(ns, "link", "set", "flannel.1", "up").returncode == 0
+        ss = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Hulpn"], capture_output=True, text=True, timeout=20)
+        lines = [ln for ln in ss.stdout.splitlines() if ":8472 " in ln]
+        assert lines and not any("users:" in ln for ln in lines), ss.stdout
         vlan = _ip(ns, "link", "add", "link", "u0", "name", "u0.10", "type", "vlan", "id", "10")
         if vlan.returncode == 0:
             assert _ip(ns, "addr", "add", "10.9.1.1/24", "dev", "u0.10").returncode == 0
