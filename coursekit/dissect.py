@@ -250,10 +250,13 @@ def _show(data: bytes, limit: int = 48) -> str:
     return f'"{text}"' + (" ..." if len(data) > limit else "")
 
 
-def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
+def tree(frame, title: str = "", layers: list[Layer] | None = None, scenario=None) -> str:
     """The frame as a Wireshark-like text tree: layers, their byte ranges, every field.
 
     ``layers`` is :func:`dissect`'s result when the caller already has it.
+    With ``scenario`` (and a frame from the walk), each field gets a tag
+    column: ``computed``, ``observed`` or ``assumed``
+    (:func:`coursekit.provenance.of_field`).
 
     Taught in: 01-physical-nic.
     """
@@ -267,7 +270,11 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
         for f in ly.fields:
             pos = f"{f.offset}" + (f".{f.bit_offset}" if f.bit_offset or f.bits % 8 else "")
             size = f"{f.bits // 8}B" if f.bits % 8 == 0 and f.bit_offset == 0 else f"{f.bits}b"
-            lines.append(f"    {pos:>7} {size:>5}  {f.name:<10} {f.value}")
+            tag = ""
+            if scenario is not None:
+                from .provenance import of_field
+                tag = f"{of_field(ly.key, f.name, scenario, getattr(frame, 'observation', None) or frame).label:<9} "
+            lines.append(f"    {pos:>7} {size:>5}  {tag}{f.name:<10} {f.value}")
     return "\n".join(lines)
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import yaml
 
 from .errors import CourseError
+from .provenance import parse_entries
 from .schema import check_manifest_shape, check_scenario_shape, known_path, read_text, read_yaml, suggest
 
 __all__ = [
@@ -223,6 +224,8 @@ class Scenario:
     # "warm": every neighbour cache and bridge FDB already knows its peers (the article's
     # captures); "cold": the first packet waits for ARP on each layer-2 segment
     neighbour_caches: str = "warm"
+    # ((scenario path, "computed"|"observed"|"assumed", why), ...): coursekit.provenance
+    provenance: tuple = ()
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -431,6 +434,11 @@ def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
     parent = raw.pop("extends", None)
     if parent is not None:
         base = raw_scenario(_find_file(parent, p.parent, "extends", "scenarios"), _chain + (key,))
+        # a child's provenance entry for a path replaces the parent's entries under it
+        mine = raw.get("provenance") if isinstance(raw.get("provenance"), dict) else {}
+        if mine and isinstance(base.get("provenance"), dict):
+            base["provenance"] = {k: v for k, v in base["provenance"].items()
+                                  if not any(str(k) == m or str(k).startswith(f"{m}.") for m in mine)}
         raw = _deep_merge(base, raw)
     if raw.get("manifests") is not None and not (isinstance(raw["manifests"], str)
                                                  and Path(raw["manifests"]).is_absolute()):
@@ -1084,7 +1092,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         flannel=flannel, service_cidr=service_cidr, kube_proxy=kube_proxy, nodes=tuple(nodes),
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
-        source=source, raw=raw)
+        provenance=parse_entries(raw.get("provenance")), source=source, raw=raw)
     _cross_checks(sc, raw)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
@@ -1179,6 +1187,35 @@ def manifest_text(sc) -> str:
     return read_text(Path(path), "manifests")
 
 
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value) if not isinstance(value, (dict, list)) else ("{...}" if isinstance(value, dict) else "[...]")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def provenance_lines(sc) -> list[str]:
+    """The scenario's labelled values, grouped: observed (printed in the article), then assumed (stand-ins)."""
+    from .provenance import _raw_has
+    out = ["where the values come from (computed: derived by the model; observed: printed in the article; "
+           "assumed: a plausible stand-in):"]
+    for label in ("observed", "assumed", "computed"):
+        rows = [(p, why) for p, lb, why in sc.provenance if lb == label]
+        if not rows:
+            continue
+        out.append(f"  {label}")
+        for path, why in rows:
+            d: Any = sc.raw
+            for k in path.split("."):
+                d = d.get(k, d.get(int(k)) if k.isdigit() else None) if isinstance(d, dict) else \
+                    (d[int(k)] if isinstance(d, list) and k.isdigit() and int(k) < len(d) else None)
+            if path == "manifests" and isinstance(d, str):
+                d = Path(d).name                   # never a machine's absolute path
+            shown = f" = {_short(d)}" if _raw_has(sc.raw, path) and not isinstance(d, (dict, list)) else ""
+            out.append(f"    {path}{shown}: {why}")
+    out.append("  assumed: every value not listed above (the file's own or the model's default)")
+    out.append("  computed: every address after NAT, TTL, length, checksum, seq/ack, MSS and outer header")
+    return out
+
+
 def describe(sc) -> str:
     """The cluster as a few tables: nodes, pods, the Service, the request and the observed inputs.
 
@@ -1203,10 +1240,16 @@ def describe(sc) -> str:
         lines.append(f"  {s.name:<8} clusterIP {s.cluster_ip}  ports {ports}  endpoints {eps}")
     r, o = sc.request, sc.observed
     lines += ["", f"request: {r.client} -> {r.service} {sc.service(r.service).cluster_ip}:{r.port}  "
-                  f"{r.method} {r.path} (User-Agent: {r.user_agent})",
-              "", "observed inputs (chosen by the kernel or the clock on the day, not computed):",
+                  f"{r.method} {r.path} (User-Agent: {r.user_agent})"]
+    lines += ["", "inputs chosen by the kernel or the clock on the day (not computed):",
               f"  client port {o.client_port}, client ISN {o.client_isn}, server ISN {o.server_isn}, "
-              f"outer source ports {dict(o.vxlan_sport) or '(computed)'}",
-              f"  segment times anchored at {o.anchor[0]} {o.anchor[1]}"
-              + (f" ({len(o.times_us)} observed times)" if o.times_us else " (modelled)")]
+              f"outer source ports {dict(o.vxlan_sport) or '(computed from the flow hash)'}"]
+    if o.times_us:
+        from .provenance import of_path
+        labels = [of_path(sc, f"observed.times.{i}").label for i in range(len(o.times_us))]
+        counts = ", ".join(f"{labels.count(k)} {k}" for k in ("observed", "assumed") if labels.count(k))
+        lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: {counts}")
+    else:
+        lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: modelled from observed.start and timing")
+    lines += ["", *provenance_lines(sc)]
     return "\n".join(lines)

@@ -243,9 +243,8 @@ SCENARIO = Map({
     "timing": Map({k: V for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
                                   "processUs", "arpUs")}),
     "names": Map({"hosts": Dict(V, key="any"), "services": Dict(V, key="any")}),
-    # {label: {scenario path: why}}: see coursekit.provenance
-    "provenance": Map({"observed": Dict(V, key="any"), "assumed": Dict(V, key="any"),
-                       "computed": Dict(V, key="any")}),
+    # {scenario path: "label: why"}: see coursekit.provenance
+    "provenance": Dict(V, key="any"),
 }, nullable=False)
 
 _ANY = Map({}, open=True)
