@@ -22,7 +22,7 @@ from .bpf import apply_filter, compile_filter
 from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
 from .dissect import changes, hexdump, tree
-from .errors import CourseError
+from .errors import CourseError, public
 from .netfilter import nat_save
 from .scenario import as_scenario, default_scenario, describe, load_scenario, manifest_text
 from .tcpdump import Style, render
@@ -61,6 +61,7 @@ class Transcript(str):
         p.text(repr(self))
 
 
+@public
 def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> Transcript:
     """What ``tcpdump -i <interface> [flags] '<filter>'`` on a node prints for the scenario.
 
@@ -75,7 +76,7 @@ def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "")
     scenario = as_scenario(scenario)
     for name, value in (("filter", flt), ("flags", flags)):
         if not isinstance(value, str):
-            raise CourseError(name, f"a {type(value).__name__} is not text",
+            raise CourseError(name, f"a value of type {type(value).__name__} is not text",
                               "a string, e.g. '' or " + ("'udp port 8472'" if name == "filter" else "'-nn -v'"))
     scenario.check_interface(node, interface)
     style = Style.for_scenario(scenario, **parse_flags(flags))

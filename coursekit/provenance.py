@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CourseError
+from .errors import CourseError, public
 
 __all__ = ["LABELS", "Provenance", "of_path", "of_field", "parse_entries"]
 
@@ -96,6 +96,7 @@ def _raw_has(raw: dict, path: str) -> bool:
     return d is not None
 
 
+@public
 def of_path(scenario, path: str) -> Provenance:
     """The label of one scenario value, and why.
 
@@ -208,6 +209,7 @@ def _from(sc, path: str, how: str, label_if_derived: str = "computed") -> Proven
     return Provenance(label_if_derived, f"{how}; from {path} ({origin.label}: {origin.why})", path)
 
 
+@public
 def of_field(layer: str, field: str, scenario=None, observation=None) -> Provenance:
     """The label of one field of a frame at a hop, and why.
 

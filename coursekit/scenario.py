@@ -38,7 +38,7 @@ from typing import Any
 
 import yaml
 
-from .errors import CourseError
+from .errors import CourseError, public
 from .provenance import parse_entries
 from .schema import check_manifest_shape, check_scenario_shape, known_path, read_text, read_yaml, suggest
 
@@ -446,6 +446,7 @@ def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
     return raw
 
 
+@public
 def load_scenario(path: str | Path = "article", overrides: dict | None = None) -> Scenario:
     """Load and validate a scenario by name (``"article"``) or path.
 
@@ -483,6 +484,7 @@ def scenarios() -> list[str]:
     return sorted(p.stem for p in (data_dir() / "scenarios").glob("*.yaml"))
 
 
+@public
 def as_scenario(value: Any, field: str = "scenario", default: str | None = None) -> Scenario:
     """The one way a public function turns its ``scenario`` argument into a :class:`Scenario`.
 
@@ -1173,6 +1175,7 @@ def _cross_checks(sc: Scenario, raw: dict) -> None:
 # Views of the scenario for a chapter
 # --------------------------------------------------------------------------
 
+@public
 def manifest_text(sc) -> str:
     """The Kubernetes manifests the scenario's workloads come from, verbatim.
 
@@ -1216,6 +1219,7 @@ def provenance_lines(sc) -> list[str]:
     return out
 
 
+@public
 def describe(sc) -> str:
     """The cluster as a few tables: nodes, pods, the Service, the request and the observed inputs.
 
