@@ -53,7 +53,7 @@ __all__ = [
 #: (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``).
 VXLAN_OVERHEAD = 14 + 20 + 8 + 8
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
 def data_dir() -> Path:
@@ -352,15 +352,19 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
                                   f"0-{len(d) - 1}" if d else "(the list is empty)")
             d = d[int(k)]
             continue
+        if k not in d and k.isdigit() and int(k) in d:     # YAML gave an index key as a number
+            k = int(k)
         if d.get(k) is None:
             d[k] = {}
         d = d[k]
         if not isinstance(d, (dict, list)):
             raise CourseError(".".join(keys[:i + 1]), f"is the single value {d!r}; it has no {keys[i + 1]!r}",
                               "a path to a value, e.g. " + ".".join(keys[:i + 1]))
-    last = keys[-1]
+    last: Any = keys[-1]
+    if isinstance(d, dict) and last not in d and last.isdigit() and int(last) in d:
+        last = int(last)
     if isinstance(d, list):
-        if not last.isdigit() or int(last) >= len(d):
+        if not str(last).isdigit() or int(last) >= len(d):
             raise CourseError(path, f"no item {last} in a list of {len(d)}", f"0-{len(d) - 1}" if d else "(empty)")
         d[int(last)] = value
     else:
@@ -371,10 +375,17 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
 MAX_EXTENDS = 8
 
 
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):          # a name too long, an embedded NUL
+        return False
+
+
 def _resolve(path: str | Path) -> Path:
     """A scenario name (``article``) or path -> the file to read."""
     p = Path(path)
-    if p.suffix not in (".yaml", ".yml") and not p.exists():
+    if p.suffix not in (".yaml", ".yml") and not _exists(p):
         p = data_dir() / "scenarios" / f"{p}.yaml"
     return p
 
@@ -414,9 +425,11 @@ def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
     """The scenario file as a dict, with ``extends:`` applied (shape not yet checked)."""
     p = _resolve(path) if not _chain else Path(path)
     what = "extends" if _chain else "scenario"
-    if not _chain and not p.exists():
+    if not _chain and not _exists(p):
         names = ", ".join(scenarios())
-        raise CourseError("scenario", f"no scenario named {str(path)!r} (no such file: {p.absolute()})",
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+        where = str(p.absolute()) if len(str(p)) <= 300 else "(name too long)"
+        raise CourseError("scenario", f"no scenario named {shown!r} (no such file: {where})",
                           f"{names}, or a path to a .yaml file")
     raw = read_yaml(p, what)
     if not isinstance(raw, dict):
@@ -600,7 +613,7 @@ def _mac(value: Any, field: str) -> str:
 
 def _name(value: Any, field: str) -> str:
     v = str(value)
-    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", v):
+    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z", v):
         raise CourseError(field, f"{value!r} is not a valid name", "lower-case letters, digits, '-' and '.'")
     return v
 
@@ -651,9 +664,9 @@ def _unicast_net(net: ipaddress.IPv4Network, field: str) -> None:
             raise CourseError(field, f"{net} overlaps the {why} range {bad}", "a private unicast range, e.g. 172.30.0.0/16")
 
 
-_TCHAR = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")          # RFC 9110 token
-_PATH = re.compile(r"^/[\x21-\x7e]*$")                          # origin-form, visible ASCII
-_FIELD_VALUE = re.compile(r"^[\x20-\x7e]*$")                     # printable ASCII, no CR/LF
+_TCHAR = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")          # RFC 9110 token
+_PATH = re.compile(r"^/[\x21-\x7e]*\Z")                          # origin-form, visible ASCII
+_FIELD_VALUE = re.compile(r"^[\x20-\x7e]*\Z")                     # printable ASCII, no CR/LF
 
 
 def _http(request_method: str, path: str, ua: str) -> None:
@@ -690,7 +703,7 @@ def docker_mac(ip: ipaddress.IPv4Address) -> str:
 
 
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
-                      r"(Z|[+-]\d{2}:\d{2})$")
+                      r"(Z|[+-]\d{2}:\d{2})\Z")
 
 
 def _time(value: Any, field: str) -> int:
@@ -719,7 +732,7 @@ def _time(value: Any, field: str) -> int:
 
 
 def _parse_offset(value: Any, field: str) -> int:
-    m = re.match(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$", str(value).strip())
+    m = re.match(r"^(?:UTC)?([+-])(\d{2}):(\d{2})\Z", str(value).strip())
     if not m:
         raise CourseError(field, f"{value!r} is not a UTC offset", "e.g. +08:00 or -05:30")
     if int(m.group(3)) > 59:
@@ -762,7 +775,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         raise CourseError("extends", "only a scenario file can extend another",
                           "load the file with ck.load_scenario, or merge the parent yourself")
     name = str(_get(raw, "name", "", "scenario"))
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", name):
         raise CourseError("name", f"{name!r} is not a scenario name (it names a folder under data/captures)",
                           "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     utc = _parse_offset(_get(raw, "utcOffset", "", "+00:00"), "utcOffset")
@@ -883,7 +896,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     used: dict[str, str] = {}
 
     def add_pod(pname: str, ns: str, node: str, ip: ipaddress.IPv4Address, f: str,
-                labels: dict, cport: int | None, pr: dict) -> None:
+                labels: dict, cport: int | None, pr: dict, of: str = "") -> None:
+        of = of or f                      # where the pod's own settings (veth, MACs) were written
         if node not in node_by:
             raise CourseError(f + ".node", f"unknown node {node!r}", ", ".join(node_by))
         n = node_by[node]
@@ -897,12 +911,12 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             raise CourseError(f + ".ip", f"{ip} is already used by pod {used[str(ip)]}", "one address per pod")
         used[str(ip)] = pname
         veth = pr.get("veth")
-        veth = _ifname(veth, f + ".veth") if veth is not None else "veth" + _stable("veth", node, pname).hex()[:7]
+        veth = _ifname(veth, of + ".veth") if veth is not None else "veth" + _stable("veth", node, pname).hex()[:7]
         pods.append(Pod(
             name=pname, namespace=ns, node=node, ip=ip,
-            mac=_mac(pr.get("mac") or docker_mac(ip), f + ".mac"),
+            mac=_mac(pr.get("mac") or docker_mac(ip), of + ".mac"),
             mtu=n.docker.mtu, veth=veth,
-            veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), f + ".vethMac"),
+            veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), of + ".vethMac"),
             labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
             container_port=cport))
 
@@ -962,7 +976,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             for i in range(replicas):
                 add_pod(f"{dname}-{i + 1}", ns, node, _ip(ips[i], f"{f}.podIPs.{i}"), f"{f}.podIPs.{i}",
                         labels, cports[0] if cports else None,
-                        (w.get("pods") or {}).get(i + 1) or (w.get("pods") or {}).get(str(i + 1)) or {})
+                        (w.get("pods") or {}).get(i + 1) or (w.get("pods") or {}).get(str(i + 1)) or {},
+                        f"{f}.pods.{i + 1}")
         for sd in svc_docs:
             md = sd.get("metadata") or {}
             sname = str(md.get("name"))
@@ -1081,7 +1096,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     svcs = names.get("services", {"http": "80/tcp", "otv": "8472/udp"})
     service_names = []
     for sn, spec in svcs.items():
-        m = re.match(r"^(\d+)/(tcp|udp)$", str(spec))
+        m = re.match(r"^(\d+)/(tcp|udp)\Z", str(spec))
         if not m:
             raise CourseError(f"names.services.{sn}", f"{spec!r} is not port/protocol", "e.g. 80/tcp")
         service_names.append((_port(int(m.group(1)), f"names.services.{sn}"), m.group(2), str(sn)))
@@ -1095,11 +1110,11 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
         provenance=parse_entries(raw.get("provenance")), source=source, raw=raw)
-    _cross_checks(sc, raw)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",
                           ", ".join(sc.interfaces(sc.observed.anchor[0])))
+    _cross_checks(sc, raw)
     return sc
 
 
@@ -1159,6 +1174,13 @@ def _cross_checks(sc: Scenario, raw: dict) -> None:
             if mac in seen:
                 raise CourseError(f, f"{mac} is also {seen[mac]} on the {where} segment", "one MAC per device on a segment")
             seen[mac] = f
+    # the conversation's segments and their times (what the walk would refuse, refused now)
+    from .conversation import segments
+    from .datapath import _cumulative, _hops, _reverse, _schedule
+    segs = segments(sc)
+    req = _hops(sc, sc.client, sc.server)
+    rep = _reverse(req)
+    _schedule(sc, segs, _cumulative(req), _cumulative(rep), req, rep)
     # the request must fit one segment: the model sends it in one write
     from .conversation import TS_OPTION_LEN, wget_request
     svc = sc.service(sc.request.service)
