@@ -3,7 +3,10 @@
 Every chapter starts with ``import coursekit as ck``.  The pieces, one
 module per concept:
 
-* :mod:`~coursekit.scenario` -- the cluster as data (``ck.load_scenario``)
+* :mod:`~coursekit.scenario` -- the cluster as data (``ck.load_scenario``; every function
+  that takes a scenario accepts a Scenario, a name such as ``"article"`` or a path: ``ck.as_scenario``)
+* :mod:`~coursekit.schema` -- the scenario document's shape and the bounded YAML reader
+* :mod:`~coursekit.provenance` -- computed, observed or assumed: where each value comes from
 * :mod:`~coursekit.netfilter`, :mod:`~coursekit.kubeproxy` -- nat rules and conntrack
 * :mod:`~coursekit.routing` -- routes, neighbours, flannel's FDB
 * :mod:`~coursekit.vxlan` -- the kernel's encapsulation choices
@@ -24,6 +27,7 @@ from .datapath import walk
 from .dissect import changes, hexdump, tree
 from .errors import CourseError, public
 from .netfilter import nat_save
+from . import provenance  # noqa: F401  (ck.provenance.of_field / of_path)
 from .scenario import as_scenario, default_scenario, describe, load_scenario, manifest_text
 from .tcpdump import Style, render
 
