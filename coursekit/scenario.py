@@ -685,6 +685,41 @@ def _http(request_method: str, path: str, ua: str) -> None:
                           "printable ASCII, e.g. Wget")
 
 
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")                  # DNS-1123 label
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?\Z")
+
+
+def _k8s_name(value: Any, field: str) -> str:
+    """A Kubernetes object name or namespace (DNS-1123 label: what the API server accepts)."""
+    v = value if isinstance(value, str) else ""
+    if not _K8S_NAME.match(v) or len(v) > 63:
+        raise CourseError(field, f"{value!r} is not a Kubernetes name",
+                          "1-63 lower-case letters, digits and '-', starting and ending with a letter or digit")
+    return v
+
+
+def _labels(labels: Any, field: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for k, v in (labels or {}).items():
+        k, v = str(k), "" if v is None else str(v)
+        if not _LABEL_KEY.match(k) or len(k.rsplit("/", 1)[-1]) > 63:
+            raise CourseError(f"{field}.{k}", f"{k!r} is not a label key", "e.g. app or example.com/name")
+        if not _LABEL_VALUE.match(v) or len(v) > 63:
+            raise CourseError(f"{field}.{k}", f"{v!r} is not a label value",
+                              "up to 63 letters, digits, '-', '_' and '.'")
+        out.append((k, v))
+    return tuple(sorted(out))
+
+
+def _modelled(value: Any, field: str, pattern: str, allowed: str) -> str:
+    v = str(value)
+    if not re.match(pattern + r"\Z", v):
+        raise CourseError(field, f"{v!r} is not modelled (the model follows one version's behaviour)", allowed)
+    return v
+
+
 def _stable(*parts: Any) -> bytes:
     """Deterministic bytes for a default that the real system picks at random."""
     return hashlib.sha256("/".join(map(str, parts)).encode()).digest()
@@ -794,7 +829,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         port=_port(_get(fr, "port", "flannel", 8472), "flannel.port"),
         ip_masq=_bool(_get(fr, "ipMasq", "flannel", False), "flannel.ipMasq"),
         udp_checksum=_bool(_get(fr, "udpChecksum", "flannel", True), "flannel.udpChecksum"),
-        version=str(_get(fr, "version", "flannel", "v0.11.0")),
+        version=_modelled(_get(fr, "version", "flannel", "v0.11.0"), "flannel.version", r"v?0\.11(\.\d+)?",
+                          "v0.11.0 (the version the article's install guide uses)"),
     )
     if len(flannel.device) > IFNAME_MAX:
         raise CourseError("flannel.vni", f"VNI {flannel.vni} makes the device name {flannel.device!r} "
@@ -820,7 +856,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         masquerade_all=_bool(_get(kr, "masqueradeAll", "kubeProxy", False), "kubeProxy.masqueradeAll"),
         cluster_cidr=_net(cc, "kubeProxy.clusterCIDR") if cc else None,
         masquerade_bit=_int(_get(kr, "masqueradeBit", "kubeProxy", 14), "kubeProxy.masqueradeBit", 0, 31),
-        version=str(_get(kr, "version", "kubeProxy", "1.14")),
+        version=_modelled(_get(kr, "version", "kubeProxy", "1.14"), "kubeProxy.version", r"v?1\.14(\.\d+)?",
+                          "1.14 (the version the article's install guide uses)"),
     )
 
     # nodes --------------------------------------------------------------
@@ -917,12 +954,13 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             mac=_mac(pr.get("mac") or docker_mac(ip), of + ".mac"),
             mtu=n.docker.mtu, veth=veth,
             veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), of + ".vethMac"),
-            labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+            labels=_labels(labels, f + ".labels"),
             container_port=cport))
 
     for pname, pr in (_get(raw, "pods", "", {}) or {}).items():
         f = f"pods.{pname}"
-        add_pod(_name(pname, "pods"), str(pr.get("namespace", "default")), str(_get(pr, "node", f)),
+        add_pod(_name(pname, "pods"), _k8s_name(pr.get("namespace") or "default", f + ".namespace"),
+                str(_get(pr, "node", f)),
                 _ip(_get(pr, "ip", f), f + ".ip"), f, pr.get("labels") or {}, None, pr)
 
     services: list[Service] = []
@@ -933,8 +971,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         seen_deployments: set = set()
         for dep in deployments:
             md = dep.get("metadata") or {}
-            dname = str(md.get("name"))
-            ns = str(md.get("namespace", "default"))
+            dname = _k8s_name(md.get("name"), "manifests: Deployment metadata.name")
+            ns = _k8s_name(md.get("namespace") or "default", f"manifests: Deployment {dname} metadata.namespace")
             spec = dep.get("spec") or {}
             tmpl = (spec.get("template") or {})
             tspec = tmpl.get("spec") or {}
@@ -980,7 +1018,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                         f"{f}.pods.{i + 1}")
         for sd in svc_docs:
             md = sd.get("metadata") or {}
-            sname = str(md.get("name"))
+            sname = _k8s_name(md.get("name"), "manifests: Service metadata.name")
             f = f"services.{sname}"
             over = (raw.get("services") or {}).get(sname) or {}
             spec = sd.get("spec") or {}
@@ -1016,10 +1054,10 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                   f"{service_cidr[1]}-{service_cidr[-2]}")
             if cip in {x.cluster_ip for x in services}:
                 raise CourseError(f + ".clusterIP", f"{cip} is already another Service's", "one cluster IP per Service")
-            services.append(Service(name=sname, namespace=str(md.get("namespace", "default")), cluster_ip=cip,
+            sns = _k8s_name(md.get("namespace") or "default", f"manifests: Service {sname} metadata.namespace")
+            services.append(Service(name=sname, namespace=sns, cluster_ip=cip,
                                     ports=tuple(ports),
-                                    selector=tuple(sorted((str(k), str(v)) for k, v in
-                                                          (spec.get("selector") or {}).items()))))
+                                    selector=_labels(spec.get("selector"), f + ".selector")))
 
     # request ----------------------------------------------------------------
     rr = _get(raw, "request", "")
@@ -1092,6 +1130,9 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     hosts = names.get("hosts")
     if hosts is None:
         hosts = {str(n.nic.ip): n.hostname for n in nodes}
+    for k, v in hosts.items():
+        if not _HOSTNAME.match(str(v)) or len(str(v)) > 253:
+            raise CourseError(f"names.hosts.{k}", f"{v!r} is not a host name", "letters, digits, '-' and '.'")
     host_names = tuple(sorted((str(_ip(k, f"names.hosts.{k}")), str(v)) for k, v in hosts.items()))
     svcs = names.get("services", {"http": "80/tcp", "otv": "8472/udp"})
     service_names = []
@@ -1099,6 +1140,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         m = re.match(r"^(\d+)/(tcp|udp)\Z", str(spec))
         if not m:
             raise CourseError(f"names.services.{sn}", f"{spec!r} is not port/protocol", "e.g. 80/tcp")
+        if not re.match(r"^[A-Za-z0-9][-A-Za-z0-9_.+]{0,31}\Z", str(sn)):
+            raise CourseError(f"names.services.{sn}", f"{sn!r} is not a service name", "e.g. http, otv")
         service_names.append((_port(int(m.group(1)), f"names.services.{sn}"), m.group(2), str(sn)))
 
     caches = str(raw.get("neighbourCaches", "warm"))

@@ -159,6 +159,10 @@ def _bad_values(rng: random.Random, raw: dict) -> tuple[str, dict]:
         ("service override", lambda: {"services.ngnix": {"clusterIP": "10.254.1.1"}}),
         ("workload override", lambda: {"workloads.ngnix": {"replicas": 1}}),
         ("timing", lambda: {"timing.wireUs": rng.choice([-1, 10**8, "fast"])}),
+        ("host name", lambda: {"names.hosts": {"10.167.226.38": rng.choice(["evil\nline", "a b", "", "-x"])}}),
+        ("label", lambda: {"pods.busybox.labels": {rng.choice(["a b", "", "x" * 64, "a/b/c"]): "v"}}),
+        ("service name", lambda: {"names.services": {rng.choice(["o tv", "", "a\nb"]): "8472/udp"}}),
+        ("version", lambda: {rng.choice(["flannel.version", "kubeProxy.version"]): rng.choice(["0.20", "v1.0", "latest"])}),
         ("bool", lambda: {rng.choice(["flannel.ipMasq", "kubeProxy.masqueradeAll", f"nodes.{node}.docker.ipMasq",
                                       "flannel.udpChecksum"]): rng.choice(["yes", 1, "true", 0])}),
     ]
@@ -294,6 +298,8 @@ def _bad_file(rng: random.Random, workdir: Path, article_text: str, n: int) -> t
             "kind: Service\nmetadata: {name: nginx}\nspec: {ports: [{port: 4432, protocol: UDP}], selector: {name: nginx1}}\n",
             "kind: Deployment\nmetadata: {name: nginx}\nspec: {template: {spec: {containers: [{name: n, ports: [{containerPort: 0}]}]}}}\n",
             "kind: Service\nmetadata: {name: nginx}\nspec: {ports: [{port: 4432}, {port: 4432}], selector: {name: nginx1}}\n",
+            "kind: Service\nmetadata: {name: 'Nginx X'}\nspec: {ports: [{port: 4432}], selector: {name: nginx1}}\n",
+            "kind: Service\nmetadata: {name: nginx, namespace: 'a\\nb'}\nspec: {ports: [{port: 4432}], selector: {name: nginx1}}\n",
             "kind: Deployment\nmetadata: {name: nginx}\nspec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {c: d}}, spec: {nodeName: meizu, containers: [{name: n}]}}}\n",
         ]))
         f.write_text(article_text.replace("manifests: ../manifests/nginx.yaml", f"manifests: {man}"))
