@@ -115,7 +115,7 @@ def of_path(scenario, path: str) -> Provenance:
     if found is not None:
         return found
     if _raw_has(sc.raw, path):
-        return Provenance("assumed", "set in the scenario file without a stated source", path)
+        return Provenance("assumed", "set in the scenario (its file or an override) without a stated source", path)
     return Provenance("assumed", "the model's default (docs/scenario-format.md), not checked against a capture",
                       path)
 

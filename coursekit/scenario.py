@@ -323,6 +323,7 @@ class Scenario:
         raw = copy.deepcopy(self.raw)
         for path, value in changes.items():
             _set_path(raw, path, value)
+            _relabel(raw, path)
         return scenario_from_dict(raw, source=self.source)
 
 
@@ -369,6 +370,17 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
         d[int(last)] = value
     else:
         d[last] = value
+
+
+def _relabel(raw: dict, path: str) -> None:
+    """An override replaces a value: its old provenance no longer holds (the value is now a stand-in)."""
+    prov = raw.get("provenance")
+    if path == "provenance" or path.startswith("provenance.") or not isinstance(prov, dict) or not prov:
+        return
+    for k in [k for k in prov if str(k) == path or str(k).startswith(path + ".")]:
+        del prov[k]
+    if any(path.startswith(str(k) + ".") for k in prov):
+        prov[path] = "assumed: changed by an override, not taken from the file's source"
 
 
 #: ``extends:`` chains longer than this are refused (the article's is 2).
@@ -479,6 +491,7 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
     raw = raw_scenario(path)
     for k, v in (overrides or {}).items():
         _set_path(raw, k, v)
+        _relabel(raw, k)
     return scenario_from_dict(raw, source=str(_resolve(path)))
 
 
