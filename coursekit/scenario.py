@@ -50,9 +50,11 @@ __all__ = [
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
 
-#: Bytes VXLAN adds on the wire: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
-#: (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``).
-VXLAN_OVERHEAD = VXLAN_HEADROOM   # the kernel's 20 + 8 + 8 + 14: flannel.1's MTU is the NIC's minus this
+#: What the overlay's MTU loses to VXLAN: outer IPv4 20 + UDP 8 + VXLAN 8 + inner
+#: Ethernet 14 (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``);
+#: flannel.1's MTU is the NIC's minus this.  The bytes a frame grows by on the
+#: wire are another sum that is also 50 here (see :func:`coursekit.vxlan.encapsulation`).
+VXLAN_OVERHEAD = VXLAN_HEADROOM
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
