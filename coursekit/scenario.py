@@ -978,6 +978,9 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
 
     services: list[Service] = []
     manifests = raw.get("manifests")
+    if manifests is not None and not (isinstance(manifests, str) and Path(manifests).is_absolute()):
+        # a mapping given directly (not a file): manifests relative to the working folder or data/
+        manifests = raw["manifests"] = str(_find_file(manifests, Path.cwd(), "manifests", "manifests"))
     wl = raw.get("workloads") or {}
     if manifests:
         deployments, svc_docs = _parse_manifests(manifests)
