@@ -17,7 +17,15 @@ Every key, its default and its meaning is documented in
   scenario still looks like Linux.
 
 Everything else a capture shows (NAT'd addresses, TTLs, lengths, sequence
-numbers, checksums, outer headers) is *computed* by the datapath.
+numbers, checksums, outer headers) is *computed* by the datapath.  Which
+inputs the article actually printed (**observed**) and which are plausible
+stand-ins (**assumed**) is the file's ``provenance:`` section
+(:mod:`coursekit.provenance`).
+
+The document's shape is checked in one place before any field is read
+(:mod:`coursekit.schema`); :func:`scenario_from_dict` then checks the values,
+refusing what a real node, Kubernetes or HTTP would refuse, with the reason.
+Every public function that takes a scenario goes through :func:`as_scenario`.
 
 Naming scheme (as on real nodes): the physical NIC is ``enp4s0``, the VTEP is
 ``flannel.<VNI>``, the bridge is ``docker0``, a pod's host-side veth is
