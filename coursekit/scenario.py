@@ -39,12 +39,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .errors import CourseError, public
 from .provenance import parse_entries
@@ -489,7 +488,6 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 
     Taught in: 00-the-scenario.
     """
-    import os
     if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
         raise CourseError("scenario", f"a value of type {type(path).__name__} is not a scenario name or path",
                           ", ".join(scenarios()) + ", or a path to a .yaml file")
@@ -535,7 +533,6 @@ def as_scenario(value: Any, field: str = "scenario", default: str | None = None)
 
     Taught in: 00-the-scenario (every ``ck.`` function that takes a scenario calls it).
     """
-    import os
     if isinstance(value, Scenario):
         return value
     if value is None:
