@@ -358,6 +358,8 @@ def _bad_call(rng: random.Random) -> tuple[str, str, dict]:
         lambda: "ck.%s('article', colour='red')" % c(["walk", "describe", "capture", "tcpdump", "tree", "load_scenario"]),
         lambda: "ck.%s()" % c(["walk", "describe", "capture", "tcpdump", "nat_save"]),
         lambda: "ck.as_scenario(%s)" % c(S),
+        lambda: "ck.Style.for_scenario(%s)" % c(S),
+        lambda: "ck.diagrams.walk_diagram('article', flow=%s)" % c(["'up'", "None", "3"]),
         lambda: "ck.write_pcap('{tmp}/x.pcap', %s)" % c(["[b'abc']", "None", "b'abc'", "[None]", "3"]),
         lambda: "ck.provenance.of_field(%s, 'window')" % c(["'TCPX'", "None", "3"]),
         lambda: "ck.provenance.of_path('article', %s)" % c(["'flannel.vnii'", "''", "None", "'a..b'", "3"]),
