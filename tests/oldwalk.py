@@ -14,12 +14,12 @@ from scapy.layers.l2 import ARP, Ether
 from scapy.layers.vxlan import VXLAN
 
 from coursekit import conversation as conv
-from coursekit.datapath import Decision, Observation, Walk, _schedule, build_frame
+from coursekit.datapath import Decision, Observation, Walk, _cumulative, _schedule, build_frame
 from coursekit.errors import CourseError
 from coursekit.kernel.frame import csum as _csum
 from coursekit.netfilter import Conntrack, Tuple5, nat_table, traverse
 from coursekit.routing import fdb, interface_address, lookup, neighbour
-from coursekit.vxlan import VXLAN_FLAGS, flow_hash, node_seed, udp_flow_src_port
+from coursekit.vxlan import VXLAN_FLAGS, flow_hash, inner_frame, node_seed, udp_flow_src_port
 
 
 def _with(pkt: Ether, *, src_mac=None, dst_mac=None, t: Tuple5 | None = None, ttl=None) -> Ether:
@@ -150,12 +150,14 @@ class _Node:
         remote = next(o for o in sc.nodes if o.nic.ip == entry.dst)
         t = _tuple_of(inner)
         if self.name in sc.observed.vxlan_sport:
+            from coursekit.provenance import of_path
             sport = sc.observed.vxlan_sport[self.name]
-            how = f"outer source port {sport} (observed)"
+            how = f"outer source port {sport} ({of_path(sc, f'observed.vxlanSourcePort.{self.name}').label})"
         else:
             h = flow_hash(t.src, t.dst, t.sport, t.dport, node_seed(sc.observed.flow_hash_seed, self.name))
             sport = udp_flow_src_port(h, *n.ephemeral_ports)
-            how = f"outer source port {sport} = udp_flow_src_port(hash of {t})"
+            how = (f"outer source port {sport} = udp_flow_src_port(hash of {t}); the kernel keys that hash "
+                   "with a random per-boot seed, so the number is a stand-in, not a prediction")
         route = lookup(sc, self.name, remote.nic.ip)
         nb = neighbour(sc, self.name, route.dev, remote.nic.ip)
         ip_id = self.outer_id & 0xFFFF
@@ -166,14 +168,15 @@ class _Node:
                  / UDP(sport=sport, dport=sc.flannel.port, chksum=None if sc.flannel.udp_checksum else 0)
                  / VXLAN(flags=VXLAN_FLAGS, vni=sc.flannel.vni)
                  / inner)
+        raw = bytes(outer)
         decisions.append(Decision("vxlan", "vxlan_xmit_one",
                                   f"{sc.flannel.device}: vxlan id {sc.flannel.vni} dstport {sc.flannel.port} "
                                   f"local {n.nic.ip} dev {n.nic.name} nolearning",
-                                  f"+50 bytes: outer {n.nic.ip} -> {remote.nic.ip}, UDP {sport} -> "
+                                  f"+{len(raw) - len(bytes(inner))} bytes: outer {n.nic.ip} -> {remote.nic.ip}, UDP {sport} -> "
                                   f"{sc.flannel.port}, VNI {sc.flannel.vni}, TTL {n.default_ttl}, DF clear; {how}"))
         decisions.append(Decision("route", "main", route.ip_route().strip(), f"outer packet leaves by {route.dev}"))
         decisions.append(Decision("neigh", f"{route.dev} neighbours", nb.ip_neigh(), f"outer destination MAC {nb.mac}"))
-        return Ether(bytes(outer))
+        return Ether(raw)
 
 
 def _hops(sc, client, server):
@@ -211,9 +214,13 @@ def walk(scenario) -> Walk:
     >>> w = walk(load_scenario("article"))       # doctest: +SKIP
     >>> [str(o.frame[26:30]) for o in w.at("meizu", "docker0")]  # inner sources
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts
+    (a Scenario, a name such as ``"article"``, a path).
+
     Taught in: 06-the-whole-walk.
     """
-    sc = scenario
+    from coursekit.scenario import as_scenario
+    sc = as_scenario(scenario)
     client, server = sc.client, sc.server
     req_hops = _hops(sc, client, server)
     rep_hops = _reverse(req_hops)
@@ -277,9 +284,9 @@ def walk(scenario) -> Walk:
             elif h == 5:
                 dec = [Decision("wire", "underlay", f"{hops[4][0]}:{hops[4][1]} -> {node}:{iface}", "same bytes on the wire")]
             elif h == 6:
-                inner = cur[VXLAN].payload
+                inner = inner_frame(bytes(cur), sc.flannel.port)
                 dec = [Decision("decap", "vxlan_rcv", f"UDP {sc.flannel.port} socket of {sc.flannel.device}, VNI {sc.flannel.vni}",
-                                "outer Ethernet/IP/UDP/VXLAN (50 bytes) removed")]
+                                f"outer Ethernet/IP/UDP/VXLAN ({len(bytes(cur)) - len(bytes(inner))} bytes) removed")]
                 cur = Ether(bytes(inner))
             elif h == 7:
                 cur, _ = nodes[node].forward(cur, sc.flannel.device, dec, nat_traces)
@@ -287,7 +294,7 @@ def walk(scenario) -> Walk:
                 dec = [Decision("veth", "veth pair", f"{hops[8][1]} <-> eth0 of {node}", "delivered to the pod")]
             observations.append(Observation(node=node, iface=iface, direction=d,
                                             time_us=seg.send_us + cum[h], frame=bytes(cur), segment=seg.index,
-                                            flow=flow, hop=h, decisions=tuple(dec)))
+                                            flow=flow, hop=h, decisions=tuple(dec), vxlan_port=sc.flannel.port))
     if sc.neighbour_caches == "cold":
         observations.extend(_arp_exchanges(sc, segs[0].send_us, cum_req))
     w = Walk(scenario=sc, segments=segs, observations=observations,
@@ -361,12 +368,4 @@ def _arp_exchanges(sc, syn_send_us: int, cum) -> list[Observation]:
          (sn.name, "docker0", "in", tm.veth_us + tm.bridge_us)],
         _arp_frame(2, server.mac, sn.docker.bridge_mac, server.ip, sn.docker.bridge_ip, sn.docker.bridge_mac), t2,
         f"{server.ip} dev docker0 lladdr {server.mac} REACHABLE", f"{server.name} answers")
-    return out
-
-
-def _cumulative(hops):
-    out, acc = [], 0
-    for h in hops:
-        acc += h[3]
-        out.append(acc)
     return out

@@ -177,7 +177,7 @@ def test_filter_table_as_iptables_save_prints_it(article):
 
 def test_flannel_version_is_checked(article):
     import pytest
-    with pytest.raises(ck.CourseError, match=r"flannel\.version: 'latest' is not a version"):
+    with pytest.raises(ck.CourseError, match=r"flannel\.version: 'latest' is not modelled"):
         article.with_changes({"flannel.version": "latest"})
 
 

@@ -234,25 +234,25 @@ class Vxlan(Device):
                             f"inner destination MAC {entry.mac} lives behind {entry.dst}"))
         t5 = tuple_of(inner)
         if ns.name in sc.observed.vxlan_sport:
+            from ..provenance import of_path
             sport = sc.observed.vxlan_sport[ns.name]
-            how = f"outer source port {sport} (observed)"
+            how = f"outer source port {sport} ({of_path(sc, f'observed.vxlanSourcePort.{ns.name}').label})"
         else:
             h = flow_hash(t5.src, t5.dst, t5.sport, t5.dport, node_seed(sc.observed.flow_hash_seed, ns.name))
             sport = udp_flow_src_port(h, *ns.ephemeral_ports)
-            how = f"outer source port {sport} = udp_flow_src_port(hash of {t5})"
+            how = (f"outer source port {sport} = udp_flow_src_port(hash of {t5}); the kernel keys that hash "
+                   "with a random per-boot seed, so the number is a stand-in, not a prediction")
         route = ns.route(entry.dst)
         if route is None:
             return net.drop(self, f"no route to the remote VTEP {entry.dst}", dec)
         ttl = ns.default_ttl
-        dec.append(Decision("vxlan", "vxlan_xmit_one",
-                            f"{self.name}: vxlan id {self.vni} dstport {self.port} "
-                            f"local {self.local} dev {self.lower.name} nolearning",
-                            f"+50 bytes: outer {self.local} -> {entry.dst}, UDP {sport} -> "
-                            f"{self.port}, VNI {self.vni}, TTL {ttl}, DF clear; {how}"))
+        vx = len(dec)
+        dec.append(None)                                  # the encapsulation's decision, once its size is known
         out = ns.devices[route.dev]
         dec.append(Decision("route", "main", route.ip_route().strip(), f"outer packet leaves by {route.dev}"))
         nb = ns.resolve(net, out, route.via or entry.dst, entry.dst)
         if nb is None:
+            del dec[vx]
             return net.drop(self, f"neighbour {route.via or entry.dst} unresolved", dec)
         dec.append(Decision("neigh", f"{route.dev} neighbours", nb.ip_neigh(), f"outer destination MAC {nb.mac}"))
         ip_id = self.outer_id & 0xFFFF
@@ -260,4 +260,9 @@ class Vxlan(Device):
         outer = vxlan_encap(inner, src_mac=out.mac, dst_mac=nb.mac, src_ip=self.local, dst_ip=entry.dst,
                             ip_id=ip_id, tos=inner[15] & 0x3, ttl=ttl, sport=sport, dport=self.port,
                             vni=self.vni, udp_csum=self.udp_csum)
+        dec[vx] = Decision("vxlan", "vxlan_xmit_one",
+                           f"{self.name}: vxlan id {self.vni} dstport {self.port} "
+                           f"local {self.local} dev {self.lower.name} nolearning",
+                           f"+{len(outer) - len(inner)} bytes: outer {self.local} -> {entry.dst}, UDP {sport} -> "
+                           f"{self.port}, VNI {self.vni}, TTL {ttl}, DF clear; {how}")
         out.xmit(net, skb.replace(outer), t + net.timing.encap_us, dec)

@@ -285,14 +285,13 @@ def _probe(sc, segs, nf=None):
     return paths.get("client", []), paths.get("server", [])
 
 
-def walk(sc) -> Walk:
-    """Follow every segment of the conversation through the graph; record every observation.
+def schedule(sc, segs, nf: dict | None = None) -> None:
+    """Send times, TCP timestamps and nginx's Date for ``segs``, from the paths the engine probes.
 
-    Taught in: 06-the-whole-walk.
+    A conversation whose SYN never reaches the server is cut to that one segment;
+    if it dies before the anchor, its time is taken where it was first seen.
     """
     from ..datapath import _cumulative, _schedule
-    segs = conv.segments(sc)
-    nf = tables(sc)
     req_hops, rep_hops = _probe(sc, segs, nf)
     timed, lost = sc, not rep_hops
     if lost:
@@ -310,6 +309,16 @@ def walk(sc) -> Walk:
         _schedule(timed, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
     if lost:
         del segs[1:]
+
+
+def walk(sc) -> Walk:
+    """Follow every segment of the conversation through the graph; record every observation.
+
+    Taught in: 06-the-whole-walk.
+    """
+    segs = conv.segments(sc)
+    nf = tables(sc)
+    schedule(sc, segs, nf)
     net = Net(sc, warm=sc.neighbour_caches == "warm", nf=nf)
     observations: list[Observation] = []
     arp_obs: list[Observation] = []

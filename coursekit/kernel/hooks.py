@@ -21,21 +21,18 @@ Taught in: 05-the-service (the engine behind the walk).
 from __future__ import annotations
 
 from ..datapath import Decision
-from ..netfilter import Conntrack, Tuple5, filter_verdict, traverse
+from ..netfilter import HOOK_TABLES, Conntrack, Tuple5, filter_verdict, hook_order, traverse
 from .frame import set_tuple, tuple_of
 
 __all__ = ["NF_HOOKS", "run_hook", "ConntrackTable"]
 
-INT_MAX = 2**31 - 1
+#: what runs for each table of coursekit.netfilter.HOOK_TABLES (raw, mangle and security hold no rules here)
+_TABLE_FUNCTION = {"conntrack": "conntrack", "nat (DNAT)": "nat", "nat (SNAT)": "nat", "filter": "filter",
+                   "conntrack confirm": "confirm"}
 
-#: hook -> (function, priority), in the order the kernel calls them
-NF_HOOKS = {
-    "PREROUTING": (("conntrack", -200), ("nat", -100)),
-    "INPUT": (("filter", 0), ("nat", 100), ("confirm", INT_MAX)),
-    "FORWARD": (("filter", 0),),
-    "OUTPUT": (("conntrack", -200), ("nat", -100), ("filter", 0)),
-    "POSTROUTING": (("nat", 100), ("confirm", INT_MAX)),
-}
+#: hook -> (function, priority), in the order the kernel calls them (from coursekit.netfilter.hook_order)
+NF_HOOKS = {hook: tuple((_TABLE_FUNCTION[t], prio) for t, prio in hook_order(hook) if t in _TABLE_FUNCTION)
+            for hook in HOOK_TABLES}
 
 
 class ConntrackTable:

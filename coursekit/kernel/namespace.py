@@ -147,9 +147,10 @@ class Namespace:
             return net.drop(vx.lower, f"VNI {vni} unknown on UDP port {vx.port}",
                             [Decision("decap", "vxlan_rcv", f"UDP {vx.port} socket, VNI {vni}",
                                       f"no VXLAN device with VNI {vni}: dropped")])
+        inner = bytes(d[off + 8:])
         dec = [Decision("decap", "vxlan_rcv", f"UDP {vx.port} socket of {vx.name}, VNI {vx.vni}",
-                        "outer Ethernet/IP/UDP/VXLAN (50 bytes) removed")]
-        vx.receive(net, skb.replace(bytes(d[off + 8:])), t + net.timing.decap_us, dec)
+                        f"outer Ethernet/IP/UDP/VXLAN ({len(d) - len(inner)} bytes) removed")]
+        vx.receive(net, skb.replace(inner), t + net.timing.decap_us, dec)
 
     def local_deliver(self, net, dev, skb, t, dec) -> None:
         why = run_hook(self, "INPUT", skb, dec, net, in_if=dev.name)
