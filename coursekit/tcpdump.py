@@ -50,6 +50,13 @@ _IPOPTS = {0: "EOL", 1: "NOP", 68: "timestamp", 130: "security", 7: "RR", 137: "
 _IGMPV3_REPORT = {1: "is_in", 2: "is_ex", 3: "to_in", 4: "to_ex", 5: "allow", 6: "block"}
 _ETHERTYPES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q"}
 VXLAN_PORT, VXLAN_LINUX_PORT = 4789, 8472
+# link type -> printer (print-ether.c, print-raw.c, print-sll.c)
+_LINK_PRINTERS = {1: "_ether", 101: "_raw", 228: "_raw_ipv4", 113: "_sll", 276: "_sll2"}
+_SLL_PKTTYPES = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
+# ethertypes tcpdump decodes and this view does not model (it says so instead of guessing)
+_NOT_DECODED = {0x86DD: "ip6", 0x8100: "vlan", 0x88A8: "vlan", 0x8035: "rarp", 0x8847: "mpls", 0x8848: "mpls",
+                0x8863: "pppoe", 0x8864: "pppoe", 0x88CC: "lldp", 0x8809: "slow", 0x888E: "eapol",
+                0x9000: "loopback", 0x0842: "wol", 0x22F0: "avtp", 0x88F7: "ptp", 0x8906: "fcoe"}
 
 
 class _Trunc(Exception):
@@ -140,6 +147,7 @@ class Printer:
     def __init__(self, style: Style | None = None, **kw):
         self.style = style or Style(**kw)
         self._seq: dict = {}
+        self._inner: tuple[int, int] | None = None
 
     # --- names ------------------------------------------------------------
     def host(self, raw4: bytes) -> str:
@@ -160,16 +168,93 @@ class Printer:
         return f"{day // 3600:02d}:{day // 60 % 60:02d}:{day % 60:02d}.{us:06d} "
 
     # --- entry point --------------------------------------------------------
-    def frame(self, time_us: int, data: bytes, wire_len: int | None = None) -> str:
-        """The text tcpdump prints for one frame (without the final newline)."""
+    def frame(self, time_us: int, data: bytes, wire_len: int | None = None, linktype: int = 1) -> str:
+        """The text tcpdump prints for one frame (without the final newline).
+
+        ``linktype`` is the pcap's (1 Ethernet, 101/228 raw IPv4, 113/276 Linux
+        cooked v1/v2); any other raises :class:`CourseError`.
+        """
         wire_len = len(data) if wire_len is None else wire_len
+        bad = _invalid_header(len(data), wire_len)
+        if bad:
+            return bad
+        link = _LINK_PRINTERS.get(linktype)
+        if link is None:
+            from .capture import linktype_error
+            raise linktype_error(linktype)
         out: list[str] = [self.timestamp(time_us)]
         b = _Buf(data)
         try:
-            self._ether(b, 0, wire_len, out)
+            getattr(self, link)(b, 0, wire_len, out)
+            while self._inner is not None:       # VXLAN's inner frame: a loop, not recursion
+                off, length = self._inner
+                self._inner = None
+                self._ether(b, off, length, out)
         except _Trunc as t:
             out.append(f" [|{t.proto}]{t.suffix}")
+        finally:
+            self._inner = None
         return "".join(out)
+
+    # --- raw IP (print-raw.c, print-ip.c's ipN_print) --------------------------
+    def _raw(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if self.style.e:
+            out.append("ip: ")
+        if len(b.data) - off < 1:
+            raise _Trunc("ip")
+        version = b.data[off] >> 4
+        if version == 4:
+            self._ip(b, off, length, out)
+        elif version == 6:
+            b.need(off, 40, "ip6")
+            out.append("IP6 " if not self.style.e else "")
+            self._not_decoded(b, off, "ip6", out)
+        else:
+            out.append(f"unknown ip {version}")
+
+    def _raw_ipv4(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        # LINKTYPE_IPV4 goes through the same raw printer in tcpdump 4.99
+        self._raw(b, off, length, out)
+
+    # --- Linux cooked captures (print-sll.c) ------------------------------------
+    def _sll(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if len(b.data) - off < 16:
+            raise _Trunc("sll")
+        pkttype, _hatype, halen = struct.unpack("!HHH", b.data[off:off + 6])
+        addr, etype = b.data[off + 6:off + 14], b.u16(off + 14, "sll")
+        head = f"{_SLL_PKTTYPES.get(pkttype, '?'):>3} " + (f"{_mac(addr[:6])} " if halen == 6 else "")
+        self._cooked(b, off + 16, length - 16, etype, head, length, out)
+
+    def _sll2(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if len(b.data) - off < 20:
+            raise _Trunc("sll2")
+        etype, _res, ifindex, _hatype, pkttype, halen = struct.unpack("!HHIHBB", b.data[off:off + 12])
+        addr = b.data[off + 12:off + 20]
+        out.append(f"{_ifname(ifindex):<5} {_SLL_PKTTYPES.get(pkttype, '?'):<3} ")
+        head = f"ifindex {ifindex} " + (f"{_mac(addr[:6])} " if halen == 6 else "")
+        self._cooked(b, off + 20, length - 20, etype, head, length, out)
+
+    def _cooked(self, b, off, length, etype, head, full, out):
+        if etype <= 1500:
+            name = {1: "802.3", 4: "802.2"}.get(etype, f"ethertype Unknown (0x{etype:04x})")
+        else:
+            name = f"ethertype {_ETHERTYPES.get(etype, 'Unknown')} (0x{etype:04x})"
+        if self.style.e:
+            out.append(f"{head}{name}, length {full}: ")
+        if etype == 0x0800:
+            self._ip(b, off, length, out)
+        elif etype == 0x0806:
+            self._arp(b, off, length, out)
+        elif etype in _NOT_DECODED:
+            self._not_decoded(b, off, _NOT_DECODED[etype], out)
+        else:
+            if not self.style.e and etype > 1500:
+                out.append(f"{head}{name}, length {full}: ")
+            out.append(_hexdump(b.data[off:off + max(0, min(length, len(b.data) - off))]))
+
+    def _not_decoded(self, b: _Buf, off: int, proto: str, out: list[str]) -> None:
+        """A protocol tcpdump decodes and this view does not model: say so, never guess."""
+        out.append(f"[{proto} not decoded by coursekit; see tcpdump -r]")
 
     # --- Ethernet -------------------------------------------------------------
     def _ether(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
@@ -181,9 +266,10 @@ class Printer:
             return
         dst, src = b.data[off:off + 6], b.data[off + 6:off + 12]
         etype = b.u16(off + 12, "ether")
-        if self.style.e:
+        name = _ETHERTYPES.get(etype, "Unknown")
+        known = etype in (0x0800, 0x0806) or etype in _NOT_DECODED
+        if self.style.e or not known:          # ether_print shows the header of what it cannot decode
             out.append(f"{_mac(src)} > {_mac(dst)}, ")
-            name = _ETHERTYPES.get(etype, "Unknown")
             out.append(f"ethertype {name} (0x{etype:04x}), length {length}: ")
         off += 14
         length -= 14
@@ -191,10 +277,9 @@ class Printer:
             self._ip(b, off, length, out)
         elif etype == 0x0806:
             self._arp(b, off, length, out)
+        elif etype in _NOT_DECODED:
+            self._not_decoded(b, off, _NOT_DECODED[etype], out)
         else:
-            if not self.style.e:
-                name = _ETHERTYPES.get(etype, "Unknown")
-                out.append(f"ethertype {name} (0x{etype:04x}), length {length + 14}: ")
             out.append(_hexdump(b.data[off:off + max(0, min(length, len(b.data) - off))]))
 
     # --- ARP --------------------------------------------------------------------
@@ -482,7 +567,7 @@ class Printer:
         vni = b.u24(off + 4, "vxlan")
         out.append(f"vni {vni}\n")
         b.need(off + 7, 1, "vxlan")      # the reserved byte must be there too (tcpdump 4.99.3)
-        self._ether(b, off + 8, length - 8, out)
+        self._inner = (off + 8, length - 8)     # printed by frame()'s loop: nesting never recurses
 
     def _otv(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
         out.append("OTV, ")
@@ -494,7 +579,7 @@ class Printer:
         out.append(f"overlay {b.u24(off + 1, 'otv')}, ")
         out.append(f"instance {b.u24(off + 4, 'otv')}\n")
         b.u8(off + 7, "otv")
-        self._ether(b, off + 8, length - 8, out)
+        self._inner = (off + 8, length - 8)
 
     # --- TCP --------------------------------------------------------------------
     def _tcp(self, b: _Buf, off: int, length: int, src: bytes, dst: bytes, out: list[str], mf: int) -> None:
@@ -792,30 +877,59 @@ def _relts(secs: int) -> str:
     return "".join(out)
 
 
+def _invalid_header(caplen: int, length: int) -> str:
+    """print.c ``pretty_print_packet``: a record header tcpdump refuses to dissect."""
+    bad = []
+    if caplen == 0:
+        bad.append(" caplen==0")
+    if length == 0:
+        bad.append(" len==0")
+    elif length < caplen:
+        bad.append(f" len({length}) < caplen({caplen})")
+    return "[Invalid header:" + ",".join(bad) + "]" if bad else ""
+
+
+def _ifname(ifindex: int) -> str:
+    """SLL2's interface, named as tcpdump names it: by *this* machine's ``if_indextoname``."""
+    import socket
+    try:
+        return socket.if_indextoname(ifindex)
+    except (OSError, OverflowError, ValueError):
+        return "?"
+
+
 def _mac(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
 def _hexdump(data: bytes) -> str:
-    """tcpdump's default payload dump (``-x`` style) for an unknown protocol."""
+    """tcpdump's default payload dump (``hex_and_ascii_print``) for an unknown protocol."""
     lines = []
     for i in range(0, len(data), 16):
         chunk = data[i:i + 16]
-        words = " ".join(chunk[j:j + 2].hex() for j in range(0, len(chunk), 2))
-        lines.append(f"\n\t0x{i:04x}:  {words}")
+        words = "".join(" " + chunk[j:j + 2].hex() for j in range(0, len(chunk), 2))
+        text = "".join(chr(c) if 0x21 <= c < 0x7F else "." for c in chunk)     # ND_ASCII_ISGRAPH
+        lines.append(f"\n\t0x{i:04x}: {words:<40}  {text}")
     return "".join(lines)
 
 
 def render_lines(frames, style: Style | None = None, **kw) -> list[str]:
-    """One string per frame, as ``tcpdump -r`` prints them (each may span lines)."""
+    """One string per frame, as ``tcpdump -r`` prints them (each may span lines).
+
+    Each frame prints by its own link type (``Frame.linktype``, set by
+    :func:`~coursekit.capture.read_pcap`): Ethernet, raw IPv4 or Linux cooked.
+    """
     p = Printer(style, **kw)
     out = []
     for f in frames:
-        out.append(p.frame(f.time_us, f.data, f.wire_len))
+        out.append(p.frame(f.time_us, f.data, f.wire_len, getattr(f, "linktype", 1)))
     return out
 
 
 def render(frames, style: Style | None = None, **kw) -> str:
-    """The whole text tcpdump prints on stdout for these frames."""
+    """The whole text tcpdump prints on stdout for these frames.
+
+    Taught in: 01-physical-nic.
+    """
     lines = render_lines(frames, style, **kw)
     return "".join(line + "\n" for line in lines)
