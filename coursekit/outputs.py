@@ -94,16 +94,18 @@ def output_file(path, field: str = "output") -> Path:
     """The real path a file may be written to, or :class:`CourseError` saying why not."""
     p = _as_path(path, field)
     real = os.path.realpath(p)
-    top = _kernel_tree(real)
-    if top:
-        raise CourseError(field, f"{p} is under {top}, which holds kernel interfaces, not files", _ALLOWED_FILE)
     st = _stat(real)
     if st == "under-file":
         raise CourseError(field, f"{p}: a part of the path before it is a file, not a folder", _ALLOWED_FILE)
+    if st is not None and not isinstance(st, OSError) and not stat.S_ISREG(st.st_mode):
+        raise CourseError(field, f"{p} is {_kind(st.st_mode)}; coursekit never replaces one", _ALLOWED_FILE)
+    top = _kernel_tree(real)
+    if top:
+        raise CourseError(field, f"{p} is under {top}, which holds kernel interfaces, not files", _ALLOWED_FILE)
     if isinstance(st, OSError):
         raise CourseError(field, f"{p}: {st.strerror}", _ALLOWED_FILE)
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise CourseError(field, f"{p} is {_kind(st.st_mode)}; coursekit never replaces one", _ALLOWED_FILE)
+    if st is not None and not os.access(real, os.W_OK):
+        raise CourseError(field, f"{p} is read-only for you", _ALLOWED_FILE)
     _check_folder(os.path.dirname(real) or ".", p, field, _ALLOWED_FILE)
     return Path(real)
 

@@ -75,6 +75,7 @@ class Style:
     v: int = 0              # -v
     vxlan_style: str = "otv"
     utc_offset_minutes: int = 0
+    local_time: bool = False    # True: the reader's time zone (TZ), as tcpdump -r prints a pcap
     hosts: dict = field(default_factory=dict)      # "10.167.226.38" -> "xiaomi"
     services: dict = field(default_factory=dict)   # (80, "tcp") -> "http"
 
@@ -162,7 +163,12 @@ class Printer:
         return self.style.services.get((p, proto), str(p))
 
     def timestamp(self, time_us: int) -> str:
-        t = time_us + self.style.utc_offset_minutes * 60_000_000
+        if self.style.local_time:
+            import time
+            offset_s = time.localtime(time_us // 1_000_000).tm_gmtoff or 0     # per packet: DST as tcpdump
+            t = time_us + offset_s * 1_000_000
+        else:
+            t = time_us + self.style.utc_offset_minutes * 60_000_000
         sec, us = divmod(t, 1_000_000)
         day = sec % 86400
         return f"{day // 3600:02d}:{day // 60 % 60:02d}:{day % 60:02d}.{us:06d} "
