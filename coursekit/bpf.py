@@ -70,7 +70,8 @@ class Filter:
         pcap = _pcap()
         self.expression = expression
         self._pcap = pcap
-        self._handle = pcap.open_dead(linktype, snaplen)
+        # pcap_open_dead takes a DLT_ value; a pcap file's LINKTYPE_RAW (101) is DLT_RAW
+        self._handle = pcap.open_dead(getattr(pcap, "DLT_RAW", 12) if linktype == 101 else linktype, snaplen)
         if not self._handle:  # pragma: no cover
             raise CourseError("filter", "libpcap could not open a dead handle")
         self._prog = pcap.bpf_program()

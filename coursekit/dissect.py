@@ -166,7 +166,7 @@ def _payload_layer(data: bytes) -> tuple[str, str]:
     return "Data", "Data"
 
 
-MAX_VXLAN_DEPTH = 8     # frames nested deeper than this are shown as data, not dissected
+MAX_VXLAN_DEPTH = 8     # VXLAN headers dissected; a frame inside more of them is shown as data
 
 
 def _header_len(layer: Packet) -> int:
@@ -242,9 +242,9 @@ def dissect(frame) -> list[Layer]:
         while not isinstance(layer, NoPayload):
             name = type(layer).__name__
             if nxt is None and isinstance(layer, Raw) and isinstance(layer.underlayer, VXLAN):
-                if depth + 1 > MAX_VXLAN_DEPTH:
+                if depth + 1 >= MAX_VXLAN_DEPTH:
                     load = bytes(layer.load)
-                    found.append(("Data", f"Data: a frame nested more than {MAX_VXLAN_DEPTH} VXLAN levels deep "
+                    found.append(("Data", f"Data: a frame inside more than {MAX_VXLAN_DEPTH} VXLAN headers "
                                           "(not dissected)", off, len(load), depth + 1, False,
                                   (Field("load", off, 0, len(load) * 8, _show(load)),), f"{len(load)} bytes"))
                     off += len(load)

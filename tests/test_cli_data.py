@@ -123,7 +123,7 @@ def test_open_command_points_at_chapter_00_and_handles_root(monkeypatch):
     from coursekit import cli
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     cmd = cli.open_command()
-    assert cmd[1:4] == ["-m", "jupyter", "lab"] and cmd[-1] == "notebooks/00-the-scenario.ipynb"
+    assert cmd[1:4] == ["-m", "jupyter", "lab"] and cmd[-1] == "--LabApp.default_url=/lab/tree/notebooks/00-the-scenario.ipynb"
     assert "--allow-root" not in cmd
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert "--allow-root" in cli.open_command("03")
