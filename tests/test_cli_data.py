@@ -152,13 +152,6 @@ def test_environment_yml_pins_are_the_tested_set():
     require(not differ, "environment.yml pins differ from this environment: " + ", ".join(differ))
 
 
-def test_ci_runs_the_readme_commands():
-    readme = (ROOT / "README.md").read_text()
-    ci = (ROOT / ".ci/run").read_text()
-    assert 'python -m pip install -e ".[test]"' in readme and 'python -m pip install -q -e ".[test]"' in ci
-    assert "python -m pytest" in readme and "\npython -m pytest\n" in ci
-
-
 def test_open_command_points_at_chapter_00_and_handles_root(monkeypatch):
     from coursekit import cli
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
