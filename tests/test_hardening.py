@@ -329,8 +329,25 @@ def _battery_inputs(seed: int = 16, count: int = 400):
                "tcp port 80 or " * 20 + "udp", "less -1", "vlan and vlan and vlan", "src", "net 10/33"]
     for i in range(count):
         kind = i % 4
-        if kind == 0:                                   # argv soup
+        if kind == 0 and i % 8 == 0:                    # argv soup
             yield "argv", [rnd.choice(words) for _ in range(rnd.randint(0, 7))]
+        elif kind == 0:                                 # well-formed commands with bad values, flags anywhere
+            cmd = rnd.choice(["show", "render", "capture"])
+            argv = [cmd]
+            if cmd == "render":
+                argv.append(rnd.choice([str(ARTICLE_PCAP), "/dev/zero", "/etc/passwd", "/", "{pcap}", "-"]))
+                if rnd.random() < 0.3:
+                    argv += ["--utc-offset", rnd.choice(["+25:00", "local", "scenario", "+05:45", "x", ""])]
+            else:
+                argv += ["--node", rnd.choice(["meizu", "xiaomi", "busybox", "nginx-1", "", "MEIZU", "x" * 99]),
+                         "--interface", rnd.choice(["enp4s0", "flannel.1", "docker0", "eth0", "lo", "../x"])]
+            if cmd == "capture":
+                argv += ["-o", rnd.choice(["/dev/null", "/proc/x", "{tmp}", "{tmp}/c.pcap", "/etc/hostname/x"])]
+            else:
+                argv += rnd.sample(["-n", "-nn", "-e", "-v", "-vv", "-nnev", "-x", "--vxlan-style", "vxlan"],
+                                   rnd.randint(0, 3))
+                argv += [rnd.choice(filters)] if rnd.random() < 0.6 else []
+            yield "argv", argv
         elif kind == 1:                                 # capture bytes: mutated or cut pcaps
             data = bytearray(good)
             for _ in range(rnd.randint(1, 8)):
@@ -365,7 +382,7 @@ def test_bad_input_battery(tmp_path):
     for kind, value in _battery_inputs():
         counts[kind] += 1
         if kind == "argv":
-            batch.append(value)
+            batch.append([a.format(tmp=tmp_path, pcap=pcap) for a in value])
         elif kind == "pcap":
             pcap.write_bytes(value)
             try:                                          # the API: a result or CourseError
@@ -392,18 +409,21 @@ def test_bad_input_battery(tmp_path):
     code = (
         "import io, sys, contextlib, json\n"
         "from coursekit.cli import main\n"
-        "bad = []\n"
+        "bad, rcs = [], {}\n"
         "for argv in json.load(sys.stdin):\n"
         "    err = io.StringIO()\n"
         "    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):\n"
         "        rc = main([a for a in argv if a not in ('lab', 'open', 'data')] or ['--help'])\n"
         "    text = err.getvalue()\n"
+        "    rcs[rc] = rcs.get(rc, 0) + 1\n"
         "    if 'Traceback' in text or rc not in (0, 1, 2) or 'internal error' in text:\n"
         "        bad.append([argv, rc, text[-300:]])\n"
-        "print(json.dumps(bad))\n")
+        "print(json.dumps([bad, rcs]))\n")
     import json
     r = subprocess.run([sys.executable, "-c", code], input=json.dumps(batch), capture_output=True, text=True,
                        cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout.splitlines()[-1]) == []
+    bad, rcs = json.loads(r.stdout.splitlines()[-1])
+    assert bad == []
+    assert rcs.get("0", 0) >= 5 and rcs.get("2", 0) >= 50, rcs      # the battery reaches both answers
     assert sum(counts.values()) >= 400 and min(counts.values()) >= 100, counts
