@@ -163,6 +163,8 @@ def apply_filter(frames, expression: str | list[str] | None):
     Taught in: 01-physical-nic.
     """
     expression = check_expression(expression)
+    if isinstance(frames, (str, bytes, bytearray)) or not hasattr(frames, "__iter__"):
+        raise CourseError("frames", f"{type(frames).__name__} is not a list of Frames", "what ck.capture returns")
     frames = list(frames)
     if not expression:
         return frames

@@ -51,6 +51,19 @@ class Frame:
     observation: object = None          # the datapath Observation it came from, if any
     linktype: int = LINKTYPE_ETHERNET   # the pcap's link type (read_pcap sets it)
 
+    def __post_init__(self):
+        if isinstance(self.data, (bytearray, memoryview)):
+            object.__setattr__(self, "data", bytes(self.data))
+        if not isinstance(self.data, bytes):
+            raise CourseError("Frame.data", f"{type(self.data).__name__} is not bytes", "the frame's bytes")
+        for name, value, low in (("time_us", self.time_us, None), ("orig_len", self.orig_len, 0),
+                                 ("linktype", self.linktype, 0)):
+            if name == "orig_len" and value is None:
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or (low is not None and value < low):
+                raise CourseError(f"Frame.{name}", f"{value!r:.40} is not {'an integer' if low is None else 'a whole number'}",
+                                  "µs since the epoch" if name == "time_us" else "an integer >= 0")
+
     @property
     def wire_len(self) -> int:
         return self.orig_len if self.orig_len is not None else len(self.data)
@@ -95,7 +108,7 @@ def write_pcap(path: str | os.PathLike, frames: list[Frame]) -> Path:
     """
     from .outputs import output_file, write_file
     output_file(path)                   # before any work: a bad place fails fast
-    if isinstance(frames, (str, bytes)) or not all(isinstance(f, Frame) for f in frames):
+    if not isinstance(frames, (list, tuple)) or not all(isinstance(f, Frame) for f in frames):
         raise CourseError("frames", "not a list of capture Frames", "what ck.capture or ck.read_pcap returns")
     return write_file(path, pcap_bytes(frames))
 

@@ -327,6 +327,10 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
     Taught in: 01-physical-nic.
     """
     data = frame_bytes(frame)
+    if not isinstance(title, str):
+        raise CourseError("title", f"{type(title).__name__} is not text", "a str (or leave it out)")
+    if layers is not None and (not isinstance(layers, (list, tuple)) or not all(isinstance(x, Layer) for x in layers)):
+        raise CourseError("layers", f"{type(layers).__name__} is not dissect()'s result", "dissect(frame), or None")
     layers = layers if layers is not None else dissect(data)
     lines = [title or f"Frame: {len(data)} bytes"]
     for i, ly in enumerate(layers):
@@ -345,6 +349,8 @@ def hexdump(frame, width: int = 16) -> str:
 
     Taught in: 01-physical-nic.
     """
+    if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= 64:
+        raise CourseError("width", f"{width!r:.40} is not allowed", "bytes per line, 1 to 64")
     data = frame_bytes(frame)
     lines = []
     for ly in dissect(data):

@@ -79,6 +79,19 @@ class Style:
     hosts: dict = field(default_factory=dict)      # "10.167.226.38" -> "xiaomi"
     services: dict = field(default_factory=dict)   # (80, "tcp") -> "http"
 
+    def __post_init__(self):
+        from .errors import CourseError
+        for name, allowed in (("n", (0, 1, 2)), ("v", (0, 1)), ("e", (False, True)), ("local_time", (False, True)),
+                              ("vxlan_style", ("otv", "vxlan"))):
+            value = getattr(self, name)
+            if isinstance(value, float) or value not in allowed or (name in ("n", "v") and isinstance(value, bool)):
+                raise CourseError(name, f"{value!r:.40} is not allowed", ", ".join(map(repr, allowed)))
+        m = self.utc_offset_minutes
+        if not isinstance(m, int) or isinstance(m, bool) or abs(m) > 14 * 60:
+            raise CourseError("utc_offset_minutes", f"{m!r:.40} is not allowed", "an integer from -840 to 840")
+        if not isinstance(self.hosts, dict) or not isinstance(self.services, dict):
+            raise CourseError("style", "hosts and services must be dicts", "Style.for_scenario(scenario)")
+
     @classmethod
     def for_scenario(cls, scenario, **kw) -> "Style":
         return cls(utc_offset_minutes=scenario.utc_offset_minutes,
@@ -89,8 +102,12 @@ class Style:
 def parse_flags(flags: list[str] | str) -> dict:
     """``["-nn", "-e", "-v"]`` -> ``{"n": 2, "e": True, "v": 1}``; rejects what tcpdump would not take here."""
     from .errors import CourseError
+    if flags is None:
+        flags = []
     if isinstance(flags, str):
         flags = flags.split()
+    if not isinstance(flags, (list, tuple)) or not all(isinstance(f, str) for f in flags):
+        raise CourseError("flags", f"{flags!r:.40} is not text", "-n, -nn, -e, -v and combinations like -nnev")
     out = {"n": 0, "e": False, "v": 0}
     for f in flags:
         if not f.startswith("-") or len(f) < 2:
@@ -146,6 +163,14 @@ class Printer:
     """tcpdump's printers over one capture (keeps the relative-seq table)."""
 
     def __init__(self, style: Style | None = None, **kw):
+        from .errors import CourseError
+        if style is not None and not isinstance(style, Style):
+            raise CourseError("style", f"{type(style).__name__} is not a Style", "ck.Style(n=2, e=True, v=1) or None")
+        if style is not None and kw:
+            raise CourseError("style", f"both a Style and {', '.join(kw)}", "one or the other")
+        unknown = sorted(set(kw) - set(Style.__dataclass_fields__))
+        if unknown:
+            raise CourseError(unknown[0], "unknown option", ", ".join(Style.__dataclass_fields__))
         self.style = style or Style(**kw)
         self._seq: dict = {}
         self._inner: tuple[int, int] | None = None
@@ -925,10 +950,18 @@ def render_lines(frames, style: Style | None = None, **kw) -> list[str]:
     Each frame prints by its own link type (``Frame.linktype``, set by
     :func:`~coursekit.capture.read_pcap`): Ethernet, raw IPv4 or Linux cooked.
     """
+    from .errors import CourseError
     p = Printer(style, **kw)
+    if isinstance(frames, (str, bytes, bytearray)) or not hasattr(frames, "__iter__"):
+        raise CourseError("frames", f"{type(frames).__name__} is not a list of Frames",
+                          "what ck.capture or ck.read_pcap returns")
     out = []
     for f in frames:
-        out.append(p.frame(f.time_us, f.data, f.wire_len, getattr(f, "linktype", 1)))
+        data, t = getattr(f, "data", None), getattr(f, "time_us", None)
+        if not isinstance(data, (bytes, bytearray)) or not isinstance(t, int):
+            raise CourseError("frames", f"a {type(f).__name__} is not a capture Frame",
+                              "what ck.capture or ck.read_pcap returns")
+        out.append(p.frame(t, bytes(data), f.wire_len, getattr(f, "linktype", 1)))
     return out
 
 

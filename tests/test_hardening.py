@@ -427,3 +427,36 @@ def test_bad_input_battery(tmp_path):
     assert bad == []
     assert rcs.get("0", 0) >= 5 and rcs.get("2", 0) >= 50, rcs      # the battery reaches both answers
     assert sum(counts.values()) >= 400 and min(counts.values()) >= 100, counts
+
+
+def test_api_battery_only_course_error_escapes(tmp_path):
+    """Every public function of these modules, called with the wrong kind of thing: a result or CourseError."""
+    from coursekit.tcpdump import parse_flags
+    fr = ck.read_pcap(ARTICLE_PCAP)[1]
+    vals = [None, 0, -1, 3, "x", b"x", [], [None], ["x"], 3.5, {"a": 1}, fr[0], fr, object(), True, "", "-nn",
+            ["-nn"], [b"\0" * 5], 10 ** 30, str(tmp_path)]
+    calls = {
+        "render": lambda v: ck.render(v), "render style": lambda v: ck.render(fr, v),
+        "render n": lambda v: ck.render(fr, n=v), "render v": lambda v: ck.render(fr, v=v),
+        "render offset": lambda v: ck.render(fr, utc_offset_minutes=v), "render kw": lambda v: ck.render(fr, bogus=v),
+        "parse_flags": parse_flags, "tree": ck.tree, "tree title": lambda v: ck.tree(fr[0], title=v),
+        "tree layers": lambda v: ck.tree(fr[0], layers=v), "hexdump": ck.hexdump,
+        "hexdump width": lambda v: ck.hexdump(fr[0], width=v), "changes": lambda v: ck.changes(v, fr[0]),
+        "changes 2": lambda v: ck.changes(fr[0], v), "read_pcap": ck.read_pcap,
+        "write_pcap path": lambda v: ck.write_pcap(v, fr), "write_pcap frames": lambda v: ck.write_pcap(tmp_path / "w", v),
+        "apply_filter frames": lambda v: ck.apply_filter(v, "tcp"), "apply_filter expr": lambda v: ck.apply_filter(fr, v),
+        "compile_filter": ck.compile_filter, "Frame data": lambda v: ck.render([Frame(0, v)]),
+        "Frame time": lambda v: ck.render([Frame(v, b"\0" * 20)]), "Frame len": lambda v: ck.render([Frame(0, b"\0" * 20, v)]),
+        "Frame linktype": lambda v: ck.render([Frame(0, b"\0" * 20, None, None, v)]),
+    }
+    tried = 0
+    for name, fn in calls.items():
+        for v in vals:
+            tried += 1
+            try:
+                fn(v)
+            except ck.CourseError:
+                pass
+            except Exception as e:  # noqa: BLE001
+                pytest.fail(f"{name}({v!r:.40}) raised {type(e).__name__}: {e}")
+    assert tried >= 480
