@@ -152,10 +152,13 @@ def glob_escape(text: str) -> str:
 
 
 def _open(args) -> int:
-    import subprocess
     cmd = open_command(args.chapter, args.no_browser)
     print("$ " + shlex.join(cmd), file=sys.stderr, flush=True)
-    return subprocess.call(cmd, cwd=notebooks_dir().parent)
+    os.chdir(notebooks_dir().parent)
+    if os.name == "posix":          # become JupyterLab: ^C and kill reach it, no orphaned server
+        os.execv(cmd[0], cmd)
+    import subprocess               # pragma: no cover - Windows
+    return subprocess.call(cmd)
 
 
 def _lab(args) -> int:

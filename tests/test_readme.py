@@ -140,15 +140,15 @@ PREAMBLE = r"""
 set -euo pipefail
 open_until_url() {      # start JupyterLab, wait for the chapter's URL, stop it
     local log; log=$(mktemp)
-    "$@" >"$log" 2>&1 & local pid=$!
+    setsid "$@" >"$log" 2>&1 & local pid=$!
     for _ in $(seq 1 120); do
         if grep -q "http://.*/lab/tree/notebooks/00-the-scenario.ipynb" "$log"; then
-            kill "$pid"; wait "$pid" || true; echo "open: chapter URL printed"; return 0
+            kill -- -"$pid"; wait "$pid" || true; echo "open: chapter URL printed"; return 0
         fi
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.5
     done
-    kill "$pid" 2>/dev/null || true; cat "$log" >&2; return 1
+    kill -- -"$pid" 2>/dev/null || true; cat "$log" >&2; return 1
 }
 """
 
