@@ -6,7 +6,20 @@ tcpdump 4.99 prints for Ethernet, ARP, IPv4, ICMP echo, UDP, VXLAN/OTV, TCP
 (flags, options, relative sequence numbers) and HTTP's first line (or every
 line with ``-v``).  Out-of-scope payloads print the way tcpdump prints a
 payload it has no dissector for; a frame cut short by the snapshot length
-ends in ``[|proto]``; nothing raises.
+ends in ``[|proto]``; a record header tcpdump calls invalid (caplen 0, len 0,
+len < caplen) prints its ``[Invalid header: ...]`` line; nothing raises.
+A protocol tcpdump decodes but this view does not model (IPv6, VLAN tags,
+MPLS, ...) prints ``[ip6 not decoded by coursekit; see tcpdump -r]`` rather
+than a guess.
+
+Link types (``Frame.linktype``, from the pcap): Ethernet (1), raw IPv4 (101,
+228; ``ip:`` with ``-e``), Linux cooked v1 (113) and v2 (276; ``tcpdump -i
+any``), printed as tcpdump 4.99.3 prints them -- SLL2's interface names come,
+as in tcpdump, from *this* machine's ``if_indextoname``.  Any other link type
+raises :class:`CourseError` naming the ones allowed.  VXLAN's inner frames
+are printed in a loop, so any nesting depth prints (as tcpdump does) without
+recursion.  tests/test_tcpdump_diff.py compares all of this with real
+tcpdump.
 
 Modes: ``n`` (0, 1 or 2: ``-n``/``-nn``), ``e`` (``-e``), ``v`` (``-v``).
 Names come from the scenario (its hosts file and services database), never
