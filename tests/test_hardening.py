@@ -369,7 +369,7 @@ def _battery_inputs(seed: int = 16, count: int = 400):
         else:
             yield "output", rnd.choice(["/dev/null", "/dev/full", "/proc/self/mem", "/sys/kernel/x", "/",
                                         "/etc/hostname/x", "/nonexistent/dir/x.pcap", "{tmp}", "{tmp}/fifo",
-                                        "{tmp}/" + "y" * 300, "{tmp}/ok.pcap", "{tmp}/../ok2.pcap"])
+                                        "{tmp}/" + "y" * 300, "{tmp}/ok.pcap", "{tmp}/sub/../ok2.pcap"])
 
 
 def test_bad_input_battery(tmp_path):
