@@ -113,6 +113,17 @@ def frame_bytes(frame) -> bytes:
                       "bytes, a capture Frame, a walk Observation or a scapy packet")
 
 
+def vxlan_port_of(frame, vxlan_port: int | None = None) -> int | None:
+    """The UDP port to decode VXLAN by: the argument, else the port the walk recorded with the frame."""
+    if vxlan_port is not None:
+        if isinstance(vxlan_port, bool) or not isinstance(vxlan_port, int) or not 1 <= vxlan_port <= 65535:
+            raise CourseError("vxlan_port", f"{vxlan_port!r} is not a UDP port", "None or 1-65535")
+        return vxlan_port
+    obs = getattr(frame, "observation", None) or frame
+    port = getattr(obs, "vxlan_port", None)
+    return port if isinstance(port, int) else None
+
+
 def _bits(s) -> int:
     if isinstance(s, tuple):            # a bit field left the byte unfinished: (bytes, bitsdone, value)
         return len(s[0]) * 8 + s[1]
@@ -214,8 +225,11 @@ def _fields(layer: Packet, off: int, data: bytes) -> tuple[list[Field], int]:
     return fields, hlen
 
 
-def dissect(frame) -> list[Layer]:
+def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
     """The layers of an Ethernet frame, outermost first, with every field's offset.
+
+    VXLAN is decoded on ``vxlan_port`` (default: the scenario's port recorded
+    with a walk's frame; for bare bytes, scapy's well-known VXLAN ports).
 
     VXLAN's inner frame is dissected in a loop, not by recursion: frames nested
     more than ``MAX_VXLAN_DEPTH`` deep show the rest as data.
@@ -225,9 +239,13 @@ def dissect(frame) -> list[Layer]:
 
     Taught in: 01-physical-nic.
     """
+    from .vxlan import inner_frame
+    port = vxlan_port_of(frame, vxlan_port)
     data = frame_bytes(frame)
     if len(data) < 14:
         raise CourseError("frame", f"{len(data)} bytes is shorter than an Ethernet header", "14 bytes or more")
+    # the scenario's port decides (vxlan.inner_frame, by offsets), not scapy's table of well-known ports
+    by_port = port is not None and inner_frame(data, port) is not None
     found: list[tuple] = []             # (key parts..., fields) before the keys are known
     deferred: list[list[Packet]] = []   # each level's trailing padding, emitted innermost first
     cls, start, end, depth = Ether, 0, len(data), 0
@@ -236,6 +254,12 @@ def dissect(frame) -> list[Layer]:
             layer = cls(data[start:end], stop_dissection_after=VXLAN)
         except Exception:  # noqa: BLE001 - as scapy does for a payload it cannot parse: raw data
             layer = Raw(data[start:end])
+        if by_port and depth == 0:
+            u = layer.getlayer(UDP)
+            if u is not None and not isinstance(u.payload, VXLAN):
+                payload = bytes(u.payload)
+                u.remove_payload()
+                u.add_payload(VXLAN(payload, stop_dissection_after=VXLAN))
         off = start
         nxt = None
         tail: list[Packet] = []
@@ -331,7 +355,7 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
         raise CourseError("title", f"{type(title).__name__} is not text", "a str (or leave it out)")
     if layers is not None and (not isinstance(layers, (list, tuple)) or not all(isinstance(x, Layer) for x in layers)):
         raise CourseError("layers", f"{type(layers).__name__} is not dissect()'s result", "dissect(frame), or None")
-    layers = layers if layers is not None else dissect(data)
+    layers = layers if layers is not None else dissect(frame)
     lines = [title or f"Frame: {len(data)} bytes"]
     for i, ly in enumerate(layers):
         if ly.inner and (i == 0 or not layers[i - 1].inner):
@@ -353,7 +377,7 @@ def hexdump(frame, width: int = 16) -> str:
         raise CourseError("width", f"{width!r:.40} is not allowed", "bytes per line, 1 to 64")
     data = frame_bytes(frame)
     lines = []
-    for ly in dissect(data):
+    for ly in dissect(frame):
         lines.append(f"{ly.key} [{ly.offset}:{ly.end}] {ly.length} bytes")
         chunk = data[ly.offset:ly.end]
         for i in range(0, len(chunk), width):
@@ -374,7 +398,7 @@ def changes(before, after) -> list[Change]:
     # Inner layers are keyed like a plain frame's ("IPv4"), so the pod's
     # packet compares with itself across encapsulation.
     a = {ly.key: ly for ly in dissect(before)}
-    b = {ly.key: ly for ly in dissect(after)}
+    b = {ly.key: ly for ly in dissect(after, vxlan_port_of(before))}
     out: list[Change] = []
     for key, ly in b.items():
         if key not in a:
