@@ -419,8 +419,12 @@ def test_bad_input_battery(tmp_path):
         "        bad.append([argv, rc, text[-300:]])\n"
         "print(json.dumps([bad, rcs]))\n")
     import json
+    import resource
+
+    def bounded():                  # memory stays bounded: 2 GiB of address space for the whole battery
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
     r = subprocess.run([sys.executable, "-c", code], input=json.dumps(batch), capture_output=True, text=True,
-                       cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600)
+                       cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=600, preexec_fn=bounded)
     assert r.returncode == 0, r.stderr[-2000:]
     bad, rcs = json.loads(r.stdout.splitlines()[-1])
     assert bad == []
