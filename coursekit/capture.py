@@ -23,7 +23,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CourseError
+from .errors import CourseError, public
 
 __all__ = ["Frame", "capture", "write_pcap", "read_pcap", "parse_pcap", "pcap_bytes", "LINKTYPE_ETHERNET",
            "LINKTYPES", "SNAPLEN", "MAX_PCAP_BYTES"]
@@ -69,6 +69,7 @@ class Frame:
         return self.orig_len if self.orig_len is not None else len(self.data)
 
 
+@public
 def capture(scenario, node: str, interface: str, walk=None) -> list[Frame]:
     """The frames tcpdump on ``node``'s ``interface`` records, in order.
 
@@ -103,6 +104,14 @@ def _linktype_of(frames) -> int:
 
 def pcap_bytes(frames: list[Frame], snaplen: int = SNAPLEN, linktype: int | None = None) -> bytes:
     """A classic pcap (little-endian, microseconds) of ``frames``; the link type is theirs unless given."""
+    if not isinstance(frames, (list, tuple)):
+        raise CourseError("frames", f"a value of type {type(frames).__name__} is not a list of frames",
+                          "a list of ck.Frame (from ck.capture or ck.read_pcap)")
+    for i, f in enumerate(frames):
+        if not isinstance(f, Frame):
+            hint = " (wrap bytes as ck.Frame(time_us, data))" if isinstance(f, (bytes, bytearray)) else ""
+            raise CourseError(f"frames[{i}]", f"a value of type {type(f).__name__} is not a Frame{hint}",
+                              "ck.Frame (from ck.capture or ck.read_pcap)")
     if linktype is None:
         linktype = _linktype_of(frames)
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)]
@@ -114,6 +123,7 @@ def pcap_bytes(frames: list[Frame], snaplen: int = SNAPLEN, linktype: int | None
     return b"".join(out)
 
 
+@public
 def write_pcap(path: str | os.PathLike, frames: list[Frame]) -> Path:
     """Write a classic pcap atomically; refuses folders, devices, /proc and /sys (see :mod:`.outputs`).
 
@@ -121,8 +131,6 @@ def write_pcap(path: str | os.PathLike, frames: list[Frame]) -> Path:
     """
     from .outputs import output_file, write_file
     output_file(path)                   # before any work: a bad place fails fast
-    if not isinstance(frames, (list, tuple)) or not all(isinstance(f, Frame) for f in frames):
-        raise CourseError("frames", "not a list of capture Frames", "what ck.capture or ck.read_pcap returns")
     return write_file(path, pcap_bytes(frames))
 
 

@@ -31,7 +31,7 @@ from scapy.layers.l2 import ARP, Ether  # noqa: F401
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Packet, Raw
 
-from .errors import CourseError
+from .errors import CourseError, public
 
 __all__ = ["Field", "Layer", "Change", "dissect", "tree", "hexdump", "changes", "frame_bytes"]
 
@@ -225,6 +225,7 @@ def _fields(layer: Packet, off: int, data: bytes) -> tuple[list[Field], int]:
     return fields, hlen
 
 
+@public
 def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
     """The layers of an Ethernet frame, outermost first, with every field's offset.
 
@@ -343,16 +344,20 @@ def _show(data: bytes, limit: int = 48) -> str:
     return f'"{text}"' + (" ..." if len(data) > limit else "")
 
 
-def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
+@public
+def tree(frame, title: str = "", layers: list[Layer] | None = None, scenario=None) -> str:
     """The frame as a Wireshark-like text tree: layers, their byte ranges, every field.
 
     ``layers`` is :func:`dissect`'s result when the caller already has it.
+    With ``scenario`` (and a frame from the walk), each field gets a tag
+    column: ``computed``, ``observed`` or ``assumed``
+    (:func:`coursekit.provenance.of_field`).
 
     Taught in: 01-physical-nic.
     """
-    data = frame_bytes(frame)
     if not isinstance(title, str):
-        raise CourseError("title", f"{type(title).__name__} is not text", "a str (or leave it out)")
+        raise CourseError("title", f"a value of type {type(title).__name__} is not text", "a string")
+    data = frame_bytes(frame)
     if layers is not None and (not isinstance(layers, (list, tuple)) or not all(isinstance(x, Layer) for x in layers)):
         raise CourseError("layers", f"{type(layers).__name__} is not dissect()'s result", "dissect(frame), or None")
     layers = layers if layers is not None else dissect(frame)
@@ -364,17 +369,22 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
         for f in ly.fields:
             pos = f"{f.offset}" + (f".{f.bit_offset}" if f.bit_offset or f.bits % 8 else "")
             size = f"{f.bits // 8}B" if f.bits % 8 == 0 and f.bit_offset == 0 else f"{f.bits}b"
-            lines.append(f"    {pos:>7} {size:>5}  {f.name:<10} {f.value}")
+            tag = ""
+            if scenario is not None:
+                from .provenance import of_field
+                tag = f"{of_field(ly.key, f.name, scenario, getattr(frame, 'observation', None) or frame).label:<9} "
+            lines.append(f"    {pos:>7} {size:>5}  {tag}{f.name:<10} {f.value}")
     return "\n".join(lines)
 
 
+@public
 def hexdump(frame, width: int = 16) -> str:
     """The frame's bytes in hex, one block per layer, each line starting at its frame offset.
 
     Taught in: 01-physical-nic.
     """
-    if not isinstance(width, int) or isinstance(width, bool) or not 1 <= width <= 64:
-        raise CourseError("width", f"{width!r:.40} is not allowed", "bytes per line, 1 to 64")
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 64:
+        raise CourseError("width", f"{width!r} is not a number of bytes per line", "1-64 (16 is usual)")
     data = frame_bytes(frame)
     lines = []
     for ly in dissect(frame):
@@ -387,6 +397,7 @@ def hexdump(frame, width: int = 16) -> str:
     return "\n".join(lines)
 
 
+@public
 def changes(before, after) -> list[Change]:
     """What differs between two frames of one packet: changed fields, layers added or removed.
 
