@@ -432,8 +432,9 @@ def test_bad_input_battery(tmp_path):
     assert sum(counts.values()) >= 400 and min(counts.values()) >= 100, counts
 
 
-def test_api_battery_only_course_error_escapes(tmp_path):
+def test_api_battery_only_course_error_escapes(tmp_path, monkeypatch):
     """Every public function of these modules, called with the wrong kind of thing: a result or CourseError."""
+    monkeypatch.chdir(tmp_path)         # write_pcap("x", ...) may succeed: it writes here
     from coursekit.tcpdump import parse_flags
     fr = ck.read_pcap(ARTICLE_PCAP)[1]
     vals = [None, 0, -1, 3, "x", b"x", [], [None], ["x"], 3.5, {"a": 1}, fr[0], fr, object(), True, "", "-nn",
