@@ -137,7 +137,9 @@ def test_environment_yml_pins_are_the_tested_set():
     conda, _ = _environment_yml()
     differ = []
     for name, pin in conda.items():
-        if name in ("python", "pip", "libpcap", "tcpdump") or not pin:
+        # test tooling (pytest, hypothesis) releases often and shapes no output: the range in
+        # pyproject.toml is enough; the course's packages are bounded there to the tested minor
+        if name in ("python", "pip", "libpcap", "tcpdump", "pytest", "hypothesis") or not pin:
             continue
         try:
             have = version(name)
