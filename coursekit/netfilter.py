@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 
 __all__ = ["Rule", "Tuple5", "Verdict", "Conntrack", "nat_table", "traverse", "conntrack_entry", "conntrack_history",
            "tcp_track", "tcp_transition", "KERNEL_TCP_TIMEOUTS", "KUBE_PROXY_TCP_TIMEOUTS",
-           "iptables_save", "masquerade_source"]
+           "iptables_save", "masquerade_source", "explain_rule", "nat_explained"]
 
 
 @dataclass(frozen=True)
@@ -528,4 +528,78 @@ def conntrack_history(walk, node: str, timeouts: dict | None = None) -> str:
         flags = "[UNREPLIED]" if s.unreplied else ("[ASSURED]" if s.assured else "")
         out.append(f"{s.segment:>3}  {s.direction:<8}  {s.old + ' -> ' + s.new:<27}  {s.timeout:>7}  "
                    f"{flags:<11}  {label}: {s.why}")
+    return "\n".join(out)
+
+
+# --- the nat table, rule by rule ------------------------------------------------
+
+def explain_rule(r: Rule) -> str:
+    """Who writes one nat rule and what it is for, in one line (sources: kube-proxy 1.14's
+    proxier.go, kubelet's kubelet_network_linux.go, libnetwork's bridge driver, flannel's iptables.go)."""
+    c, t = r.chain, r.target
+    if t == "KUBE-SERVICES" and c == "PREROUTING":
+        return "every packet arriving at this node (from its pods, from the wire) is checked against the Services"
+    if t == "KUBE-SERVICES" and c == "OUTPUT":
+        return "so are packets from this node's own processes"
+    if t == "KUBE-POSTROUTING":
+        return "after routing: masquerade what was marked for it (see KUBE-POSTROUTING)"
+    if t == "DOCKER" and c == "PREROUTING":
+        return "Docker: packets for one of this node's own addresses go to DOCKER (published ports, none here)"
+    if t == "DOCKER" and c == "OUTPUT":
+        return "Docker: the same for this node's own processes, loopback excluded"
+    if c == "DOCKER" and t == "RETURN":
+        return "Docker: packets coming from the bridge skip the published-port DNATs"
+    if t == "MASQUERADE" and r.owner == "docker":
+        return (f"Docker --ip-masq: a pod packet from {r.src} leaving by any interface but {r.out_if} "
+                "gets that interface's address as its source")
+    if r.owner == "flannel":
+        return {("RETURN", False): "flannel -ip-masq: pod to pod stays unmasqueraded",
+                ("MASQUERADE", False): "flannel -ip-masq: pod to outside the pod network is masqueraded",
+                ("RETURN", True): "flannel -ip-masq: outside to this node's pods is left alone",
+                ("MASQUERADE", True): "flannel -ip-masq: outside to other pods is masqueraded"}[(t, r.src_neg)]
+    if c == "KUBE-MARK-DROP":
+        return ("kubelet (--iptables-drop-bit=15): set packet mark 0x8000, which filter's KUBE-FIREWALL drops; "
+                "kube-proxy jumps here only for LoadBalancer source ranges and Local services without local pods")
+    if c == "KUBE-MARK-MASQ":
+        return ("kubelet and kube-proxy (--iptables-masquerade-bit=14): set packet mark 0x4000 "
+                "on this packet (not on the connection: conntrack -L's mark= stays 0)")
+    if c == "KUBE-POSTROUTING":
+        return "a packet carrying mark 0x4000 is masqueraded"
+    if c.startswith("KUBE-SEP-") and t == "KUBE-MARK-MASQ":
+        return ("hairpin: the endpoint itself called the Service and got itself; without SNAT it would "
+                "answer itself directly and the reply would miss the un-DNAT")
+    if c.startswith("KUBE-SEP-") and t == "DNAT":
+        return f"the DNAT: destination becomes the endpoint {r.target_args.split()[-1]}"
+    if c == "KUBE-SERVICES" and t == "KUBE-MARK-MASQ":
+        return ("mark for SNAT every packet to the Service"
+                if not r.src else f"mark for SNAT a packet to the Service from outside the cluster CIDR {r.src}")
+    if c == "KUBE-SERVICES" and t.startswith("KUBE-SVC-"):
+        return f"the Service: destination {r.dst} port {r.dport} goes to its chain"
+    if t == "KUBE-NODEPORTS":
+        return "NodePort Services: anything for this node's own addresses (must stay last)"
+    if c.startswith("KUBE-SVC-") and t.startswith("KUBE-SEP-"):
+        if r.probability is None:
+            return "pick an endpoint: the last (or only) one takes whatever is left"
+        return f"pick an endpoint: this one with probability {r.probability:g} of what is left"
+    return "(not explained)"
+
+
+def nat_explained(scenario, node: str, walk=None) -> str:
+    """``iptables-save -t nat`` on ``node``, rule by rule: number, owner, whether the request's
+    first packet matched it (``*``), the rule, and what it is for.
+
+    Taught in: 05-the-service.
+    """
+    rules, chains = nat_table(scenario, node)
+    by_text = {r.save(): r for r in rules}
+    hit = set()
+    if walk is not None:
+        hit = {line for (n, _), v in walk.nat_traces.items() if n == node for line in v.trace}
+    order = [ln for ln in iptables_save(rules, chains).splitlines() if ln.startswith("-A ")]
+    out = []
+    for i, line in enumerate(order, 1):
+        r = by_text[line]
+        who = r.owner if r.chain != "KUBE-MARK-DROP" else "kubelet"
+        out.append(f"{i:>2} {'*' if line in hit else ' '} {who:<10} {line}\n"
+                   f"{'':>15}{explain_rule(r)}")
     return "\n".join(out)

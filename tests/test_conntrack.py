@@ -141,3 +141,24 @@ def test_unknown_node(w):
     with pytest.raises(ck.CourseError) as e:
         conntrack_entry(w, "busybox", after=0)
     assert e.value.field == "node"
+
+
+def test_every_nat_rule_is_explained_and_the_first_packets_path_is_starred(w):
+    from coursekit.netfilter import nat_explained
+    sc = w.scenario
+    text = nat_explained(sc, "xiaomi", w)
+    rules = [ln for ln in ck.nat_save(sc, "xiaomi").splitlines() if ln.startswith("-A ")]
+    assert len(rules) == 16 and text.count("\n") == 2 * len(rules) - 1
+    assert "(not explained)" not in text
+    starred = [ln.split(None, 3)[3] for ln in text.splitlines() if ln[3:4] == "*"]
+    assert "-A POSTROUTING -s 172.30.83.0/24 ! -o docker0 -j MASQUERADE" in starred
+    assert any("DNAT --to-destination 172.30.20.2:80" in x for x in starred)
+    assert not any("KUBE-MARK-MASQ" in x.split(" -j ")[-1] for x in starred)   # the pod is not marked
+
+
+@pytest.mark.parametrize("changes", [{"replicas": 3}, {"masquerade": False}])
+def test_variants_are_explained_too(w, changes):
+    from coursekit.netfilter import nat_explained
+    sc = ck.explore.apply(w.scenario, changes)
+    assert "(not explained)" not in nat_explained(sc, "xiaomi")
+    assert "(not explained)" not in nat_explained(sc.with_changes({"flannel.ipMasq": True}), "meizu")
