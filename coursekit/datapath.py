@@ -329,8 +329,8 @@ def walk(scenario) -> Walk:
             t = ct.reply
             t = Tuple5("tcp", server.ip, t.sport, t.dst, t.dport)
             hops, cum, me = rep_hops, cum_rep, server
-        if seg.flags == (conv.SYN | conv.ACK):
-            ip_id = 0                     # a SYN-ACK from a listener carries IP id 0
+        if seg.sent_from != "socket":
+            ip_id = 0                     # a listener's SYN-ACK, a TIME_WAIT ACK: no socket counter (ip_select_ident)
         else:
             ip_id = ids[seg.sender] & 0xFFFF
             ids[seg.sender] += 1

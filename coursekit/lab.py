@@ -57,9 +57,9 @@ PREFIX = "pwlab-"
 _counter = itertools.count(1)
 
 # Fields the kernel (or the clock) chooses freely; compared for presence, not value.
+# The inner IP id is compared: each socket's counter starts where the lab's did
+# (fed as observed.ipId) and a listener's SYN-ACK and a TIME_WAIT ACK carry 0.
 FREE_FIELDS = {
-    ("IPv4", "id"): "IP id: the kernel's per-socket/per-destination counter",
-    ("IPv4", "chksum"): "follows the IP id",
     ("outer IPv4", "id"): "IP id of the outer header: a per-destination counter",
     ("outer IPv4", "chksum"): "follows the outer IP id",
     ("TCP", "chksum"): "covers the TS values (and may be left to offload on veth)",
@@ -557,15 +557,12 @@ def _serve(cfg: dict) -> None:
             break
         data += chunk
     c.sendall(nginx_response_header(int(time.time()), len(body), sc.observed.nginx_mtime))
-    # nginx's sendfile then close: the FIN rides on the body's segment.  Cork, write, shut
-    # down, uncork: the kernel appends the FIN to the still-queued body.
+    # nginx's sendfile then close: the FIN rides on the body's last segment.  Cork, write,
+    # close: tcp_send_fin appends the FIN to the still-queued body and pushes it.
+    # Then close(), as nginx does with Connection: close: the socket is orphaned, so the
+    # client's ACK of the FIN turns it into a TIME_WAIT socket (whose ACK carries IP id 0).
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
     c.sendall(body)
-    c.shutdown(socket.SHUT_WR)
-    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
-    c.settimeout(10)
-    while c.recv(4096):
-        pass
     c.close()
     s.close()
 
@@ -623,9 +620,8 @@ def _fetch(cfg: dict) -> None:
         if not chunk:
             break
         got += chunk
-    # busybox closes at once; waiting lets the kernel's ACK of nginx's FIN leave on its own
-    # (a quick close may fold it into our FIN), so the segment sequence is the same every run.
-    time.sleep(0.2)
+    # busybox closes at once.  The kernel ACKs nginx's last segment + FIN at once only if
+    # that segment is a full one (see coursekit.conversation); else this FIN carries the ACK.
     s.close()
     head, _, body = got.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0].decode()
@@ -767,15 +763,18 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
     anchor = (probe.server.node, "docker0")
     times: dict[int, int] = {}
     windows: dict[int, int] = {}
+    ids: dict[int, int] = {}
     unknown = []
     for f in _tcp_frames(captured[anchor], sc)[0]:
-        tcp = _inner(f.data)[TCP]
+        inner = _inner(f.data)
+        tcp = inner[TCP]
         sig = _signature(tcp, isn_c, isn_s, cport)
         if sig not in sig_index:
             unknown.append(sig)
             continue
         times.setdefault(sig_index[sig], f.time_us)
         windows.setdefault(sig_index[sig], tcp.window)
+        ids.setdefault(sig_index[sig], inner[IP].id)
     if unknown or len(times) != len(segs):
         raise CourseError("live lab", f"the kernel's conversation does not have the model's shape: "
                           f"{len(times)} of {len(segs)} segments identified on {anchor[0]} {anchor[1]}"
@@ -789,18 +788,23 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
                 sports[node] = p[UDP].sport
                 break
     iso = [_iso(times[i]) for i in range(len(segs))]
+    # each connected socket's first IP id (its counter: random at connect/accept); the
+    # model counts on from there, and gives 0 where no socket counter is used
+    first_id = {who: ids[next(s.index for s in segs if s.sender == who and s.sent_from == "socket")]
+                for who in ("client", "server")}
     over = {"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
             "observed.wscale": {"client": ws[0], "server": ws[1]},
             "observed.windows": [windows[i] for i in range(len(segs))], "observed.endpoint": endpoint,
             "observed.times": iso, "observed.anchor": {"node": anchor[0], "interface": anchor[1]},
-            "observed.tsLagTicks": {}, "observed.vxlanSourcePort": sports, "utcOffset": "+00:00",
+            "observed.tsLagTicks": {}, "observed.vxlanSourcePort": sports, "observed.ipId": dict(sc.observed.ip_id, **first_id),
+            "utcOffset": "+00:00",
             # hop latencies are free (and jitter on a real kernel): zero keeps every
             # observed time causal, and each sender's order is what is compared
             "timing": {k: 0 for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
                                       "processUs")}}
     fed = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s, "wscale": list(ws),
            "windows": [windows[i] for i in range(len(segs))], "endpoint": str(eps[endpoint].ip),
-           "vxlanSourcePort": sports, "times": f"{len(iso)} segment times at {anchor[0]} {anchor[1]}"}
+           "vxlanSourcePort": sports, "ipId": first_id, "times": f"{len(iso)} segment times at {anchor[0]} {anchor[1]}"}
     return over, fed
 
 
