@@ -143,7 +143,7 @@ def test_cli_all_and_status(ready, tmp_path):
     r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "all", "--out", str(tmp_path / "p"),
                         "--json", str(tmp_path / "r.json")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    assert "every modelled field matches" in r.stdout
+    assert "fields compared by value, all equal" in r.stdout
     assert "building" in r.stderr or "namespaces:" in r.stderr          # progress is shown
     assert (tmp_path / "r.json").read_text().count('"ok": true') >= 1
     r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "status"], capture_output=True, text=True, env=env)
@@ -219,7 +219,7 @@ def test_cli_step_by_step_with_cold_caches(ready, tmp_path):
         assert r.returncode == 0 and "233-byte header + 612-byte body" in r.stdout, r.stderr
         r = cli("compare", "--json", str(tmp_path / "r.json"))
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "every modelled field matches" in r.stdout and "ARP exchanges" in r.stdout
+        assert "fields compared by value, all equal" in r.stdout and "ARP exchanges" in r.stdout
         assert len(list(tmp_path.glob("*.pcap"))) == 10
     finally:
         r = cli("down")
