@@ -497,15 +497,16 @@ EXERCISES = [
              before="## Explore everything at once", whatif="Docker --ip-masq=false",
              words=("times", "rewrites", "nat", "operations", "translations")),
     # -- 07 the live lab
-    Exercise("07.lab-nomasq", "Build the lab from a scenario where xiaomi's Docker has ipMasq: false (the "
-             "masquerade rule is gone). Which inner source IP will tcpdump on meizu's flannel.1 show for the "
-             "request?",
+    Exercise("07.lab-nomasq", "Break one thing: run the lab (`python -m coursekit lab all --scenario FILE`) with "
+             "a scenario that extends the article's and sets `nodes: {xiaomi: {docker: {ipMasq: false}}}` (Docker's "
+             "masquerade rule on xiaomi is gone). Which inner source IP will tcpdump on meizu's flannel.1 show for "
+             "the request?",
              _under(_NO_CLIENT_MASQ, lambda sc: _inner_src(sc, sc.server.node, sc.flannel.device)), "ip",
              "Which rule rewrote the source in the article's lab? Look at `ck.nat_save(sc, 'xiaomi')` and ask "
              "what else could change it.",
              before="## Run it and compare", whatif="xiaomi's Docker --ip-masq=false"),
-    Exercise("07.lab-vni", "Build the lab with flannel.vni: 42. What number will `tcpdump -i enp4s0` on meizu "
-             "print after `instance` in the OTV line?",
+    Exercise("07.lab-vni", "Run the lab with a scenario that extends the article's and sets `flannel: {vni: 42}`. "
+             "What number will `tcpdump -i enp4s0` on meizu print after `instance` in the OTV line?",
              _under(_knobs(vni=42), _otv_instance), "int",
              "tcpdump's OTV printer reads the VXLAN header's VNI field as its instance: which VNI does flannel "
              "give the device?",
@@ -539,7 +540,7 @@ def _words(rest: str) -> list[str]:
 def _leftover(rest: str, allowed: set[str]) -> None:
     """Refuse words other than fillers: hedges, a second value, anything we cannot vouch for."""
     for w in _words(rest.lower()):
-        w = w.strip(".-+~<>")
+        w = w.strip(".-+")
         if not w:
             continue
         if w in _HEDGES:
@@ -598,6 +599,8 @@ _NUMBER_WORDS = {"zero": 0, "none": 0, "nothing": 0, "no": 0, "one": 1, "once": 
 def _int(text: str, ex: Exercise) -> str:
     if re.search(r"\d{31}", text):
         raise _Unreadable("that number is far too long")
+    if re.search(r"(?<![\w.])-\s*\d", text):
+        raise _Unreadable("a count or a size is not negative")
     text = re.sub(r"(?<=[a-z])(?=\d)|(?<=\d)(?=[a-z])", " ", text.lower())     # "mss1410", "50b"
     text = re.sub(r"\b(%s)\b" % "|".join(_NUMBER_WORDS), lambda m: str(_NUMBER_WORDS[m.group(1)]), text)
     m, rest = _one(_NUM, text, "number")
@@ -730,7 +733,16 @@ def _echo(value: Any) -> str:
 
 
 def _as_text(value: Any, ex: Exercise) -> str:
-    """The answer as text, or _Unreadable."""
+    """The answer as text, or _Unreadable (also when the value's own methods fail)."""
+    try:
+        return _to_text(value, ex)
+    except _Unreadable:
+        raise
+    except Exception:
+        raise _Unreadable(f"a {type(value).__name__} that cannot be read as an answer") from None
+
+
+def _to_text(value: Any, ex: Exercise) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, int):
@@ -757,7 +769,7 @@ def _as_text(value: Any, ex: Exercise) -> str:
     if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
         return str(value)
     if isinstance(value, tuple) and ex.kind == "endpoint" and len(value) == 2:
-        return f"{_as_text(value[0], ex)}:{_as_text(value[1], ex)}"
+        return f"{_to_text(value[0], ex)}:{_to_text(value[1], ex)}"
     if isinstance(value, (list, tuple, set, frozenset, dict)):
         raise _Unreadable(f"one answer, not a {type(value).__name__} of candidates")
     if isinstance(value, str):

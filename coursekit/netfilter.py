@@ -296,8 +296,12 @@ def nat_table(scenario, node: str) -> tuple[list[Rule], list[str]]:
 def nat_save(scenario, node: str) -> str:
     """``iptables-save -t nat`` on ``node``, as the model builds it.
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts.
+
     Taught in: 05-the-service.
     """
+    from .scenario import as_scenario
+    scenario = as_scenario(scenario)
     rules, chains = nat_table(scenario, node)
     return iptables_save(rules, chains)
 
@@ -474,7 +478,7 @@ def conntrack_entry(walk, node: str, *, after: int | None = None, at_us: int | N
                     timeouts: dict | None = None) -> "ConntrackEntry | None":
     """``node``'s conntrack entry for the walk's connection at one moment, derived from the conversation.
 
-    The moment is either ``after=<segment index>`` (just after that segment
+    The moment is either ``after=<segment index or label>`` (just after that segment
     crossed ``node``'s conntrack) or ``at_us=<time>`` (microseconds on the
     walk's clock; ``walk.segments[i].send_us`` are on the same clock).
     ``None`` means ``conntrack -L`` lists nothing: before the SYN, or after
@@ -493,6 +497,8 @@ def conntrack_entry(walk, node: str, *, after: int | None = None, at_us: int | N
         raise CourseError("moment", "give exactly one of after=<segment index> or at_us=<time>",
                           "after=0..%d, or at_us=<microseconds>" % (len(walk.segments) - 1))
     steps = tcp_track(_moments(walk, node), timeouts)
+    if isinstance(after, str) and hasattr(walk, "segment"):
+        after = walk.segment(after)                       # a label: "GET", "SYN-ACK", "ACK of FIN"
     if after is not None:
         if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < len(walk.segments):
             raise CourseError("after", f"{after!r} is not a segment of this conversation",
@@ -603,3 +609,39 @@ def nat_explained(scenario, node: str, walk=None) -> str:
         out.append(f"{i:>2} {'*' if line in hit else ' '} {who:<10} {line}\n"
                    f"{'':>15}{explain_rule(r)}")
     return "\n".join(out)
+
+
+# --------------------------------------------------------------------------
+# Hook order: which tables run where, in which order
+# --------------------------------------------------------------------------
+
+#: ``include/uapi/linux/netfilter_ipv4.h`` ``NF_IP_PRI_*``: at one hook, lower runs first.
+NF_IP_PRI = {"raw": -300, "conntrack": -200, "mangle": -150, "nat (DNAT)": -100, "filter": 0,
+             "security": 50, "nat (SNAT)": 100, "conntrack confirm": 2**31 - 1}
+
+#: The IPv4 hooks with the tables (and conntrack) registered on each, in priority
+#: order: raw and conntrack on PREROUTING/OUTPUT (``ipv4_conntrack_in``/``_local``),
+#: nat's destination half on PREROUTING/OUTPUT and its source half on
+#: INPUT/POSTROUTING, conntrack's confirmation last on INPUT and POSTROUTING
+#: (``ipv4_confirm``).  nat chains are consulted for a connection's first packet only.
+HOOK_TABLES = {
+    "PREROUTING": ("raw", "conntrack", "mangle", "nat (DNAT)"),
+    "INPUT": ("mangle", "filter", "security", "nat (SNAT)", "conntrack confirm"),
+    "FORWARD": ("mangle", "filter", "security"),
+    "OUTPUT": ("raw", "conntrack", "mangle", "nat (DNAT)", "filter", "security"),
+    "POSTROUTING": ("mangle", "nat (SNAT)", "conntrack confirm"),
+}
+
+
+def hook_order(hook: str) -> list[tuple[str, int]]:
+    """The tables at one IPv4 hook with their priorities, in the order the kernel runs them.
+
+    >>> hook_order("PREROUTING")
+    [('raw', -300), ('conntrack', -200), ('mangle', -150), ('nat (DNAT)', -100)]
+
+    Taught in: 03-docker0, 05-the-service.
+    """
+    from .errors import CourseError
+    if hook not in HOOK_TABLES:
+        raise CourseError("hook", f"unknown hook {hook!r}", ", ".join(HOOK_TABLES))
+    return sorted(((t, NF_IP_PRI[t]) for t in HOOK_TABLES[hook]), key=lambda x: x[1])

@@ -95,7 +95,8 @@ HEDGES = {
            ["172.30.83.0", "172.30.83.9"]],
     "endpoint": ["10.254.40.119:4432 or 172.30.20.2:80", "10.254.40.119:4432 172.30.20.2:80",
                  "10.254.40.119:4432/80", ["10.254.40.119:4432"]],
-    "int": ["1410 or 1460", "50 60 70", "1410/1460", "maybe 62", "about 50", [50, 60], {"answer": 50}],
+    "int": ["1410 or 1460", "50 60 70", "1410/1460", "1410-1460", "maybe 62", "about 50", "~50", [50, 60],
+            {"answer": 50}],
     "mac": ["02:42:ac:1e:14:02 or 02:42:ac:1e:14:03", "02:42:ac:1e:14:02 02:42:ac:1e:14:03"],
     "probability": ["0.33333 or 0.5", "1/3 1/2", "maybe 1/3", ["1/3"]],
     "chain": ["KUBE-SVC-4N57TFCL4MD7ZTDA or KUBE-SVC-AAAAAAAAAAAAAAAA", "KUBE-SVC-4N57TFCL4MD7ZTDA maybe"],
@@ -173,7 +174,7 @@ def test_huge_and_hostile_answers_get_a_short_answer():
     huge_int = 10 ** 5000
     for a in (huge_int, "7" * 5000, "1" * 5000, "x" * 3_000_000, b"\xff\xfe", float("nan"), float("inf"),
               -float("inf"), decimal.Decimal("NaN"), decimal.Decimal("1E+100000"), object(), [1, 2], {"a": 1},
-              {1410}, bytearray(b"1410 or 1460"), Fraction(10 ** 40, 3), "", "   ", True):
+              {1410}, bytearray(b"1410 or 1460"), Fraction(10 ** 40, 3), "", "   ", True, "-1410", -1410):
         r = ck.check("01.mss", a)
         assert r.correct is False, a if not isinstance(a, (int, str)) else type(a)
         assert len(r.message) < 600, r.message[:100]
@@ -186,6 +187,14 @@ class _Hostile:
     __repr__ = __str__
 
 
+class _BadInt(int):
+    def __int__(self):
+        raise RuntimeError("boom")
+
+    def __index__(self):
+        raise RuntimeError("boom")
+
+
 class _StrSub(str):
     def __str__(self):
         raise RuntimeError("boom")
@@ -196,6 +205,11 @@ class _StrSub(str):
 
 def test_objects_that_refuse_to_be_shown():
     assert ck.check("01.mss", _Hostile()).correct is False
+    assert ck.check("01.mss", _BadInt(1410)).correct in (True, False)
+    nested = []
+    for _ in range(100_000):
+        nested = [nested]
+    assert ck.check("01.mss", nested).correct is False
     assert ck.check("01.mss", _StrSub("1410")).correct is True
 
 
