@@ -129,7 +129,7 @@ def test_history_names_the_timeout_chosen(w):
 
 
 @pytest.mark.parametrize("kw, field", [({}, "moment"), ({"after": 3, "at_us": 5}, "moment"),
-                                       ({"after": 99}, "after"), ({"after": "3"}, "after"),
+                                       ({"after": 99}, "after"), ({"after": "no such segment"}, "segment"), ({"after": 2.0}, "after"),
                                        ({"at_us": 1.5}, "at_us")])
 def test_bad_moments_get_one_message(w, kw, field):
     with pytest.raises(ck.CourseError) as e:
@@ -162,3 +162,7 @@ def test_variants_are_explained_too(w, changes):
     sc = ck.explore.apply(w.scenario, changes)
     assert "(not explained)" not in nat_explained(sc, "xiaomi")
     assert "(not explained)" not in nat_explained(sc.with_changes({"flannel.ipMasq": True}), "meizu")
+
+
+def test_a_moment_can_be_named_by_the_segment_label(w):
+    assert conntrack_entry(w, "xiaomi", after="GET") == conntrack_entry(w, "xiaomi", after=w.segment("GET"))
