@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
@@ -32,7 +32,7 @@ from scapy.packet import Raw
 
 from . import conversation as conv
 from .errors import CourseError
-from .netfilter import Conntrack, Tuple5, conntrack_entry, nat_table, traverse
+from .netfilter import Conntrack, Tuple5, fill_conntrack_entries, nat_table, traverse
 from .routing import fdb, interface_address, lookup, neighbour
 from .vxlan import VXLAN_FLAGS, flow_hash, inner_frame, node_seed, udp_flow_src_port
 
@@ -163,11 +163,6 @@ class Walk:
         return tuple(point)
 
 
-# a conntrack decision's entry is filled in after the walk, when every segment's
-# moment at every node is known (the kernel's state then depends on their order)
-_CT_PENDING = "(conntrack entry)"
-
-
 def build_frame(src_mac: str, dst_mac: str, t: Tuple5, ttl: int, ip_id: int, seg, df: bool = True) -> Ether:
     """An Ethernet/IPv4/TCP frame with every field set (no scapy defaults reach a capture)."""
     tcp = TCP(sport=t.sport, dport=t.dport, seq=seg.seq, ack=seg.ack, dataofs=None, reserved=0,
@@ -262,7 +257,7 @@ class _Node:
             t2 = self.ct.translate(t, "PREROUTING")
             marks = 0
             if t2 != t:
-                decisions.append(Decision("conntrack", "conntrack", _CT_PENDING,
+                decisions.append(Decision("conntrack", "conntrack", self.ct.conntrack_l(),
                                           f"destination {t.dst}:{t.dport} -> {t2.dst}:{t2.dport}"
                                           + (" (reply un-SNAT)" if not self.ct.is_orig(t) else " (DNAT of the connection)")))
         self._pre = (t, t2, marks, new)
@@ -296,12 +291,12 @@ class _Node:
                                           "source unchanged"))
             t3 = v.tuple
             self.ct = Conntrack(orig=t, reply=t3.inverted(), node=self.name)
-            decisions.append(Decision("conntrack", "conntrack", _CT_PENDING,
+            decisions.append(Decision("conntrack", "conntrack", self.ct.conntrack_l("SYN_SENT", 120),
                                       "new connection tracked; later packets skip the nat table"))
         else:
             t3 = self.ct.translate(t2, "POSTROUTING")
             if t3 != t2:
-                decisions.append(Decision("conntrack", "conntrack", _CT_PENDING,
+                decisions.append(Decision("conntrack", "conntrack", self.ct.conntrack_l(),
                                           f"source {t2.src}:{t2.sport} -> {t3.src}:{t3.sport}"
                                           + (" (reply un-DNAT)" if not self.ct.is_orig(t2) else " (SNAT of the connection)")))
         gw = route.via or t3.dst
@@ -466,18 +461,8 @@ def walk(scenario) -> Walk:
         observations.extend(_arp_exchanges(sc, segs[0].send_us, cum_req))
     w = Walk(scenario=sc, segments=segs, observations=observations,
              conntrack={k: v.ct for k, v in nodes.items() if v.ct is not None}, nat_traces=nat_traces)
-    _fill_conntrack_entries(w)
+    fill_conntrack_entries(w)          # the entries' states need every segment's moment
     return w
-
-
-def _fill_conntrack_entries(w: Walk) -> None:
-    """Each conntrack decision shows the entry as ``conntrack -L`` would just after that segment."""
-    for i, o in enumerate(w.observations):
-        if any(d.entry == _CT_PENDING for d in o.decisions):
-            e = conntrack_entry(w, o.node, after=o.segment)
-            line = e.line() if e is not None else "(no entry)"
-            w.observations[i] = replace(o, decisions=tuple(replace(d, entry=line) if d.entry == _CT_PENDING else d
-                                                           for d in o.decisions))
 
 
 

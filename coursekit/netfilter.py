@@ -23,7 +23,7 @@ import ipaddress
 from dataclasses import dataclass, field, replace
 
 __all__ = ["Rule", "Tuple5", "Verdict", "Conntrack", "nat_table", "traverse", "conntrack_entry", "conntrack_history",
-           "tcp_track", "tcp_transition", "KERNEL_TCP_TIMEOUTS", "KUBE_PROXY_TCP_TIMEOUTS",
+           "tcp_track", "tcp_transition", "fill_conntrack_entries", "CONNTRACK_PENDING", "KERNEL_TCP_TIMEOUTS", "KUBE_PROXY_TCP_TIMEOUTS",
            "iptables_save", "masquerade_source", "explain_rule", "nat_explained"]
 
 
@@ -171,20 +171,30 @@ class Conntrack:
         return replace(t, dst=self.orig.src, dport=self.orig.sport) if pre else \
             replace(t, src=self.orig.dst, sport=self.orig.dport)
 
-    def conntrack_l(self, state: str, timeout: int, *, unreplied: bool, assured: bool,
-                    mark: int = 0, use: int = 1) -> str:
+    def conntrack_l(self, state: str | None = None, timeout: int | None = None, *,
+                    unreplied: bool | None = None, assured: bool | None = None, mark: int = 0, use: int = 1) -> str:
         """The entry as ``conntrack -L`` (conntrack-tools 1.4) prints it.
 
         ``[UNREPLIED]`` sits between the tuples until a reply-direction packet
         has been seen; ``[ASSURED]`` follows them once the kernel set the bit.
-        :func:`conntrack_entry` works out all of these from the conversation.
+        :func:`conntrack_entry` works all of these out from the conversation.
+        Called without them (as a walk does while the conversation is still
+        being built), it returns :data:`CONNTRACK_PENDING`, which
+        :func:`fill_conntrack_entries` replaces once every moment is known.
         """
+        if state is None or timeout is None or unreplied is None or assured is None:
+            return CONNTRACK_PENDING
         o, r = self.orig, self.reply
         return (f"{o.proto:<8} {6 if o.proto == 'tcp' else 17} {timeout} {state} "
                 f"src={o.src} dst={o.dst} sport={o.sport} dport={o.dport} "
                 + ("[UNREPLIED] " if unreplied else "")
                 + f"src={r.src} dst={r.dst} sport={r.sport} dport={r.dport} "
                 + ("[ASSURED] " if assured else "") + f"mark={mark} use={use}")
+
+
+#: A conntrack decision's entry before the walk is complete (the state depends on
+#: the order in which the node sees every segment); see fill_conntrack_entries.
+CONNTRACK_PENDING = "(conntrack entry)"
 
 
 def masquerade_source(out_if_addr: ipaddress.IPv4Address, t: Tuple5) -> Tuple5:
@@ -645,3 +655,15 @@ def hook_order(hook: str) -> list[tuple[str, int]]:
     if hook not in HOOK_TABLES:
         raise CourseError("hook", f"unknown hook {hook!r}", ", ".join(HOOK_TABLES))
     return sorted(((t, NF_IP_PRI[t]) for t in HOOK_TABLES[hook]), key=lambda x: x[1])
+
+
+def fill_conntrack_entries(walk) -> None:
+    """Give each conntrack decision of a finished walk the entry as ``conntrack -L`` shows it
+    just after that segment crossed that node (in place)."""
+    from dataclasses import replace as _replace
+    for i, o in enumerate(walk.observations):
+        if any(d.entry == CONNTRACK_PENDING for d in o.decisions):
+            e = conntrack_entry(walk, o.node, after=o.segment)
+            line = e.line() if e is not None else "(no entry)"
+            walk.observations[i] = _replace(o, decisions=tuple(
+                _replace(d, entry=line) if d.entry == CONNTRACK_PENDING else d for d in o.decisions))
