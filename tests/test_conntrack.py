@@ -121,6 +121,9 @@ def test_stepper_decisions_show_the_derived_entry(w):
     lines = [d.entry for o in w.path(1) for d in o.decisions if d.stage == "conntrack"]
     assert lines and all(" SYN_RECV " in x for x in lines)
     assert not any("431999" in d.entry for o in w.observations for d in o.decisions)
+    from coursekit.netfilter import CONNTRACK_PENDING
+    assert w.conntrack["xiaomi"].conntrack_l() == CONNTRACK_PENDING            # no state without a moment
+    assert not any(d.entry == CONNTRACK_PENDING for o in w.observations for d in o.decisions)
 
 
 def test_history_names_the_timeout_chosen(w):
