@@ -31,7 +31,7 @@ from scapy.layers.vxlan import VXLAN      # built, never guessed: frames are dec
 from scapy.packet import Raw
 
 from . import conversation as conv
-from .errors import CourseError
+from .errors import CourseError, public
 from .netfilter import Conntrack, Tuple5, fill_conntrack_entries, nat_table, traverse
 from .routing import fdb, interface_address, lookup, neighbour
 from .vxlan import VXLAN_FLAGS, flow_hash, inner_frame, node_seed, udp_flow_src_port
@@ -314,12 +314,14 @@ class _Node:
         remote = next(o for o in sc.nodes if o.nic.ip == entry.dst)
         t = _tuple_of(inner)
         if self.name in sc.observed.vxlan_sport:
+            from .provenance import of_path
             sport = sc.observed.vxlan_sport[self.name]
-            how = f"outer source port {sport} (observed)"
+            how = f"outer source port {sport} ({of_path(sc, f'observed.vxlanSourcePort.{self.name}').label})"
         else:
             h = flow_hash(t.src, t.dst, t.sport, t.dport, node_seed(sc.observed.flow_hash_seed, self.name))
             sport = udp_flow_src_port(h, *n.ephemeral_ports)
-            how = f"outer source port {sport} = udp_flow_src_port(hash of {t})"
+            how = (f"outer source port {sport} = udp_flow_src_port(hash of {t}); the kernel keys that hash "
+                   "with a random per-boot seed, so the number is a stand-in, not a prediction")
         route = lookup(sc, self.name, remote.nic.ip)
         nb = neighbour(sc, self.name, route.dev, remote.nic.ip)
         ip_id = self.outer_id & 0xFFFF
@@ -370,6 +372,7 @@ def _reverse(hops):
     return out
 
 
+@public
 def walk(scenario) -> Walk:
     """Follow every segment of the conversation hop by hop; record every observation.
 

@@ -103,7 +103,7 @@ def topology(sc, ax=None, title: str | None = None):
         _box(ax, *boxes[(n.name, "docker0")], f"docker0 (bridge)  {n.docker.bridge_ip}/{n.subnet.prefixlen}"
              f"  MTU {n.docker.mtu}", _IFACE["docker0"])
         _box(ax, *boxes[(n.name, dev)], f"{dev} (VXLAN, VNI {sc.flannel.vni}, UDP {sc.flannel.port})\n"
-             f"{n.vtep_ip}/32  MTU {n.nic.mtu - 50}", _IFACE["flannel.1"])
+             f"{n.vtep_ip}/32  MTU {sc.mtu_of(n.name, dev)}", _IFACE["flannel.1"])
         _box(ax, *boxes[(n.name, n.nic.name)], f"{n.nic.name}  {n.nic.ip}/{n.nic.network.prefixlen}  MTU {n.nic.mtu}",
              _IFACE["nic"])
         ax.text(x0 + w / 2, 37, "routing + netfilter (kube-proxy, Docker nat)", ha="center", fontsize=7,

@@ -10,7 +10,10 @@ traceback.
 
 from __future__ import annotations
 
-__all__ = ["CourseError"]
+import functools
+import inspect
+
+__all__ = ["CourseError", "public"]
 
 
 class CourseError(ValueError):
@@ -30,3 +33,24 @@ class CourseError(ValueError):
         if allowed:
             message += f" (allowed: {allowed})"
         super().__init__(message)
+
+
+def public(fn):
+    """Decorate a public function: wrong or unknown arguments raise :class:`CourseError`.
+
+    Python's own ``TypeError`` for ``ck.walk(sc, colour="red")`` or a missing
+    argument becomes ``walk: unexpected keyword argument 'colour' (allowed:
+    scenario)``, so a notebook shows one line like every other mistake.
+    """
+    sig = inspect.signature(fn)
+    names = ", ".join(n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as e:
+            problem = str(e).replace("got an ", "")
+            raise CourseError(fn.__name__, problem, f"{fn.__name__}({names})") from None
+        return fn(*args, **kwargs)
+    return wrapper

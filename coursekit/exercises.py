@@ -30,9 +30,8 @@ import difflib
 import ipaddress
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Callable
 
 from .errors import CourseError
@@ -411,7 +410,7 @@ EXERCISES = [
              before="## `-v`: the TTL", words=("ttl", "hops")),
     Exercise("03.dst-mac", "On meizu's docker0, what is the request's destination MAC?",
              lambda sc: _inner(sc, sc.server.node, "docker0", "Ether", "dst"), "mac",
-             "Docker derives a container's MAC from its IP: 02:42 then the address bytes in hex; or read the "
+             "Docker (in 2019) derived a container's MAC from its IP: 02:42 then the address bytes in hex; or read the "
              "neighbour table on meizu (`ip neigh show dev docker0`).",
              before="## `-e`: the MACs of a routed hop"),
     Exercise("03.whatif-no-brnf", "What if br_netfilter were not loaded on xiaomi (no "
@@ -450,7 +449,7 @@ EXERCISES = [
              "16-character hash)",
              _svc_chain, "chain",
              "kube-proxy names the chain after the Service port, not its address: sha256 of "
-             "'namespace/name:port-name' + 'tcp', base32, first 16 characters (`ck.kubeproxy.service_chain`).",
+             "'namespace/name:port-name' + 'tcp', base32, first 16 characters (`coursekit.kubeproxy.service_chain`).",
              before="## xiaomi's nat table"),
     Exercise("05.reply-src", "Which IP:port does busybox see as the source of the reply?",
              _reply_src_in_client, "endpoint",
@@ -464,7 +463,8 @@ EXERCISES = [
     Exercise("05.whatif-clusterip", "What if the Service got another ClusterIP? Would its KUBE-SVC chain's "
              "name change (yes/no)?",
              _chain_changes_with_cluster_ip, "choice",
-             "What does kube-proxy hash to name the chain? Look at `ck.kubeproxy.service_chain`'s arguments.",
+             "What does kube-proxy hash to name the chain? Look at the arguments of "
+             "`coursekit.kubeproxy.service_chain`.",
              before="## xiaomi's nat table", whatif="another ClusterIP",
              why="servicePortChainName hashes namespace/name:port-name and the protocol; the address is not "
                  "part of it.",
@@ -558,14 +558,14 @@ def _one(pattern: str, text: str, what: str, flags=re.I) -> tuple[str, str]:
     return found[0], re.sub(pattern, " ", text, flags=flags)
 
 
-def _ip(text: str, ex: Exercise, allowed=()) -> str:
+def _ip(text: str, ex: Exercise) -> str:
     m, rest = _one(_IP, text, "IPv4 address")
     try:
         ip = str(ipaddress.IPv4Address(m))
     except ValueError:
         raise _Unreadable(f"{m} is not an IPv4 address") from None
     _leftover(rest, {"ip", "ipv4", "address", "addr", "source", "src", "destination", "dst", "from", "to",
-                     "host", "client", "pod", "node", *allowed, *ex.words})
+                     "host", "client", "pod", "node", *ex.words})
     return ip
 
 
@@ -842,46 +842,23 @@ def _find(ex_id: Any) -> Exercise:
 
 def _as_scenario(x):
     """A Scenario from a Scenario, a scenario name or a path (None: the article's)."""
-    from .scenario import Scenario, load_scenario
-    try:                                   # engineer H1's shared adapter, once merged
-        from .scenario import as_scenario  # type: ignore[attr-defined]
-    except ImportError:
-        as_scenario = None
-    if x is None:
-        return load_scenario("article")
-    if isinstance(x, Scenario):
-        return x
-    if as_scenario is not None:
-        return as_scenario(x)
-    if isinstance(x, (str, Path)) and not isinstance(x, bool):
-        s = str.__str__(x) if isinstance(x, str) else str(x)
-        if not s or len(s) > 4096 or "\x00" in s:
-            raise CourseError("scenario", f"{_echo(x)} is not a scenario name or path",
-                              "a Scenario, a name like 'article' or a YAML file's path")
-        try:
-            return load_scenario(s)
-        except CourseError:
-            raise
-        except (OSError, ValueError) as err:
-            raise CourseError("scenario", f"cannot load {_echo(s)}: {type(err).__name__}",
-                              "a Scenario, a name like 'article' or a YAML file's path") from None
-    raise CourseError("scenario", f"{_echo(x)} is not a scenario",
-                      "a Scenario (ck.load_scenario(...)), a name like 'article' or a YAML file's path")
+    from .scenario import as_scenario
+    return as_scenario(x, "scenario", default="article")
 
 
 _CACHE: dict = {}          # (exercise id, id(scenario)) -> (scenario, answer); the scenario is kept alive
 _ARTICLE: list = []
 
 
-def expected(ex_id: str, scenario=None) -> Any:
-    """The answer the model computes for an exercise (what :func:`check` compares with)."""
-    e = _find(ex_id)
-    if scenario is None:
-        if not _ARTICLE:
-            _ARTICLE.append(_as_scenario(None))
-        sc = _ARTICLE[0]
-    else:
-        sc = _as_scenario(scenario)
+def _scenario_or_article(scenario):
+    if scenario is not None:
+        return _as_scenario(scenario)
+    if not _ARTICLE:
+        _ARTICLE.append(_as_scenario(None))
+    return _ARTICLE[0]
+
+
+def _expected(e: Exercise, sc) -> Any:
     key = (e.id, id(sc))
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is sc:
@@ -891,6 +868,12 @@ def expected(ex_id: str, scenario=None) -> Any:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (sc, value)
     return value
+
+
+def expected(ex_id: str, scenario=None) -> Any:
+    """The answer the model computes for an exercise (what :func:`check` compares with)."""
+    e = _find(ex_id)
+    return _expected(e, _scenario_or_article(scenario))
 
 
 def check(ex_id: str, answer: Any, scenario=None) -> Result:
@@ -903,6 +886,7 @@ def check(ex_id: str, answer: Any, scenario=None) -> Result:
     Taught in: the exercises of every chapter.
     """
     e = _find(ex_id)
+    sc = _scenario_or_article(scenario)
     if answer is None or answer is ...:
         return Result(e.id, None, f"… {e.id}: not answered yet. {e.prompt} Replace None with your prediction.")
     try:
@@ -912,7 +896,7 @@ def check(ex_id: str, answer: Any, scenario=None) -> Result:
         got = _canon(e, text)
     except _Unreadable as u:
         return Result(e.id, False, f"✘ {e.id}: not yet ({_echo(answer)}: {u}). Hint: {e.hint}")
-    want = expected(e.id, scenario)
+    want = _expected(e, sc)
     if _same(e, got, _canon(e, str(want))):
         why = f" {e.why}" if e.why else ""
         return Result(e.id, True, f"✔ {e.id}: correct, {want}.{why}")
@@ -924,7 +908,6 @@ def markdown(scenario=None) -> str:
 
     Stored as ``docs/exercises.md`` (a test keeps it up to date).
     """
-    sc = _as_scenario(scenario)
     out = ["# Exercises", "",
            "Generated from `coursekit/exercises.py` by `coursekit.exercises.markdown()`; do not edit by hand.",
            "Each prompt goes in its chapter *before* the section named in \"before\", so the learner predicts",
@@ -935,6 +918,6 @@ def markdown(scenario=None) -> str:
         for e in exercises(ch):
             out.append(f"- **{e.id}** ({e.kind}{'; what if: ' + e.whatif if e.whatif else ''}): {e.prompt}")
             out.append(f"  - before: `{e.before}`")
-            out.append(f"  - answer (article): `{e.answer(sc)}`")
+            out.append(f"  - answer (article): `{expected(e.id, scenario)}`" + (f" -- {e.why}" if e.why else ""))
         out.append("")
     return "\n".join(out)

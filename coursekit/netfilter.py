@@ -22,9 +22,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 
+from .errors import public
+
 __all__ = ["Rule", "Tuple5", "Verdict", "Conntrack", "nat_table", "traverse", "conntrack_entry", "conntrack_history",
-           "tcp_track", "tcp_transition", "fill_conntrack_entries", "CONNTRACK_PENDING", "KERNEL_TCP_TIMEOUTS", "KUBE_PROXY_TCP_TIMEOUTS",
-           "iptables_save", "masquerade_source", "explain_rule", "nat_explained"]
+           "tcp_track", "tcp_transition", "fill_conntrack_entries", "CONNTRACK_PENDING", "KERNEL_TCP_TIMEOUTS",
+           "KUBE_PROXY_TCP_TIMEOUTS", "iptables_save", "masquerade_source", "explain_rule", "nat_explained"]
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,7 @@ def nat_table(scenario, node: str) -> tuple[list[Rule], list[str]]:
     return rules, kp_chains + ["DOCKER"]
 
 
+@public
 def nat_save(scenario, node: str) -> str:
     """``iptables-save -t nat`` on ``node``, as the model builds it.
 
@@ -468,6 +471,12 @@ class ConntrackEntry:
         return self.line()
 
 
+def _need_walk(walk) -> None:
+    from .errors import CourseError
+    if not all(hasattr(walk, a) for a in ("observations", "segments", "conntrack", "scenario")):
+        raise CourseError("walk", f"{type(walk).__name__} is not a walk", "w = ck.walk(sc)")
+
+
 def _moments(walk, node: str):
     """``(time_us, segment)`` for every segment, when ``node``'s conntrack sees it.
 
@@ -484,6 +493,7 @@ def _moments(walk, node: str):
     return sorted((first[s.index], s) for s in walk.segments if s.index in first)
 
 
+@public
 def conntrack_entry(walk, node: str, *, after: int | None = None, at_us: int | None = None,
                     timeouts: dict | None = None) -> "ConntrackEntry | None":
     """``node``'s conntrack entry for the walk's connection at one moment, derived from the conversation.
@@ -501,6 +511,7 @@ def conntrack_entry(walk, node: str, *, after: int | None = None, at_us: int | N
     Taught in: 05-the-service.
     """
     from .errors import CourseError
+    _need_walk(walk)
     if node not in walk.conntrack:
         raise CourseError("node", f"{node!r} tracks no connection in this walk", ", ".join(sorted(walk.conntrack)))
     if (after is None) == (at_us is None):
@@ -533,11 +544,13 @@ def conntrack_entry(walk, node: str, *, after: int | None = None, at_us: int | N
     return ConntrackEntry(node, walk.conntrack[node], last, left_us // 1_000_000)
 
 
+@public
 def conntrack_history(walk, node: str, timeouts: dict | None = None) -> str:
     """One line per segment: how ``node``'s conntrack entry changed and the timeout it got.
 
     Taught in: 05-the-service.
     """
+    _need_walk(walk)
     out = [f"{'seg':>3}  {'dir':<8}  {'state':<27}  {'timeout':>7}  flags"]
     for s in tcp_track(_moments(walk, node), timeouts):
         label = walk.segments[s.segment].label
@@ -600,6 +613,7 @@ def explain_rule(r: Rule) -> str:
     return "(not explained)"
 
 
+@public
 def nat_explained(scenario, node: str, walk=None) -> str:
     """``iptables-save -t nat`` on ``node``, rule by rule: number, owner, whether the request's
     first packet matched it (``*``), the rule, and what it is for.

@@ -169,3 +169,10 @@ def test_variants_are_explained_too(w, changes):
 
 def test_a_moment_can_be_named_by_the_segment_label(w):
     assert conntrack_entry(w, "xiaomi", after="GET") == conntrack_entry(w, "xiaomi", after=w.segment("GET"))
+
+
+def test_a_scenario_instead_of_a_walk_gets_one_message(w):
+    for call in (lambda: conntrack_entry(w.scenario, "xiaomi", after=0), lambda: conntrack_history(w.scenario, "xiaomi"),
+                 lambda: conntrack_entry(w, "xiaomi", moment=3)):
+        with pytest.raises(ck.CourseError):
+            call()

@@ -339,3 +339,53 @@ def test_before_names_a_heading_of_the_chapter():
 
 def test_docs_list_is_generated_and_up_to_date():
     assert (REPO / "docs" / "exercises.md").read_text(encoding="utf-8") == X.markdown() + "\n"
+
+
+def test_what_hints_and_prompts_name_exists():
+    """A hint that says `ck.x(...)` or `coursekit.m.f` points at something a learner can call."""
+    import importlib
+    for e in X.EXERCISES:
+        for text in (e.hint, e.prompt):
+            for name in re.findall(r"`ck\.(\w+)", text):
+                assert hasattr(ck, name), (e.id, name)
+            for mod, attr in re.findall(r"`coursekit\.(\w+)\.(\w+)`", text):
+                assert hasattr(importlib.import_module(f"coursekit.{mod}"), attr), (e.id, mod, attr)
+
+
+scenarios = st.one_of(st.text(max_size=40), st.sampled_from(["", ".", "/", "/dev/null", "/etc", "article.yaml",
+                                                             "../article", "article\n", "/proc/self/status"]),
+                      st.binary(max_size=10), st.integers(), st.lists(st.text(max_size=3), max_size=2),
+                      st.floats(allow_nan=True), st.just(object()))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([e.id for e in X.EXERCISES]), scenarios)
+def test_any_scenario_argument_gives_a_result_or_a_course_error(eid, scenario):
+    try:
+        r = ck.check(eid, "1", scenario)
+    except ck.CourseError as e:
+        assert len(str(e)) < 2000
+        return
+    assert isinstance(r, X.Result)
+
+
+def test_a_bad_scenario_is_named_whatever_the_answer():
+    for answer in (None, "not readable at all", "1410"):
+        with pytest.raises(ck.CourseError, match="scenario"):
+            ck.check("01.mss", answer, ["article"])
+
+
+@pytest.mark.parametrize("whatif, base", [
+    ("01.whatif-mss", "01.mss"),                       # pods at 1500 announce more than nginx's 1410
+    ("04.whatif-masq-all", "04.nginx-sees-nomasq"),    # kube-proxy's MASQUERADE replaces Docker's
+    ("06.whatif-rewrites-nomasq", "06.rewrites"),      # one NAT fewer
+    ("07.lab-nomasq", "02.inner-src"),                 # the same capture point, the rule removed
+])
+def test_a_what_if_changes_what_the_model_shows(whatif, base, article):
+    assert X.expected(whatif, article) != X.expected(base, article)
+
+
+def test_no_br_netfilter_moves_dnat_after_docker0(article):
+    from coursekit.exercises import _inner
+    assert _inner(article, "xiaomi", "docker0", "IP", "dst") == str(article.server.ip)
+    assert X.expected("03.whatif-no-brnf", article) == str(article.service(article.request.service).cluster_ip)
