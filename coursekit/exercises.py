@@ -690,14 +690,18 @@ def _choice(text: str, ex: Exercise) -> str:
     for value, words in ex.synonyms:
         phrases.setdefault(value, set()).update(words)
     t = re.sub(r"\s+", " ", text.lower()).strip()
-    parts = re.split(r"\s*(?:[,;:.!?\u2014\u2013()]|\s-\s|\bbecause\b)\s*", t, maxsplit=1)
-    head, tail = parts[0].strip(), (parts[1] if len(parts) > 1 else "")
-    hits = [v for v, ps in phrases.items() if head in ps]
-    if not hits:
-        if any(w in _HEDGES for w in head.split()):
+    # the longest phrase the answer starts with, followed by the end, a separator or a reason
+    best = None
+    for v, ps in phrases.items():
+        for p in ps:
+            m = re.match(re.escape(p) + r"(?=$|[\s,;:.!?\u2014\u2013()-])", t)
+            if m and (best is None or len(p) > len(best[1])):
+                best = (v, p)
+    if best is None:
+        if any(w in _HEDGES for w in re.findall(r"[a-z']+", t)):
             raise _Unreadable("give one answer, without hedging")
         raise _Unreadable("start with " + " or ".join(sorted(phrases)) + " (then say why, if you like)")
-    value = hits[0]
+    value, tail = best[0], t[len(best[1]):]
     tail_words = set(re.findall(r"[a-z']+", tail))
     if tail_words & {"maybe", "perhaps", "probably", "possibly", "unsure", "depends", "or"} or "not sure" in tail \
             or "?" in tail:

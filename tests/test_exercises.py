@@ -53,7 +53,8 @@ ACCEPT = {
     "01.tcp-filter": ["0", "none", "0 packets", "zero", "no packets", 0, "nothing"],
     "01.whatif-mss": ["1460", "mss 1460", "MSS=1460", 1460, "1460 bytes"],
     "01.whatif-upload": ["1500", "1500 bytes", "1500B", 1500, "1500 byte packet", "IP packet of 1500 bytes"],
-    "01.whatif-fits": ["no", "No.", "nope", "No, 1500 > 1450", "doesn't fit", "too big", False, "NO"],
+    "01.whatif-fits": ["no", "No.", "nope", "No, 1500 > 1450", "doesn't fit", "too big", False, "NO",
+                       "no it doesn't fit", "it does not fit: 1500 > 1450"],
     "02.inner-src": ["172.30.83.0", "src 172.30.83.0", "source 172.30.83.0", "'172.30.83.0'", "172.30.83.0 ",
                      ipaddress.IPv4Address("172.30.83.0")],
     "02.masq-hook": ["POSTROUTING", "nat POSTROUTING", "POSTROUTING chain", "postrouting", "post-routing",
@@ -102,7 +103,8 @@ HEDGES = {
     "chain": ["KUBE-SVC-4N57TFCL4MD7ZTDA or KUBE-SVC-AAAAAAAAAAAAAAAA", "KUBE-SVC-4N57TFCL4MD7ZTDA maybe"],
     "hook": ["PREROUTING or POSTROUTING", "POSTROUTING PREROUTING", "maybe POSTROUTING", "mangle POSTROUTING"],
     "word": ["VXLAN or OTV", "OTV VXLAN", "maybe VXLAN", "flannel.7 or flannel.1"],
-    "choice": ["yes or no", "no, yes", "maybe", "no or yes", "no, probably", "yes and no", ["no", "yes"]],
+    "choice": ["yes or no", "no, yes", "maybe", "no or yes", "no, probably", "yes and no", ["no", "yes"], "not sure",
+               "no?", "n/a"],
 }
 
 WRONG = {
