@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Segment", "segments", "wget_request", "nginx_response_header", "http_date",
-           "tcp_options", "served_file", "client_rcv_mss", "FIN", "SYN", "RST", "PSH", "ACK", "URG"]
+           "tcp_options", "served_file", "client_rcv_mss", "fit_observations", "FIN", "SYN", "RST", "PSH", "ACK", "URG"]
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -234,6 +234,22 @@ def client_rcv_mss(advmss: int, mss_cache: int, received: list[Segment]) -> int:
             if n == previous:
                 rcv_mss = n
     return rcv_mss
+
+
+def fit_observations(scenario):
+    """``scenario`` without its per-segment observations (times, windows, TS lags) when a change
+    (a smaller pod MTU splitting the body, say) gave the conversation a different number of
+    segments: they were observed on another conversation.  The model's defaults apply then.
+
+    Taught in: every chapter's explorer.
+    """
+    o = scenario.observed
+    if o.windows is None and o.times_us is None:
+        return scenario
+    n = len(segments(scenario.with_changes({"observed.windows": None})))
+    if all(x is None or len(x) == n for x in (o.windows, o.times_us)):
+        return scenario
+    return scenario.with_changes({"observed.windows": None, "observed.times": None, "observed.tsLagTicks": {}})
 
 
 def response_date_index(segs: list[Segment]) -> int:
