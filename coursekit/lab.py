@@ -558,14 +558,15 @@ class Lab:
                                          "_fetch(json.loads(sys.argv[1]))", args),
                                capture_output=True, text=True, env=env, timeout=timeout)
         finally:
-            # the replica that served exits on its own; idle ones would wait for their accept()
-            # timeout while the captures run on (and cold caches start re-probing): stop them
+            # The answer is complete (the serving replica has closed its socket; the kernel
+            # finishes the close on its own); idle replicas would wait for their accept()
+            # timeout while the captures run on.  Stop them at once: 5 s after a forwarded
+            # packet used a neighbour entry learned from an ARP request, the kernel probes
+            # it again (STALE -> DELAY -> PROBE), which the model does not follow.
             for proc in servers:
-                try:
-                    proc.communicate(timeout=2)
-                except subprocess.TimeoutExpired:
+                if proc.poll() is None:
                     proc.kill()
-                    proc.communicate()
+                proc.communicate()
         if r.returncode != 0:
             raise CourseError("live lab", f"the request from {sc.client.name} failed: {r.stderr.strip()}")
         self.request_log = r.stdout.strip()
