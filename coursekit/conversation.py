@@ -32,12 +32,13 @@ tcp_input.c, tcp_minisocks.c):
   only (``tcp_push`` marks the tail skb; ``tcp_fragment`` and GSO clear PSH on
   every piece but the last).  With a pod MTU below 664 nginx's body is two
   segments: ``[.]`` then ``[FP.]``.
-* The FIN puts the client in delayed-ACK ("pingpong") mode (``tcp_fin``).  Its
-  ACK of the last data segment leaves at once only if more than a full
-  segment is unacknowledged (``__tcp_ack_snd_check``: ``rcv_nxt - rcv_wup >
-  rcv_mss``, the FIN counting one), i.e. if that segment is at least the
-  client's estimate of the server's MSS (``tcp_measure_rcv_mss``).  Otherwise
-  busybox's close comes first and its FIN carries the ACK: no separate ACK.
+* The FIN puts the client in delayed-ACK ("pingpong") mode (``tcp_fin``).  The
+  ACK of the last data segment then leaves (when wget reads it, ``tcp_cleanup_rbuf``,
+  or at once, ``__tcp_ack_snd_check``) only if more than a full segment is
+  unacknowledged (``rcv_nxt - rcv_wup > rcv_mss``, the FIN counting one), i.e. if
+  that segment is at least the client's estimate of the server's MSS
+  (``tcp_measure_rcv_mss``).  Otherwise it waits for the delayed-ACK timer (40 ms
+  at least), busybox's close comes first, and its FIN carries the ACK.
 * nginx has closed its socket, so once the client's separate ACK of the FIN
   arrives the server's socket becomes a TIME_WAIT socket (``tcp_time_wait``
   from FIN_WAIT1, as an orphan); its ACK of the client's FIN is sent by
