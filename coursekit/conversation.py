@@ -32,12 +32,13 @@ tcp_input.c, tcp_minisocks.c):
   only (``tcp_push`` marks the tail skb; ``tcp_fragment`` and GSO clear PSH on
   every piece but the last).  With a pod MTU below 664 nginx's body is two
   segments: ``[.]`` then ``[FP.]``.
-* The FIN puts the client in delayed-ACK ("pingpong") mode (``tcp_fin``).  Its
-  ACK of the last data segment leaves at once only if more than a full
-  segment is unacknowledged (``__tcp_ack_snd_check``: ``rcv_nxt - rcv_wup >
-  rcv_mss``, the FIN counting one), i.e. if that segment is at least the
-  client's estimate of the server's MSS (``tcp_measure_rcv_mss``).  Otherwise
-  busybox's close comes first and its FIN carries the ACK: no separate ACK.
+* The FIN puts the client in delayed-ACK ("pingpong") mode (``tcp_fin``).  The
+  ACK of the last data segment then leaves (when wget reads it, ``tcp_cleanup_rbuf``,
+  or at once, ``__tcp_ack_snd_check``) only if more than a full segment is
+  unacknowledged (``rcv_nxt - rcv_wup > rcv_mss``, the FIN counting one), i.e. if
+  that segment is at least the client's estimate of the server's MSS
+  (``tcp_measure_rcv_mss``).  Otherwise it waits for the delayed-ACK timer (40 ms
+  at least), busybox's close comes first, and its FIN carries the ACK.
 * nginx has closed its socket, so once the client's separate ACK of the FIN
   arrives the server's socket becomes a TIME_WAIT socket (``tcp_time_wait``
   from FIN_WAIT1, as an orphan); its ACK of the client's FIN is sent by
@@ -58,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Segment", "segments", "wget_request", "nginx_response_header", "http_date",
-           "tcp_options", "served_file", "client_rcv_mss", "FIN", "SYN", "RST", "PSH", "ACK", "URG"]
+           "tcp_options", "served_file", "client_rcv_mss", "fit_observations", "FIN", "SYN", "RST", "PSH", "ACK", "URG"]
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -234,6 +235,22 @@ def client_rcv_mss(advmss: int, mss_cache: int, received: list[Segment]) -> int:
             if n == previous:
                 rcv_mss = n
     return rcv_mss
+
+
+def fit_observations(scenario):
+    """``scenario`` without its per-segment observations (times, windows, TS lags) when a change
+    (a smaller pod MTU splitting the body, say) gave the conversation a different number of
+    segments: they were observed on another conversation.  The model's defaults apply then.
+
+    Taught in: every chapter's explorer.
+    """
+    o = scenario.observed
+    if o.windows is None and o.times_us is None:
+        return scenario
+    n = len(segments(scenario.with_changes({"observed.windows": None})))
+    if all(x is None or len(x) == n for x in (o.windows, o.times_us)):
+        return scenario
+    return scenario.with_changes({"observed.windows": None, "observed.times": None, "observed.tsLagTicks": {}})
 
 
 def response_date_index(segs: list[Segment]) -> int:
