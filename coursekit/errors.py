@@ -16,6 +16,14 @@ import inspect
 __all__ = ["CourseError", "public"]
 
 
+def _one_line(text: str, limit: int) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        text = "".join(c if ord(c) >= 32 and ord(c) != 127 else repr(c)[1:-1] for c in text)
+    if len(text) > limit:
+        text = text[:limit - 20] + f"... ({len(text)} characters)"
+    return text
+
+
 class CourseError(ValueError):
     """A learner-facing error: ``field: problem (allowed: ...)``.
 
@@ -26,6 +34,9 @@ class CourseError(ValueError):
     """
 
     def __init__(self, field: str, problem: str, allowed: str | None = None):
+        # one short line whatever the learner typed: control characters escaped, long echoes cut
+        field, problem = _one_line(str(field), 200), _one_line(str(problem), 600)
+        allowed = _one_line(str(allowed), 600) if allowed is not None else None
         self.field = field
         self.problem = problem
         self.allowed = allowed

@@ -17,7 +17,15 @@ Every key, its default and its meaning is documented in
   scenario still looks like Linux.
 
 Everything else a capture shows (NAT'd addresses, TTLs, lengths, sequence
-numbers, checksums, outer headers) is *computed* by the datapath.
+numbers, checksums, outer headers) is *computed* by the datapath.  Which
+inputs the article actually printed (**observed**) and which are plausible
+stand-ins (**assumed**) is the file's ``provenance:`` section
+(:mod:`coursekit.provenance`).
+
+The document's shape is checked in one place before any field is read
+(:mod:`coursekit.schema`); :func:`scenario_from_dict` then checks the values,
+refusing what a real node, Kubernetes or HTTP would refuse, with the reason.
+Every public function that takes a scenario goes through :func:`as_scenario`.
 
 Naming scheme (as on real nodes): the physical NIC is ``enp4s0``, the VTEP is
 ``flannel.<VNI>``, the bridge is ``docker0``, a pod's host-side veth is
@@ -31,12 +39,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .errors import CourseError, public
 from .provenance import parse_entries
@@ -484,7 +491,6 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 
     Taught in: 00-the-scenario.
     """
-    import os
     if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
         raise CourseError("scenario", f"a value of type {type(path).__name__} is not a scenario name or path",
                           ", ".join(scenarios()) + ", or a path to a .yaml file")
@@ -530,7 +536,6 @@ def as_scenario(value: Any, field: str = "scenario", default: str | None = None)
 
     Taught in: 00-the-scenario (every ``ck.`` function that takes a scenario calls it).
     """
-    import os
     if isinstance(value, Scenario):
         return value
     if value is None:
@@ -981,6 +986,9 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
 
     services: list[Service] = []
     manifests = raw.get("manifests")
+    if manifests is not None and not (isinstance(manifests, str) and Path(manifests).is_absolute()):
+        # a mapping given directly (not a file): manifests relative to the working folder or data/
+        manifests = raw["manifests"] = str(_find_file(manifests, Path.cwd(), "manifests", "manifests"))
     wl = raw.get("workloads") or {}
     if manifests:
         deployments, svc_docs = _parse_manifests(manifests)

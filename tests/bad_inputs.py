@@ -170,6 +170,11 @@ def _bad_values(rng: random.Random, raw: dict) -> tuple[str, dict]:
     return name, make()
 
 
+_ODD = [-1, 0, 1, 2**64, -2**63, 1.5, float("nan"), float("inf"), "", " ", "\x00", "é", "中文", True, False, None,
+        "0x10", "1e3", "10.0.0.1", "::1", "-", "9" * 30, "10.0.0.0/8", "ff:ff:ff:ff:ff:ff", "2019-08-28", "+08:00",
+        "a" * 300, "\r\n", "null", "~"]
+
+
 def generate(seed: int, count: int, workdir: Path) -> list[dict]:
     """``count`` cases (a mix of every kind), deterministic for a seed."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -215,10 +220,16 @@ def generate(seed: int, count: int, workdir: Path) -> list[dict]:
             add("doc", "unknown:" + ".".join(p + [key]), "error", doc=_jsonable(doc))
             over_path = ".".join(p + [key])
             add("override", "unknown-override:" + over_path, "error", over={over_path: 2})
-        elif r < 0.70:                         # a value the kernel, Kubernetes or HTTP refuses
+        elif r < 0.66:                         # a value the kernel, Kubernetes or HTTP refuses
             name, over = _bad_values(rng, raw)
             add("override", "value:" + name, "error", over=_jsonable(over))
-        elif r < 0.85:                         # a file that is not a scenario, or a hostile one
+        elif r < 0.78:                         # any odd single value anywhere: valid or not, never a traceback
+            leaves = [(p, v) for p, v in _paths(raw) if not isinstance(v, (dict, list)) and p[0] != "provenance"]
+            p, _ = rng.choice(leaves)
+            doc = copy.deepcopy(raw)
+            _set(doc, p, rng.choice(_ODD))
+            add("doc", "fuzz:" + ".".join(p), "either", doc=_jsonable(doc))
+        elif r < 0.88:                         # a file that is not a scenario, or a hostile one
             cid, expect, extra = _bad_file(rng, workdir, text, len(cases))
             add("file", cid, expect, **extra)
         else:                                  # the Python API called the way a notebook user gets it wrong
@@ -347,6 +358,8 @@ def _bad_call(rng: random.Random) -> tuple[str, str, dict]:
         lambda: "ck.%s('article', colour='red')" % c(["walk", "describe", "capture", "tcpdump", "tree", "load_scenario"]),
         lambda: "ck.%s()" % c(["walk", "describe", "capture", "tcpdump", "nat_save"]),
         lambda: "ck.as_scenario(%s)" % c(S),
+        lambda: "ck.Style.for_scenario(%s)" % c(S),
+        lambda: "ck.diagrams.walk_diagram('article', flow=%s)" % c(["'up'", "None", "3"]),
         lambda: "ck.write_pcap('{tmp}/x.pcap', %s)" % c(["[b'abc']", "None", "b'abc'", "[None]", "3"]),
         lambda: "ck.provenance.of_field(%s, 'window')" % c(["'TCPX'", "None", "3"]),
         lambda: "ck.provenance.of_path('article', %s)" % c(["'flannel.vnii'", "''", "None", "'a..b'", "3"]),

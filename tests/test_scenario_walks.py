@@ -116,6 +116,10 @@ def exercise(sc) -> int:
             for f in frames[:4]:
                 ck.tree(f)
                 ck.hexdump(f)
+            if frames:                            # every field of a frame has a provenance label
+                assert all(word in ("computed", "observed", "assumed") for word in
+                           (line.split()[2] for line in ck.tree(frames[0], scenario=sc).splitlines()
+                            if line.startswith("    ")))
             seen += len(frames)
     for seg in range(len(w.segments)):
         path = w.path(seg)
