@@ -1,7 +1,8 @@
 """Chapter housekeeping: navigation, the README's chapter map, execution.
 
     python tools/nbtools.py nav       # write previous/next cells and README's chapter map
-    python tools/nbtools.py execute [NB ...]   # run notebooks in place (all by default; stored outputs = what nbval checks)
+    python tools/nbtools.py execute [NB|NN ...]   # run notebooks in place: paths or chapter numbers (03 = the
+                                                 # chapter and its solutions); all by default
     python tools/nbtools.py check     # exit 1 if navigation or the chapter map is out of date
 
 Chapters are ``notebooks/NN-title.ipynb``; a chapter's title is the first
@@ -166,6 +167,16 @@ def execute(paths: list[Path] | None = None, timeout: int = 600) -> None:
         print(f"executed {p.relative_to(ROOT)}")
 
 
+def targets(arg: str) -> list[Path]:
+    """A notebook path, or a chapter number ("03"): the chapter and its solutions."""
+    if re.fullmatch(r"\d\d", arg):
+        found = [p for p in chapters() + solutions() if p.name[:2] == arg]
+        if not found:
+            raise SystemExit(f"no chapter {arg}")
+        return found
+    return [Path(arg).resolve()]
+
+
 def main(argv: list[str]) -> int:
     cmd = argv[1] if len(argv) > 1 else "check"
     if cmd == "nav":
@@ -173,7 +184,7 @@ def main(argv: list[str]) -> int:
             print(f"wrote {p.relative_to(ROOT)}")
         return 0
     if cmd == "execute":
-        execute([Path(a).resolve() for a in argv[2:]] or None)
+        execute([p for a in argv[2:] for p in targets(a)] or None)
         return 0
     if cmd == "check":
         bad = stale()
