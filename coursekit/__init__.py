@@ -3,7 +3,10 @@
 Every chapter starts with ``import coursekit as ck``.  The pieces, one
 module per concept:
 
-* :mod:`~coursekit.scenario` -- the cluster as data (``ck.load_scenario``)
+* :mod:`~coursekit.scenario` -- the cluster as data (``ck.load_scenario``; every function
+  that takes a scenario accepts a Scenario, a name such as ``"article"`` or a path: ``ck.as_scenario``)
+* :mod:`~coursekit.schema` -- the scenario document's shape and the bounded YAML reader
+* :mod:`~coursekit.provenance` -- computed, observed or assumed: where each value comes from
 * :mod:`~coursekit.netfilter`, :mod:`~coursekit.kubeproxy` -- nat rules and conntrack
 * :mod:`~coursekit.routing` -- routes, neighbours, flannel's FDB
 * :mod:`~coursekit.vxlan` -- the kernel's encapsulation choices
@@ -16,24 +19,26 @@ module per concept:
 * :mod:`~coursekit.explore`, :mod:`~coursekit.widgets` -- explorers and the stepper
 * :mod:`~coursekit.exercises` -- predict, then ``ck.check``
 * :mod:`~coursekit.lab` -- the live lab on a real kernel
+* :mod:`~coursekit.glossary` -- the terms, in English and Chinese (``data/glossary.yaml``)
 """
 
 from .bpf import apply_filter, compile_filter
 from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
 from .dissect import changes, hexdump, tree
-from .errors import CourseError
+from .errors import CourseError, public
 from .netfilter import nat_save
-from .scenario import default_scenario, describe, load_scenario, manifest_text
+from . import provenance  # noqa: F401  (ck.provenance.of_field / of_path)
+from .scenario import as_scenario, default_scenario, describe, load_scenario, manifest_text
 from .tcpdump import Style, render
 
 __version__ = "0.1.0"
 
-__all__ = ["CourseError", "load_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
+__all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
            "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
            "manifest_text", "nat_save", "Transcript", "check", "__version__"]
 
-_LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect")
+_LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing")
 
 
 def __getattr__(name):
@@ -61,14 +66,24 @@ class Transcript(str):
         p.text(repr(self))
 
 
+@public
 def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> Transcript:
     """What ``tcpdump -i <interface> [flags] '<filter>'`` on a node prints for the scenario.
 
     >>> ck.tcpdump(sc, "meizu", "enp4s0", "src 10.167.226.38 and port 8472 and udp")  # doctest: +SKIP
 
+    ``scenario``: anything :func:`as_scenario` accepts (a Scenario, ``"article"``, a path).
+
     Taught in: 01-physical-nic, 02-flannel, 03-docker0.
     """
+    from .scenario import as_scenario
     from .tcpdump import parse_flags
+    scenario = as_scenario(scenario)
+    for name, value in (("filter", flt), ("flags", flags)):
+        if not isinstance(value, str):
+            raise CourseError(name, f"a value of type {type(value).__name__} is not text",
+                              "a string, e.g. '' or " + ("'udp port 8472'" if name == "filter" else "'-nn -v'"))
+    scenario.check_interface(node, interface)
     style = Style.for_scenario(scenario, **parse_flags(flags))
     frames = apply_filter(capture(scenario, node, interface), flt)
     t = Transcript(render(frames, style))

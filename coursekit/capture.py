@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CourseError
+from .errors import CourseError, public
 
 __all__ = ["Frame", "capture", "write_pcap", "read_pcap", "pcap_bytes", "LINKTYPE_ETHERNET", "SNAPLEN"]
 
@@ -41,19 +41,41 @@ class Frame:
         return self.orig_len if self.orig_len is not None else len(self.data)
 
 
+@public
 def capture(scenario, node: str, interface: str, walk=None) -> list[Frame]:
     """The frames tcpdump on ``node``'s ``interface`` records, in order.
 
     >>> frames = capture(load_scenario("article"), "meizu", "enp4s0")   # doctest: +SKIP
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts;
+    ``node``: a node or a pod name (a pod's only interface is ``eth0``);
+    ``walk``: a :class:`~coursekit.datapath.Walk` of the same scenario, to
+    reuse instead of walking again.
+
     Taught in: 01-physical-nic.
     """
-    from .datapath import walk as _walk
-    w = walk if walk is not None else _walk(scenario)
+    from .datapath import Walk, walk as _walk
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
+    if walk is not None and not isinstance(walk, Walk):
+        raise CourseError("walk", f"a {type(walk).__name__} is not a Walk", "None or the result of ck.walk(scenario)")
+    if walk is not None and walk.scenario != sc:
+        raise CourseError("walk", f"this walk is of scenario {walk.scenario.name!r}, not of the one given",
+                          "None or ck.walk(scenario) of the same scenario")
+    sc.check_interface(node, interface)
+    w = walk if walk is not None else _walk(sc)
     return [Frame(o.time_us, o.frame, None, o) for o in w.at(node, interface)]
 
 
 def pcap_bytes(frames: list[Frame], snaplen: int = SNAPLEN, linktype: int = LINKTYPE_ETHERNET) -> bytes:
+    if not isinstance(frames, (list, tuple)):
+        raise CourseError("frames", f"a value of type {type(frames).__name__} is not a list of frames",
+                          "a list of ck.Frame (from ck.capture or ck.read_pcap)")
+    for i, f in enumerate(frames):
+        if not isinstance(f, Frame):
+            hint = " (wrap bytes as ck.Frame(time_us, data))" if isinstance(f, (bytes, bytearray)) else ""
+            raise CourseError(f"frames[{i}]", f"a value of type {type(f).__name__} is not a Frame{hint}",
+                              "ck.Frame (from ck.capture or ck.read_pcap)")
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)]
     for f in frames:
         sec, usec = divmod(f.time_us, 1_000_000)
@@ -63,6 +85,7 @@ def pcap_bytes(frames: list[Frame], snaplen: int = SNAPLEN, linktype: int = LINK
     return b"".join(out)
 
 
+@public
 def write_pcap(path: str | os.PathLike, frames: list[Frame]) -> Path:
     """Write a classic pcap atomically (a temporary file renamed into place)."""
     path = Path(path)

@@ -31,7 +31,7 @@ from scapy.layers.l2 import ARP, Ether  # noqa: F401
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Packet, Raw
 
-from .errors import CourseError
+from .errors import CourseError, public
 
 __all__ = ["Field", "Layer", "Change", "dissect", "tree", "hexdump", "changes", "frame_bytes"]
 
@@ -113,6 +113,17 @@ def frame_bytes(frame) -> bytes:
                       "bytes, a capture Frame, a walk Observation or a scapy packet")
 
 
+def vxlan_port_of(frame, vxlan_port: int | None = None) -> int | None:
+    """The UDP port to decode VXLAN by: the argument, else the port the walk recorded with the frame."""
+    if vxlan_port is not None:
+        if isinstance(vxlan_port, bool) or not isinstance(vxlan_port, int) or not 1 <= vxlan_port <= 65535:
+            raise CourseError("vxlan_port", f"{vxlan_port!r} is not a UDP port", "None or 1-65535")
+        return vxlan_port
+    obs = getattr(frame, "observation", None) or frame
+    port = getattr(obs, "vxlan_port", None)
+    return port if isinstance(port, int) else None
+
+
 def _bits(s) -> int:
     if isinstance(s, tuple):            # a bit field left the byte unfinished: (bytes, bitsdone, value)
         return len(s[0]) * 8 + s[1]
@@ -161,18 +172,24 @@ def _payload_layer(data: bytes) -> tuple[str, str]:
     return "Data", "Data"
 
 
-def dissect(frame) -> list[Layer]:
+@public
+def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
     """The layers of an Ethernet frame, outermost first, with every field's offset.
+
+    VXLAN is decoded on ``vxlan_port`` (default: the scenario's port recorded
+    with a walk's frame; for bare bytes, scapy's well-known VXLAN ports).
 
     >>> [l.key for l in dissect(w.at("meizu", "enp4s0")[0])]        # doctest: +SKIP
     ['outer Ethernet', 'outer IPv4', 'outer UDP', 'VXLAN', 'Ethernet', 'IPv4', 'TCP']
 
     Taught in: 01-physical-nic.
     """
+    from .vxlan import decode
+    port = vxlan_port_of(frame, vxlan_port)
     data = frame_bytes(frame)
     if len(data) < 14:
         raise CourseError("frame", f"{len(data)} bytes is shorter than an Ethernet header", "14 bytes or more")
-    pkt = Ether(data)
+    pkt = decode(data, port)
     encapsulated = pkt.haslayer(VXLAN)
     layers: list[Layer] = []
     off = 0
@@ -234,15 +251,21 @@ def _show(data: bytes, limit: int = 48) -> str:
     return f'"{text}"' + (" ..." if len(data) > limit else "")
 
 
-def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
+@public
+def tree(frame, title: str = "", layers: list[Layer] | None = None, scenario=None) -> str:
     """The frame as a Wireshark-like text tree: layers, their byte ranges, every field.
 
     ``layers`` is :func:`dissect`'s result when the caller already has it.
+    With ``scenario`` (and a frame from the walk), each field gets a tag
+    column: ``computed``, ``observed`` or ``assumed``
+    (:func:`coursekit.provenance.of_field`).
 
     Taught in: 01-physical-nic.
     """
+    if not isinstance(title, str):
+        raise CourseError("title", f"a value of type {type(title).__name__} is not text", "a string")
     data = frame_bytes(frame)
-    layers = layers if layers is not None else dissect(data)
+    layers = layers if layers is not None else dissect(frame)
     lines = [title or f"Frame: {len(data)} bytes"]
     for i, ly in enumerate(layers):
         if ly.inner and (i == 0 or not layers[i - 1].inner):
@@ -251,18 +274,25 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
         for f in ly.fields:
             pos = f"{f.offset}" + (f".{f.bit_offset}" if f.bit_offset or f.bits % 8 else "")
             size = f"{f.bits // 8}B" if f.bits % 8 == 0 and f.bit_offset == 0 else f"{f.bits}b"
-            lines.append(f"    {pos:>7} {size:>5}  {f.name:<10} {f.value}")
+            tag = ""
+            if scenario is not None:
+                from .provenance import of_field
+                tag = f"{of_field(ly.key, f.name, scenario, getattr(frame, 'observation', None) or frame).label:<9} "
+            lines.append(f"    {pos:>7} {size:>5}  {tag}{f.name:<10} {f.value}")
     return "\n".join(lines)
 
 
+@public
 def hexdump(frame, width: int = 16) -> str:
     """The frame's bytes in hex, one block per layer, each line starting at its frame offset.
 
     Taught in: 01-physical-nic.
     """
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 64:
+        raise CourseError("width", f"{width!r} is not a number of bytes per line", "1-64 (16 is usual)")
     data = frame_bytes(frame)
     lines = []
-    for ly in dissect(data):
+    for ly in dissect(frame):
         lines.append(f"{ly.key} [{ly.offset}:{ly.end}] {ly.length} bytes")
         chunk = data[ly.offset:ly.end]
         for i in range(0, len(chunk), width):
@@ -272,6 +302,7 @@ def hexdump(frame, width: int = 16) -> str:
     return "\n".join(lines)
 
 
+@public
 def changes(before, after) -> list[Change]:
     """What differs between two frames of one packet: changed fields, layers added or removed.
 
@@ -283,7 +314,7 @@ def changes(before, after) -> list[Change]:
     # Inner layers are keyed like a plain frame's ("IPv4"), so the pod's
     # packet compares with itself across encapsulation.
     a = {ly.key: ly for ly in dissect(before)}
-    b = {ly.key: ly for ly in dissect(after)}
+    b = {ly.key: ly for ly in dissect(after, vxlan_port_of(before))}
     out: list[Change] = []
     for key, ly in b.items():
         if key not in a:

@@ -17,7 +17,15 @@ Every key, its default and its meaning is documented in
   scenario still looks like Linux.
 
 Everything else a capture shows (NAT'd addresses, TTLs, lengths, sequence
-numbers, checksums, outer headers) is *computed* by the datapath.
+numbers, checksums, outer headers) is *computed* by the datapath.  Which
+inputs the article actually printed (**observed**) and which are plausible
+stand-ins (**assumed**) is the file's ``provenance:`` section
+(:mod:`coursekit.provenance`).
+
+The document's shape is checked in one place before any field is read
+(:mod:`coursekit.schema`); :func:`scenario_from_dict` then checks the values,
+refusing what a real node, Kubernetes or HTTP would refuse, with the reason.
+Every public function that takes a scenario goes through :func:`as_scenario`.
 
 Naming scheme (as on real nodes): the physical NIC is ``enp4s0``, the VTEP is
 ``flannel.<VNI>``, the bridge is ``docker0``, a pod's host-side veth is
@@ -31,27 +39,31 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import CourseError
+from .errors import CourseError, public
+from .provenance import parse_entries
+from .schema import check_manifest_shape, check_scenario_shape, known_path, read_text, read_yaml, suggest
+from .vxlan import VXLAN_HEADROOM
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
     "Service", "ServicePort", "Request", "Observed", "Timing",
-    "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario",
+    "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario", "as_scenario",
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
 
-#: Bytes VXLAN adds on the wire: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
-#: (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``).
-VXLAN_OVERHEAD = 14 + 20 + 8 + 8
+#: What the overlay's MTU loses to VXLAN: outer IPv4 20 + UDP 8 + VXLAN 8 + inner
+#: Ethernet 14 (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``);
+#: flannel.1's MTU is the NIC's minus this.  The bytes a frame grows by on the
+#: wire are another sum that is also 50 here (see :func:`coursekit.vxlan.encapsulation`).
+VXLAN_OVERHEAD = VXLAN_HEADROOM
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
 def data_dir() -> Path:
@@ -222,6 +234,8 @@ class Scenario:
     # "warm": every neighbour cache and bridge FDB already knows its peers (the article's
     # captures); "cold": the first packet waits for ARP on each layer-2 segment
     neighbour_caches: str = "warm"
+    # ((scenario path, "computed"|"observed"|"assumed", why), ...): coursekit.provenance
+    provenance: tuple = ()
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -274,12 +288,22 @@ class Scenario:
         raise CourseError("request.port", f"service {svc.name} has no port {self.request.port}",
                           ", ".join(str(p.port) for p in svc.ports))
 
+    def check_interface(self, node: Any, iface: Any) -> None:
+        """Raise :class:`CourseError` unless ``iface`` is an interface of ``node`` (a node or a pod)."""
+        self.interfaces(node)
+        if not isinstance(iface, str) or iface not in self.interfaces(node):
+            raise CourseError("interface", f"unknown interface {iface!r} on {node}",
+                              ", ".join(self.interfaces(node)))
+
     def interfaces(self, node: str) -> list[str]:
         """Interfaces tcpdump can listen on, on a node or inside a pod."""
+        if not isinstance(node, str) or (node not in {n.name for n in self.nodes}
+                                         and node not in {p.name for p in self.pods}):
+            raise CourseError("node", f"unknown node or pod {node!r}",
+                              ", ".join([n.name for n in self.nodes] + [p.name for p in self.pods]))
         for p in self.pods:
             if p.name == node:
                 return ["eth0"]
-        self.node(node)
         return [self.node(node).nic.name, self.flannel.device, "docker0"] + \
             [p.veth for p in self.pods_on(node)]
 
@@ -303,9 +327,13 @@ class Scenario:
 
     def with_changes(self, changes: dict) -> "Scenario":
         """A new, validated scenario with ``{"dotted.path": value}`` applied."""
+        if not isinstance(changes, dict):
+            raise CourseError("changes", f"a value of type {type(changes).__name__} is not a mapping",
+                              '{"dotted.path": value}, e.g. {"flannel.vni": 2}')
         raw = copy.deepcopy(self.raw)
         for path, value in changes.items():
             _set_path(raw, path, value)
+            _relabel(raw, path)
         return scenario_from_dict(raw, source=self.source)
 
 
@@ -324,54 +352,136 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def _set_path(raw: dict, path: str, value: Any) -> None:
+    """Apply one ``{"dotted.path": value}`` override; the path must be one the format knows."""
+    known_path(path)
     keys = path.split(".")
-    d = raw
-    for k in keys[:-1]:
+    d: Any = raw
+    for i, k in enumerate(keys[:-1]):
         if isinstance(d, list):
+            if not k.isdigit() or int(k) >= len(d):
+                raise CourseError(".".join(keys[:i + 1]), f"no item {k} in a list of {len(d)}",
+                                  f"0-{len(d) - 1}" if d else "(the list is empty)")
             d = d[int(k)]
             continue
-        d = d.setdefault(k, {})
+        if k not in d and k.isdigit() and int(k) in d:     # YAML gave an index key as a number
+            k = int(k)
+        if d.get(k) is None:
+            d[k] = {}
+        d = d[k]
+        if not isinstance(d, (dict, list)):
+            raise CourseError(".".join(keys[:i + 1]), f"is the single value {d!r}; it has no {keys[i + 1]!r}",
+                              "a path to a value, e.g. " + ".".join(keys[:i + 1]))
+    last: Any = keys[-1]
+    if isinstance(d, dict) and last not in d and last.isdigit() and int(last) in d:
+        last = int(last)
     if isinstance(d, list):
-        d[int(keys[-1])] = value
+        if not str(last).isdigit() or int(last) >= len(d):
+            raise CourseError(path, f"no item {last} in a list of {len(d)}", f"0-{len(d) - 1}" if d else "(empty)")
+        d[int(last)] = value
     else:
-        d[keys[-1]] = value
+        d[last] = value
 
 
-def _read_yaml(path: Path, what: str) -> Any:
+def _relabel(raw: dict, path: str) -> None:
+    """An override replaces a value: its old provenance no longer holds (the value is now a stand-in)."""
+    prov = raw.get("provenance")
+    if path == "provenance" or path.startswith("provenance.") or not isinstance(prov, dict) or not prov:
+        return
+    for k in [k for k in prov if str(k) == path or str(k).startswith(path + ".")]:
+        del prov[k]
+    if any(path.startswith(str(k) + ".") for k in prov):
+        prov[path] = "assumed: changed by an override, not taken from the file's source"
+
+
+#: ``extends:`` chains longer than this are refused (the article's is 2).
+MAX_EXTENDS = 8
+
+
+def _exists(p: Path) -> bool:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CourseError(what, f"no such file: {path.name}") from None
-    try:
-        return list(yaml.safe_load_all(text)) if what == "manifests" else yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise CourseError(what, f"{path.name} is not valid YAML{where}") from None
+        return p.exists()
+    except (OSError, ValueError):          # a name too long, an embedded NUL
+        return False
 
 
 def _resolve(path: str | Path) -> Path:
+    """A scenario name (``article``) or path -> the file to read."""
     p = Path(path)
-    if p.suffix not in (".yaml", ".yml") and not p.exists():
+    if p.suffix not in (".yaml", ".yml") and not _exists(p):
         p = data_dir() / "scenarios" / f"{p}.yaml"
     return p
 
 
-def raw_scenario(path: str | Path) -> dict:
-    """The scenario file as a dict, with ``extends:`` applied (not validated)."""
-    p = _resolve(path)
-    raw = _read_yaml(p, "scenario")
+def _find_file(ref: Any, base: Path, what: str, folder: str) -> Path:
+    """``extends:``/``manifests:`` -> a file: relative to the scenario, else the package's ``data/<folder>``.
+
+    A scenario copied out of ``data/scenarios`` keeps working: ``../manifests/nginx.yaml``,
+    ``manifests/nginx.yaml`` and ``nginx`` all name the packaged file.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise CourseError(what, f"is {ref!r}, not a file name", "a path relative to the scenario file, or a "
+                          f"file under the course's data/{folder} (e.g. " +
+                          ("'article.yaml')" if folder == "scenarios" else "'nginx.yaml')"))
+    if "\0" in ref or len(ref) > 4096:
+        raise CourseError(what, "is not a usable file name", "a path")
+    first = (base / ref) if not Path(ref).is_absolute() else Path(ref)
+    tried = [first]
+    if not Path(ref).is_absolute():
+        d = data_dir()
+        tried += [d / "scenarios" / ref, d / ref, d / folder / ref, d / folder / f"{ref}.yaml"]
+    for t in tried:
+        try:
+            if t.exists():
+                return t.resolve()
+        except (OSError, ValueError):
+            continue
+    seen = []
+    for t in tried:
+        if str(t) not in seen:
+            seen.append(str(t))
+    raise CourseError(what, f"no such file: {seen[0]}" + (f" (also tried {', '.join(seen[1:])})" if seen[1:] else ""),
+                      f"a path relative to {base}, or a name under {data_dir() / folder}")
+
+
+def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
+    """The scenario file as a dict, with ``extends:`` applied (shape not yet checked)."""
+    p = _resolve(path) if not _chain else Path(path)
+    what = "extends" if _chain else "scenario"
+    if not _chain and not _exists(p):
+        names = ", ".join(scenarios())
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+        where = str(p.absolute()) if len(str(p)) <= 300 else "(name too long)"
+        raise CourseError("scenario", f"no scenario named {shown!r} (no such file: {where})",
+                          f"{names}, or a path to a .yaml file")
+    raw = read_yaml(p, what)
     if not isinstance(raw, dict):
-        raise CourseError("scenario", f"{p.name} must be a YAML mapping")
+        raise CourseError(what, f"{p} is {type(raw).__name__}, not a YAML mapping",
+                          "a mapping of the scenario's keys (name:, flannel:, nodes:, ...)")
+    try:
+        key = p.resolve()
+    except (OSError, RuntimeError):
+        key = p
+    if key in _chain:
+        raise CourseError("extends", "extends itself: " + " -> ".join(x.name for x in _chain + (key,)),
+                          "a chain of scenario files without a loop")
+    if len(_chain) >= MAX_EXTENDS:
+        raise CourseError("extends", f"more than {MAX_EXTENDS} files deep", f"at most {MAX_EXTENDS}")
     parent = raw.pop("extends", None)
-    if parent:
-        base = raw_scenario(p.parent / parent)
+    if parent is not None:
+        base = raw_scenario(_find_file(parent, p.parent, "extends", "scenarios"), _chain + (key,))
+        # a child's provenance entry for a path replaces the parent's entries under it
+        mine = raw.get("provenance") if isinstance(raw.get("provenance"), dict) else {}
+        if mine and isinstance(base.get("provenance"), dict):
+            base["provenance"] = {k: v for k, v in base["provenance"].items()
+                                  if not any(str(k) == m or str(k).startswith(f"{m}.") for m in mine)}
         raw = _deep_merge(base, raw)
-    if "manifests" in raw and not Path(raw["manifests"]).is_absolute():
-        raw["manifests"] = str((p.parent / raw["manifests"]).resolve())
+    if raw.get("manifests") is not None and not (isinstance(raw["manifests"], str)
+                                                 and Path(raw["manifests"]).is_absolute()):
+        raw["manifests"] = str(_find_file(raw["manifests"], p.parent, "manifests", "manifests"))
     return raw
 
 
+@public
 def load_scenario(path: str | Path = "article", overrides: dict | None = None) -> Scenario:
     """Load and validate a scenario by name (``"article"``) or path.
 
@@ -381,15 +491,73 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 
     Taught in: 00-the-scenario.
     """
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise CourseError("scenario", f"a value of type {type(path).__name__} is not a scenario name or path",
+                          ", ".join(scenarios()) + ", or a path to a .yaml file")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise CourseError("overrides", f"a value of type {type(overrides).__name__} is not a mapping",
+                          '{"dotted.path": value}, e.g. {"flannel.vni": 2}')
     raw = raw_scenario(path)
     for k, v in (overrides or {}).items():
         _set_path(raw, k, v)
+        _relabel(raw, k)
     return scenario_from_dict(raw, source=str(_resolve(path)))
 
 
 def default_scenario() -> Scenario:
     """The article's cluster (``data/scenarios/article.yaml``)."""
     return load_scenario("article")
+
+
+#: What every public function that takes a scenario accepts (the message of its error).
+SCENARIO_ALLOWED = ("a Scenario (ck.load_scenario(...)), the name of a scenario under data/scenarios "
+                    "(e.g. 'article'), a path to a scenario .yaml file, or a mapping with a scenario's keys")
+
+
+def scenarios() -> list[str]:
+    """The names of the scenarios that ship with the course (``data/scenarios/*.yaml``)."""
+    return sorted(p.stem for p in (data_dir() / "scenarios").glob("*.yaml"))
+
+
+@public
+def as_scenario(value: Any, field: str = "scenario", default: str | None = None) -> Scenario:
+    """The one way a public function turns its ``scenario`` argument into a :class:`Scenario`.
+
+    Accepted: a :class:`Scenario` (returned as is); a scenario name such as
+    ``"article"`` (``data/scenarios/article.yaml``); a path (``str`` or
+    :class:`os.PathLike`) to a scenario file; a mapping with a scenario's keys
+    (validated like a file).  ``None`` means ``default`` when the caller has
+    one (e.g. ``default="article"``) and is an error otherwise.  Anything else
+    -- bytes, a list, a number, a Walk -- raises :class:`CourseError` naming
+    ``field`` and listing what is allowed.
+
+    >>> as_scenario("article").name
+    'article'
+
+    Taught in: 00-the-scenario (every ``ck.`` function that takes a scenario calls it).
+    """
+    if isinstance(value, Scenario):
+        return value
+    if value is None:
+        if default is not None:
+            return load_scenario(default)
+        raise CourseError(field, "is None, not a scenario", SCENARIO_ALLOWED)
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, bytes):
+            raise CourseError(field, "a bytes path is not a scenario name", SCENARIO_ALLOWED)
+        if not text.strip():
+            raise CourseError(field, "is an empty name", ", ".join(scenarios()) + ", or a path to a .yaml file")
+        return load_scenario(text)
+    if isinstance(value, dict):
+        return scenario_from_dict(value, source="(a mapping)")
+    what = type(value).__name__
+    hint = ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        hint = " (decode it, or save it to a .yaml file and give the path)"
+    elif hasattr(value, "scenario") and isinstance(getattr(value, "scenario"), Scenario):
+        hint = f" (this {what} has one: pass its .scenario)"
+    raise CourseError(field, f"a value of type {what} is not a scenario{hint}", SCENARIO_ALLOWED)
 
 
 # --------------------------------------------------------------------------
@@ -466,8 +634,110 @@ def _mac(value: Any, field: str) -> str:
 
 def _name(value: Any, field: str) -> str:
     v = str(value)
-    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", v):
+    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z", v):
         raise CourseError(field, f"{value!r} is not a valid name", "lower-case letters, digits, '-' and '.'")
+    return v
+
+
+#: Bytes in an interface name: the kernel's IFNAMSIZ (16) less the NUL.
+IFNAME_MAX = 15
+
+
+def _ifname(value: Any, field: str) -> str:
+    """An interface name the kernel accepts (``dev_valid_name`` in net/core/dev.c), or CourseError."""
+    v = value if isinstance(value, str) else str(value)
+    allowed = "1-15 bytes, not . or .., without '/', ':', '%' or white space (dev_valid_name)"
+    if not v:
+        raise CourseError(field, "is empty; the kernel refuses an empty interface name", allowed)
+    if len(v.encode("utf-8")) > IFNAME_MAX:
+        raise CourseError(field, f"{v!r} is {len(v.encode('utf-8'))} bytes; the kernel refuses names of "
+                          f"IFNAMSIZ (16) bytes or more", allowed)
+    if v in (".", ".."):
+        raise CourseError(field, f"{v!r} is refused by the kernel (it names a folder in /sys/class/net)", allowed)
+    bad = next((c for c in v if c in "/:" or c.isspace() or c == "\xa0"), None)
+    if bad is not None:
+        raise CourseError(field, f"{v!r} contains {bad!r}, which the kernel refuses in an interface name", allowed)
+    if "%" in v:
+        raise CourseError(field, f"{v!r} contains '%': the kernel treats it as a template and picks a number "
+                          "(dev_alloc_name)", allowed)
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise CourseError(field, f"{v!r} contains a control character", allowed)
+    return v
+
+
+def _unicast_host(ip: ipaddress.IPv4Address, field: str, what: str = "a node") -> None:
+    """Refuse addresses no host interface carries as its own unicast address."""
+    allowed = f"a unicast address for {what} (not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 255.255.255.255)"
+    if ip in ipaddress.IPv4Network("127.0.0.0/8"):
+        raise CourseError(field, f"{ip} is a loopback address (127.0.0.0/8): it never leaves a host", allowed)
+    if ip.is_multicast:
+        raise CourseError(field, f"{ip} is a multicast address (224.0.0.0/4)", allowed)
+    if ip in ipaddress.IPv4Network("0.0.0.0/8"):
+        raise CourseError(field, f"{ip} is in 0.0.0.0/8 ('this network'), which the kernel does not route", allowed)
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise CourseError(field, f"{ip} is the limited broadcast address", allowed)
+
+
+def _unicast_net(net: ipaddress.IPv4Network, field: str) -> None:
+    for bad, why in (("127.0.0.0/8", "loopback"), ("224.0.0.0/4", "multicast"), ("0.0.0.0/8", "'this network'"),
+                     ("240.0.0.0/4", "reserved")):
+        if net.overlaps(ipaddress.IPv4Network(bad)):
+            raise CourseError(field, f"{net} overlaps the {why} range {bad}", "a private unicast range, e.g. 172.30.0.0/16")
+
+
+_TCHAR = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")          # RFC 9110 token
+_PATH = re.compile(r"^/[\x21-\x7e]*\Z")                          # origin-form, visible ASCII
+_FIELD_VALUE = re.compile(r"^[\x20-\x7e]*\Z")                     # printable ASCII, no CR/LF
+
+
+def _http(request_method: str, path: str, ua: str) -> None:
+    if not _TCHAR.match(request_method):
+        raise CourseError("request.method", f"{request_method!r} is not an HTTP method (a token: letters, digits, "
+                          "no spaces or control characters)", "e.g. GET, HEAD, POST")
+    if not _PATH.match(path):
+        bad = next((c for c in path if not 0x21 <= ord(c) <= 0x7e), None)
+        raise CourseError("request.path", f"{path!r} " + ("does not start with '/'" if not path.startswith("/") else
+                          f"contains {bad!r}, which cannot go on an HTTP request line"),
+                          "'/' then visible ASCII; percent-encode anything else (%20 for a space)")
+    if not _FIELD_VALUE.match(ua):
+        bad = next(c for c in ua if not 0x20 <= ord(c) <= 0x7e)
+        raise CourseError("request.userAgent", f"{ua!r} contains {bad!r}: a header value cannot carry CR, LF or "
+                          "other control or non-ASCII characters (it would inject or break header lines)",
+                          "printable ASCII, e.g. Wget")
+
+
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")                  # DNS-1123 label
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?\Z")
+
+
+def _k8s_name(value: Any, field: str) -> str:
+    """A Kubernetes object name or namespace (DNS-1123 label: what the API server accepts)."""
+    v = value if isinstance(value, str) else ""
+    if not _K8S_NAME.match(v) or len(v) > 63:
+        raise CourseError(field, f"{value!r} is not a Kubernetes name",
+                          "1-63 lower-case letters, digits and '-', starting and ending with a letter or digit")
+    return v
+
+
+def _labels(labels: Any, field: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for k, v in (labels or {}).items():
+        k, v = str(k), "" if v is None else str(v)
+        if not _LABEL_KEY.match(k) or len(k.rsplit("/", 1)[-1]) > 63:
+            raise CourseError(f"{field}.{k}", f"{k!r} is not a label key", "e.g. app or example.com/name")
+        if not _LABEL_VALUE.match(v) or len(v) > 63:
+            raise CourseError(f"{field}.{k}", f"{v!r} is not a label value",
+                              "up to 63 letters, digits, '-', '_' and '.'")
+        out.append((k, v))
+    return tuple(sorted(out))
+
+
+def _modelled(value: Any, field: str, pattern: str, allowed: str) -> str:
+    v = str(value)
+    if not re.match(pattern + r"\Z", v):
+        raise CourseError(field, f"{v!r} is not modelled (the model follows one version's behaviour)", allowed)
     return v
 
 
@@ -489,7 +759,7 @@ def docker_mac(ip: ipaddress.IPv4Address) -> str:
 
 
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
-                      r"(Z|[+-]\d{2}:\d{2})$")
+                      r"(Z|[+-]\d{2}:\d{2})\Z")
 
 
 def _time(value: Any, field: str) -> int:
@@ -518,9 +788,11 @@ def _time(value: Any, field: str) -> int:
 
 
 def _parse_offset(value: Any, field: str) -> int:
-    m = re.match(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$", str(value).strip())
+    m = re.match(r"^(?:UTC)?([+-])(\d{2}):(\d{2})\Z", str(value).strip())
     if not m:
         raise CourseError(field, f"{value!r} is not a UTC offset", "e.g. +08:00 or -05:30")
+    if int(m.group(3)) > 59:
+        raise CourseError(field, f"{value!r} has {m.group(3)} minutes", "minutes 00-59, e.g. +08:00 or +05:30")
     minutes = int(m.group(2)) * 60 + int(m.group(3))
     if minutes > 14 * 60:
         raise CourseError(field, f"{value!r} is out of range", "-14:00 to +14:00")
@@ -532,9 +804,14 @@ def _parse_offset(value: Any, field: str) -> int:
 # --------------------------------------------------------------------------
 
 def _parse_manifests(path: str) -> tuple[list[dict], list[dict]]:
-    docs = [d for d in _read_yaml(Path(path), "manifests") if d]
-    deployments = [d for d in docs if d.get("kind") == "Deployment"]
-    services = [d for d in docs if d.get("kind") == "Service"]
+    p = Path(path)
+    docs = read_yaml(p, "manifests", many=True)
+    deployments, services = [], []
+    for i, d in enumerate(docs):
+        if d is None:                      # an empty document between two '---'
+            continue
+        kind = check_manifest_shape(d, i, p)
+        (deployments if kind == "Deployment" else services).append(d)
     return deployments, services
 
 
@@ -543,9 +820,20 @@ def _parse_manifests(path: str) -> tuple[list[dict], list[dict]]:
 # --------------------------------------------------------------------------
 
 def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
-    """Validate a scenario mapping; raise :class:`CourseError` on the first problem."""
+    """Validate a scenario mapping; raise :class:`CourseError` on the first problem.
+
+    The whole document's shape (every key known, every mapping a mapping) is
+    checked first (:mod:`coursekit.schema`), then the values.
+    """
+    check_scenario_shape(raw)
     raw = copy.deepcopy(raw)
+    if raw.get("extends") is not None:
+        raise CourseError("extends", "only a scenario file can extend another",
+                          "load the file with ck.load_scenario, or merge the parent yourself")
     name = str(_get(raw, "name", "", "scenario"))
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", name):
+        raise CourseError("name", f"{name!r} is not a scenario name (it names a folder under data/captures)",
+                          "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     utc = _parse_offset(_get(raw, "utcOffset", "", "+00:00"), "utcOffset")
 
     # flannel ------------------------------------------------------------
@@ -558,14 +846,23 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         raise CourseError("flannel.backend", f"{backend!r} is not modelled", "vxlan")
     flannel = Flannel(
         network=network, subnet_len=subnet_len, backend=backend,
-        vni=_int(_get(fr, "vni", "flannel", 1), "flannel.vni", 1, (1 << 24) - 1, "a VXLAN network identifier"),
+        vni=_int(_get(fr, "vni", "flannel", 1), "flannel.vni", 0, (1 << 24) - 1, "a VXLAN network identifier"),
         port=_port(_get(fr, "port", "flannel", 8472), "flannel.port"),
         ip_masq=_bool(_get(fr, "ipMasq", "flannel", False), "flannel.ipMasq"),
         udp_checksum=_bool(_get(fr, "udpChecksum", "flannel", True), "flannel.udpChecksum"),
-        version=str(_get(fr, "version", "flannel", "v0.11.0")),
+        version=_modelled(_get(fr, "version", "flannel", "v0.11.0"), "flannel.version", r"v?0\.11(\.\d+)?",
+                          "v0.11.0 (the version the article's install guide uses)"),
     )
+    if len(flannel.device) > IFNAME_MAX:
+        raise CourseError("flannel.vni", f"VNI {flannel.vni} makes the device name {flannel.device!r} "
+                          f"{len(flannel.device)} bytes; the kernel refuses interface names over {IFNAME_MAX}",
+                          "0-9999999 (flannel names its device flannel.<VNI>)")
+    _unicast_net(network, "flannel.network")
 
     service_cidr = _net(_get(raw, "serviceCIDR", "", "10.254.0.0/16"), "serviceCIDR")
+    _unicast_net(service_cidr, "serviceCIDR")
+    if service_cidr.prefixlen > 30:
+        raise CourseError("serviceCIDR", f"{service_cidr} has no room for a cluster IP", "a /30 or larger")
     if service_cidr.overlaps(network):
         raise CourseError("serviceCIDR", f"{service_cidr} overlaps the pod network {network}",
                           "a range apart from flannel.network")
@@ -580,7 +877,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         masquerade_all=_bool(_get(kr, "masqueradeAll", "kubeProxy", False), "kubeProxy.masqueradeAll"),
         cluster_cidr=_net(cc, "kubeProxy.clusterCIDR") if cc else None,
         masquerade_bit=_int(_get(kr, "masqueradeBit", "kubeProxy", 14), "kubeProxy.masqueradeBit", 0, 31),
-        version=str(_get(kr, "version", "kubeProxy", "1.14")),
+        version=_modelled(_get(kr, "version", "kubeProxy", "1.14"), "kubeProxy.version", r"v?1\.14(\.\d+)?",
+                          "1.14 (the version the article's install guide uses)"),
     )
 
     # nodes --------------------------------------------------------------
@@ -593,10 +891,14 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         f = f"nodes.{nname}"
         nic_r = _get(nd, "nic", f)
         ip, net = _iface(_get(nic_r, "address", f + ".nic"), f + ".nic.address")
-        if ip == net.network_address or ip == net.broadcast_address:
+        _unicast_host(ip, f + ".nic.address")
+        if net.prefixlen == 32:
+            raise CourseError(f + ".nic.address", f"a /32 underlay leaves {ip} no neighbour on the link",
+                              "a prefix of /31 or shorter that holds both nodes")
+        if net.prefixlen < 31 and (ip == net.network_address or ip == net.broadcast_address):
             raise CourseError(f + ".nic.address", f"{ip} is the network or broadcast address of {net}",
                               f"{net[1]}-{net[-2]}")
-        nic = Nic(name=str(_get(nic_r, "name", f + ".nic", "enp4s0")), ip=ip, network=net,
+        nic = Nic(name=_ifname(_get(nic_r, "name", f + ".nic", "enp4s0"), f + ".nic.name"), ip=ip, network=net,
                   mac=_mac(_get(nic_r, "mac", f + ".nic", _local_mac(nname, "nic")), f + ".nic.mac"),
                   mtu=_int(_get(nic_r, "mtu", f + ".nic", 1500), f + ".nic.mtu", 68 + VXLAN_OVERHEAD, 65535,
                            f"an underlay that carries VXLAN ({VXLAN_OVERHEAD} bytes of overhead)"))
@@ -616,13 +918,17 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                              _local_mac(nname, "docker0", prefix=b"\x02\x42")),
                                         f + ".docker.bridgeMac"))
         lo, hi = _get(nd, "ephemeralPorts", f, [32768, 60999])
+        lo, hi = _port(lo, f + ".ephemeralPorts.0"), _port(hi, f + ".ephemeralPorts.1")
+        if lo > hi:
+            raise CourseError(f + ".ephemeralPorts", f"[{lo}, {hi}] is reversed; the kernel refuses it (EINVAL)",
+                              "[low, high] with low <= high, e.g. [32768, 60999]")
         nodes.append(Node(
             name=nname, hostname=_name(_get(nd, "hostname", f, nname), f + ".hostname"),
             nic=nic, subnet=subnet,
             vtep_mac=_mac(_get(nd, "vtepMac", f, _local_mac(nname, "vtep")), f + ".vtepMac"),
             docker=docker,
             default_ttl=_int(_get(nd, "defaultTTL", f, 64), f + ".defaultTTL", 2, 255),
-            ephemeral_ports=(_port(lo, f + ".ephemeralPorts"), _port(hi, f + ".ephemeralPorts")),
+            ephemeral_ports=(lo, hi),
             br_netfilter=_bool(_get(nd, "bridgeNfCallIptables", f, True), f + ".bridgeNfCallIptables"),
         ))
     for i, a in enumerate(nodes):
@@ -648,7 +954,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     used: dict[str, str] = {}
 
     def add_pod(pname: str, ns: str, node: str, ip: ipaddress.IPv4Address, f: str,
-                labels: dict, cport: int | None, pr: dict) -> None:
+                labels: dict, cport: int | None, pr: dict, of: str = "") -> None:
+        of = of or f                      # where the pod's own settings (veth, MACs) were written
         if node not in node_by:
             raise CourseError(f + ".node", f"unknown node {node!r}", ", ".join(node_by))
         n = node_by[node]
@@ -661,31 +968,35 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         if str(ip) in used:
             raise CourseError(f + ".ip", f"{ip} is already used by pod {used[str(ip)]}", "one address per pod")
         used[str(ip)] = pname
-        veth = pr.get("veth") or "veth" + _stable("veth", node, pname).hex()[:7]
-        if not re.match(r"^[a-zA-Z0-9_.-]{1,15}$", veth):
-            raise CourseError(f + ".veth", f"{veth!r} is not a Linux interface name", "1-15 letters, digits, . _ -")
+        veth = pr.get("veth")
+        veth = _ifname(veth, of + ".veth") if veth is not None else "veth" + _stable("veth", node, pname).hex()[:7]
         pods.append(Pod(
             name=pname, namespace=ns, node=node, ip=ip,
-            mac=_mac(pr.get("mac") or docker_mac(ip), f + ".mac"),
+            mac=_mac(pr.get("mac") or docker_mac(ip), of + ".mac"),
             mtu=n.docker.mtu, veth=veth,
-            veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), f + ".vethMac"),
-            labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+            veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), of + ".vethMac"),
+            labels=_labels(labels, f + ".labels"),
             container_port=cport))
 
     for pname, pr in (_get(raw, "pods", "", {}) or {}).items():
         f = f"pods.{pname}"
-        add_pod(_name(pname, "pods"), str(pr.get("namespace", "default")), str(_get(pr, "node", f)),
+        add_pod(_name(pname, "pods"), _k8s_name(pr.get("namespace") or "default", f + ".namespace"),
+                str(_get(pr, "node", f)),
                 _ip(_get(pr, "ip", f), f + ".ip"), f, pr.get("labels") or {}, None, pr)
 
     services: list[Service] = []
     manifests = raw.get("manifests")
+    if manifests is not None and not (isinstance(manifests, str) and Path(manifests).is_absolute()):
+        # a mapping given directly (not a file): manifests relative to the working folder or data/
+        manifests = raw["manifests"] = str(_find_file(manifests, Path.cwd(), "manifests", "manifests"))
     wl = raw.get("workloads") or {}
     if manifests:
         deployments, svc_docs = _parse_manifests(manifests)
+        seen_deployments: set = set()
         for dep in deployments:
             md = dep.get("metadata") or {}
-            dname = str(md.get("name"))
-            ns = str(md.get("namespace", "default"))
+            dname = _k8s_name(md.get("name"), "manifests: Deployment metadata.name")
+            ns = _k8s_name(md.get("namespace") or "default", f"manifests: Deployment {dname} metadata.namespace")
             spec = dep.get("spec") or {}
             tmpl = (spec.get("template") or {})
             tspec = tmpl.get("spec") or {}
@@ -699,7 +1010,18 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                   ", ".join(node_by))
             if node not in node_by:
                 raise CourseError(f + ".node", f"unknown node {node!r}", ", ".join(node_by))
-            cports = [p.get("containerPort") for c in tspec.get("containers") or [] for p in c.get("ports") or []]
+            cports = [_port(p.get("containerPort"), f"{f}.containers.{ci}.ports.{pi}.containerPort")
+                      for ci, c in enumerate(tspec.get("containers") or []) for pi, p in enumerate(c.get("ports") or [])]
+            if not tspec.get("containers"):
+                raise CourseError(f + ".containers", "the Deployment has no containers", "at least one container")
+            sel = ((spec.get("selector") or {}).get("matchLabels") or {})
+            if not sel or not set((str(k), str(v)) for k, v in sel.items()) <= \
+                    set((str(k), str(v)) for k, v in labels.items()):
+                raise CourseError(f + ".selector", "spec.selector.matchLabels does not match the template's labels "
+                                  "(Kubernetes refuses the Deployment)", "matchLabels that the pod template carries")
+            if dname in {d for d in seen_deployments}:
+                raise CourseError(f, "two Deployments with this name", "one Deployment per name")
+            seen_deployments.add(dname)
             ips = w.get("podIPs")
             if ips is None:
                 # Docker's IPAM hands out the bridge subnet in order after the
@@ -707,17 +1029,20 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                 taken = {str(p.ip) for p in pods}
                 cand = (h for h in node_by[node].subnet.hosts() if h != node_by[node].docker.bridge_ip
                         and str(h) not in taken)
-                ips = [str(next(cand)) for _ in range(replicas)]
+                ips = [str(x) for x, _ in zip(cand, range(replicas))]
+            if not isinstance(ips, list):
+                raise CourseError(f + ".podIPs", f"is {ips!r}, not a list", "a list of pod addresses")
             if len(ips) < replicas:
                 raise CourseError(f + ".podIPs", f"{len(ips)} addresses for {replicas} replicas",
                                   "one address per replica")
             for i in range(replicas):
                 add_pod(f"{dname}-{i + 1}", ns, node, _ip(ips[i], f"{f}.podIPs.{i}"), f"{f}.podIPs.{i}",
                         labels, cports[0] if cports else None,
-                        (w.get("pods") or {}).get(i + 1) or (w.get("pods") or {}).get(str(i + 1)) or {})
+                        (w.get("pods") or {}).get(i + 1) or (w.get("pods") or {}).get(str(i + 1)) or {},
+                        f"{f}.pods.{i + 1}")
         for sd in svc_docs:
             md = sd.get("metadata") or {}
-            sname = str(md.get("name"))
+            sname = _k8s_name(md.get("name"), "manifests: Service metadata.name")
             f = f"services.{sname}"
             over = (raw.get("services") or {}).get(sname) or {}
             spec = sd.get("spec") or {}
@@ -727,16 +1052,36 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                 po = pover.get(j) or pover.get(str(j)) or {}     # YAML gives 0, a dotted override "0"
                 port = _port(po.get("port", p.get("port")), f"{f}.ports.{j}.port")
                 tp = _port(po.get("targetPort", p.get("targetPort", port)), f"{f}.ports.{j}.targetPort")
-                ports.append(ServicePort(name=str(p.get("name") or ""), port=port, target_port=tp,
-                                         protocol=str(p.get("protocol", "TCP")).upper()))
+                proto = str(p.get("protocol", "TCP"))
+                if proto != "TCP":
+                    raise CourseError(f"{f}.ports.{j}.protocol", f"{proto!r} is not modelled"
+                                      + (" (Kubernetes spells it TCP)" if proto.upper() == "TCP" else ""), "TCP")
+                if port in {x.port for x in ports}:
+                    raise CourseError(f"{f}.ports.{j}.port", f"port {port} is listed twice (Kubernetes refuses a "
+                                      "duplicate Service port)", "one entry per port")
+                ports.append(ServicePort(name=str(p.get("name") or ""), port=port, target_port=tp, protocol=proto))
+            if not ports:
+                raise CourseError(f + ".ports", "the Service has no ports (Kubernetes refuses it)", "at least one port")
+            if len(ports) > 1 and len({x.name for x in ports}) < len(ports) or \
+                    len(ports) > 1 and any(not x.name for x in ports):
+                raise CourseError(f + ".ports", "a Service with several ports needs a distinct name for each "
+                                  "(Kubernetes refuses it)", "name: on every port")
+            stype = str(spec.get("type") or "ClusterIP")
+            if stype != "ClusterIP":
+                raise CourseError(f + ".type", f"{stype!r} is not modelled", "ClusterIP")
+            if sname in {x.name for x in services}:
+                raise CourseError(f, "two Services with this name", "one Service per name")
             cip = _ip(_get(over, "clusterIP", f), f + ".clusterIP")
-            if cip not in service_cidr:
-                raise CourseError(f + ".clusterIP", f"{cip} is outside serviceCIDR {service_cidr}",
+            if cip not in service_cidr or cip in (service_cidr.network_address, service_cidr.broadcast_address):
+                where = "outside" if cip not in service_cidr else "the network or broadcast address of"
+                raise CourseError(f + ".clusterIP", f"{cip} is {where} serviceCIDR {service_cidr}",
                                   f"{service_cidr[1]}-{service_cidr[-2]}")
-            services.append(Service(name=sname, namespace=str(md.get("namespace", "default")), cluster_ip=cip,
+            if cip in {x.cluster_ip for x in services}:
+                raise CourseError(f + ".clusterIP", f"{cip} is already another Service's", "one cluster IP per Service")
+            sns = _k8s_name(md.get("namespace") or "default", f"manifests: Service {sname} metadata.namespace")
+            services.append(Service(name=sname, namespace=sns, cluster_ip=cip,
                                     ports=tuple(ports),
-                                    selector=tuple(sorted((str(k), str(v)) for k, v in
-                                                          (spec.get("selector") or {}).items()))))
+                                    selector=_labels(spec.get("selector"), f + ".selector")))
 
     # request ----------------------------------------------------------------
     rr = _get(raw, "request", "")
@@ -754,6 +1099,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     request = Request(client=client, service=sname, port=rport,
                       method=str(_get(rr, "method", "request", "GET")), path=str(_get(rr, "path", "request", "/")),
                       user_agent=str(_get(rr, "userAgent", "request", "Wget")))
+    _http(request.method, request.path, request.user_agent)
 
     # observed -----------------------------------------------------------------
     o = _get(raw, "observed", "", {})
@@ -808,13 +1154,18 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     hosts = names.get("hosts")
     if hosts is None:
         hosts = {str(n.nic.ip): n.hostname for n in nodes}
+    for k, v in hosts.items():
+        if not _HOSTNAME.match(str(v)) or len(str(v)) > 253:
+            raise CourseError(f"names.hosts.{k}", f"{v!r} is not a host name", "letters, digits, '-' and '.'")
     host_names = tuple(sorted((str(_ip(k, f"names.hosts.{k}")), str(v)) for k, v in hosts.items()))
     svcs = names.get("services", {"http": "80/tcp", "otv": "8472/udp"})
     service_names = []
     for sn, spec in svcs.items():
-        m = re.match(r"^(\d+)/(tcp|udp)$", str(spec))
+        m = re.match(r"^(\d+)/(tcp|udp)\Z", str(spec))
         if not m:
             raise CourseError(f"names.services.{sn}", f"{spec!r} is not port/protocol", "e.g. 80/tcp")
+        if not re.match(r"^[A-Za-z0-9][-A-Za-z0-9_.+]{0,31}\Z", str(sn)):
+            raise CourseError(f"names.services.{sn}", f"{sn!r} is not a service name", "e.g. http, otv")
         service_names.append((_port(int(m.group(1)), f"names.services.{sn}"), m.group(2), str(sn)))
 
     caches = str(raw.get("neighbourCaches", "warm"))
@@ -825,35 +1176,147 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         flannel=flannel, service_cidr=service_cidr, kube_proxy=kube_proxy, nodes=tuple(nodes),
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
-        source=source, raw=raw)
+        provenance=parse_entries(raw.get("provenance")), source=source, raw=raw)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",
                           ", ".join(sc.interfaces(sc.observed.anchor[0])))
+    _cross_checks(sc, raw)
     return sc
 
+
+
+def _cross_checks(sc: Scenario, raw: dict) -> None:
+    """What a real node or Kubernetes would refuse once every part is known."""
+    node_names = {n.name for n in sc.nodes}
+    for p in sc.pods:
+        if p.name in node_names:
+            raise CourseError(f"pods.{p.name}", f"pod {p.name!r} has a node's name; the course names interfaces "
+                              "by node or pod, so the two must differ", "a name no node has")
+    # overrides must name something that exists
+    for sname, over in (raw.get("services") or {}).items():
+        if sname not in {s.name for s in sc.services}:
+            raise CourseError(f"services.{sname}", f"no Service {sname!r} in the manifests{suggest(sname, [s.name for s in sc.services])}",
+                              ", ".join(s.name for s in sc.services) or "(no manifests)")
+        svc = sc.service(sname)
+        for j in ((over or {}).get("ports") or {}):
+            if int(j) >= len(svc.ports):
+                raise CourseError(f"services.{sname}.ports.{j}", f"the Service has {len(svc.ports)} port(s)",
+                                  f"0-{len(svc.ports) - 1}")
+    deps = {p.name.rsplit("-", 1)[0] for p in sc.pods if p.name not in (raw.get("pods") or {})}
+    for wname, w in (raw.get("workloads") or {}).items():
+        if wname not in deps:
+            raise CourseError(f"workloads.{wname}", f"no Deployment {wname!r} in the manifests{suggest(wname, deps)}",
+                              ", ".join(sorted(deps)) or "(no manifests)")
+        n = len([p for p in sc.pods if p.name.rsplit("-", 1)[0] == wname and p.name not in (raw.get("pods") or {})])
+        for i in ((w or {}).get("pods") or {}):
+            if not 1 <= int(i) <= n:
+                raise CourseError(f"workloads.{wname}.pods.{i}", f"the Deployment has {n} replica(s)", f"1-{n}")
+    # devices on one node: the kernel refuses a second device with a name (EEXIST)
+    for n in sc.nodes:
+        owners = {"lo": "the loopback device", sc.flannel.device: "flannel's VTEP", "docker0": "Docker's bridge"}
+        for name, f, what in [(n.nic.name, f"nodes.{n.name}.nic.name", "the NIC")] + \
+                [(p.veth, f"pods.{p.name}.veth" if p.name in (raw.get("pods") or {}) else
+                  f"workloads.{p.name.rsplit('-', 1)[0]}.pods.{p.name.rsplit('-', 1)[1]}.veth", f"{p.name}'s veth")
+                 for p in sc.pods_on(n.name)]:
+            if name in owners:
+                raise CourseError(f, f"{name!r} is already {owners[name]} on {n.name} (the kernel refuses a second "
+                                  "device of one name: File exists)", "a name no other device on the node has")
+            owners[name] = what
+    # MACs: unique on each layer-2 segment, never all zero
+    segments: dict[str, list[tuple[str, str]]] = {"underlay": [], "flannel": []}
+    for n in sc.nodes:
+        segments["underlay"].append((n.nic.mac, f"nodes.{n.name}.nic.mac"))
+        segments["flannel"].append((n.vtep_mac, f"nodes.{n.name}.vtepMac"))
+        seg = segments.setdefault(f"{n.name} docker0", [])
+        seg.append((n.docker.bridge_mac, f"nodes.{n.name}.docker.bridgeMac"))
+        for p in sc.pods_on(n.name):
+            seg += [(p.mac, f"pods.{p.name}.mac"), (p.veth_mac, f"pods.{p.name}.vethMac")]
+    for where, macs in segments.items():
+        seen: dict[str, str] = {}
+        for mac, f in macs:
+            if mac == "00:00:00:00:00:00":
+                raise CourseError(f, "00:00:00:00:00:00 is not a usable MAC address (the kernel refuses it)",
+                                  "a unicast MAC, e.g. 02:42:ac:1e:53:09")
+            if mac in seen:
+                raise CourseError(f, f"{mac} is also {seen[mac]} on the {where} segment", "one MAC per device on a segment")
+            seen[mac] = f
+    # the conversation's segments and their times (what the walk would refuse, refused now)
+    from .conversation import segments
+    from .datapath import _cumulative, _hops, _reverse, _schedule
+    segs = segments(sc)
+    req = _hops(sc, sc.client, sc.server)
+    rep = _reverse(req)
+    _schedule(sc, segs, _cumulative(req), _cumulative(rep), req, rep)
+    # the request must fit one segment: the model sends it in one write
+    from .conversation import TS_OPTION_LEN, wget_request
+    svc = sc.service(sc.request.service)
+    req = wget_request(f"{svc.cluster_ip}:{sc.request.port}", sc.request.path, sc.request.user_agent,
+                       sc.request.method)
+    room = min(sc.client.mtu, sc.server.mtu) - 40 - TS_OPTION_LEN
+    if len(req) > room:
+        raise CourseError("request.path", f"the request is {len(req)} bytes; one segment carries at most {room} "
+                          f"(MSS {min(sc.client.mtu, sc.server.mtu) - 40} less 12 bytes of TCP timestamps), and the "
+                          "model sends the request in one segment", f"a path and User-Agent that fit {room} bytes")
 
 
 # --------------------------------------------------------------------------
 # Views of the scenario for a chapter
 # --------------------------------------------------------------------------
 
-def manifest_text(sc: Scenario) -> str:
+@public
+def manifest_text(sc) -> str:
     """The Kubernetes manifests the scenario's workloads come from, verbatim.
+
+    ``sc``: anything :func:`as_scenario` accepts.
 
     Taught in: 00-the-scenario.
     """
+    sc = as_scenario(sc)
     path = sc.raw.get("manifests")
     if not path:
         return "(this scenario declares its pods directly, without manifests)"
-    return Path(path).read_text(encoding="utf-8")
+    return read_text(Path(path), "manifests")
 
 
-def describe(sc: Scenario) -> str:
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value) if not isinstance(value, (dict, list)) else ("{...}" if isinstance(value, dict) else "[...]")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def provenance_lines(sc) -> list[str]:
+    """The scenario's labelled values, grouped: observed (printed in the article), then assumed (stand-ins)."""
+    from .provenance import _raw_has
+    out = ["where the values come from (computed: derived by the model; observed: printed in the article; "
+           "assumed: a plausible stand-in):"]
+    for label in ("observed", "assumed", "computed"):
+        rows = [(p, why) for p, lb, why in sc.provenance if lb == label]
+        if not rows:
+            continue
+        out.append(f"  {label}")
+        for path, why in rows:
+            d: Any = sc.raw
+            for k in path.split("."):
+                d = d.get(k, d.get(int(k)) if k.isdigit() else None) if isinstance(d, dict) else \
+                    (d[int(k)] if isinstance(d, list) and k.isdigit() and int(k) < len(d) else None)
+            if path == "manifests" and isinstance(d, str):
+                d = Path(d).name                   # never a machine's absolute path
+            shown = f" = {_short(d)}" if _raw_has(sc.raw, path) and not isinstance(d, (dict, list)) else ""
+            out.append(f"    {path}{shown}: {why}")
+    out.append("  assumed: every value not listed above (the file's own or the model's default)")
+    out.append("  computed: every address after NAT, TTL, length, checksum, seq/ack, MSS and outer header")
+    return out
+
+
+@public
+def describe(sc) -> str:
     """The cluster as a few tables: nodes, pods, the Service, the request and the observed inputs.
+
+    ``sc``: anything :func:`as_scenario` accepts.
 
     Taught in: 00-the-scenario.
     """
+    sc = as_scenario(sc)
     lines = [f"scenario {sc.name}: flannel {sc.flannel.backend} VNI {sc.flannel.vni} UDP {sc.flannel.port}, "
              f"pod network {sc.flannel.network}, serviceCIDR {sc.service_cidr}", "", "nodes"]
     for n in sc.nodes:
@@ -870,10 +1333,16 @@ def describe(sc: Scenario) -> str:
         lines.append(f"  {s.name:<8} clusterIP {s.cluster_ip}  ports {ports}  endpoints {eps}")
     r, o = sc.request, sc.observed
     lines += ["", f"request: {r.client} -> {r.service} {sc.service(r.service).cluster_ip}:{r.port}  "
-                  f"{r.method} {r.path} (User-Agent: {r.user_agent})",
-              "", "observed inputs (chosen by the kernel or the clock on the day, not computed):",
+                  f"{r.method} {r.path} (User-Agent: {r.user_agent})"]
+    lines += ["", "inputs chosen by the kernel or the clock on the day (not computed):",
               f"  client port {o.client_port}, client ISN {o.client_isn}, server ISN {o.server_isn}, "
-              f"outer source ports {dict(o.vxlan_sport) or '(computed)'}",
-              f"  segment times anchored at {o.anchor[0]} {o.anchor[1]}"
-              + (f" ({len(o.times_us)} observed times)" if o.times_us else " (modelled)")]
+              f"outer source ports {dict(o.vxlan_sport) or '(computed from the flow hash)'}"]
+    if o.times_us:
+        from .provenance import of_path
+        labels = [of_path(sc, f"observed.times.{i}").label for i in range(len(o.times_us))]
+        counts = ", ".join(f"{labels.count(k)} {k}" for k in ("observed", "assumed") if labels.count(k))
+        lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: {counts}")
+    else:
+        lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: modelled from observed.start and timing")
+    lines += ["", *provenance_lines(sc)]
     return "\n".join(lines)
