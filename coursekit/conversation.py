@@ -237,20 +237,23 @@ def client_rcv_mss(advmss: int, mss_cache: int, received: list[Segment]) -> int:
     return rcv_mss
 
 
-def fit_observations(scenario):
-    """``scenario`` without its per-segment observations (times, windows, TS lags) when a change
-    (a smaller pod MTU splitting the body, say) gave the conversation a different number of
-    segments: they were observed on another conversation.  The model's defaults apply then.
+def fit_observations(scenario, changes: dict):
+    """``scenario.with_changes(changes)``; if the changes (a smaller pod MTU splitting the body,
+    say) give the conversation another number of segments, without the per-segment
+    observations (times, windows, TS lags): they were observed on another conversation,
+    and the model's defaults apply.
 
     Taught in: every chapter's explorer.
     """
-    o = scenario.observed
-    if o.windows is None and o.times_us is None:
-        return scenario
-    n = len(segments(scenario.with_changes({"observed.windows": None})))
-    if all(x is None or len(x) == n for x in (o.windows, o.times_us)):
-        return scenario
-    return scenario.with_changes({"observed.windows": None, "observed.times": None, "observed.tsLagTicks": {}})
+    from .errors import CourseError
+    try:
+        return scenario.with_changes(changes)
+    except CourseError as e:
+        o = scenario.observed
+        if e.field not in ("observed.windows", "observed.times") or (o.windows is None and o.times_us is None):
+            raise
+    return scenario.with_changes({**changes, "observed.windows": None, "observed.times": None,
+                                  "observed.tsLagTicks": {}})
 
 
 def response_date_index(segs: list[Segment]) -> int:

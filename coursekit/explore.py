@@ -164,7 +164,7 @@ def apply(base, values: dict):
         return base
     try:
         from .conversation import fit_observations
-        return fit_observations(sc.with_changes(ch))
+        return fit_observations(sc, ch)
     except CourseError as e:
         knob = next((owner[p] for p in owner if e.field == p or e.field.startswith(p + ".")
                      or p.startswith(e.field + ".")), None)

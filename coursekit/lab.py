@@ -1342,6 +1342,12 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
                 raise CourseError("--json", f"{json_path}: cannot write ({e.strerror or e})",
                                   "a file path in a folder you can write to") from None
 
+    if json_path:                      # before a run, not after it
+        jp = Path(json_path)
+        if jp.is_dir() or not jp.parent.is_dir() or not os.access(jp.parent, os.W_OK) or \
+                (jp.exists() and not jp.is_file()):
+            raise CourseError("--json", f"{json_path}: cannot write a report there",
+                              "a file path in a folder you can write to")
     if action == "status":
         print(status())
         left = leftovers()
