@@ -164,7 +164,6 @@ def _open(args) -> int:
 def _lab(args) -> int:
     from . import lab
     from .outputs import output_dir, output_file
-    from .scenario import load_scenario
 
     def say(msg):
         print(f"  {msg}", file=sys.stderr, flush=True)
@@ -174,69 +173,7 @@ def _lab(args) -> int:
         output_file(args.json, "--json")
     if args.out:
         output_dir(args.out, "--out")
-    if args.action == "status":
-        print(lab.status())
-        left = lab.leftovers()
-        if left:
-            print(f"leftovers: {', '.join(left)} (python -m coursekit lab down)")
-        return 0 if not lab.requirements() else 1
-    if args.action == "down":
-        with contextlib.suppress(CourseError):
-            st = lab.load_state()
-            lab.stop_pids([c["pid"] for c in st.get("captures", [])], timeout=3)
-        removed = lab.down()
-        lab.clear_state()
-        print(f"removed {len(removed)} namespaces" + (f": {', '.join(removed)}" if removed else ""))
-        return 0
-    cold = {"neighbourCaches": "cold"} if args.cold else None
-    if args.action == "all":
-        sc = load_scenario(args.scenario, cold)
-        report = lab.run_all(sc, args.out, say)
-        print(report.text())
-        if args.json:
-            _write_json(args.json, report)
-        return 0 if report.ok else 1
-    if args.action == "up":
-        sc = load_scenario(args.scenario, cold)
-        lb = lab.Lab(sc, args.out, say)
-        lb.up()
-        lab.save_state(lb, args.scenario)
-        print(f"lab up: {len(lb.points)} interfaces; next: python -m coursekit lab capture")
-        return 0
-    st = lab.load_state()
-    sc = load_scenario(st["scenario"], {"neighbourCaches": "cold"} if st.get("cold") else None)
-    lb = lab.resume(st, sc, say)
-    if args.action == "capture":
-        lb.start_captures()
-        for proc, _ in lb._captures:
-            proc.stderr.close()            # tcpdump keeps running after we exit
-        lab.save_state(lb, st["scenario"])
-        lb._captures = []
-        print(f"capturing on {len(st['points'])} interfaces; next: python -m coursekit lab run")
-        return 0
-    if args.action == "run":
-        print(lb.request())
-        pids = [c["pid"] for c in st.get("captures", [])]
-        if pids:
-            lab.stop_pids(pids)
-            lab.save_state(lb, st["scenario"])      # points keep their pcap paths; no capture runs now
-            print(f"pcaps in {lb.workdir}; next: python -m coursekit lab compare")
-        return 0
-    if args.action == "compare":
-        pcaps = {(p.owner, p.iface): p.pcap for p in lb.points if p.pcap and Path(p.pcap).exists()}
-        if not pcaps:
-            raise CourseError("live lab", "no captures yet", "python -m coursekit lab capture, then run")
-        report = lab.compare(sc, pcaps)
-        print(report.text())
-        if args.json:
-            _write_json(args.json, report)
-        return 0 if report.ok else 1
-    return 2
-
-
-def _write_json(path, report) -> None:
-    from .outputs import write_file
-    write_file(path, report.to_json(), "--json")
+    return lab.command(args.action, args.scenario, args.out, args.json, args.cold, say)
 
 
 def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
@@ -263,7 +200,8 @@ def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
                         "the scenario's offset for its own captures, local time for any other pcap")
     _tcpdump_flags(r)
 
-    lb = sub.add_parser("lab", help="the live lab: the scenario on this machine's kernel (needs root)")
+    lb = sub.add_parser("lab", help="the live lab: the scenario on this machine's kernel (root, or rootless "
+                                    "where user namespaces are allowed)")
     lb.add_argument("action", choices=["up", "capture", "run", "compare", "down", "all", "status"],
                     help="up: build; capture: start tcpdump everywhere; run: send the request (and stop the "
                          "captures); compare: lab vs model; down: remove everything; all: up..down in one go")

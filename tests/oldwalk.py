@@ -17,7 +17,7 @@ from coursekit import conversation as conv
 from coursekit.datapath import Decision, Observation, Walk, _cumulative, _schedule, build_frame
 from coursekit.errors import CourseError
 from coursekit.kernel.frame import csum as _csum
-from coursekit.netfilter import Conntrack, Tuple5, nat_table, traverse
+from coursekit.netfilter import Conntrack, Tuple5, fill_conntrack_entries, nat_table, traverse
 from coursekit.routing import fdb, interface_address, lookup, neighbour
 from coursekit.vxlan import VXLAN_FLAGS, flow_hash, inner_frame, node_seed, udp_flow_src_port
 
@@ -246,8 +246,8 @@ def walk(scenario) -> Walk:
             t = ct.reply
             t = Tuple5("tcp", server.ip, t.sport, t.dst, t.dport)
             hops, cum, me = rep_hops, cum_rep, server
-        if seg.flags == (conv.SYN | conv.ACK):
-            ip_id = 0                     # a SYN-ACK from a listener carries IP id 0
+        if seg.sent_from != "socket":
+            ip_id = 0                     # a listener's SYN-ACK, a TIME_WAIT ACK: no socket counter (ip_select_ident)
         else:
             ip_id = ids[seg.sender] & 0xFFFF
             ids[seg.sender] += 1
@@ -299,6 +299,7 @@ def walk(scenario) -> Walk:
         observations.extend(_arp_exchanges(sc, segs[0].send_us, cum_req))
     w = Walk(scenario=sc, segments=segs, observations=observations,
              conntrack={k: v.ct for k, v in nodes.items() if v.ct is not None}, nat_traces=nat_traces)
+    fill_conntrack_entries(w)          # the entries' states need every segment's moment
     return w
 
 

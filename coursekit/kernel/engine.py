@@ -215,6 +215,7 @@ def _reset(sc, segs, cause, rst) -> conv.Segment:
         s = conv.Segment(len(segs), sender, "RST (no socket)", conv.RST | conv.ACK, 0, (seq + length) & 0xFFFFFFFF,
                          b"", 0)
     s.send_us = cause.send_us + t_arrive
+    s.sent_from = "reset"                               # the namespace's control socket, not a connection's
     segs.append(s)
     return s
 
@@ -249,8 +250,8 @@ def _conversation(sc, net, segs, on_segment) -> None:
                 break                                  # the SYN never reached nginx
             peer = accepted[0]                         # the segment nginx accepted, as it arrived
             t, ns = peer.inverted(), server.name
-        if seg.flags == (conv.SYN | conv.ACK):
-            ip_id = 0                                  # a SYN-ACK from a listener carries IP id 0
+        if seg.sent_from != "socket":
+            ip_id = 0                                  # a listener's SYN-ACK, a TIME_WAIT ACK: no socket counter
         else:
             ip_id = ids[seg.sender] & 0xFFFF
             ids[seg.sender] += 1
@@ -341,6 +342,9 @@ def walk(sc) -> Walk:
             drops.append(Drop(node, iface, reason, seg.index, flow, seg.send_us, dec))
         return not rec.drops or rec.delivered is not None
     _conversation(sc, net, segs, take)
-    return Walk(scenario=sc, segments=segs, observations=observations + arp_obs,
-                conntrack=dict(net.conntrack), nat_traces=net.nat_traces, drops=drops,
-                filter_traces=net.filter_traces)
+    from ..netfilter import fill_conntrack_entries
+    w = Walk(scenario=sc, segments=segs, observations=observations + arp_obs,
+             conntrack=dict(net.conntrack), nat_traces=net.nat_traces, drops=drops,
+             filter_traces=net.filter_traces)
+    fill_conntrack_entries(w)          # the entries' states need every segment's moment
+    return w
