@@ -18,13 +18,17 @@ def test_explorer_updates_and_keeps_last_good_views(article):
     assert "OTV" in e.tcpdump.value
     e.controls["vxlan_port"].value = "4789"
     assert "VXLAN, flags [I]" in e.tcpdump.value and "OTV" not in e.tcpdump.value
-    good = (e.tcpdump.value, e.hops.value, e.dissection.value)
+    good = (e.tcpdump.value, e.hops.value, e.dissection.value, e.packets.value)
     e.controls["client_ip"].value = "172.30.83.300"
-    assert "client pod IP: &#x27;172.30.83.300&#x27; is not an IPv4 address" in e.errors["client_ip"].value
-    assert "last good views" in e.status.value
-    assert (e.tcpdump.value, e.hops.value, e.dissection.value) == good
+    msg = "client pod IP: &#x27;172.30.83.300&#x27; is not an IPv4 address"
+    assert msg in e.errors["client_ip"].value and e.errors["client_ip"].layout.display == ""
+    assert msg not in e.status.value and "outlined field" in e.status.value       # the message once
+    assert "pw-invalid" in e.controls["client_ip"]._dom_classes
+    assert e.stale.layout.display == "" and "pw-stale" in e.tabs._dom_classes   # last good result, marked
+    assert (e.tcpdump.value, e.hops.value, e.dissection.value, e.packets.value) == good
     e.controls["client_ip"].value = "172.30.83.10"
-    assert e.errors["client_ip"].value == ""
+    assert e.errors["client_ip"].value == "" and e.errors["client_ip"].layout.display == "none"
+    assert "pw-invalid" not in e.controls["client_ip"]._dom_classes and e.stale.layout.display == "none"
     assert "172.30.83.0.38200" in e.tcpdump.value or "38200" in e.tcpdump.value
 
 
@@ -32,8 +36,10 @@ def test_explorer_filter_error_and_interface_change(article):
     e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
     e.filter.value = "port nonsense"
     assert "libpcap rejected" in e.errors["filter"].value
+    assert "pw-invalid" in e.filter._dom_classes
     e.filter.value = "tcp"
     assert "(no packets)" in e.tcpdump.value               # the wire carries UDP
+    assert "no packet matches the filter" in e.packets.value
     e.filter.value = ""
     e.iface.value = "nginx-1 eth0"
     assert "172.30.20.2.80" in e.tcpdump.value
@@ -51,7 +57,9 @@ def test_diagram_drawn_only_when_its_tab_shows(article):
     assert e.diagram.value == ""
     e.tabs.selected_index = 3
     svg = e.diagram.value
-    assert svg.startswith("<svg ") and "flannel.1 (VXLAN, VNI 1, UDP 8472)" in svg
+    assert svg.startswith('<div class="pw-figure"><svg ') and "flannel.1 (VXLAN, VNI 1, UDP 8472)" in svg
+    e.filter.value = "tcp"                                  # same scenario: the diagram is not drawn again
+    assert e.diagram.value is svg
     e.controls["vni"].value = "7"
     assert "VNI 7" in e.diagram.value and e.diagram.value != svg
     assert wg.figure_svg(ck.diagrams.topology(article)) == wg.figure_svg(ck.diagrams.topology(article))
@@ -66,8 +74,119 @@ def test_stepper_buttons_and_slider(article):
     assert s.pos == 2 and s.slider.value == 3
     s.back.click()
     assert "request hop 2" in s.title.value
+    assert not s.back.disabled and not s.next.disabled
     s.slider.value = 20
     assert "reply hop 10: busybox eth0" in s.title.value
+    assert s.next.disabled and not s.back.disabled       # the last hop: next is disabled
     s.next.click()                                     # past the end stays at the end
     assert s.pos == 19
+    s.slider.value = 1
+    assert s.back.disabled
     assert s._repr_mimebundle_()["text/plain"] == "Stepper(article: 20 hops)"
+
+
+def test_untouched_explorer_is_the_chapter_scenario(article):
+    e = wg.explorer(article, ["vxlan_port", "vni", "node_mtu", "pod_mtu"], node="meizu", iface="enp4s0",
+                    diagram=False)
+    assert e.scenario is article                                   # nothing applied
+    assert e.controls["pod_mtu.xiaomi"].value == "1500" and e.controls["pod_mtu.meizu"].value == "1450"
+    assert "mss 1460" in e.views.rows[0].line and "mss 1410" in e.views.rows[1].line
+    assert "xiaomi: pod MTU 1500 + 50 exceeds the node&#x27;s MTU 1500" in e.status.value
+
+
+def test_node_mtu_change_shows_a_recompute_and_why_nothing_changed(article):
+    e = wg.explorer(article, ["node_mtu", "pod_mtu"], node="meizu", iface="enp4s0", diagram=False)
+    packets = e.packets.value
+    assert "recomputed (#1" in e.status.value
+    e.controls["node_mtu"].value = "1400"
+    assert e.packets.value == packets
+    assert "recomputed (#2" in e.status.value and "nothing on screen changed" in e.status.value
+    assert "pinned" in e.status.value
+    assert "meizu: pod MTU 1450 + 50 exceeds the node&#x27;s MTU 1400" in e.status.value
+
+
+def test_menus_follow_replicas_and_vni(article):
+    e = wg.explorer(article, ["replicas", "vni"], node="meizu", iface="flannel.1", diagram=False)
+    e.controls["replicas"].value = "3"
+    veths = [p.veth for p in e.scenario.pods_on("meizu")]
+    assert len(veths) == 3 and all(f"meizu {v}" in e.iface.options for v in veths)
+    e.controls["vni"].value = "7"
+    assert "meizu flannel.7" in e.iface.options and "meizu flannel.1" not in e.iface.options
+    assert e.iface.value == "meizu flannel.7" and "pw-invalid" not in e.iface._dom_classes
+
+
+def test_click_a_row_dissects_that_packet(article):
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    assert e.views.selected == 1 and 'data-no="1"' in e.packets.value
+    e.packet.value = 4                                       # what a click on row 4 sets
+    assert e.views.selected == 4
+    assert '<tr class="pw-row pw-sel" data-no="4"' in e.packets.value
+    assert "HTTP: GET / HTTP/1.1" in e.dissection.value and "packet 4, as tcpdump prints it" in e.dissection.value
+    e.packet.value = 40
+    assert "packet 40 is not in the list" in e.errors["packet"].value
+    e.packet.value = 2
+    assert e.errors["packet"].value == "" and e.views.selected == 2
+
+
+def test_explorer_refuses_an_unknown_node():
+    import pytest
+    with pytest.raises(ck.CourseError, match="unknown node or pod 'oppo'"):
+        wg.explorer(None, ["vni"], node="oppo", diagram=False)
+
+
+def test_internal_errors_never_reach_the_learner(article):
+    e = wg.explorer(article, ["server_ip", "replicas"], node="meizu", iface="enp4s0", diagram=False)
+    e.controls["replicas"].value = "2"
+    e.controls["server_ip"].value = "255.255.255.255"
+    assert "internal error" not in e.status.value
+    assert "server pod IP" in e.errors["server_ip"].value
+
+
+def test_packet_list_html_rows(article):
+    v = ck.explore.views(article, "meizu", "enp4s0")
+    page = wg.packet_list_html(v.rows, 3)
+    assert page.count('class="pw-row') == 11 and page.count("pw-sel") == 1
+    # the full tcpdump line on hover, escaped
+    import html
+    assert f'title="{html.escape(v.rows[0].line)}"' in page
+    assert "<th>No.</th><th>Time</th><th>Source</th><th>Destination</th><th>Protocol</th>" in page
+
+
+def test_dissection_html_has_byte_offsets_for_every_field(article):
+    v = ck.explore.views(article, "meizu", "enp4s0", frame=4)
+    page = wg.dissection_html(v.frame.data, v.layers, "x", 4)
+    fields = [f for ly in v.layers for f in ly.fields]
+    assert page.count('class="pw-field"') == len(fields)
+    vni = next(f for ly in v.layers if ly.key == "VXLAN" for f in ly.fields if f.name == "vni")
+    assert f'data-off="{vni.offset}" data-len="{vni.length}"' in page
+    assert page.count("<span>") == len(v.frame.data)            # one span per byte to highlight
+    assert "outer frame</b>: 50 bytes" in page
+
+
+def test_hop_table_html_highlights_changes(article_walk):
+    page = wg.hop_table_html(ck.explore.hop_rows(article_walk, 0))
+    assert page.count('class="pw-hop"') == 10
+    assert '<td class="pw-changed">172.30.20.2:80</td>' in page        # DNAT at xiaomi docker0
+    assert "DNAT" in page and 'class="pw-decisions"' in page
+
+
+def test_palette_contrast_in_both_themes():
+    for theme, roles in wg.PALETTE.items():
+        for role, (fg, bg) in roles.items():
+            assert wg.contrast(fg, bg) >= 4.5, (theme, role, round(wg.contrast(fg, bg), 2))
+    assert round(wg.contrast("#ffffff", "#fff3cd"), 1) < 1.2                # the old dark-theme highlight
+
+
+def test_stepper_every_layer_stays_open_and_map_moves(article):
+    s = wg.stepper(article)
+    assert 'class="pw-map-box pw-map-here" data-where="busybox eth0"' in s.map.value
+    s.every.value = True
+    s.next.click()
+    assert s.layers.layout.display == "" and "Frame:" in s.layers.value
+    assert 'data-where="xiaomi veth4c1a3e7"' in s.map.value and s.map.value.count("pw-map-here") == 1
+    assert 'class="pw-map-box pw-map-here" data-where="xiaomi veth4c1a3e7"' in s.map.value
+    s.next.click()
+    assert s.layers.layout.display == ""
+    s.go(3)
+    assert "pw-minor" in s.body.value                               # checksums greyed
+    assert s.body.value.index("pw-minor") > s.body.value.rindex("pw-change\"")
