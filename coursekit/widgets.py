@@ -65,6 +65,11 @@ def _css() -> str:
     return f"""<style>
 .pw-root{{{block("light")}}}
 body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
+.pw-root .widget-html-content{{line-height:1.4}}
+.pw-root .pw-label .widget-html-content{{line-height:var(--jp-widgets-inline-height,28px)}}
+.pw-root .pw-panes{{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}
+.pw-root .pw-tree{{flex:1 1 420px;max-height:420px;overflow:auto}}
+.pw-root .pw-panes .pw-hex{{flex:0 0 auto;max-height:420px;overflow:auto}}
 .pw-root .pw-label{{flex:0 0 180px;width:180px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}}
 .pw-root .pw-fielderr{{margin-left:184px;color:var(--pw-error);background:var(--pw-error-bg);{mono}}}
 .pw-root .pw-invalid input{{outline:2px solid var(--pw-error);outline-offset:-1px}}
@@ -168,6 +173,7 @@ def dissection_html(frame: bytes, layers, line: str = "", no: int = 0, provenanc
     if line:
         parts.append(f'<div class="pw-line"><span class="pw-muted">packet {no}, as tcpdump prints it</span> '
                      f'<button class="pw-copy" onclick="{_e(_COPY)}">copy</button>{_pre(line, "pw-fullline")}</div>')
+    parts.append('<div class="pw-panes"><div class="pw-tree">')
     groups = [("outer", [ly for ly in layers if ly.encapsulated and not ly.inner]),
               ("inner", [ly for ly in layers if ly.inner]),
               ("", [ly for ly in layers if not ly.encapsulated])]
@@ -197,7 +203,7 @@ def dissection_html(frame: bytes, layers, line: str = "", no: int = 0, provenanc
         pad = "   " * (16 - len(chunk))
         text = _e("".join(chr(c) if 32 <= c < 127 else "." for c in chunk))
         hexrows.append(f"{i:04x}  {cells}{pad}  {text}")
-    parts.append(f'<pre class="pw-hex">{chr(10).join(hexrows)}</pre></div>')
+    parts.append(f'</div><pre class="pw-hex">{chr(10).join(hexrows)}</pre></div></div>')
     return "".join(parts)
 
 
