@@ -69,7 +69,7 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 .pw-root .pw-label .widget-html-content{{line-height:var(--jp-widgets-inline-height,28px)}}
 .pw-root .pw-panes{{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}
 .pw-root .pw-tree{{flex:1 1 420px;max-height:420px;overflow:auto}}
-.pw-root .pw-panes .pw-hex{{flex:0 0 auto;max-height:420px;overflow:auto}}
+.pw-root .pw-panes .pw-hex{{flex:1 1 560px;min-width:0;max-height:420px;overflow:auto}}
 .pw-root .pw-label{{flex:0 0 180px;width:180px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}}
 .pw-root .pw-fielderr{{margin-left:184px;color:var(--pw-error);background:var(--pw-error-bg);{mono}}}
 .pw-root .pw-invalid input{{outline:2px solid var(--pw-error);outline-offset:-1px}}
@@ -377,6 +377,10 @@ class Explorer(_Widgety):
         now = {c.key: c.value for c in self.fields}
         return [k for k, w in self.controls.items() if str(w.value) != str(now[k])]
 
+    def _changed_since_last(self) -> list[str]:
+        last = getattr(self, "_applied", {})
+        return [k for k, w in self.controls.items() if k in last and str(w.value) != str(last[k])]
+
     def refresh(self) -> bool:
         """Recompute every view; on error show the message once and keep the last good views, marked stale."""
         if getattr(self, "_rebuilding", False):
@@ -415,7 +419,9 @@ class Explorer(_Widgety):
         self._render(v)
         self.recomputed += 1
         ms = (time.perf_counter() - t0) * 1000
-        why = ex.unchanged_reason(before, v, self.changed()) if before is not None else ""
+        moved = self._changed_since_last()
+        self._applied = {k: w.value for k, w in self.controls.items()}
+        why = ex.unchanged_reason(before, v, moved) if before is not None and moved else ""
         flash = "pw-flash-a" if self.recomputed % 2 else "pw-flash-b"
         lines = [f'<span class="pw-ok {flash}">&#10003; recomputed (#{self.recomputed}, {ms:.0f} ms): '
                  f'{len(v.frames)} packets on {_e(v.node)} {_e(v.iface)}</span>']

@@ -103,6 +103,8 @@ def test_node_mtu_change_shows_a_recompute_and_why_nothing_changed(article):
     assert "recomputed (#2" in e.status.value and "nothing on screen changed" in e.status.value
     assert "pinned" in e.status.value
     assert "meizu: pod MTU 1450 + 50 exceeds the node&#x27;s MTU 1400" in e.status.value
+    e.filter.value = "udp"                      # not a knob: no explanation owed, and none about node MTU
+    assert "recomputed (#3" in e.status.value and "nothing on screen changed" not in e.status.value
 
 
 def test_menus_follow_replicas_and_vni(article):
