@@ -88,18 +88,39 @@ def bench_explorer(n=200):
         t = time.perf_counter()
         e.controls["vxlan_port"].value = values[i % 2]
         widget.append(time.perf_counter() - t)
+    # not a knob: the interface, the filter, the packet -- the walk is reused
+    iface, rows = [], []
+    for i in range(60):
+        t = time.perf_counter()
+        e.iface.value = "meizu docker0" if i % 2 == 0 else "meizu enp4s0"
+        iface.append(time.perf_counter() - t)
+    for i in range(60):
+        t = time.perf_counter()
+        e.packet.value = 1 + i % 11
+        rows.append(time.perf_counter() - t)
     e.tabs.selected_index = 3
     widget_diag = []
     for i in range(30):
         t = time.perf_counter()
         e.controls["vxlan_port"].value = values[i % 2]
         widget_diag.append(time.perf_counter() - t)
+    # the diagram tab opened for the first time after a change (the cost a learner waits for)
+    first = []
+    for i in range(20):
+        e.tabs.selected_index = 0
+        e.controls["vni"].value = str(2 + i)
+        t = time.perf_counter()
+        e.tabs.selected_index = 3
+        first.append(time.perf_counter() - t)
     ms = 1000
     return {"pure_views_median_ms": _median(pure) * ms, "pure_views_p95_ms": _p95(pure) * ms, "pure_runs": n,
             "diagram_svg_median_ms": _median(diag) * ms, "diagram_svg_p95_ms": _p95(diag) * ms,
             "widget_text_views_median_ms": _median(widget) * ms, "widget_text_views_p95_ms": _p95(widget) * ms,
+            "widget_interface_change_median_ms": _median(iface) * ms,
+            "widget_packet_click_median_ms": _median(rows) * ms,
             "widget_with_diagram_tab_median_ms": _median(widget_diag) * ms,
-            "widget_with_diagram_tab_p95_ms": _p95(widget_diag) * ms}
+            "widget_with_diagram_tab_p95_ms": _p95(widget_diag) * ms,
+            "widget_diagram_first_time_median_ms": _median(first) * ms}
 
 
 def bench_browser(n=20):
@@ -107,7 +128,7 @@ def bench_browser(n=20):
         return {"skipped": "/usr/bin/chromium not installed"}
     from labserver import open_and_run_all, running_lab
     from playwright.sync_api import sync_playwright
-    times = []
+    times, rows, diagram = [], [], []
     with running_lab(ROOT) as (base, token), sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
@@ -115,17 +136,43 @@ def bench_browser(n=20):
         page.set_default_timeout(120_000)
         open_and_run_all(page, f"{base}/lab/tree/notebooks/06-the-whole-walk.ipynb?token={token}")
         explorer = page.locator(".pw-explorer").first
-        tcpdump = explorer.locator(".pw-tcpdump")
+        status = explorer.locator(".pw-status")
+        count = [int(status.inner_text().split("#", 1)[1].split(",", 1)[0])]
+
+        def wait_recomputed():
+            count[0] += 1
+            status.filter(has_text=f"recomputed (#{count[0]},").wait_for()
+
+        # field change -> every view (packet list, tcpdump text, dissection, status) updated on screen
         port = explorer.locator(".pw-vxlan_port input")
         for i in range(n):
-            value, marker = ("4789", "VXLAN, flags") if i % 2 == 0 else ("8472", "OTV, flags")
-            port.fill(value)
+            port.fill("4789" if i % 2 == 0 else "8472")
             t = time.perf_counter()
             port.press("Enter")
-            tcpdump.filter(has_text=marker).wait_for()
+            wait_recomputed()
             times.append(time.perf_counter() - t)
+        # a click on a row -> that packet's dissection on screen
+        for i in range(n):
+            no = 2 + i % 9
+            t = time.perf_counter()
+            explorer.locator(f".pw-packets tr.pw-row[data-no='{no}']").click()
+            explorer.locator(".pw-dissection").filter(has_text=f"packet {no}, as tcpdump prints it").wait_for()
+            rows.append(time.perf_counter() - t)
+        # the diagram tab, first time after a change
+        vni = explorer.locator(".pw-vni input")
+        for i in range(8):
+            explorer.get_by_role("tab", name="packets").click()
+            vni.fill(str(10 + i))
+            vni.press("Enter")
+            wait_recomputed()
+            t = time.perf_counter()
+            explorer.get_by_role("tab", name="diagram").click()
+            explorer.locator(".pw-diagram svg").filter(has_text=f"VNI {10 + i},").wait_for()
+            diagram.append(time.perf_counter() - t)
         browser.close()
-    return {"roundtrip_median_ms": _median(times) * 1000, "roundtrip_p95_ms": _p95(times) * 1000, "runs": n}
+    return {"roundtrip_median_ms": _median(times) * 1000, "roundtrip_p95_ms": _p95(times) * 1000, "runs": n,
+            "row_click_median_ms": _median(rows) * 1000, "diagram_first_time_median_ms": _median(diagram) * 1000,
+            "diagram_first_time_p95_ms": _p95(diagram) * 1000}
 
 
 def bench_data():
@@ -217,15 +264,21 @@ def main(argv):
     for name in names:
         print(f"-- {name}", flush=True)
         t = time.perf_counter()
+        if name in results:
+            results.setdefault("previous", {})[name] = results[name]
         results[name] = BENCHES[name]()
         results[name]["bench_wall_s"] = round(time.perf_counter() - t, 1)
         print(json.dumps(results[name], indent=2), flush=True)
     results_file.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}", "",
-             "| benchmark | figure | value |", "|---|---|---|"]
+             "| benchmark | figure | value | previous run |", "|---|---|---|---|"]
+
+    def fmt(v):
+        return "" if v is None else (round(v, 3) if isinstance(v, float) else v)
     for name in BENCHES:
+        before = results.get("previous", {}).get(name) or {}
         for k, v in (results.get(name) or {}).items():
-            lines.append(f"| {name} | {k} | {round(v, 3) if isinstance(v, float) else v} |")
+            lines.append(f"| {name} | {k} | {fmt(v)} | {fmt(before.get(k))} |")
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     return 0
 
