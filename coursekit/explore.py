@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .bpf import apply_filter
 from .capture import capture
@@ -430,13 +431,17 @@ class Views:
     iface: str
     frames: list             # the frames the filter lets through
     tcpdump: str             # tcpdump's text, byte for byte
-    hops: str
     dissection: str          # the selected packet as a text tree
     notes: list = field(default_factory=list)
     rows: list = field(default_factory=list)          # the packet list (:class:`Row`)
     selected: int = 0        # the dissected packet's No. (0: none)
     layers: list = field(default_factory=list)        # its :func:`~coursekit.dissect.dissect` layers
     warnings: list = field(default_factory=list)      # consequences no capture shows (:func:`warnings`)
+
+    @cached_property
+    def hops(self) -> str:
+        """The request's first segment as a text table (:func:`hop_table`), computed when asked for."""
+        return hop_table(self.walk, 0)
 
     @property
     def frame(self):
@@ -491,8 +496,8 @@ def views(sc, node: str | None = None, iface: str | None = None, flt: str = "", 
         f = frames[nos.index(frame)]
         layers = dissect(f)
         dis = tree(f, layers=layers)
-    return Views(sc, w, node, iface, frames, text or "(no packets)", hop_table(w, 0), dis, notes, rows, selected,
-                 layers, warnings(sc))
+    return Views(sc, w, node, iface, frames, text or "(no packets)", dis, notes, rows, selected, layers,
+                 warnings(sc))
 
 
 def hop_table(w, segment: int = 0) -> str:

@@ -333,7 +333,7 @@ class Explorer(_Widgety):
         self.recomputed = 0
         self._walks = {}                 # scenario id -> walk: a filter or interface change reuses it
         self._diagram_for = None
-        self.tabs.observe(lambda _change: self._draw_diagram(), names="selected_index")
+        self.tabs.observe(lambda _change: (self._draw_hops(), self._draw_diagram()), names="selected_index")
         self.refresh()
         for w in list(self.controls.values()) + [self.iface, self.filter, self.flags]:
             w.observe(lambda _change: self.refresh(), names="value")
@@ -443,13 +443,21 @@ class Explorer(_Widgety):
         else:
             line = next(r.line for r in v.rows if r.no == v.selected)
             _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected, _provenance(v.scenario)))
+        self._draw_hops()
+
+    def _draw_hops(self) -> None:
+        # The hop table dissects every hop's frame: only when its tab shows, once per walk and segment.
+        v = self.views
+        if v is None or self.tabs.selected_index != 2:
+            return
+        f = v.frame
         seg = getattr(getattr(f, "observation", None), "segment", 0) if f is not None else 0
         seg = seg if isinstance(seg, int) and 0 <= seg < len(v.walk.segments) else 0
-        key = (id(v.walk), seg)
-        if getattr(self, "_hops_for", None) != key:
+        last = getattr(self, "_hops_for", (None, None))
+        if last[0] is not v.walk or last[1] != seg:
             title = f'<div class="pw-muted">the path of segment {seg} (the selected packet\'s), hop by hop</div>'
             _set(self.hops, title + hop_table_html(ex.hop_rows(v.walk, seg)))
-            self._hops_for = key
+            self._hops_for = (v.walk, seg)
 
     def _draw_diagram(self) -> None:
         # Drawing costs more than every text view together: only when it shows, once per scenario.

@@ -18,6 +18,9 @@ def test_explorer_updates_and_keeps_last_good_views(article):
     assert "OTV" in e.tcpdump.value
     e.controls["vxlan_port"].value = "4789"
     assert "VXLAN, flags [I]" in e.tcpdump.value and "OTV" not in e.tcpdump.value
+    assert e.hops.value == ""                      # drawn when its tab shows
+    e.tabs.selected_index = 2
+    assert "10.167.226.39:4789" in e.hops.value
     good = (e.tcpdump.value, e.hops.value, e.dissection.value, e.packets.value)
     e.controls["client_ip"].value = "172.30.83.300"
     msg = "client pod IP: &#x27;172.30.83.300&#x27; is not an IPv4 address"
@@ -163,6 +166,14 @@ def test_dissection_html_has_byte_offsets_for_every_field(article):
     assert f'data-off="{vni.offset}" data-len="{vni.length}"' in page
     assert page.count("<span>") == len(v.frame.data)            # one span per byte to highlight
     assert "outer frame</b>: 50 bytes" in page
+
+
+def test_hops_tab_follows_the_selected_packet(article):
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    e.tabs.selected_index = 2
+    assert "the path of segment 0" in e.hops.value
+    e.packet.value = 2                                   # the SYN-ACK: the reply's path
+    assert "the path of segment 1" in e.hops.value and "nginx-1 eth0" in e.hops.value
 
 
 def test_hop_table_html_highlights_changes(article_walk):
