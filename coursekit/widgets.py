@@ -10,7 +10,9 @@ class ``pw-<name>`` so a browser test can find it.
 The explorer looks like Wireshark's three panes: a packet list (one row per
 packet; click a row to dissect it), the layer tree and the bytes (click a
 field to highlight its bytes).  tcpdump's own text stays in its own tab,
-byte for byte.  Colours come from one palette per JupyterLab theme
+byte for byte.  In a notebook that shows an explorer, text outputs wrap
+only between words (JupyterLab breaks them anywhere, even inside a number)
+and scroll after 32 lines.  Colours come from one palette per JupyterLab theme
 (:data:`PALETTE`), each pair readable at 4.5:1 or better.
 
 Displaying an explorer writes nothing to stdout, and its plain-text form is a
@@ -65,6 +67,7 @@ def _css() -> str:
     return f"""<style>
 .pw-root{{{block("light")}}}
 body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
+.jp-Notebook:has(.pw-root) .jp-OutputArea-output pre{{word-break:normal;overflow-wrap:normal;max-height:32em}}
 .pw-root .widget-html-content{{line-height:1.4}}
 .pw-root .pw-label .widget-html-content{{line-height:var(--jp-widgets-inline-height,28px)}}
 .pw-root .pw-panes{{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}

@@ -190,6 +190,11 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         assert _contrast(page, sel) >= 4.5
         explorer.screenshot(path=str(ARTIFACTS / "explorer-dark.png"))
 
+        # printed text outputs wrap between words only, never inside a number, and scroll when long
+        out = page.locator(".jp-OutputArea-output[data-mime-type='text/plain'] pre").first
+        assert out.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
+        assert out.evaluate("e => getComputedStyle(e).maxHeight") != "none"
+
         # no Python traceback anywhere on the page
         expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
         assert page.locator("text=Traceback").count() == 0

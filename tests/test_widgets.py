@@ -203,3 +203,35 @@ def test_stepper_every_layer_stays_open_and_map_moves(article):
     s.go(3)
     assert "pw-minor" in s.body.value                               # checksums greyed
     assert s.body.value.index("pw-minor") > s.body.value.rindex("pw-change\"")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(typed=st.lists(st.tuples(st.sampled_from(["server_ip", "replicas", "vni", "pod_mtu.meizu", "filter",
+                                                 "packet"]),
+                                st.one_of(st.text(max_size=20), st.integers(-3, 99999).map(str),
+                                          st.sampled_from(["255.255.255.255", "172.30.20.250", "16", "0", "7",
+                                                           "port 80", "tcp[13] & 2 != 0", "arp"]))),
+                      min_size=1, max_size=4))
+def test_every_widget_input_gets_an_answer(article, typed):
+    """Whatever is typed, the explorer shows a view or one message: never an internal error."""
+    e = wg.explorer(article, ["server_ip", "replicas", "vni", "pod_mtu"], node="meizu", iface="enp4s0",
+                    diagram=False)
+    for key, value in typed:
+        if key == "filter":
+            e.filter.value = value
+        elif key == "packet":
+            try:
+                e.packet.value = int(value)
+            except ValueError:
+                continue
+        else:
+            e.controls[key].value = value
+        assert "internal error" not in e.status.value, (key, value, e.status.value)
+        shown = [k for k, w in e.errors.items() if w.layout.display != "none"]
+        assert len(shown) <= 1                                    # one message, under one field
+        if shown:
+            assert "outlined field" in e.status.value
