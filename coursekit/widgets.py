@@ -390,7 +390,11 @@ class Explorer(_Widgety):
             return False
         t0 = time.perf_counter()
         try:
-            sc = ex.apply(self.base, self.values())
+            key = tuple((k, str(w)) for k, w in self.values().items())
+            if self.views is not None and key == getattr(self, "_applied_key", None):
+                sc = self.views.scenario          # the same knobs: the same scenario, its walk reused
+            else:
+                sc = ex.apply(self.base, self.values())
             node, iface = self.iface.value.split(" ", 1)
             if self.views is not None and sc is not self.views.scenario:
                 node, iface = ex.same_interface(self.views.scenario, sc, node, iface)
@@ -408,7 +412,7 @@ class Explorer(_Widgety):
             self._show_error(CourseError("explorer", f"internal error ({type(e).__name__}): {e}",
                                          "please report this input"))
             return False
-        before, self._flt = self.views, self.filter.value
+        before, self._flt, self._applied_key = self.views, self.filter.value, key
         self._walks = {id(sc): v.walk}
         self.scenario, self.views = sc, v
         self._clear_errors()

@@ -135,6 +135,14 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(svg).to_contain_text("flannel.7 (VXLAN, VNI 7, UDP 4789)")      # drawn for the new port
         assert svg.bounding_box()["width"] > 500
         explorer.screenshot(path=str(ARTIFACTS / "explorer-diagram.png"))
+        # at 900 px the diagram keeps its width and scrolls rather than shrink its text
+        page.set_viewport_size({"width": 900, "height": 1000})
+        page.wait_for_timeout(500)
+        assert svg.bounding_box()["width"] >= 859
+        figure = explorer.locator(".pw-figure")
+        assert figure.evaluate("e => e.scrollWidth > e.clientWidth")
+        explorer.screenshot(path=str(ARTIFACTS / "explorer-diagram-900.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
         # the stepper: back disabled at the start, forward twice, back once, the map follows
         stepper = page.locator(".pw-stepper").first
