@@ -105,7 +105,8 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 .pw-root .pw-summary{{white-space:pre-wrap;word-break:normal;overflow-wrap:normal}}
 .pw-root .pw-request{{color:var(--pw-request);background:var(--pw-request-bg)}}
 .pw-root .pw-reply{{color:var(--pw-reply);background:var(--pw-reply-bg)}}
-.pw-root .pw-figure{{overflow-x:auto}}
+.pw-root .pw-diagram,.pw-root .pw-diagram .widget-html-content{{min-width:0;max-width:100%;flex:1 1 auto}}
+.pw-root .pw-figure{{overflow-x:auto;max-width:100%}}
 .pw-root .pw-figure svg{{min-width:860px;width:100%;height:auto}}
 @keyframes pw-flash-a{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
 @keyframes pw-flash-b{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
