@@ -23,6 +23,7 @@ Taught in: every chapter's explorer; 06-the-whole-walk (the stepper).
 
 from __future__ import annotations
 
+import functools
 import html
 import io
 import time
@@ -60,11 +61,34 @@ def contrast(fg: str, bg: str) -> float:
     return (a + 0.05) / (b + 0.05)
 
 
+_CJK_FONT = "Packet Walk CJK"
+
+
+@functools.lru_cache(maxsize=1)
+def _cjk_font_face() -> str:
+    """An @font-face with the course's Chinese characters (data/fonts), or "" where the file is missing."""
+    import base64
+    from .scenario import data_dir
+    path = data_dir() / "fonts" / "packet-walk-cjk.woff"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""                          # degrade: the machine's own fonts, boxes where it has none
+    return (f'@font-face{{font-family:"{_CJK_FONT}";src:url(data:font/woff;base64,'
+            f'{base64.b64encode(data).decode()}) format("woff");unicode-range:U+3000-303F,U+3400-4DBF,'
+            f"U+4E00-9FFF,U+FF00-FFEF;font-display:swap}}")
+
+
 def _css() -> str:
     def block(theme):
         return "".join(f"--pw-{k}:{fg};--pw-{k}-bg:{bg};" for k, (fg, bg) in PALETTE[theme].items())
     mono = "font-family:var(--jp-code-font-family,monospace);font-size:12px"
+    face = _cjk_font_face()
+    # the article's title and quotes in a course notebook: a fallback after the theme's own fonts
+    cjk = (f'{face}\n.jp-Notebook:has(.pw-root) .jp-RenderedHTMLCommon,.pw-root{{font-family:'
+           f'var(--jp-content-font-family),"{_CJK_FONT}"}}') if face else ""
     return f"""<style>
+{cjk}
 .pw-root{{{block("light")}}}
 body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 .jp-Notebook:has(.pw-root) .jp-OutputArea-output pre{{word-break:normal;overflow-wrap:normal;max-height:32em}}

@@ -203,6 +203,15 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         assert out.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
         assert out.evaluate("e => getComputedStyle(e).maxHeight") != "none"
 
+        # the embedded CJK fallback font decodes and covers the article's title
+        status = page.evaluate("""async () => {
+            const f = [...document.fonts].find(f => f.family.replace(/"/g, '') === 'Packet Walk CJK');
+            if (!f) return 'missing';
+            await f.load();
+            return f.status + ' ' + document.fonts.check('16px "Packet Walk CJK"', '网络模型解析之实践');
+        }""")
+        assert status == "loaded true", status
+
         # no Python traceback anywhere on the page
         expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
         assert page.locator("text=Traceback").count() == 0

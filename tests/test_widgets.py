@@ -235,3 +235,18 @@ def test_every_widget_input_gets_an_answer(article, typed):
         assert len(shown) <= 1                                    # one message, under one field
         if shown:
             assert "outlined field" in e.status.value
+
+
+def test_the_cjk_fallback_font_covers_every_chinese_character_of_the_course():
+    """Machines without a CJK font still draw the article's title and quotes (tools/cjk_font.py adds any new one)."""
+    import re
+    from fontTools.ttLib import TTFont
+    from conftest import ROOT
+    font = ROOT / "data" / "fonts" / "packet-walk-cjk.woff"
+    have = {chr(u) for u in TTFont(font).getBestCmap()}
+    cjk = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+    files = list((ROOT / "notebooks").rglob("*.ipynb")) + [ROOT / "README.md"] + list((ROOT / "docs").rglob("*.md"))
+    used = {c for f in files for c in cjk.findall(f.read_text(encoding="utf-8"))}
+    assert used and used <= have, "missing: " + "".join(sorted(used - have))
+    assert "packet-walk-cjk" not in wg._css() and 'font-family:"Packet Walk CJK"' in wg._css()
+    assert font.stat().st_size < 64_000
