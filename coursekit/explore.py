@@ -28,7 +28,7 @@ from .dissect import changes, dissect, tree
 from .errors import CourseError
 from .tcpdump import Style, parse_flags, render_lines
 
-__all__ = ["Knob", "knobs", "current", "Control", "controls", "apply", "warnings", "unchanged_reason", "Views",
+__all__ = ["field_label", "Knob", "knobs", "current", "Control", "controls", "apply", "warnings", "unchanged_reason", "Views",
            "views", "Row", "packet_rows", "HopRow", "hop_rows", "hop_table", "Step", "steps", "step_view",
            "interfaces", "same_interface"]
 
@@ -596,6 +596,7 @@ class Step:
     index: int                # 1-based within its flow
     observation: object
     previous: object          # the observation before it on the same path, or None
+    scenario: object = None   # the walk's scenario (for provenance labels)
 
 
 def steps(w, request: int = 0, reply: int | None = None) -> list[Step]:
@@ -609,7 +610,7 @@ def steps(w, request: int = 0, reply: int | None = None) -> list[Step]:
     out = []
     for path in (req, w.path(reply) if reply is not None else []):
         for i, o in enumerate(path):
-            out.append(Step(o.flow, i + 1, o, path[i - 1] if i else None))
+            out.append(Step(o.flow, i + 1, o, path[i - 1] if i else None, w.scenario))
     return out
 
 
@@ -623,6 +624,7 @@ class StepView:
     tree: str
     minor: frozenset = frozenset()   # the entries of ``changes`` that only follow others (checksums)
     where: tuple = ()                # (node or pod, interface) of this hop, for the map
+    labels: dict = field(default_factory=dict)   # change -> computed/observed/assumed, where known
 
     def text(self) -> str:
         lines = [self.title, self.summary, "", "changed since the previous hop:"]
@@ -630,6 +632,23 @@ class StepView:
         lines += ["", "decided by:"]
         lines += [f"  [{d.stage}] {d.table}: {d.entry}\n      -> {d.effect}" for d in self.decisions] or ["  -"]
         return "\n".join(lines)
+
+
+def field_label(layer: str, name: str, scenario=None, observation=None) -> str:
+    """"computed", "observed" or "assumed" for a field of a frame at a hop ("" where unknown).
+
+    Asks :mod:`coursekit.provenance` where it exists.
+
+    Taught in: 06-the-whole-walk (the stepper and the dissection show it).
+    """
+    try:
+        from . import provenance
+    except ImportError:
+        return ""
+    try:
+        return provenance.of_field(layer, name, scenario, observation).label
+    except CourseError:
+        return ""
 
 
 def step_view(st: Step, total: int | None = None) -> StepView:
@@ -647,5 +666,7 @@ def step_view(st: Step, total: int | None = None) -> StepView:
     ch = sorted(ch, key=lambda c: c.field == "chksum")
     minor = frozenset(str(c) for c in ch if c.field == "chksum")
     layers = dissect(o.frame)
+    sc = st.scenario
+    labels = {str(c): lab for c in ch if c.field and (lab := field_label(c.layer, c.field, sc, o))}
     return StepView(title, summary, [str(c) for c in ch], list(o.decisions), layers, tree(o.frame, layers=layers),
-                    minor, (o.node, o.iface))
+                    minor, (o.node, o.iface), labels)

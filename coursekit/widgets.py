@@ -195,7 +195,7 @@ def packet_list_html(rows, selected: int = 0) -> str:
 def dissection_html(frame: bytes, layers, line: str = "", no: int = 0, provenance=None) -> str:
     """Wireshark's lower panes: tcpdump's line (copyable), the layer tree (outer/inner), the bytes.
 
-    ``provenance`` maps (layer key, field name) to "computed"/"observed"/"assumed", if known.
+    ``provenance(layer key, field name)`` gives "computed"/"observed"/"assumed" ("" if unknown).
     """
     parts = ['<div class="pw-dissect">']
     if line:
@@ -217,7 +217,7 @@ def dissection_html(frame: bytes, layers, line: str = "", no: int = 0, provenanc
             parts.append(f'<details open class="pw-layer" style="margin-left:12px"><summary>[{ly.offset}:{ly.end}] '
                          f'<b>{_e(ly.title)}</b>{(" — " + _e(ly.summary)) if ly.summary else ""}</summary>')
             for f in ly.fields:
-                prov = (provenance or {}).get((ly.key, f.name))
+                prov = provenance(ly.key, f.name) if provenance is not None else ""
                 tag = f' <span class="pw-muted">[{_e(prov)}]</span>' if prov else ""
                 parts.append(f'<div class="pw-field" style="margin-left:24px" data-off="{f.offset}" '
                              f'data-len="{f.length}" onclick="{_e(_MARK)}">{_e(f.name)}: {_e(f.value)}{tag}</div>')
@@ -255,19 +255,11 @@ def hop_table_html(rows) -> str:
             f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
 
 
-def _provenance(sc):
-    """Per-field provenance from the scenario module, where it exists (None otherwise)."""
-    try:
-        from . import provenance as pv          # noqa: F401  (added by the scenario work)
-    except ImportError:
-        return None
-    fn = getattr(pv, "field_provenance", None)
-    if fn is None:
-        return None
-    try:
-        return fn(sc)
-    except Exception:                  # a missing label must not hide the dissection
-        return None
+def _provenance(sc, observation):
+    """(layer key, field) -> its computed/observed/assumed label, where the provenance module knows it."""
+    def label(layer, name):
+        return ex.field_label(layer, name, sc, observation)
+    return label
 
 
 class _Widgety:
@@ -474,7 +466,8 @@ class Explorer(_Widgety):
             _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
         else:
             line = next(r.line for r in v.rows if r.no == v.selected)
-            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected, _provenance(v.scenario)))
+            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected,
+                                                          _provenance(v.scenario, f.observation)))
         self._draw_hops()
 
     def _draw_hops(self) -> None:
@@ -597,8 +590,9 @@ class Stepper(_Widgety):
         from .diagrams import hop_map_svg
         self.map.value = hop_map_svg(self.scenario, self.walk, st.observation)
         changed = "".join(f'<div class="{"pw-minor" if c in v.minor else "pw-change"}" '
-                          f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px">{_e(c)}</div>'
-                          for c in v.changes) or \
+                          f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px">{_e(c)}'
+                          + (f' <span class="pw-tag">[{_e(v.labels[c])}]</span>' if c in v.labels else "")
+                          + "</div>" for c in v.changes) or \
             '<div class="pw-muted" style="font-family:monospace;font-size:12px">(nothing: the same bytes)</div>'
         decided = "".join(f'<div style="font-family:var(--jp-code-font-family,monospace);font-size:12px">'
                           f'<b>[{_e(d.stage)}]</b> {_e(d.table)}: {_e(d.entry)}<br>&nbsp;&nbsp;&rarr; '
