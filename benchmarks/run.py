@@ -137,20 +137,22 @@ def bench_browser(n=20):
         open_and_run_all(page, f"{base}/lab/tree/notebooks/06-the-whole-walk.ipynb?token={token}")
         explorer = page.locator(".pw-explorer").first
         status = explorer.locator(".pw-status")
-        count = [int(status.inner_text().split("#", 1)[1].split(",", 1)[0])]
+        def count():
+            return int(status.inner_text().split("#", 1)[1].split(",", 1)[0])
 
-        def wait_recomputed():
-            count[0] += 1
-            status.filter(has_text=f"recomputed (#{count[0]},").wait_for()
+        def recomputed(action):
+            """Seconds from the action to the status line's next 'recomputed (#n' on screen."""
+            n = count()
+            t = time.perf_counter()
+            action()
+            status.filter(has_text=f"recomputed (#{n + 1},").wait_for()
+            return time.perf_counter() - t
 
         # field change -> every view (packet list, tcpdump text, dissection, status) updated on screen
         port = explorer.locator(".pw-vxlan_port input")
         for i in range(n):
             port.fill("4789" if i % 2 == 0 else "8472")
-            t = time.perf_counter()
-            port.press("Enter")
-            wait_recomputed()
-            times.append(time.perf_counter() - t)
+            times.append(recomputed(lambda: port.press("Enter")))
         # a click on a row -> that packet's dissection on screen
         for i in range(n):
             no = 2 + i % 9
@@ -163,8 +165,7 @@ def bench_browser(n=20):
         for i in range(8):
             explorer.get_by_role("tab", name="packets").click()
             vni.fill(str(10 + i))
-            vni.press("Enter")
-            wait_recomputed()
+            recomputed(lambda: vni.press("Enter"))
             t = time.perf_counter()
             explorer.get_by_role("tab", name="diagram").click()
             explorer.locator(".pw-diagram svg").filter(has_text=f"VNI {10 + i},").wait_for()

@@ -33,7 +33,7 @@ import ipywidgets as W
 from . import explore as ex
 from .errors import CourseError
 
-__all__ = ["Explorer", "Stepper", "explorer", "stepper", "figure_png", "figure_svg", "PALETTE", "contrast",
+__all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast",
            "packet_list_html", "dissection_html", "hop_table_html"]
 
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
@@ -253,6 +253,30 @@ def hop_table_html(rows) -> str:
                         f"</td></tr>")
     return (f'<div class="pw-list" style="max-height:none"><table class="pw-table pw-hop-table"><thead><tr>{head}'
             f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+
+
+class HopTable:
+    """One segment's hops: an HTML table in JupyterLab, :func:`~coursekit.explore.hop_table`'s text elsewhere.
+
+    >>> ck.widgets.hops(w, 0)          # doctest: +SKIP
+
+    Taught in: 04-the-container, 06-the-whole-walk.
+    """
+
+    def __init__(self, walk, segment: int = 0):
+        self.rows = ex.hop_rows(walk, segment)
+        self.text = ex.hop_table(walk, segment)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f'<div class="pw-root">{_css()}{hop_table_html(self.rows)}</div>'
+
+
+def hops(walk, segment: int = 0) -> HopTable:
+    """A :class:`HopTable` (see there)."""
+    return HopTable(walk, segment)
 
 
 def _provenance(sc, observation):

@@ -250,3 +250,10 @@ def test_the_cjk_fallback_font_covers_every_chinese_character_of_the_course():
     assert used and used <= have, "missing: " + "".join(sorted(used - have))
     assert "packet-walk-cjk" not in wg._css() and 'font-family:"Packet Walk CJK"' in wg._css()
     assert font.stat().st_size < 64_000
+
+
+def test_hops_display_html_in_lab_and_the_text_table_elsewhere(article_walk):
+    h = wg.hops(article_walk, 0)
+    assert repr(h) == ck.explore.hop_table(article_walk, 0)          # what nbval and a terminal see
+    page = h._repr_html_()
+    assert page.count('class="pw-hop"') == 10 and "<style>" in page
