@@ -297,6 +297,22 @@ class _Widgety:
         return bundle
 
 
+def _scenario(scenario):
+    """A Scenario from a Scenario, a name or path ("article"), or None (the article)."""
+    from . import scenario as scm
+    if scenario is None:
+        return scm.load_scenario("article")
+    as_scenario = getattr(scm, "as_scenario", None)
+    if as_scenario is not None:
+        return as_scenario(scenario)
+    if isinstance(scenario, scm.Scenario):
+        return scenario
+    if isinstance(scenario, str):
+        return scm.load_scenario(scenario)
+    raise CourseError("scenario", f"a {type(scenario).__name__} is not a scenario",
+                      "a Scenario, a scenario name like 'article', or a path to a scenario file")
+
+
 def _set(widget, value) -> None:
     """Assign only when different: an unchanged view is not sent to the browser again."""
     if widget.value != value:
@@ -313,8 +329,7 @@ class Explorer(_Widgety):
 
     def __init__(self, scenario=None, knobs=None, node=None, iface=None, flt: str = "", flags: str = "-nn",
                  diagram: bool = True):
-        from .scenario import load_scenario
-        self.base = scenario if scenario is not None else load_scenario("article")
+        self.base = _scenario(scenario)
         if not isinstance(flt, str) or not isinstance(flags, str):
             raise CourseError("filter" if not isinstance(flt, str) else "flags", "is not text", "a string")
         self.fields = ex.controls(self.base, knobs)
@@ -561,8 +576,7 @@ class Stepper(_Widgety):
 
     def __init__(self, scenario=None, segment: int = 0, walk=None):
         from .datapath import walk as _walk
-        from .scenario import load_scenario
-        self.scenario = scenario if scenario is not None else load_scenario("article")
+        self.scenario = _scenario(scenario)
         self.walk = walk if walk is not None else _walk(self.scenario)
         self.steps = ex.steps(self.walk, segment)
         self.pos = 0

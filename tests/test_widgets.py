@@ -137,6 +137,13 @@ def test_explorer_refuses_an_unknown_node():
     import pytest
     with pytest.raises(ck.CourseError, match="unknown node or pod 'oppo'"):
         wg.explorer(None, ["vni"], node="oppo", diagram=False)
+    with pytest.raises(ck.CourseError, match="unknown knob 'vnii'"):
+        wg.explorer("article", ["vnii"], diagram=False)
+    with pytest.raises(ck.CourseError, match="scenario"):
+        wg.explorer(42, ["vni"], diagram=False)
+    with pytest.raises(ck.CourseError, match="scenario"):
+        wg.stepper([1, 2])
+    assert wg.explorer("article", ["vni"], diagram=False).base.name == "article"
 
 
 def test_internal_errors_never_reach_the_learner(article):
