@@ -166,13 +166,18 @@ def _pre(text: str, cls: str) -> str:
 
 # -- pure HTML views (tested without a browser) ------------------------------------------
 
-# A click on a row sets the packet No. field, which recomputes the dissection in Python.
-_PICK = ("var i=this.closest('.pw-explorer').querySelector('.pw-packet-no input');"
-         "i.value=this.dataset.no;i.dispatchEvent(new Event('change',{bubbles:true}));")
+# One handler per table (not per row): a click on a row marks it at once and sets the packet No.
+# field, which recomputes the dissection in Python.
+_PICK = ("var r=event.target.closest('tr.pw-row');if(!r)return;"
+         "r.parentNode.querySelectorAll('tr.pw-sel').forEach(function(x){x.classList.remove('pw-sel')});"
+         "r.classList.add('pw-sel');"
+         "var i=r.closest('.pw-explorer').querySelector('.pw-packet-no input');"
+         "i.value=r.dataset.no;i.dispatchEvent(new Event('change',{bubbles:true}));")
 # A click on a field highlights its bytes; no round trip to the kernel.
-_MARK = ("var d=this.closest('.pw-dissect'),a=+this.dataset.off,b=a+(+this.dataset.len);"
+_MARK = ("var f=event.target.closest('.pw-field');if(!f)return;var d=f.closest('.pw-dissect'),"
+         "a=+f.dataset.off,b=a+(+f.dataset.len);"
          "d.querySelectorAll('.pw-hex span').forEach(function(s,k){s.classList.toggle('pw-hi',k>=a&&k<b)});"
-         "d.querySelectorAll('.pw-field').forEach(function(f){f.classList.toggle('pw-fsel',f===this)},this);")
+         "d.querySelectorAll('.pw-field').forEach(function(x){x.classList.toggle('pw-fsel',x===f)});")
 _COPY = "navigator.clipboard&&navigator.clipboard.writeText(this.parentNode.querySelector('pre').textContent);"
 
 
@@ -184,11 +189,11 @@ def packet_list_html(rows, selected: int = 0) -> str:
     body = []
     for r in rows:
         cls = "pw-row pw-sel" if r.no == selected else "pw-row"
-        body.append(f'<tr class="{cls}" data-no="{r.no}" title="{_e(r.line)}" tabindex="0" onclick="{_e(_PICK)}" '
-                    f'onkeydown="if(event.key===\'Enter\'){{{_e(_PICK)}}}">'
+        body.append(f'<tr class="{cls}" data-no="{r.no}" title="{_e(r.line)}" tabindex="0">'
                     f'<td>{r.no}</td><td>{_e(r.time)}</td><td>{_e(r.source)}</td><td>{_e(r.destination)}</td>'
                     f'<td>{_e(r.protocol)}</td><td>{r.length}</td><td>{_e(r.info)}</td></tr>')
-    return (f'<div class="pw-list"><table class="pw-table pw-packet-table"><thead><tr>{head}</tr></thead>'
+    return (f'<div class="pw-list"><table class="pw-table pw-packet-table" onclick="{_e(_PICK)}" '
+            f'onkeydown="if(event.key===\'Enter\'){{{_e(_PICK)}}}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -197,7 +202,7 @@ def dissection_html(frame: bytes, layers, line: str = "", no: int = 0, provenanc
 
     ``provenance(layer key, field name)`` gives "computed"/"observed"/"assumed" ("" if unknown).
     """
-    parts = ['<div class="pw-dissect">']
+    parts = [f'<div class="pw-dissect" onclick="{_e(_MARK)}">']
     if line:
         parts.append(f'<div class="pw-line"><span class="pw-muted">packet {no}, as tcpdump prints it</span> '
                      f'<button class="pw-copy" onclick="{_e(_COPY)}">copy</button>{_pre(line, "pw-fullline")}</div>')
@@ -220,7 +225,7 @@ def dissection_html(frame: bytes, layers, line: str = "", no: int = 0, provenanc
                 prov = provenance(ly.key, f.name) if provenance is not None else ""
                 tag = f' <span class="pw-muted">[{_e(prov)}]</span>' if prov else ""
                 parts.append(f'<div class="pw-field" style="margin-left:24px" data-off="{f.offset}" '
-                             f'data-len="{f.length}" onclick="{_e(_MARK)}">{_e(f.name)}: {_e(f.value)}{tag}</div>')
+                             f'data-len="{f.length}">{_e(f.name)}: {_e(f.value)}{tag}</div>')
             parts.append("</details>")
         if name:
             parts.append("</details>")

@@ -83,6 +83,15 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(dissection.locator(".pw-hex span.pw-hi")).to_have_count(3)
         explorer.screenshot(path=str(ARTIFACTS / "explorer-packet-3.png"))
 
+        # the hops tab: one row per hop of the selected packet's segment, changed values marked
+        explorer.get_by_role("tab", name="hops").click()
+        hops = explorer.locator(".pw-hops")
+        expect(hops.locator("tr.pw-hop")).to_have_count(10)
+        expect(hops.locator("td.pw-changed").first).to_be_visible()
+        expect(hops).to_contain_text("the path of segment 2")          # packet 3 is the third segment
+        explorer.screenshot(path=str(ARTIFACTS / "explorer-hops.png"))
+        explorer.get_by_role("tab", name="packets").click()
+
         # the VXLAN port: 8472 -> 4789 turns tcpdump's OTV line into VXLAN
         port = explorer.locator(".pw-vxlan_port input")
         port.fill("4789")

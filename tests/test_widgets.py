@@ -157,7 +157,7 @@ def test_internal_errors_never_reach_the_learner(article):
 def test_packet_list_html_rows(article):
     v = ck.explore.views(article, "meizu", "enp4s0")
     page = wg.packet_list_html(v.rows, 3)
-    assert page.count('class="pw-row') == 11 and page.count("pw-sel") == 1
+    assert page.count('class="pw-row') == 11 and page.count('class="pw-row pw-sel"') == 1
     # the full tcpdump line on hover, escaped
     import html
     assert f'title="{html.escape(v.rows[0].line)}"' in page
