@@ -40,10 +40,9 @@ print(json.dumps(out))
 """
 
 
-def main(argv):
-    other = Path(argv[1]).resolve()
-    rounds, per = int(argv[2]) if len(argv) > 2 else 6, 5
-    trees = {"previous": other, "this": ROOT}
+def compare(other: Path, rounds: int = 6, per: int = 5) -> dict:
+    """{"previous": {figure: median ms}, "this": {...}} for ``other`` and this checkout, interleaved."""
+    trees = {"previous": Path(other).resolve(), "this": ROOT}
     got = {name: {} for name in trees}
     for _ in range(rounds):
         for name, tree in trees.items():
@@ -52,8 +51,12 @@ def main(argv):
                                  capture_output=True, text=True)
             for k, xs in json.loads(res.stdout.strip().splitlines()[-1]).items():
                 got[name].setdefault(k, []).extend(xs)
-    print(json.dumps({name: {k: round(statistics.median(xs) * 1000, 1) for k, xs in d.items()}
-                      for name, d in got.items()}, indent=2))
+    return {name: {k: round(statistics.median(xs) * 1000, 1) for k, xs in d.items()} for name, d in got.items()}
+
+
+def main(argv):
+    rounds = int(argv[2]) if len(argv) > 2 else 6
+    print(json.dumps(compare(Path(argv[1]), rounds), indent=2))
     return 0
 
 

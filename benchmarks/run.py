@@ -10,6 +10,7 @@ floor that says what "fast" means for it:
 * ``nbval``     -- the whole course under nbval vs as many bare notebooks that only import the dependencies
 * ``import``    -- ``import coursekit`` as a process vs ``import scapy.all``
 * ``explorer``  -- field change -> every view recomputed (pure, then through the widget), median and p95
+* ``explorer_ab`` -- the same, this checkout against ``main``, interleaved (fair when the machine is busy)
 * ``browser``   -- field change in JupyterLab/Chromium -> tcpdump view updated on screen (needs chromium)
 * ``data``      -- ``python -m coursekit data`` (every capture of every scenario)
 * ``render``    -- ``coursekit render`` of a 100k-packet pcap vs ``tcpdump -r`` of the same file
@@ -176,6 +177,21 @@ def bench_browser(n=20):
             "diagram_first_time_p95_ms": _p95(diagram) * 1000}
 
 
+def bench_explorer_ab(ref="main"):
+    """The explorer of ``ref`` (a git ref) and of this checkout, interleaved (fair on a busy machine)."""
+    from ab_explorer import compare
+    with tempfile.TemporaryDirectory(prefix="pw-ab-") as tmp:
+        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        got = compare(Path(tmp))
+    load = os.getloadavg()[0]
+    out = {"ref": ref, "load_average": round(load, 1)}
+    for k in got["this"]:
+        out[f"{k}_median_ms"] = got["this"][k]
+        out[f"{k}_{ref}_median_ms"] = got["previous"][k]
+    return out
+
+
 def bench_data():
     from coursekit.cli import build_data
     times = []
@@ -252,7 +268,8 @@ def bench_footprint():
     return out
 
 
-BENCHES = {"import": bench_import, "explorer": bench_explorer, "browser": bench_browser, "data": bench_data,
+BENCHES = {"import": bench_import, "explorer": bench_explorer, "explorer_ab": bench_explorer_ab,
+           "browser": bench_browser, "data": bench_data,
            "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint}
 
 
