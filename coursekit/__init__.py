@@ -24,12 +24,12 @@ from .datapath import walk
 from .dissect import changes, hexdump, tree
 from .errors import CourseError
 from .netfilter import nat_save
-from .scenario import default_scenario, describe, load_scenario, manifest_text
+from .scenario import as_scenario, default_scenario, describe, load_scenario, manifest_text
 from .tcpdump import Style, render
 
 __version__ = "0.1.0"
 
-__all__ = ["CourseError", "load_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
+__all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
            "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
            "manifest_text", "nat_save", "Transcript", "check", "__version__"]
 
@@ -66,9 +66,18 @@ def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "")
 
     >>> ck.tcpdump(sc, "meizu", "enp4s0", "src 10.167.226.38 and port 8472 and udp")  # doctest: +SKIP
 
+    ``scenario``: anything :func:`as_scenario` accepts (a Scenario, ``"article"``, a path).
+
     Taught in: 01-physical-nic, 02-flannel, 03-docker0.
     """
+    from .scenario import as_scenario
     from .tcpdump import parse_flags
+    scenario = as_scenario(scenario)
+    for name, value in (("filter", flt), ("flags", flags)):
+        if not isinstance(value, str):
+            raise CourseError(name, f"a {type(value).__name__} is not text",
+                              "a string, e.g. '' or " + ("'udp port 8472'" if name == "filter" else "'-nn -v'"))
+    scenario.check_interface(node, interface)
     style = Style.for_scenario(scenario, **parse_flags(flags))
     frames = apply_filter(capture(scenario, node, interface), flt)
     t = Transcript(render(frames, style))

@@ -46,10 +46,23 @@ def capture(scenario, node: str, interface: str, walk=None) -> list[Frame]:
 
     >>> frames = capture(load_scenario("article"), "meizu", "enp4s0")   # doctest: +SKIP
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts;
+    ``node``: a node or a pod name (a pod's only interface is ``eth0``);
+    ``walk``: a :class:`~coursekit.datapath.Walk` of the same scenario, to
+    reuse instead of walking again.
+
     Taught in: 01-physical-nic.
     """
-    from .datapath import walk as _walk
-    w = walk if walk is not None else _walk(scenario)
+    from .datapath import Walk, walk as _walk
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
+    if walk is not None and not isinstance(walk, Walk):
+        raise CourseError("walk", f"a {type(walk).__name__} is not a Walk", "None or the result of ck.walk(scenario)")
+    if walk is not None and walk.scenario != sc:
+        raise CourseError("walk", f"this walk is of scenario {walk.scenario.name!r}, not of the one given",
+                          "None or ck.walk(scenario) of the same scenario")
+    sc.check_interface(node, interface)
+    w = walk if walk is not None else _walk(sc)
     return [Frame(o.time_us, o.frame, None, o) for o in w.at(node, interface)]
 
 

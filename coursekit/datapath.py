@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import ARP, Ether
-from scapy.layers.vxlan import VXLAN
+from scapy.layers.vxlan import VXLAN      # built, never guessed: frames are decoded by the scenario's port
 from scapy.packet import Raw
 
 from . import conversation as conv
 from .errors import CourseError
 from .netfilter import Conntrack, Tuple5, nat_table, traverse
 from .routing import fdb, interface_address, lookup, neighbour
-from .vxlan import VXLAN_FLAGS, flow_hash, node_seed, udp_flow_src_port
+from .vxlan import VXLAN_FLAGS, flow_hash, inner_frame, node_seed, udp_flow_src_port
 
 __all__ = ["Decision", "Observation", "Walk", "walk", "build_frame"]
 
@@ -60,6 +60,7 @@ class Observation:
     flow: str             # "request" (client -> server) or "reply"
     hop: int              # position along the packet's path, 0 = the sender's eth0
     decisions: tuple[Decision, ...] = ()
+    vxlan_port: int | None = None   # the scenario's VXLAN UDP port, to decode the frame by (not by scapy's guess)
 
 
 @dataclass
@@ -296,9 +297,13 @@ def walk(scenario) -> Walk:
     >>> w = walk(load_scenario("article"))       # doctest: +SKIP
     >>> [str(o.frame[26:30]) for o in w.at("meizu", "docker0")]  # inner sources
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts
+    (a Scenario, a name such as ``"article"``, a path).
+
     Taught in: 06-the-whole-walk.
     """
-    sc = scenario
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
     client, server = sc.client, sc.server
     req_hops = _hops(sc, client, server)
     rep_hops = _reverse(req_hops)
@@ -362,7 +367,7 @@ def walk(scenario) -> Walk:
             elif h == 5:
                 dec = [Decision("wire", "underlay", f"{hops[4][0]}:{hops[4][1]} -> {node}:{iface}", "same bytes on the wire")]
             elif h == 6:
-                inner = cur[VXLAN].payload
+                inner = inner_frame(bytes(cur), sc.flannel.port)
                 dec = [Decision("decap", "vxlan_rcv", f"UDP {sc.flannel.port} socket of {sc.flannel.device}, VNI {sc.flannel.vni}",
                                 "outer Ethernet/IP/UDP/VXLAN (50 bytes) removed")]
                 cur = Ether(bytes(inner))
@@ -372,7 +377,7 @@ def walk(scenario) -> Walk:
                 dec = [Decision("veth", "veth pair", f"{hops[8][1]} <-> eth0 of {node}", "delivered to the pod")]
             observations.append(Observation(node=node, iface=iface, direction=d,
                                             time_us=seg.send_us + cum[h], frame=bytes(cur), segment=seg.index,
-                                            flow=flow, hop=h, decisions=tuple(dec)))
+                                            flow=flow, hop=h, decisions=tuple(dec), vxlan_port=sc.flannel.port))
     if sc.neighbour_caches == "cold":
         observations.extend(_arp_exchanges(sc, segs[0].send_us, cum_req))
     w = Walk(scenario=sc, segments=segs, observations=observations,

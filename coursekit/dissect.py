@@ -113,6 +113,17 @@ def frame_bytes(frame) -> bytes:
                       "bytes, a capture Frame, a walk Observation or a scapy packet")
 
 
+def vxlan_port_of(frame, vxlan_port: int | None = None) -> int | None:
+    """The UDP port to decode VXLAN by: the argument, else the port the walk recorded with the frame."""
+    if vxlan_port is not None:
+        if isinstance(vxlan_port, bool) or not isinstance(vxlan_port, int) or not 1 <= vxlan_port <= 65535:
+            raise CourseError("vxlan_port", f"{vxlan_port!r} is not a UDP port", "None or 1-65535")
+        return vxlan_port
+    obs = getattr(frame, "observation", None) or frame
+    port = getattr(obs, "vxlan_port", None)
+    return port if isinstance(port, int) else None
+
+
 def _bits(s) -> int:
     if isinstance(s, tuple):            # a bit field left the byte unfinished: (bytes, bitsdone, value)
         return len(s[0]) * 8 + s[1]
@@ -161,18 +172,23 @@ def _payload_layer(data: bytes) -> tuple[str, str]:
     return "Data", "Data"
 
 
-def dissect(frame) -> list[Layer]:
+def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
     """The layers of an Ethernet frame, outermost first, with every field's offset.
+
+    VXLAN is decoded on ``vxlan_port`` (default: the scenario's port recorded
+    with a walk's frame; for bare bytes, scapy's well-known VXLAN ports).
 
     >>> [l.key for l in dissect(w.at("meizu", "enp4s0")[0])]        # doctest: +SKIP
     ['outer Ethernet', 'outer IPv4', 'outer UDP', 'VXLAN', 'Ethernet', 'IPv4', 'TCP']
 
     Taught in: 01-physical-nic.
     """
+    from .vxlan import decode
+    port = vxlan_port_of(frame, vxlan_port)
     data = frame_bytes(frame)
     if len(data) < 14:
         raise CourseError("frame", f"{len(data)} bytes is shorter than an Ethernet header", "14 bytes or more")
-    pkt = Ether(data)
+    pkt = decode(data, port)
     encapsulated = pkt.haslayer(VXLAN)
     layers: list[Layer] = []
     off = 0
@@ -242,7 +258,7 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
     Taught in: 01-physical-nic.
     """
     data = frame_bytes(frame)
-    layers = layers if layers is not None else dissect(data)
+    layers = layers if layers is not None else dissect(frame)
     lines = [title or f"Frame: {len(data)} bytes"]
     for i, ly in enumerate(layers):
         if ly.inner and (i == 0 or not layers[i - 1].inner):
@@ -260,9 +276,11 @@ def hexdump(frame, width: int = 16) -> str:
 
     Taught in: 01-physical-nic.
     """
+    if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= 64:
+        raise CourseError("width", f"{width!r} is not a number of bytes per line", "1-64 (16 is usual)")
     data = frame_bytes(frame)
     lines = []
-    for ly in dissect(data):
+    for ly in dissect(frame):
         lines.append(f"{ly.key} [{ly.offset}:{ly.end}] {ly.length} bytes")
         chunk = data[ly.offset:ly.end]
         for i in range(0, len(chunk), width):
@@ -283,7 +301,7 @@ def changes(before, after) -> list[Change]:
     # Inner layers are keyed like a plain frame's ("IPv4"), so the pod's
     # packet compares with itself across encapsulation.
     a = {ly.key: ly for ly in dissect(before)}
-    b = {ly.key: ly for ly in dissect(after)}
+    b = {ly.key: ly for ly in dissect(after, vxlan_port_of(before))}
     out: list[Change] = []
     for key, ly in b.items():
         if key not in a:

@@ -292,7 +292,11 @@ def nat_table(scenario, node: str) -> tuple[list[Rule], list[str]]:
 def nat_save(scenario, node: str) -> str:
     """``iptables-save -t nat`` on ``node``, as the model builds it.
 
+    ``scenario``: anything :func:`~coursekit.scenario.as_scenario` accepts.
+
     Taught in: 05-the-service.
     """
+    from .scenario import as_scenario
+    scenario = as_scenario(scenario)
     rules, chains = nat_table(scenario, node)
     return iptables_save(rules, chains)

@@ -39,11 +39,12 @@ from typing import Any
 import yaml
 
 from .errors import CourseError
+from .schema import check_manifest_shape, check_scenario_shape, known_path, read_text, read_yaml, suggest
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
     "Service", "ServicePort", "Request", "Observed", "Timing",
-    "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario",
+    "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario", "as_scenario",
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
 
@@ -274,12 +275,22 @@ class Scenario:
         raise CourseError("request.port", f"service {svc.name} has no port {self.request.port}",
                           ", ".join(str(p.port) for p in svc.ports))
 
+    def check_interface(self, node: Any, iface: Any) -> None:
+        """Raise :class:`CourseError` unless ``iface`` is an interface of ``node`` (a node or a pod)."""
+        self.interfaces(node)
+        if not isinstance(iface, str) or iface not in self.interfaces(node):
+            raise CourseError("interface", f"unknown interface {iface!r} on {node}",
+                              ", ".join(self.interfaces(node)))
+
     def interfaces(self, node: str) -> list[str]:
         """Interfaces tcpdump can listen on, on a node or inside a pod."""
+        if not isinstance(node, str) or (node not in {n.name for n in self.nodes}
+                                         and node not in {p.name for p in self.pods}):
+            raise CourseError("node", f"unknown node or pod {node!r}",
+                              ", ".join([n.name for n in self.nodes] + [p.name for p in self.pods]))
         for p in self.pods:
             if p.name == node:
                 return ["eth0"]
-        self.node(node)
         return [self.node(node).nic.name, self.flannel.device, "docker0"] + \
             [p.veth for p in self.pods_on(node)]
 
@@ -303,6 +314,9 @@ class Scenario:
 
     def with_changes(self, changes: dict) -> "Scenario":
         """A new, validated scenario with ``{"dotted.path": value}`` applied."""
+        if not isinstance(changes, dict):
+            raise CourseError("changes", f"a value of type {type(changes).__name__} is not a mapping",
+                              '{"dotted.path": value}, e.g. {"flannel.vni": 2}')
         raw = copy.deepcopy(self.raw)
         for path, value in changes.items():
             _set_path(raw, path, value)
@@ -324,51 +338,103 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def _set_path(raw: dict, path: str, value: Any) -> None:
+    """Apply one ``{"dotted.path": value}`` override; the path must be one the format knows."""
+    known_path(path)
     keys = path.split(".")
-    d = raw
-    for k in keys[:-1]:
+    d: Any = raw
+    for i, k in enumerate(keys[:-1]):
         if isinstance(d, list):
+            if not k.isdigit() or int(k) >= len(d):
+                raise CourseError(".".join(keys[:i + 1]), f"no item {k} in a list of {len(d)}",
+                                  f"0-{len(d) - 1}" if d else "(the list is empty)")
             d = d[int(k)]
             continue
-        d = d.setdefault(k, {})
+        if d.get(k) is None:
+            d[k] = {}
+        d = d[k]
+        if not isinstance(d, (dict, list)):
+            raise CourseError(".".join(keys[:i + 1]), f"is the single value {d!r}; it has no {keys[i + 1]!r}",
+                              "a path to a value, e.g. " + ".".join(keys[:i + 1]))
+    last = keys[-1]
     if isinstance(d, list):
-        d[int(keys[-1])] = value
+        if not last.isdigit() or int(last) >= len(d):
+            raise CourseError(path, f"no item {last} in a list of {len(d)}", f"0-{len(d) - 1}" if d else "(empty)")
+        d[int(last)] = value
     else:
-        d[keys[-1]] = value
+        d[last] = value
 
 
-def _read_yaml(path: Path, what: str) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CourseError(what, f"no such file: {path.name}") from None
-    try:
-        return list(yaml.safe_load_all(text)) if what == "manifests" else yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise CourseError(what, f"{path.name} is not valid YAML{where}") from None
+#: ``extends:`` chains longer than this are refused (the article's is 2).
+MAX_EXTENDS = 8
 
 
 def _resolve(path: str | Path) -> Path:
+    """A scenario name (``article``) or path -> the file to read."""
     p = Path(path)
     if p.suffix not in (".yaml", ".yml") and not p.exists():
         p = data_dir() / "scenarios" / f"{p}.yaml"
     return p
 
 
-def raw_scenario(path: str | Path) -> dict:
-    """The scenario file as a dict, with ``extends:`` applied (not validated)."""
-    p = _resolve(path)
-    raw = _read_yaml(p, "scenario")
+def _find_file(ref: Any, base: Path, what: str, folder: str) -> Path:
+    """``extends:``/``manifests:`` -> a file: relative to the scenario, else the package's ``data/<folder>``.
+
+    A scenario copied out of ``data/scenarios`` keeps working: ``../manifests/nginx.yaml``,
+    ``manifests/nginx.yaml`` and ``nginx`` all name the packaged file.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise CourseError(what, f"is {ref!r}, not a file name", "a path relative to the scenario file, or a "
+                          f"file under the course's data/{folder} (e.g. " +
+                          ("'article.yaml')" if folder == "scenarios" else "'nginx.yaml')"))
+    if "\0" in ref or len(ref) > 4096:
+        raise CourseError(what, "is not a usable file name", "a path")
+    first = (base / ref) if not Path(ref).is_absolute() else Path(ref)
+    tried = [first]
+    if not Path(ref).is_absolute():
+        d = data_dir()
+        tried += [d / "scenarios" / ref, d / ref, d / folder / ref, d / folder / f"{ref}.yaml"]
+    for t in tried:
+        try:
+            if t.exists():
+                return t.resolve()
+        except (OSError, ValueError):
+            continue
+    seen = []
+    for t in tried:
+        if str(t) not in seen:
+            seen.append(str(t))
+    raise CourseError(what, f"no such file: {seen[0]}" + (f" (also tried {', '.join(seen[1:])})" if seen[1:] else ""),
+                      f"a path relative to {base}, or a name under {data_dir() / folder}")
+
+
+def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
+    """The scenario file as a dict, with ``extends:`` applied (shape not yet checked)."""
+    p = _resolve(path) if not _chain else Path(path)
+    what = "extends" if _chain else "scenario"
+    if not _chain and not p.exists():
+        names = ", ".join(scenarios())
+        raise CourseError("scenario", f"no scenario named {str(path)!r} (no such file: {p.absolute()})",
+                          f"{names}, or a path to a .yaml file")
+    raw = read_yaml(p, what)
     if not isinstance(raw, dict):
-        raise CourseError("scenario", f"{p.name} must be a YAML mapping")
+        raise CourseError(what, f"{p} is {type(raw).__name__}, not a YAML mapping",
+                          "a mapping of the scenario's keys (name:, flannel:, nodes:, ...)")
+    try:
+        key = p.resolve()
+    except (OSError, RuntimeError):
+        key = p
+    if key in _chain:
+        raise CourseError("extends", "extends itself: " + " -> ".join(x.name for x in _chain + (key,)),
+                          "a chain of scenario files without a loop")
+    if len(_chain) >= MAX_EXTENDS:
+        raise CourseError("extends", f"more than {MAX_EXTENDS} files deep", f"at most {MAX_EXTENDS}")
     parent = raw.pop("extends", None)
-    if parent:
-        base = raw_scenario(p.parent / parent)
+    if parent is not None:
+        base = raw_scenario(_find_file(parent, p.parent, "extends", "scenarios"), _chain + (key,))
         raw = _deep_merge(base, raw)
-    if "manifests" in raw and not Path(raw["manifests"]).is_absolute():
-        raw["manifests"] = str((p.parent / raw["manifests"]).resolve())
+    if raw.get("manifests") is not None and not (isinstance(raw["manifests"], str)
+                                                 and Path(raw["manifests"]).is_absolute()):
+        raw["manifests"] = str(_find_file(raw["manifests"], p.parent, "manifests", "manifests"))
     return raw
 
 
@@ -381,6 +447,13 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 
     Taught in: 00-the-scenario.
     """
+    import os
+    if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
+        raise CourseError("scenario", f"a value of type {type(path).__name__} is not a scenario name or path",
+                          ", ".join(scenarios()) + ", or a path to a .yaml file")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise CourseError("overrides", f"a value of type {type(overrides).__name__} is not a mapping",
+                          '{"dotted.path": value}, e.g. {"flannel.vni": 2}')
     raw = raw_scenario(path)
     for k, v in (overrides or {}).items():
         _set_path(raw, k, v)
@@ -390,6 +463,57 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 def default_scenario() -> Scenario:
     """The article's cluster (``data/scenarios/article.yaml``)."""
     return load_scenario("article")
+
+
+#: What every public function that takes a scenario accepts (the message of its error).
+SCENARIO_ALLOWED = ("a Scenario (ck.load_scenario(...)), the name of a scenario under data/scenarios "
+                    "(e.g. 'article'), a path to a scenario .yaml file, or a mapping with a scenario's keys")
+
+
+def scenarios() -> list[str]:
+    """The names of the scenarios that ship with the course (``data/scenarios/*.yaml``)."""
+    return sorted(p.stem for p in (data_dir() / "scenarios").glob("*.yaml"))
+
+
+def as_scenario(value: Any, field: str = "scenario", default: str | None = None) -> Scenario:
+    """The one way a public function turns its ``scenario`` argument into a :class:`Scenario`.
+
+    Accepted: a :class:`Scenario` (returned as is); a scenario name such as
+    ``"article"`` (``data/scenarios/article.yaml``); a path (``str`` or
+    :class:`os.PathLike`) to a scenario file; a mapping with a scenario's keys
+    (validated like a file).  ``None`` means ``default`` when the caller has
+    one (e.g. ``default="article"``) and is an error otherwise.  Anything else
+    -- bytes, a list, a number, a Walk -- raises :class:`CourseError` naming
+    ``field`` and listing what is allowed.
+
+    >>> as_scenario("article").name
+    'article'
+
+    Taught in: 00-the-scenario (every ``ck.`` function that takes a scenario calls it).
+    """
+    import os
+    if isinstance(value, Scenario):
+        return value
+    if value is None:
+        if default is not None:
+            return load_scenario(default)
+        raise CourseError(field, "is None, not a scenario", SCENARIO_ALLOWED)
+    if isinstance(value, (str, os.PathLike)):
+        text = os.fspath(value)
+        if isinstance(text, bytes):
+            raise CourseError(field, "a bytes path is not a scenario name", SCENARIO_ALLOWED)
+        if not text.strip():
+            raise CourseError(field, "is an empty name", ", ".join(scenarios()) + ", or a path to a .yaml file")
+        return load_scenario(text)
+    if isinstance(value, dict):
+        return scenario_from_dict(value, source="(a mapping)")
+    what = type(value).__name__
+    hint = ""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        hint = " (decode it, or save it to a .yaml file and give the path)"
+    elif hasattr(value, "scenario") and isinstance(getattr(value, "scenario"), Scenario):
+        hint = f" (this {what} has one: pass its .scenario)"
+    raise CourseError(field, f"a value of type {what} is not a scenario{hint}", SCENARIO_ALLOWED)
 
 
 # --------------------------------------------------------------------------
@@ -471,6 +595,73 @@ def _name(value: Any, field: str) -> str:
     return v
 
 
+#: Bytes in an interface name: the kernel's IFNAMSIZ (16) less the NUL.
+IFNAME_MAX = 15
+
+
+def _ifname(value: Any, field: str) -> str:
+    """An interface name the kernel accepts (``dev_valid_name`` in net/core/dev.c), or CourseError."""
+    v = value if isinstance(value, str) else str(value)
+    allowed = "1-15 bytes, not . or .., without '/', ':', '%' or white space (dev_valid_name)"
+    if not v:
+        raise CourseError(field, "is empty; the kernel refuses an empty interface name", allowed)
+    if len(v.encode("utf-8")) > IFNAME_MAX:
+        raise CourseError(field, f"{v!r} is {len(v.encode('utf-8'))} bytes; the kernel refuses names of "
+                          f"IFNAMSIZ (16) bytes or more", allowed)
+    if v in (".", ".."):
+        raise CourseError(field, f"{v!r} is refused by the kernel (it names a folder in /sys/class/net)", allowed)
+    bad = next((c for c in v if c in "/:" or c.isspace() or c == "\xa0"), None)
+    if bad is not None:
+        raise CourseError(field, f"{v!r} contains {bad!r}, which the kernel refuses in an interface name", allowed)
+    if "%" in v:
+        raise CourseError(field, f"{v!r} contains '%': the kernel treats it as a template and picks a number "
+                          "(dev_alloc_name)", allowed)
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise CourseError(field, f"{v!r} contains a control character", allowed)
+    return v
+
+
+def _unicast_host(ip: ipaddress.IPv4Address, field: str, what: str = "a node") -> None:
+    """Refuse addresses no host interface carries as its own unicast address."""
+    allowed = f"a unicast address for {what} (not 0.0.0.0/8, 127.0.0.0/8, 224.0.0.0/4 or 255.255.255.255)"
+    if ip in ipaddress.IPv4Network("127.0.0.0/8"):
+        raise CourseError(field, f"{ip} is a loopback address (127.0.0.0/8): it never leaves a host", allowed)
+    if ip.is_multicast:
+        raise CourseError(field, f"{ip} is a multicast address (224.0.0.0/4)", allowed)
+    if ip in ipaddress.IPv4Network("0.0.0.0/8"):
+        raise CourseError(field, f"{ip} is in 0.0.0.0/8 ('this network'), which the kernel does not route", allowed)
+    if ip == ipaddress.IPv4Address("255.255.255.255"):
+        raise CourseError(field, f"{ip} is the limited broadcast address", allowed)
+
+
+def _unicast_net(net: ipaddress.IPv4Network, field: str) -> None:
+    for bad, why in (("127.0.0.0/8", "loopback"), ("224.0.0.0/4", "multicast"), ("0.0.0.0/8", "'this network'"),
+                     ("240.0.0.0/4", "reserved")):
+        if net.overlaps(ipaddress.IPv4Network(bad)):
+            raise CourseError(field, f"{net} overlaps the {why} range {bad}", "a private unicast range, e.g. 172.30.0.0/16")
+
+
+_TCHAR = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")          # RFC 9110 token
+_PATH = re.compile(r"^/[\x21-\x7e]*$")                          # origin-form, visible ASCII
+_FIELD_VALUE = re.compile(r"^[\x20-\x7e]*$")                     # printable ASCII, no CR/LF
+
+
+def _http(request_method: str, path: str, ua: str) -> None:
+    if not _TCHAR.match(request_method):
+        raise CourseError("request.method", f"{request_method!r} is not an HTTP method (a token: letters, digits, "
+                          "no spaces or control characters)", "e.g. GET, HEAD, POST")
+    if not _PATH.match(path):
+        bad = next((c for c in path if not 0x21 <= ord(c) <= 0x7e), None)
+        raise CourseError("request.path", f"{path!r} " + ("does not start with '/'" if not path.startswith("/") else
+                          f"contains {bad!r}, which cannot go on an HTTP request line"),
+                          "'/' then visible ASCII; percent-encode anything else (%20 for a space)")
+    if not _FIELD_VALUE.match(ua):
+        bad = next(c for c in ua if not 0x20 <= ord(c) <= 0x7e)
+        raise CourseError("request.userAgent", f"{ua!r} contains {bad!r}: a header value cannot carry CR, LF or "
+                          "other control or non-ASCII characters (it would inject or break header lines)",
+                          "printable ASCII, e.g. Wget")
+
+
 def _stable(*parts: Any) -> bytes:
     """Deterministic bytes for a default that the real system picks at random."""
     return hashlib.sha256("/".join(map(str, parts)).encode()).digest()
@@ -521,6 +712,8 @@ def _parse_offset(value: Any, field: str) -> int:
     m = re.match(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$", str(value).strip())
     if not m:
         raise CourseError(field, f"{value!r} is not a UTC offset", "e.g. +08:00 or -05:30")
+    if int(m.group(3)) > 59:
+        raise CourseError(field, f"{value!r} has {m.group(3)} minutes", "minutes 00-59, e.g. +08:00 or +05:30")
     minutes = int(m.group(2)) * 60 + int(m.group(3))
     if minutes > 14 * 60:
         raise CourseError(field, f"{value!r} is out of range", "-14:00 to +14:00")
@@ -532,9 +725,14 @@ def _parse_offset(value: Any, field: str) -> int:
 # --------------------------------------------------------------------------
 
 def _parse_manifests(path: str) -> tuple[list[dict], list[dict]]:
-    docs = [d for d in _read_yaml(Path(path), "manifests") if d]
-    deployments = [d for d in docs if d.get("kind") == "Deployment"]
-    services = [d for d in docs if d.get("kind") == "Service"]
+    p = Path(path)
+    docs = read_yaml(p, "manifests", many=True)
+    deployments, services = [], []
+    for i, d in enumerate(docs):
+        if d is None:                      # an empty document between two '---'
+            continue
+        kind = check_manifest_shape(d, i, p)
+        (deployments if kind == "Deployment" else services).append(d)
     return deployments, services
 
 
@@ -543,9 +741,20 @@ def _parse_manifests(path: str) -> tuple[list[dict], list[dict]]:
 # --------------------------------------------------------------------------
 
 def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
-    """Validate a scenario mapping; raise :class:`CourseError` on the first problem."""
+    """Validate a scenario mapping; raise :class:`CourseError` on the first problem.
+
+    The whole document's shape (every key known, every mapping a mapping) is
+    checked first (:mod:`coursekit.schema`), then the values.
+    """
+    check_scenario_shape(raw)
     raw = copy.deepcopy(raw)
+    if raw.get("extends") is not None:
+        raise CourseError("extends", "only a scenario file can extend another",
+                          "load the file with ck.load_scenario, or merge the parent yourself")
     name = str(_get(raw, "name", "", "scenario"))
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+        raise CourseError("name", f"{name!r} is not a scenario name (it names a folder under data/captures)",
+                          "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     utc = _parse_offset(_get(raw, "utcOffset", "", "+00:00"), "utcOffset")
 
     # flannel ------------------------------------------------------------
@@ -558,14 +767,22 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         raise CourseError("flannel.backend", f"{backend!r} is not modelled", "vxlan")
     flannel = Flannel(
         network=network, subnet_len=subnet_len, backend=backend,
-        vni=_int(_get(fr, "vni", "flannel", 1), "flannel.vni", 1, (1 << 24) - 1, "a VXLAN network identifier"),
+        vni=_int(_get(fr, "vni", "flannel", 1), "flannel.vni", 0, (1 << 24) - 1, "a VXLAN network identifier"),
         port=_port(_get(fr, "port", "flannel", 8472), "flannel.port"),
         ip_masq=_bool(_get(fr, "ipMasq", "flannel", False), "flannel.ipMasq"),
         udp_checksum=_bool(_get(fr, "udpChecksum", "flannel", True), "flannel.udpChecksum"),
         version=str(_get(fr, "version", "flannel", "v0.11.0")),
     )
+    if len(flannel.device) > IFNAME_MAX:
+        raise CourseError("flannel.vni", f"VNI {flannel.vni} makes the device name {flannel.device!r} "
+                          f"{len(flannel.device)} bytes; the kernel refuses interface names over {IFNAME_MAX}",
+                          "0-9999999 (flannel names its device flannel.<VNI>)")
+    _unicast_net(network, "flannel.network")
 
     service_cidr = _net(_get(raw, "serviceCIDR", "", "10.254.0.0/16"), "serviceCIDR")
+    _unicast_net(service_cidr, "serviceCIDR")
+    if service_cidr.prefixlen > 30:
+        raise CourseError("serviceCIDR", f"{service_cidr} has no room for a cluster IP", "a /30 or larger")
     if service_cidr.overlaps(network):
         raise CourseError("serviceCIDR", f"{service_cidr} overlaps the pod network {network}",
                           "a range apart from flannel.network")
@@ -593,10 +810,14 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         f = f"nodes.{nname}"
         nic_r = _get(nd, "nic", f)
         ip, net = _iface(_get(nic_r, "address", f + ".nic"), f + ".nic.address")
-        if ip == net.network_address or ip == net.broadcast_address:
+        _unicast_host(ip, f + ".nic.address")
+        if net.prefixlen == 32:
+            raise CourseError(f + ".nic.address", f"a /32 underlay leaves {ip} no neighbour on the link",
+                              "a prefix of /31 or shorter that holds both nodes")
+        if net.prefixlen < 31 and (ip == net.network_address or ip == net.broadcast_address):
             raise CourseError(f + ".nic.address", f"{ip} is the network or broadcast address of {net}",
                               f"{net[1]}-{net[-2]}")
-        nic = Nic(name=str(_get(nic_r, "name", f + ".nic", "enp4s0")), ip=ip, network=net,
+        nic = Nic(name=_ifname(_get(nic_r, "name", f + ".nic", "enp4s0"), f + ".nic.name"), ip=ip, network=net,
                   mac=_mac(_get(nic_r, "mac", f + ".nic", _local_mac(nname, "nic")), f + ".nic.mac"),
                   mtu=_int(_get(nic_r, "mtu", f + ".nic", 1500), f + ".nic.mtu", 68 + VXLAN_OVERHEAD, 65535,
                            f"an underlay that carries VXLAN ({VXLAN_OVERHEAD} bytes of overhead)"))
@@ -616,13 +837,17 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                              _local_mac(nname, "docker0", prefix=b"\x02\x42")),
                                         f + ".docker.bridgeMac"))
         lo, hi = _get(nd, "ephemeralPorts", f, [32768, 60999])
+        lo, hi = _port(lo, f + ".ephemeralPorts.0"), _port(hi, f + ".ephemeralPorts.1")
+        if lo > hi:
+            raise CourseError(f + ".ephemeralPorts", f"[{lo}, {hi}] is reversed; the kernel refuses it (EINVAL)",
+                              "[low, high] with low <= high, e.g. [32768, 60999]")
         nodes.append(Node(
             name=nname, hostname=_name(_get(nd, "hostname", f, nname), f + ".hostname"),
             nic=nic, subnet=subnet,
             vtep_mac=_mac(_get(nd, "vtepMac", f, _local_mac(nname, "vtep")), f + ".vtepMac"),
             docker=docker,
             default_ttl=_int(_get(nd, "defaultTTL", f, 64), f + ".defaultTTL", 2, 255),
-            ephemeral_ports=(_port(lo, f + ".ephemeralPorts"), _port(hi, f + ".ephemeralPorts")),
+            ephemeral_ports=(lo, hi),
             br_netfilter=_bool(_get(nd, "bridgeNfCallIptables", f, True), f + ".bridgeNfCallIptables"),
         ))
     for i, a in enumerate(nodes):
@@ -661,9 +886,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         if str(ip) in used:
             raise CourseError(f + ".ip", f"{ip} is already used by pod {used[str(ip)]}", "one address per pod")
         used[str(ip)] = pname
-        veth = pr.get("veth") or "veth" + _stable("veth", node, pname).hex()[:7]
-        if not re.match(r"^[a-zA-Z0-9_.-]{1,15}$", veth):
-            raise CourseError(f + ".veth", f"{veth!r} is not a Linux interface name", "1-15 letters, digits, . _ -")
+        veth = pr.get("veth")
+        veth = _ifname(veth, f + ".veth") if veth is not None else "veth" + _stable("veth", node, pname).hex()[:7]
         pods.append(Pod(
             name=pname, namespace=ns, node=node, ip=ip,
             mac=_mac(pr.get("mac") or docker_mac(ip), f + ".mac"),
@@ -682,6 +906,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     wl = raw.get("workloads") or {}
     if manifests:
         deployments, svc_docs = _parse_manifests(manifests)
+        seen_deployments: set = set()
         for dep in deployments:
             md = dep.get("metadata") or {}
             dname = str(md.get("name"))
@@ -699,7 +924,18 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                   ", ".join(node_by))
             if node not in node_by:
                 raise CourseError(f + ".node", f"unknown node {node!r}", ", ".join(node_by))
-            cports = [p.get("containerPort") for c in tspec.get("containers") or [] for p in c.get("ports") or []]
+            cports = [_port(p.get("containerPort"), f"{f}.containers.{ci}.ports.{pi}.containerPort")
+                      for ci, c in enumerate(tspec.get("containers") or []) for pi, p in enumerate(c.get("ports") or [])]
+            if not tspec.get("containers"):
+                raise CourseError(f + ".containers", "the Deployment has no containers", "at least one container")
+            sel = ((spec.get("selector") or {}).get("matchLabels") or {})
+            if not sel or not set((str(k), str(v)) for k, v in sel.items()) <= \
+                    set((str(k), str(v)) for k, v in labels.items()):
+                raise CourseError(f + ".selector", "spec.selector.matchLabels does not match the template's labels "
+                                  "(Kubernetes refuses the Deployment)", "matchLabels that the pod template carries")
+            if dname in {d for d in seen_deployments}:
+                raise CourseError(f, "two Deployments with this name", "one Deployment per name")
+            seen_deployments.add(dname)
             ips = w.get("podIPs")
             if ips is None:
                 # Docker's IPAM hands out the bridge subnet in order after the
@@ -707,7 +943,9 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                 taken = {str(p.ip) for p in pods}
                 cand = (h for h in node_by[node].subnet.hosts() if h != node_by[node].docker.bridge_ip
                         and str(h) not in taken)
-                ips = [str(next(cand)) for _ in range(replicas)]
+                ips = [str(x) for x, _ in zip(cand, range(replicas))]
+            if not isinstance(ips, list):
+                raise CourseError(f + ".podIPs", f"is {ips!r}, not a list", "a list of pod addresses")
             if len(ips) < replicas:
                 raise CourseError(f + ".podIPs", f"{len(ips)} addresses for {replicas} replicas",
                                   "one address per replica")
@@ -727,12 +965,32 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                 po = pover.get(j) or pover.get(str(j)) or {}     # YAML gives 0, a dotted override "0"
                 port = _port(po.get("port", p.get("port")), f"{f}.ports.{j}.port")
                 tp = _port(po.get("targetPort", p.get("targetPort", port)), f"{f}.ports.{j}.targetPort")
-                ports.append(ServicePort(name=str(p.get("name") or ""), port=port, target_port=tp,
-                                         protocol=str(p.get("protocol", "TCP")).upper()))
+                proto = str(p.get("protocol", "TCP"))
+                if proto != "TCP":
+                    raise CourseError(f"{f}.ports.{j}.protocol", f"{proto!r} is not modelled"
+                                      + (" (Kubernetes spells it TCP)" if proto.upper() == "TCP" else ""), "TCP")
+                if port in {x.port for x in ports}:
+                    raise CourseError(f"{f}.ports.{j}.port", f"port {port} is listed twice (Kubernetes refuses a "
+                                      "duplicate Service port)", "one entry per port")
+                ports.append(ServicePort(name=str(p.get("name") or ""), port=port, target_port=tp, protocol=proto))
+            if not ports:
+                raise CourseError(f + ".ports", "the Service has no ports (Kubernetes refuses it)", "at least one port")
+            if len(ports) > 1 and len({x.name for x in ports}) < len(ports) or \
+                    len(ports) > 1 and any(not x.name for x in ports):
+                raise CourseError(f + ".ports", "a Service with several ports needs a distinct name for each "
+                                  "(Kubernetes refuses it)", "name: on every port")
+            stype = str(spec.get("type") or "ClusterIP")
+            if stype != "ClusterIP":
+                raise CourseError(f + ".type", f"{stype!r} is not modelled", "ClusterIP")
+            if sname in {x.name for x in services}:
+                raise CourseError(f, "two Services with this name", "one Service per name")
             cip = _ip(_get(over, "clusterIP", f), f + ".clusterIP")
-            if cip not in service_cidr:
-                raise CourseError(f + ".clusterIP", f"{cip} is outside serviceCIDR {service_cidr}",
+            if cip not in service_cidr or cip in (service_cidr.network_address, service_cidr.broadcast_address):
+                where = "outside" if cip not in service_cidr else "the network or broadcast address of"
+                raise CourseError(f + ".clusterIP", f"{cip} is {where} serviceCIDR {service_cidr}",
                                   f"{service_cidr[1]}-{service_cidr[-2]}")
+            if cip in {x.cluster_ip for x in services}:
+                raise CourseError(f + ".clusterIP", f"{cip} is already another Service's", "one cluster IP per Service")
             services.append(Service(name=sname, namespace=str(md.get("namespace", "default")), cluster_ip=cip,
                                     ports=tuple(ports),
                                     selector=tuple(sorted((str(k), str(v)) for k, v in
@@ -754,6 +1012,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     request = Request(client=client, service=sname, port=rport,
                       method=str(_get(rr, "method", "request", "GET")), path=str(_get(rr, "path", "request", "/")),
                       user_agent=str(_get(rr, "userAgent", "request", "Wget")))
+    _http(request.method, request.path, request.user_agent)
 
     # observed -----------------------------------------------------------------
     o = _get(raw, "observed", "", {})
@@ -826,6 +1085,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
         source=source, raw=raw)
+    _cross_checks(sc, raw)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",
@@ -834,26 +1094,99 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
 
 
 
+def _cross_checks(sc: Scenario, raw: dict) -> None:
+    """What a real node or Kubernetes would refuse once every part is known."""
+    node_names = {n.name for n in sc.nodes}
+    for p in sc.pods:
+        if p.name in node_names:
+            raise CourseError(f"pods.{p.name}", f"pod {p.name!r} has a node's name; the course names interfaces "
+                              "by node or pod, so the two must differ", "a name no node has")
+    # overrides must name something that exists
+    for sname, over in (raw.get("services") or {}).items():
+        if sname not in {s.name for s in sc.services}:
+            raise CourseError(f"services.{sname}", f"no Service {sname!r} in the manifests{suggest(sname, [s.name for s in sc.services])}",
+                              ", ".join(s.name for s in sc.services) or "(no manifests)")
+        svc = sc.service(sname)
+        for j in ((over or {}).get("ports") or {}):
+            if int(j) >= len(svc.ports):
+                raise CourseError(f"services.{sname}.ports.{j}", f"the Service has {len(svc.ports)} port(s)",
+                                  f"0-{len(svc.ports) - 1}")
+    deps = {p.name.rsplit("-", 1)[0] for p in sc.pods if p.name not in (raw.get("pods") or {})}
+    for wname, w in (raw.get("workloads") or {}).items():
+        if wname not in deps:
+            raise CourseError(f"workloads.{wname}", f"no Deployment {wname!r} in the manifests{suggest(wname, deps)}",
+                              ", ".join(sorted(deps)) or "(no manifests)")
+        n = len([p for p in sc.pods if p.name.rsplit("-", 1)[0] == wname and p.name not in (raw.get("pods") or {})])
+        for i in ((w or {}).get("pods") or {}):
+            if not 1 <= int(i) <= n:
+                raise CourseError(f"workloads.{wname}.pods.{i}", f"the Deployment has {n} replica(s)", f"1-{n}")
+    # devices on one node: the kernel refuses a second device with a name (EEXIST)
+    for n in sc.nodes:
+        owners = {"lo": "the loopback device", sc.flannel.device: "flannel's VTEP", "docker0": "Docker's bridge"}
+        for name, f, what in [(n.nic.name, f"nodes.{n.name}.nic.name", "the NIC")] + \
+                [(p.veth, f"pods.{p.name}.veth" if p.name in (raw.get("pods") or {}) else
+                  f"workloads.{p.name.rsplit('-', 1)[0]}.pods.{p.name.rsplit('-', 1)[1]}.veth", f"{p.name}'s veth")
+                 for p in sc.pods_on(n.name)]:
+            if name in owners:
+                raise CourseError(f, f"{name!r} is already {owners[name]} on {n.name} (the kernel refuses a second "
+                                  "device of one name: File exists)", "a name no other device on the node has")
+            owners[name] = what
+    # MACs: unique on each layer-2 segment, never all zero
+    segments: dict[str, list[tuple[str, str]]] = {"underlay": [], "flannel": []}
+    for n in sc.nodes:
+        segments["underlay"].append((n.nic.mac, f"nodes.{n.name}.nic.mac"))
+        segments["flannel"].append((n.vtep_mac, f"nodes.{n.name}.vtepMac"))
+        seg = segments.setdefault(f"{n.name} docker0", [])
+        seg.append((n.docker.bridge_mac, f"nodes.{n.name}.docker.bridgeMac"))
+        for p in sc.pods_on(n.name):
+            seg += [(p.mac, f"pods.{p.name}.mac"), (p.veth_mac, f"pods.{p.name}.vethMac")]
+    for where, macs in segments.items():
+        seen: dict[str, str] = {}
+        for mac, f in macs:
+            if mac == "00:00:00:00:00:00":
+                raise CourseError(f, "00:00:00:00:00:00 is not a usable MAC address (the kernel refuses it)",
+                                  "a unicast MAC, e.g. 02:42:ac:1e:53:09")
+            if mac in seen:
+                raise CourseError(f, f"{mac} is also {seen[mac]} on the {where} segment", "one MAC per device on a segment")
+            seen[mac] = f
+    # the request must fit one segment: the model sends it in one write
+    from .conversation import TS_OPTION_LEN, wget_request
+    svc = sc.service(sc.request.service)
+    req = wget_request(f"{svc.cluster_ip}:{sc.request.port}", sc.request.path, sc.request.user_agent,
+                       sc.request.method)
+    room = min(sc.client.mtu, sc.server.mtu) - 40 - TS_OPTION_LEN
+    if len(req) > room:
+        raise CourseError("request.path", f"the request is {len(req)} bytes; one segment carries at most {room} "
+                          f"(MSS {min(sc.client.mtu, sc.server.mtu) - 40} less 12 bytes of TCP timestamps), and the "
+                          "model sends the request in one segment", f"a path and User-Agent that fit {room} bytes")
+
+
 # --------------------------------------------------------------------------
 # Views of the scenario for a chapter
 # --------------------------------------------------------------------------
 
-def manifest_text(sc: Scenario) -> str:
+def manifest_text(sc) -> str:
     """The Kubernetes manifests the scenario's workloads come from, verbatim.
+
+    ``sc``: anything :func:`as_scenario` accepts.
 
     Taught in: 00-the-scenario.
     """
+    sc = as_scenario(sc)
     path = sc.raw.get("manifests")
     if not path:
         return "(this scenario declares its pods directly, without manifests)"
-    return Path(path).read_text(encoding="utf-8")
+    return read_text(Path(path), "manifests")
 
 
-def describe(sc: Scenario) -> str:
+def describe(sc) -> str:
     """The cluster as a few tables: nodes, pods, the Service, the request and the observed inputs.
+
+    ``sc``: anything :func:`as_scenario` accepts.
 
     Taught in: 00-the-scenario.
     """
+    sc = as_scenario(sc)
     lines = [f"scenario {sc.name}: flannel {sc.flannel.backend} VNI {sc.flannel.vni} UDP {sc.flannel.port}, "
              f"pod network {sc.flannel.network}, serviceCIDR {sc.service_cidr}", "", "nodes"]
     for n in sc.nodes:

@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 
-__all__ = ["jhash_3words", "flow_hash", "udp_flow_src_port", "VXLAN_FLAGS"]
+__all__ = ["jhash_3words", "flow_hash", "udp_flow_src_port", "VXLAN_FLAGS", "VXLAN_HEADER", "inner_frame",
+           "decode"]
 
 #: The VXLAN "I" flag: a valid VNI follows (RFC 7348).
 VXLAN_FLAGS = 0x08
@@ -82,6 +83,51 @@ def udp_flow_src_port(flow: int, port_min: int, port_max: int) -> int:
     """
     h = (flow ^ (flow << 16)) & _M
     return ((h * (port_max - port_min)) >> 32) + port_min
+
+
+#: Bytes of the VXLAN header (flags, reserved, VNI, reserved).
+VXLAN_HEADER = 8
+
+
+def inner_frame(frame: bytes, port: int) -> bytes | None:
+    """The inner Ethernet frame of an IPv4/UDP/VXLAN frame sent to UDP ``port``, or None.
+
+    Found by offsets and the scenario's port, as the kernel's VXLAN socket
+    does -- never by a table of "well-known" ports (scapy decodes VXLAN only
+    on 4789, 4790, 6633, 8472 and 48879, so any other ``flannel.port``
+    would go undecoded).
+    """
+    b = bytes(frame)
+    if len(b) < 34 or b[12:14] != b"\x08\x00" or b[14] >> 4 != 4 or b[23] != 17:
+        return None
+    ihl = (b[14] & 0x0F) * 4
+    udp = 14 + ihl
+    if ihl < 20 or len(b) < udp + 8 + VXLAN_HEADER + 14:
+        return None
+    if int.from_bytes(b[udp + 2:udp + 4], "big") != port:
+        return None
+    return b[udp + 8 + VXLAN_HEADER:]
+
+
+def decode(frame, port: int | None):
+    """A scapy Ether of ``frame`` whose UDP payload to ``port`` is decoded as VXLAN.
+
+    ``port=None`` leaves scapy's own guess (by well-known port), for frames
+    that come without a scenario.
+    """
+    from scapy.layers.inet import UDP
+    from scapy.layers.l2 import Ether
+    from scapy.layers.vxlan import VXLAN
+    pkt = Ether(bytes(frame))
+    if port is None or inner_frame(bytes(frame), port) is None:
+        return pkt
+    u = pkt.getlayer(UDP)
+    if u is None or isinstance(u.payload, VXLAN):
+        return pkt
+    data = bytes(u.payload)
+    u.remove_payload()
+    u.add_payload(VXLAN(data))
+    return pkt
 
 
 def node_seed(seed: int, node: str) -> int:
