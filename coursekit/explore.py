@@ -506,11 +506,14 @@ def hop_table(w, segment: int = 0) -> str:
     Taught in: 04-the-container, 06-the-whole-walk.
     """
     from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.l2 import Ether
     from scapy.layers.vxlan import VXLAN
+
+    from .vxlan import decode
+    if isinstance(segment, bool) or not isinstance(segment, int) or not 0 <= segment < len(w.segments):
+        raise CourseError("segment", f"no segment {segment!r}", f"0-{len(w.segments) - 1}")
     rows = [("#", "where", "dir", "inner src -> dst", "TTL", "outer (VXLAN)", "decided by")]
     for o in w.path(segment):
-        p = Ether(o.frame)
+        p = decode(o.frame, getattr(o, "vxlan_port", None))         # VXLAN by the scenario's port
         outer = ""
         if p.haslayer(VXLAN):
             outer = f"{p[IP].src} -> {p[IP].dst} udp/{p[UDP].dport} vni {p[VXLAN].vni}"
@@ -538,9 +541,10 @@ class HopRow:
 HOP_COLUMNS = ("src MAC", "dst MAC", "source", "destination", "TTL", "length", "encapsulation")
 
 
-def _hop_cells(frame: bytes) -> dict:
+def _hop_cells(obs) -> dict:
     """The columns of one hop, read from the frame's bytes at the offsets :func:`dissect` found."""
-    layers = {ly.key: ly.offset for ly in dissect(frame)}
+    layers = {ly.key: ly.offset for ly in dissect(obs)}        # VXLAN decoded by the walk's port
+    frame = obs.frame
 
     def mac(off):
         return ":".join(f"{b:02x}" for b in frame[off:off + 6])
@@ -581,7 +585,7 @@ def hop_rows(w, segment: int = 0) -> list[HopRow]:
         raise CourseError("segment", f"no segment {segment!r}", f"0-{len(w.segments) - 1}")
     rows, prev = [], None
     for o in w.path(segment):
-        cells = _hop_cells(o.frame)
+        cells = _hop_cells(o)
         changed = frozenset(c for c in HOP_COLUMNS if prev is not None and prev[c] != cells[c])
         rows.append(HopRow(o.hop + 1, o.node, o.iface, o.direction, cells, changed, tuple(o.decisions)))
         prev = cells
@@ -661,11 +665,11 @@ def step_view(st: Step, total: int | None = None) -> StepView:
     title = f"{st.flow} hop {st.index}: {where}"
     from .tcpdump import Printer
     summary = Printer(n=2).frame(o.time_us, o.frame).split(" ", 1)[1]
-    ch = changes(st.previous.frame, o.frame) if st.previous is not None else []
+    ch = changes(st.previous, o) if st.previous is not None else []
     # A checksum changes because another field did: list it last, as a consequence.
     ch = sorted(ch, key=lambda c: c.field == "chksum")
     minor = frozenset(str(c) for c in ch if c.field == "chksum")
-    layers = dissect(o.frame)
+    layers = dissect(o)
     sc = st.scenario
     labels = {str(c): lab for c in ch if c.field and (lab := field_label(c.layer, c.field, sc, o))}
     return StepView(title, summary, [str(c) for c in ch], list(o.decisions), layers, tree(o.frame, layers=layers),

@@ -287,3 +287,18 @@ def test_every_knob_value_gets_a_view_or_one_message(article, values, frame, whe
         assert e.field and "\n" not in str(e) and len(str(e)) < 400
         return
     assert v.rows and v.selected in [r.no for r in v.rows]
+    assert v.hops.startswith("#") and ex.hop_rows(v.walk, 0)
+
+
+def test_hop_rows_and_stepper_decode_vxlan_on_any_port(article):
+    sc = ex.apply(article, {"vxlan_port": 5555})
+    w = ck.walk(sc)
+    rows = ex.hop_rows(w, 0)
+    assert rows[4].cells["encapsulation"].startswith("VXLAN VNI 1: 10.167.226.38:")
+    assert rows[4].cells["encapsulation"].split(" \u2192 ")[1].startswith("10.167.226.39:5555")
+    assert rows[4].cells["source"] == "172.30.83.0:38200"              # the inner packet, found by the port
+    enc = ex.step_view(ex.steps(w, 0)[4])
+    assert enc.changes[0].startswith("+ outer Ethernet") and "VXLAN" in [ly.key for ly in enc.layers]
+    v = ex.views(sc, "meizu", "enp4s0")
+    assert "VXLAN" in [ly.key for ly in v.layers]
+    assert "10.167.226.38 -> 10.167.226.39 udp/5555 vni 1" in v.hops
