@@ -605,8 +605,11 @@ class Step:
 
 def steps(w, request: int = 0, reply: int | None = None) -> list[Step]:
     """The hops of one request segment and of its reply (the next server segment), in order."""
-    if not 0 <= request < len(w.segments):
-        raise CourseError("segment", f"no segment {request}", f"0-{len(w.segments) - 1}")
+    if isinstance(request, bool) or not isinstance(request, int) or not 0 <= request < len(w.segments):
+        raise CourseError("segment", f"no segment {request!r}", f"0-{len(w.segments) - 1}")
+    if reply is not None and (isinstance(reply, bool) or not isinstance(reply, int)
+                              or not 0 <= reply < len(w.segments)):
+        raise CourseError("reply", f"no segment {reply!r}", f"0-{len(w.segments) - 1}")
     req = w.path(request)
     if reply is None:
         reply = next((o.segment for o in sorted(w.observations, key=lambda o: o.segment)

@@ -101,6 +101,11 @@ def test_stepper_request_then_reply(article_walk):
 def test_stepper_segment_out_of_range(article_walk):
     with pytest.raises(ck.CourseError, match="no segment 99"):
         ex.steps(article_walk, 99)
+    for bad in ("1", None, 1.0, True, -1):
+        with pytest.raises(ck.CourseError, match="segment"):
+            ex.steps(article_walk, bad)
+    with pytest.raises(ck.CourseError, match="reply: no segment 40"):
+        ex.steps(article_walk, 0, 40)
 
 
 # -- honest knobs -------------------------------------------------------------------
