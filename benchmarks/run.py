@@ -14,6 +14,8 @@ floor that says what "fast" means for it:
 * ``browser``   -- field change in JupyterLab/Chromium -> tcpdump view updated on screen (needs chromium)
 * ``data``      -- ``python -m coursekit data`` (every capture of every scenario)
 * ``render``    -- ``coursekit render`` of a 100k-packet pcap vs ``tcpdump -r`` of the same file
+* ``scenario`` -- ``load_scenario("article")`` (bounded read, shape, values) vs ``yaml.safe_load`` of the
+  same file; how long refusing a billion-laughs file and a 20,000-deep file takes
 * ``footprint`` -- venv size of ``pip install .`` vs jupyterlab + scapy + matplotlib alone
 """
 
@@ -268,8 +270,41 @@ def bench_footprint():
     return out
 
 
+def bench_scenario(n=20):
+    import yaml
+
+    import coursekit as ck
+    path = ROOT / "data" / "scenarios" / "article.yaml"
+    text = path.read_text(encoding="utf-8")
+
+    def runs(fn, k):
+        out = []
+        for _ in range(k):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+        return _median(out)
+
+    def refused(p):
+        try:
+            ck.load_scenario(p)
+        except ck.CourseError:
+            return
+        raise AssertionError(f"{p} was accepted")
+
+    with tempfile.TemporaryDirectory() as d:
+        bomb, deep = Path(d) / "bomb.yaml", Path(d) / "deep.yaml"
+        bomb.write_text("a0: &a0 [" + ", ".join(["lol"] * 10) + "]\n" + "".join(
+            f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n" for i in range(1, 9)))
+        deep.write_text("[" * 20000 + "]" * 20000)
+        return {"load_article_s": runs(lambda: ck.load_scenario("article"), n),
+                "yaml_safe_load_s": runs(lambda: yaml.safe_load(text), n),
+                "refuse_billion_laughs_s": runs(lambda: refused(bomb), 5),
+                "refuse_20000_deep_s": runs(lambda: refused(deep), 5), "runs": n}
+
+
 BENCHES = {"import": bench_import, "explorer": bench_explorer, "explorer_ab": bench_explorer_ab,
-           "browser": bench_browser, "data": bench_data,
+           "browser": bench_browser, "data": bench_data, "scenario": bench_scenario,
            "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint}
 
 

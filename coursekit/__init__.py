@@ -3,7 +3,10 @@
 Every chapter starts with ``import coursekit as ck``.  The pieces, one
 module per concept:
 
-* :mod:`~coursekit.scenario` -- the cluster as data (``ck.load_scenario``)
+* :mod:`~coursekit.scenario` -- the cluster as data (``ck.load_scenario``; every function
+  that takes a scenario accepts a Scenario, a name such as ``"article"`` or a path: ``ck.as_scenario``)
+* :mod:`~coursekit.schema` -- the scenario document's shape and the bounded YAML reader
+* :mod:`~coursekit.provenance` -- computed, observed or assumed: where each value comes from
 * :mod:`~coursekit.netfilter`, :mod:`~coursekit.kubeproxy` -- nat rules and conntrack
 * :mod:`~coursekit.routing` -- routes, neighbours, flannel's FDB
 * :mod:`~coursekit.vxlan` -- the kernel's encapsulation choices
@@ -22,8 +25,9 @@ from .bpf import apply_filter, compile_filter
 from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
 from .dissect import changes, hexdump, tree
-from .errors import CourseError
+from .errors import CourseError, public
 from .netfilter import nat_save
+from . import provenance  # noqa: F401  (ck.provenance.of_field / of_path)
 from .scenario import as_scenario, default_scenario, describe, load_scenario, manifest_text
 from .tcpdump import Style, render
 
@@ -61,6 +65,7 @@ class Transcript(str):
         p.text(repr(self))
 
 
+@public
 def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> Transcript:
     """What ``tcpdump -i <interface> [flags] '<filter>'`` on a node prints for the scenario.
 
@@ -75,7 +80,7 @@ def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "")
     scenario = as_scenario(scenario)
     for name, value in (("filter", flt), ("flags", flags)):
         if not isinstance(value, str):
-            raise CourseError(name, f"a {type(value).__name__} is not text",
+            raise CourseError(name, f"a value of type {type(value).__name__} is not text",
                               "a string, e.g. '' or " + ("'udp port 8472'" if name == "filter" else "'-nn -v'"))
     scenario.check_interface(node, interface)
     style = Style.for_scenario(scenario, **parse_flags(flags))

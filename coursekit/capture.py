@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import CourseError
+from .errors import CourseError, public
 
 __all__ = ["Frame", "capture", "write_pcap", "read_pcap", "pcap_bytes", "LINKTYPE_ETHERNET", "SNAPLEN"]
 
@@ -41,6 +41,7 @@ class Frame:
         return self.orig_len if self.orig_len is not None else len(self.data)
 
 
+@public
 def capture(scenario, node: str, interface: str, walk=None) -> list[Frame]:
     """The frames tcpdump on ``node``'s ``interface`` records, in order.
 
@@ -67,6 +68,14 @@ def capture(scenario, node: str, interface: str, walk=None) -> list[Frame]:
 
 
 def pcap_bytes(frames: list[Frame], snaplen: int = SNAPLEN, linktype: int = LINKTYPE_ETHERNET) -> bytes:
+    if not isinstance(frames, (list, tuple)):
+        raise CourseError("frames", f"a value of type {type(frames).__name__} is not a list of frames",
+                          "a list of ck.Frame (from ck.capture or ck.read_pcap)")
+    for i, f in enumerate(frames):
+        if not isinstance(f, Frame):
+            hint = " (wrap bytes as ck.Frame(time_us, data))" if isinstance(f, (bytes, bytearray)) else ""
+            raise CourseError(f"frames[{i}]", f"a value of type {type(f).__name__} is not a Frame{hint}",
+                              "ck.Frame (from ck.capture or ck.read_pcap)")
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, linktype)]
     for f in frames:
         sec, usec = divmod(f.time_us, 1_000_000)
@@ -76,6 +85,7 @@ def pcap_bytes(frames: list[Frame], snaplen: int = SNAPLEN, linktype: int = LINK
     return b"".join(out)
 
 
+@public
 def write_pcap(path: str | os.PathLike, frames: list[Frame]) -> Path:
     """Write a classic pcap atomically (a temporary file renamed into place)."""
     path = Path(path)

@@ -31,7 +31,7 @@ from scapy.layers.vxlan import VXLAN      # built, never guessed: frames are dec
 from scapy.packet import Raw
 
 from . import conversation as conv
-from .errors import CourseError
+from .errors import CourseError, public
 from .netfilter import Conntrack, Tuple5, nat_table, traverse
 from .routing import fdb, interface_address, lookup, neighbour
 from .vxlan import VXLAN_FLAGS, flow_hash, inner_frame, node_seed, udp_flow_src_port
@@ -81,7 +81,12 @@ class Walk:
         return sorted(obs, key=lambda o: (o.time_us, o.segment))
 
     def path(self, segment: int) -> list[Observation]:
-        """Every observation of one segment, hop by hop."""
+        """Every observation of one segment, hop by hop (``segment``: 0 to the number of segments - 1)."""
+        n = len(self.segments)
+        if isinstance(segment, bool) or not isinstance(segment, int):
+            raise CourseError("segment", f"{segment!r} is not a segment number", f"0-{n - 1}")
+        if not 0 <= segment < n:
+            raise CourseError("segment", f"no segment {segment}: the conversation has {n}", f"0-{n - 1}")
         return sorted((o for o in self.observations if o.segment == segment), key=lambda o: o.hop)
 
 
@@ -236,12 +241,14 @@ class _Node:
         remote = next(o for o in sc.nodes if o.nic.ip == entry.dst)
         t = _tuple_of(inner)
         if self.name in sc.observed.vxlan_sport:
+            from .provenance import of_path
             sport = sc.observed.vxlan_sport[self.name]
-            how = f"outer source port {sport} (observed)"
+            how = f"outer source port {sport} ({of_path(sc, f'observed.vxlanSourcePort.{self.name}').label})"
         else:
             h = flow_hash(t.src, t.dst, t.sport, t.dport, node_seed(sc.observed.flow_hash_seed, self.name))
             sport = udp_flow_src_port(h, *n.ephemeral_ports)
-            how = f"outer source port {sport} = udp_flow_src_port(hash of {t})"
+            how = (f"outer source port {sport} = udp_flow_src_port(hash of {t}); the kernel keys that hash "
+                   "with a random per-boot seed, so the number is a stand-in, not a prediction")
         route = lookup(sc, self.name, remote.nic.ip)
         nb = neighbour(sc, self.name, route.dev, remote.nic.ip)
         ip_id = self.outer_id & 0xFFFF
@@ -291,6 +298,7 @@ def _reverse(hops):
     return out
 
 
+@public
 def walk(scenario) -> Walk:
     """Follow every segment of the conversation hop by hop; record every observation.
 

@@ -83,8 +83,12 @@ def _pod_label(p, width: float) -> str:
 def topology(sc, ax=None, title: str | None = None):
     """Both nodes with pods, ``eth0``/veth/``docker0``/``flannel.1``/``enp4s0``, the Service and the wire.
 
+    ``sc``: anything :func:`~coursekit.scenario.as_scenario` accepts.
+
     Taught in: 00-the-scenario.
     """
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
     fig = None
     if ax is None:
         fig = _figure(10, 6.2)
@@ -146,8 +150,17 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
 
     Taught in: 05-the-service, 06-the-whole-walk.
     """
-    from .datapath import walk as _walk
+    from .datapath import Walk, walk as _walk
+    from .errors import CourseError
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
+    if walk is not None and not isinstance(walk, Walk):
+        raise CourseError("walk", f"a value of type {type(walk).__name__} is not a Walk", "None or ck.walk(scenario)")
+    if flow not in ("both", "request", "reply"):
+        raise CourseError("flow", f"{flow!r} is not a direction", "both, request, reply")
     w = walk if walk is not None else _walk(sc)
+    if segment is not None:
+        w.path(segment)                      # refuses a string or an out-of-range segment, naming the range
     fig = topology(sc, title=f"{sc.name}: the request (red) and the reply (blue), hop by hop")
     ax = fig.axes[0]
     _, _, boxes = _layout(sc)

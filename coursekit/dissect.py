@@ -31,7 +31,7 @@ from scapy.layers.l2 import ARP, Ether  # noqa: F401
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import NoPayload, Packet, Raw
 
-from .errors import CourseError
+from .errors import CourseError, public
 
 __all__ = ["Field", "Layer", "Change", "dissect", "tree", "hexdump", "changes", "frame_bytes"]
 
@@ -172,6 +172,7 @@ def _payload_layer(data: bytes) -> tuple[str, str]:
     return "Data", "Data"
 
 
+@public
 def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
     """The layers of an Ethernet frame, outermost first, with every field's offset.
 
@@ -250,13 +251,19 @@ def _show(data: bytes, limit: int = 48) -> str:
     return f'"{text}"' + (" ..." if len(data) > limit else "")
 
 
-def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
+@public
+def tree(frame, title: str = "", layers: list[Layer] | None = None, scenario=None) -> str:
     """The frame as a Wireshark-like text tree: layers, their byte ranges, every field.
 
     ``layers`` is :func:`dissect`'s result when the caller already has it.
+    With ``scenario`` (and a frame from the walk), each field gets a tag
+    column: ``computed``, ``observed`` or ``assumed``
+    (:func:`coursekit.provenance.of_field`).
 
     Taught in: 01-physical-nic.
     """
+    if not isinstance(title, str):
+        raise CourseError("title", f"a value of type {type(title).__name__} is not text", "a string")
     data = frame_bytes(frame)
     layers = layers if layers is not None else dissect(frame)
     lines = [title or f"Frame: {len(data)} bytes"]
@@ -267,10 +274,15 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None) -> str:
         for f in ly.fields:
             pos = f"{f.offset}" + (f".{f.bit_offset}" if f.bit_offset or f.bits % 8 else "")
             size = f"{f.bits // 8}B" if f.bits % 8 == 0 and f.bit_offset == 0 else f"{f.bits}b"
-            lines.append(f"    {pos:>7} {size:>5}  {f.name:<10} {f.value}")
+            tag = ""
+            if scenario is not None:
+                from .provenance import of_field
+                tag = f"{of_field(ly.key, f.name, scenario, getattr(frame, 'observation', None) or frame).label:<9} "
+            lines.append(f"    {pos:>7} {size:>5}  {tag}{f.name:<10} {f.value}")
     return "\n".join(lines)
 
 
+@public
 def hexdump(frame, width: int = 16) -> str:
     """The frame's bytes in hex, one block per layer, each line starting at its frame offset.
 
@@ -290,6 +302,7 @@ def hexdump(frame, width: int = 16) -> str:
     return "\n".join(lines)
 
 
+@public
 def changes(before, after) -> list[Change]:
     """What differs between two frames of one packet: changed fields, layers added or removed.
 

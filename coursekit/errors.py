@@ -10,7 +10,18 @@ traceback.
 
 from __future__ import annotations
 
-__all__ = ["CourseError"]
+import functools
+import inspect
+
+__all__ = ["CourseError", "public"]
+
+
+def _one_line(text: str, limit: int) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        text = "".join(c if ord(c) >= 32 and ord(c) != 127 else repr(c)[1:-1] for c in text)
+    if len(text) > limit:
+        text = text[:limit - 20] + f"... ({len(text)} characters)"
+    return text
 
 
 class CourseError(ValueError):
@@ -23,6 +34,9 @@ class CourseError(ValueError):
     """
 
     def __init__(self, field: str, problem: str, allowed: str | None = None):
+        # one short line whatever the learner typed: control characters escaped, long echoes cut
+        field, problem = _one_line(str(field), 200), _one_line(str(problem), 600)
+        allowed = _one_line(str(allowed), 600) if allowed is not None else None
         self.field = field
         self.problem = problem
         self.allowed = allowed
@@ -30,3 +44,24 @@ class CourseError(ValueError):
         if allowed:
             message += f" (allowed: {allowed})"
         super().__init__(message)
+
+
+def public(fn):
+    """Decorate a public function: wrong or unknown arguments raise :class:`CourseError`.
+
+    Python's own ``TypeError`` for ``ck.walk(sc, colour="red")`` or a missing
+    argument becomes ``walk: unexpected keyword argument 'colour' (allowed:
+    scenario)``, so a notebook shows one line like every other mistake.
+    """
+    sig = inspect.signature(fn)
+    names = ", ".join(n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            sig.bind(*args, **kwargs)
+        except TypeError as e:
+            problem = str(e).replace("got an ", "")
+            raise CourseError(fn.__name__, problem, f"{fn.__name__}({names})") from None
+        return fn(*args, **kwargs)
+    return wrapper

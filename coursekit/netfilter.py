@@ -22,6 +22,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field, replace
 
+from .errors import public
+
 __all__ = ["Rule", "Tuple5", "Verdict", "Conntrack", "nat_table", "traverse",
            "iptables_save", "masquerade_source"]
 
@@ -289,6 +291,7 @@ def nat_table(scenario, node: str) -> tuple[list[Rule], list[str]]:
     return rules, kp_chains + ["DOCKER"]
 
 
+@public
 def nat_save(scenario, node: str) -> str:
     """``iptables-save -t nat`` on ``node``, as the model builds it.
 

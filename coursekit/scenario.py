@@ -17,7 +17,15 @@ Every key, its default and its meaning is documented in
   scenario still looks like Linux.
 
 Everything else a capture shows (NAT'd addresses, TTLs, lengths, sequence
-numbers, checksums, outer headers) is *computed* by the datapath.
+numbers, checksums, outer headers) is *computed* by the datapath.  Which
+inputs the article actually printed (**observed**) and which are plausible
+stand-ins (**assumed**) is the file's ``provenance:`` section
+(:mod:`coursekit.provenance`).
+
+The document's shape is checked in one place before any field is read
+(:mod:`coursekit.schema`); :func:`scenario_from_dict` then checks the values,
+refusing what a real node, Kubernetes or HTTP would refuse, with the reason.
+Every public function that takes a scenario goes through :func:`as_scenario`.
 
 Naming scheme (as on real nodes): the physical NIC is ``enp4s0``, the VTEP is
 ``flannel.<VNI>``, the bridge is ``docker0``, a pod's host-side veth is
@@ -31,14 +39,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import CourseError
+from .errors import CourseError, public
+from .provenance import parse_entries
 from .schema import check_manifest_shape, check_scenario_shape, known_path, read_text, read_yaml, suggest
 
 __all__ = [
@@ -52,7 +60,7 @@ __all__ = [
 #: (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``).
 VXLAN_OVERHEAD = 14 + 20 + 8 + 8
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 
 
 def data_dir() -> Path:
@@ -223,6 +231,8 @@ class Scenario:
     # "warm": every neighbour cache and bridge FDB already knows its peers (the article's
     # captures); "cold": the first packet waits for ARP on each layer-2 segment
     neighbour_caches: str = "warm"
+    # ((scenario path, "computed"|"observed"|"assumed", why), ...): coursekit.provenance
+    provenance: tuple = ()
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
 
@@ -320,6 +330,7 @@ class Scenario:
         raw = copy.deepcopy(self.raw)
         for path, value in changes.items():
             _set_path(raw, path, value)
+            _relabel(raw, path)
         return scenario_from_dict(raw, source=self.source)
 
 
@@ -349,29 +360,51 @@ def _set_path(raw: dict, path: str, value: Any) -> None:
                                   f"0-{len(d) - 1}" if d else "(the list is empty)")
             d = d[int(k)]
             continue
+        if k not in d and k.isdigit() and int(k) in d:     # YAML gave an index key as a number
+            k = int(k)
         if d.get(k) is None:
             d[k] = {}
         d = d[k]
         if not isinstance(d, (dict, list)):
             raise CourseError(".".join(keys[:i + 1]), f"is the single value {d!r}; it has no {keys[i + 1]!r}",
                               "a path to a value, e.g. " + ".".join(keys[:i + 1]))
-    last = keys[-1]
+    last: Any = keys[-1]
+    if isinstance(d, dict) and last not in d and last.isdigit() and int(last) in d:
+        last = int(last)
     if isinstance(d, list):
-        if not last.isdigit() or int(last) >= len(d):
+        if not str(last).isdigit() or int(last) >= len(d):
             raise CourseError(path, f"no item {last} in a list of {len(d)}", f"0-{len(d) - 1}" if d else "(empty)")
         d[int(last)] = value
     else:
         d[last] = value
 
 
+def _relabel(raw: dict, path: str) -> None:
+    """An override replaces a value: its old provenance no longer holds (the value is now a stand-in)."""
+    prov = raw.get("provenance")
+    if path == "provenance" or path.startswith("provenance.") or not isinstance(prov, dict) or not prov:
+        return
+    for k in [k for k in prov if str(k) == path or str(k).startswith(path + ".")]:
+        del prov[k]
+    if any(path.startswith(str(k) + ".") for k in prov):
+        prov[path] = "assumed: changed by an override, not taken from the file's source"
+
+
 #: ``extends:`` chains longer than this are refused (the article's is 2).
 MAX_EXTENDS = 8
+
+
+def _exists(p: Path) -> bool:
+    try:
+        return p.exists()
+    except (OSError, ValueError):          # a name too long, an embedded NUL
+        return False
 
 
 def _resolve(path: str | Path) -> Path:
     """A scenario name (``article``) or path -> the file to read."""
     p = Path(path)
-    if p.suffix not in (".yaml", ".yml") and not p.exists():
+    if p.suffix not in (".yaml", ".yml") and not _exists(p):
         p = data_dir() / "scenarios" / f"{p}.yaml"
     return p
 
@@ -411,9 +444,11 @@ def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
     """The scenario file as a dict, with ``extends:`` applied (shape not yet checked)."""
     p = _resolve(path) if not _chain else Path(path)
     what = "extends" if _chain else "scenario"
-    if not _chain and not p.exists():
+    if not _chain and not _exists(p):
         names = ", ".join(scenarios())
-        raise CourseError("scenario", f"no scenario named {str(path)!r} (no such file: {p.absolute()})",
+        shown = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+        where = str(p.absolute()) if len(str(p)) <= 300 else "(name too long)"
+        raise CourseError("scenario", f"no scenario named {shown!r} (no such file: {where})",
                           f"{names}, or a path to a .yaml file")
     raw = read_yaml(p, what)
     if not isinstance(raw, dict):
@@ -431,6 +466,11 @@ def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
     parent = raw.pop("extends", None)
     if parent is not None:
         base = raw_scenario(_find_file(parent, p.parent, "extends", "scenarios"), _chain + (key,))
+        # a child's provenance entry for a path replaces the parent's entries under it
+        mine = raw.get("provenance") if isinstance(raw.get("provenance"), dict) else {}
+        if mine and isinstance(base.get("provenance"), dict):
+            base["provenance"] = {k: v for k, v in base["provenance"].items()
+                                  if not any(str(k) == m or str(k).startswith(f"{m}.") for m in mine)}
         raw = _deep_merge(base, raw)
     if raw.get("manifests") is not None and not (isinstance(raw["manifests"], str)
                                                  and Path(raw["manifests"]).is_absolute()):
@@ -438,6 +478,7 @@ def raw_scenario(path: str | Path, _chain: tuple = ()) -> dict:
     return raw
 
 
+@public
 def load_scenario(path: str | Path = "article", overrides: dict | None = None) -> Scenario:
     """Load and validate a scenario by name (``"article"``) or path.
 
@@ -447,7 +488,6 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
 
     Taught in: 00-the-scenario.
     """
-    import os
     if not isinstance(path, (str, os.PathLike)) or isinstance(os.fspath(path), bytes):
         raise CourseError("scenario", f"a value of type {type(path).__name__} is not a scenario name or path",
                           ", ".join(scenarios()) + ", or a path to a .yaml file")
@@ -457,6 +497,7 @@ def load_scenario(path: str | Path = "article", overrides: dict | None = None) -
     raw = raw_scenario(path)
     for k, v in (overrides or {}).items():
         _set_path(raw, k, v)
+        _relabel(raw, k)
     return scenario_from_dict(raw, source=str(_resolve(path)))
 
 
@@ -475,6 +516,7 @@ def scenarios() -> list[str]:
     return sorted(p.stem for p in (data_dir() / "scenarios").glob("*.yaml"))
 
 
+@public
 def as_scenario(value: Any, field: str = "scenario", default: str | None = None) -> Scenario:
     """The one way a public function turns its ``scenario`` argument into a :class:`Scenario`.
 
@@ -491,7 +533,6 @@ def as_scenario(value: Any, field: str = "scenario", default: str | None = None)
 
     Taught in: 00-the-scenario (every ``ck.`` function that takes a scenario calls it).
     """
-    import os
     if isinstance(value, Scenario):
         return value
     if value is None:
@@ -590,7 +631,7 @@ def _mac(value: Any, field: str) -> str:
 
 def _name(value: Any, field: str) -> str:
     v = str(value)
-    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", v):
+    if not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\Z", v):
         raise CourseError(field, f"{value!r} is not a valid name", "lower-case letters, digits, '-' and '.'")
     return v
 
@@ -641,9 +682,9 @@ def _unicast_net(net: ipaddress.IPv4Network, field: str) -> None:
             raise CourseError(field, f"{net} overlaps the {why} range {bad}", "a private unicast range, e.g. 172.30.0.0/16")
 
 
-_TCHAR = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")          # RFC 9110 token
-_PATH = re.compile(r"^/[\x21-\x7e]*$")                          # origin-form, visible ASCII
-_FIELD_VALUE = re.compile(r"^[\x20-\x7e]*$")                     # printable ASCII, no CR/LF
+_TCHAR = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")          # RFC 9110 token
+_PATH = re.compile(r"^/[\x21-\x7e]*\Z")                          # origin-form, visible ASCII
+_FIELD_VALUE = re.compile(r"^[\x20-\x7e]*\Z")                     # printable ASCII, no CR/LF
 
 
 def _http(request_method: str, path: str, ua: str) -> None:
@@ -660,6 +701,41 @@ def _http(request_method: str, path: str, ua: str) -> None:
         raise CourseError("request.userAgent", f"{ua!r} contains {bad!r}: a header value cannot carry CR, LF or "
                           "other control or non-ASCII characters (it would inject or break header lines)",
                           "printable ASCII, e.g. Wget")
+
+
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")                  # DNS-1123 label
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?\Z")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?\Z")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?\Z")
+
+
+def _k8s_name(value: Any, field: str) -> str:
+    """A Kubernetes object name or namespace (DNS-1123 label: what the API server accepts)."""
+    v = value if isinstance(value, str) else ""
+    if not _K8S_NAME.match(v) or len(v) > 63:
+        raise CourseError(field, f"{value!r} is not a Kubernetes name",
+                          "1-63 lower-case letters, digits and '-', starting and ending with a letter or digit")
+    return v
+
+
+def _labels(labels: Any, field: str) -> tuple[tuple[str, str], ...]:
+    out = []
+    for k, v in (labels or {}).items():
+        k, v = str(k), "" if v is None else str(v)
+        if not _LABEL_KEY.match(k) or len(k.rsplit("/", 1)[-1]) > 63:
+            raise CourseError(f"{field}.{k}", f"{k!r} is not a label key", "e.g. app or example.com/name")
+        if not _LABEL_VALUE.match(v) or len(v) > 63:
+            raise CourseError(f"{field}.{k}", f"{v!r} is not a label value",
+                              "up to 63 letters, digits, '-', '_' and '.'")
+        out.append((k, v))
+    return tuple(sorted(out))
+
+
+def _modelled(value: Any, field: str, pattern: str, allowed: str) -> str:
+    v = str(value)
+    if not re.match(pattern + r"\Z", v):
+        raise CourseError(field, f"{v!r} is not modelled (the model follows one version's behaviour)", allowed)
+    return v
 
 
 def _stable(*parts: Any) -> bytes:
@@ -680,7 +756,7 @@ def docker_mac(ip: ipaddress.IPv4Address) -> str:
 
 
 _TIME_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?"
-                      r"(Z|[+-]\d{2}:\d{2})$")
+                      r"(Z|[+-]\d{2}:\d{2})\Z")
 
 
 def _time(value: Any, field: str) -> int:
@@ -709,7 +785,7 @@ def _time(value: Any, field: str) -> int:
 
 
 def _parse_offset(value: Any, field: str) -> int:
-    m = re.match(r"^(?:UTC)?([+-])(\d{2}):(\d{2})$", str(value).strip())
+    m = re.match(r"^(?:UTC)?([+-])(\d{2}):(\d{2})\Z", str(value).strip())
     if not m:
         raise CourseError(field, f"{value!r} is not a UTC offset", "e.g. +08:00 or -05:30")
     if int(m.group(3)) > 59:
@@ -752,7 +828,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         raise CourseError("extends", "only a scenario file can extend another",
                           "load the file with ck.load_scenario, or merge the parent yourself")
     name = str(_get(raw, "name", "", "scenario"))
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z", name):
         raise CourseError("name", f"{name!r} is not a scenario name (it names a folder under data/captures)",
                           "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
     utc = _parse_offset(_get(raw, "utcOffset", "", "+00:00"), "utcOffset")
@@ -771,7 +847,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         port=_port(_get(fr, "port", "flannel", 8472), "flannel.port"),
         ip_masq=_bool(_get(fr, "ipMasq", "flannel", False), "flannel.ipMasq"),
         udp_checksum=_bool(_get(fr, "udpChecksum", "flannel", True), "flannel.udpChecksum"),
-        version=str(_get(fr, "version", "flannel", "v0.11.0")),
+        version=_modelled(_get(fr, "version", "flannel", "v0.11.0"), "flannel.version", r"v?0\.11(\.\d+)?",
+                          "v0.11.0 (the version the article's install guide uses)"),
     )
     if len(flannel.device) > IFNAME_MAX:
         raise CourseError("flannel.vni", f"VNI {flannel.vni} makes the device name {flannel.device!r} "
@@ -797,7 +874,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         masquerade_all=_bool(_get(kr, "masqueradeAll", "kubeProxy", False), "kubeProxy.masqueradeAll"),
         cluster_cidr=_net(cc, "kubeProxy.clusterCIDR") if cc else None,
         masquerade_bit=_int(_get(kr, "masqueradeBit", "kubeProxy", 14), "kubeProxy.masqueradeBit", 0, 31),
-        version=str(_get(kr, "version", "kubeProxy", "1.14")),
+        version=_modelled(_get(kr, "version", "kubeProxy", "1.14"), "kubeProxy.version", r"v?1\.14(\.\d+)?",
+                          "1.14 (the version the article's install guide uses)"),
     )
 
     # nodes --------------------------------------------------------------
@@ -873,7 +951,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     used: dict[str, str] = {}
 
     def add_pod(pname: str, ns: str, node: str, ip: ipaddress.IPv4Address, f: str,
-                labels: dict, cport: int | None, pr: dict) -> None:
+                labels: dict, cport: int | None, pr: dict, of: str = "") -> None:
+        of = of or f                      # where the pod's own settings (veth, MACs) were written
         if node not in node_by:
             raise CourseError(f + ".node", f"unknown node {node!r}", ", ".join(node_by))
         n = node_by[node]
@@ -887,30 +966,34 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             raise CourseError(f + ".ip", f"{ip} is already used by pod {used[str(ip)]}", "one address per pod")
         used[str(ip)] = pname
         veth = pr.get("veth")
-        veth = _ifname(veth, f + ".veth") if veth is not None else "veth" + _stable("veth", node, pname).hex()[:7]
+        veth = _ifname(veth, of + ".veth") if veth is not None else "veth" + _stable("veth", node, pname).hex()[:7]
         pods.append(Pod(
             name=pname, namespace=ns, node=node, ip=ip,
-            mac=_mac(pr.get("mac") or docker_mac(ip), f + ".mac"),
+            mac=_mac(pr.get("mac") or docker_mac(ip), of + ".mac"),
             mtu=n.docker.mtu, veth=veth,
-            veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), f + ".vethMac"),
-            labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+            veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), of + ".vethMac"),
+            labels=_labels(labels, f + ".labels"),
             container_port=cport))
 
     for pname, pr in (_get(raw, "pods", "", {}) or {}).items():
         f = f"pods.{pname}"
-        add_pod(_name(pname, "pods"), str(pr.get("namespace", "default")), str(_get(pr, "node", f)),
+        add_pod(_name(pname, "pods"), _k8s_name(pr.get("namespace") or "default", f + ".namespace"),
+                str(_get(pr, "node", f)),
                 _ip(_get(pr, "ip", f), f + ".ip"), f, pr.get("labels") or {}, None, pr)
 
     services: list[Service] = []
     manifests = raw.get("manifests")
+    if manifests is not None and not (isinstance(manifests, str) and Path(manifests).is_absolute()):
+        # a mapping given directly (not a file): manifests relative to the working folder or data/
+        manifests = raw["manifests"] = str(_find_file(manifests, Path.cwd(), "manifests", "manifests"))
     wl = raw.get("workloads") or {}
     if manifests:
         deployments, svc_docs = _parse_manifests(manifests)
         seen_deployments: set = set()
         for dep in deployments:
             md = dep.get("metadata") or {}
-            dname = str(md.get("name"))
-            ns = str(md.get("namespace", "default"))
+            dname = _k8s_name(md.get("name"), "manifests: Deployment metadata.name")
+            ns = _k8s_name(md.get("namespace") or "default", f"manifests: Deployment {dname} metadata.namespace")
             spec = dep.get("spec") or {}
             tmpl = (spec.get("template") or {})
             tspec = tmpl.get("spec") or {}
@@ -952,10 +1035,11 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             for i in range(replicas):
                 add_pod(f"{dname}-{i + 1}", ns, node, _ip(ips[i], f"{f}.podIPs.{i}"), f"{f}.podIPs.{i}",
                         labels, cports[0] if cports else None,
-                        (w.get("pods") or {}).get(i + 1) or (w.get("pods") or {}).get(str(i + 1)) or {})
+                        (w.get("pods") or {}).get(i + 1) or (w.get("pods") or {}).get(str(i + 1)) or {},
+                        f"{f}.pods.{i + 1}")
         for sd in svc_docs:
             md = sd.get("metadata") or {}
-            sname = str(md.get("name"))
+            sname = _k8s_name(md.get("name"), "manifests: Service metadata.name")
             f = f"services.{sname}"
             over = (raw.get("services") or {}).get(sname) or {}
             spec = sd.get("spec") or {}
@@ -991,10 +1075,10 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                   f"{service_cidr[1]}-{service_cidr[-2]}")
             if cip in {x.cluster_ip for x in services}:
                 raise CourseError(f + ".clusterIP", f"{cip} is already another Service's", "one cluster IP per Service")
-            services.append(Service(name=sname, namespace=str(md.get("namespace", "default")), cluster_ip=cip,
+            sns = _k8s_name(md.get("namespace") or "default", f"manifests: Service {sname} metadata.namespace")
+            services.append(Service(name=sname, namespace=sns, cluster_ip=cip,
                                     ports=tuple(ports),
-                                    selector=tuple(sorted((str(k), str(v)) for k, v in
-                                                          (spec.get("selector") or {}).items()))))
+                                    selector=_labels(spec.get("selector"), f + ".selector")))
 
     # request ----------------------------------------------------------------
     rr = _get(raw, "request", "")
@@ -1067,13 +1151,18 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
     hosts = names.get("hosts")
     if hosts is None:
         hosts = {str(n.nic.ip): n.hostname for n in nodes}
+    for k, v in hosts.items():
+        if not _HOSTNAME.match(str(v)) or len(str(v)) > 253:
+            raise CourseError(f"names.hosts.{k}", f"{v!r} is not a host name", "letters, digits, '-' and '.'")
     host_names = tuple(sorted((str(_ip(k, f"names.hosts.{k}")), str(v)) for k, v in hosts.items()))
     svcs = names.get("services", {"http": "80/tcp", "otv": "8472/udp"})
     service_names = []
     for sn, spec in svcs.items():
-        m = re.match(r"^(\d+)/(tcp|udp)$", str(spec))
+        m = re.match(r"^(\d+)/(tcp|udp)\Z", str(spec))
         if not m:
             raise CourseError(f"names.services.{sn}", f"{spec!r} is not port/protocol", "e.g. 80/tcp")
+        if not re.match(r"^[A-Za-z0-9][-A-Za-z0-9_.+]{0,31}\Z", str(sn)):
+            raise CourseError(f"names.services.{sn}", f"{sn!r} is not a service name", "e.g. http, otv")
         service_names.append((_port(int(m.group(1)), f"names.services.{sn}"), m.group(2), str(sn)))
 
     caches = str(raw.get("neighbourCaches", "warm"))
@@ -1084,12 +1173,12 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         flannel=flannel, service_cidr=service_cidr, kube_proxy=kube_proxy, nodes=tuple(nodes),
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
-        source=source, raw=raw)
-    _cross_checks(sc, raw)
+        provenance=parse_entries(raw.get("provenance")), source=source, raw=raw)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",
                           ", ".join(sc.interfaces(sc.observed.anchor[0])))
+    _cross_checks(sc, raw)
     return sc
 
 
@@ -1149,6 +1238,13 @@ def _cross_checks(sc: Scenario, raw: dict) -> None:
             if mac in seen:
                 raise CourseError(f, f"{mac} is also {seen[mac]} on the {where} segment", "one MAC per device on a segment")
             seen[mac] = f
+    # the conversation's segments and their times (what the walk would refuse, refused now)
+    from .conversation import segments
+    from .datapath import _cumulative, _hops, _reverse, _schedule
+    segs = segments(sc)
+    req = _hops(sc, sc.client, sc.server)
+    rep = _reverse(req)
+    _schedule(sc, segs, _cumulative(req), _cumulative(rep), req, rep)
     # the request must fit one segment: the model sends it in one write
     from .conversation import TS_OPTION_LEN, wget_request
     svc = sc.service(sc.request.service)
@@ -1165,6 +1261,7 @@ def _cross_checks(sc: Scenario, raw: dict) -> None:
 # Views of the scenario for a chapter
 # --------------------------------------------------------------------------
 
+@public
 def manifest_text(sc) -> str:
     """The Kubernetes manifests the scenario's workloads come from, verbatim.
 
@@ -1179,6 +1276,36 @@ def manifest_text(sc) -> str:
     return read_text(Path(path), "manifests")
 
 
+def _short(value: Any, limit: int = 40) -> str:
+    text = str(value) if not isinstance(value, (dict, list)) else ("{...}" if isinstance(value, dict) else "[...]")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def provenance_lines(sc) -> list[str]:
+    """The scenario's labelled values, grouped: observed (printed in the article), then assumed (stand-ins)."""
+    from .provenance import _raw_has
+    out = ["where the values come from (computed: derived by the model; observed: printed in the article; "
+           "assumed: a plausible stand-in):"]
+    for label in ("observed", "assumed", "computed"):
+        rows = [(p, why) for p, lb, why in sc.provenance if lb == label]
+        if not rows:
+            continue
+        out.append(f"  {label}")
+        for path, why in rows:
+            d: Any = sc.raw
+            for k in path.split("."):
+                d = d.get(k, d.get(int(k)) if k.isdigit() else None) if isinstance(d, dict) else \
+                    (d[int(k)] if isinstance(d, list) and k.isdigit() and int(k) < len(d) else None)
+            if path == "manifests" and isinstance(d, str):
+                d = Path(d).name                   # never a machine's absolute path
+            shown = f" = {_short(d)}" if _raw_has(sc.raw, path) and not isinstance(d, (dict, list)) else ""
+            out.append(f"    {path}{shown}: {why}")
+    out.append("  assumed: every value not listed above (the file's own or the model's default)")
+    out.append("  computed: every address after NAT, TTL, length, checksum, seq/ack, MSS and outer header")
+    return out
+
+
+@public
 def describe(sc) -> str:
     """The cluster as a few tables: nodes, pods, the Service, the request and the observed inputs.
 
@@ -1203,10 +1330,16 @@ def describe(sc) -> str:
         lines.append(f"  {s.name:<8} clusterIP {s.cluster_ip}  ports {ports}  endpoints {eps}")
     r, o = sc.request, sc.observed
     lines += ["", f"request: {r.client} -> {r.service} {sc.service(r.service).cluster_ip}:{r.port}  "
-                  f"{r.method} {r.path} (User-Agent: {r.user_agent})",
-              "", "observed inputs (chosen by the kernel or the clock on the day, not computed):",
+                  f"{r.method} {r.path} (User-Agent: {r.user_agent})"]
+    lines += ["", "inputs chosen by the kernel or the clock on the day (not computed):",
               f"  client port {o.client_port}, client ISN {o.client_isn}, server ISN {o.server_isn}, "
-              f"outer source ports {dict(o.vxlan_sport) or '(computed)'}",
-              f"  segment times anchored at {o.anchor[0]} {o.anchor[1]}"
-              + (f" ({len(o.times_us)} observed times)" if o.times_us else " (modelled)")]
+              f"outer source ports {dict(o.vxlan_sport) or '(computed from the flow hash)'}"]
+    if o.times_us:
+        from .provenance import of_path
+        labels = [of_path(sc, f"observed.times.{i}").label for i in range(len(o.times_us))]
+        counts = ", ".join(f"{labels.count(k)} {k}" for k in ("observed", "assumed") if labels.count(k))
+        lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: {counts}")
+    else:
+        lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: modelled from observed.start and timing")
+    lines += ["", *provenance_lines(sc)]
     return "\n".join(lines)

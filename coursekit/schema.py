@@ -138,6 +138,12 @@ def _expanded_size(root) -> int:
         busy.add(k)
         stack.append((node, True))
         if isinstance(node, yaml.MappingNode):
+            keys = [a.value for a, _ in node.value if isinstance(a, yaml.ScalarNode) and a.tag != "tag:yaml.org,2002:merge"]
+            seen: set = set()
+            dup = next((x for x in keys if x in seen or seen.add(x)), None)
+            if dup is not None:
+                raise _Limit(f"has the key {dup!r} twice in one mapping (YAML would keep only the last)",
+                             node.start_mark)
             for a, b in node.value:
                 stack.extend(((a, False), (b, False)))
         elif isinstance(node, yaml.SequenceNode):
@@ -243,9 +249,8 @@ SCENARIO = Map({
     "timing": Map({k: V for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
                                   "processUs", "arpUs")}),
     "names": Map({"hosts": Dict(V, key="any"), "services": Dict(V, key="any")}),
-    # {label: {scenario path: why}}: see coursekit.provenance
-    "provenance": Map({"observed": Dict(V, key="any"), "assumed": Dict(V, key="any"),
-                       "computed": Dict(V, key="any")}),
+    # {scenario path: "label: why"}: see coursekit.provenance
+    "provenance": Dict(V, key="any"),
 }, nullable=False)
 
 _ANY = Map({}, open=True)

@@ -73,6 +73,8 @@ class Style:
 
     @classmethod
     def for_scenario(cls, scenario, **kw) -> "Style":
+        from .scenario import as_scenario
+        scenario = as_scenario(scenario)
         return cls(utc_offset_minutes=scenario.utc_offset_minutes,
                    hosts={ip: name for ip, name in scenario.host_names},
                    services={(port, proto): name for port, proto, name in scenario.service_names}, **kw)

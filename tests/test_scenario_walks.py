@@ -56,6 +56,21 @@ def overrides(draw) -> dict:
             o[f"nodes.{n}.ephemeralPorts"] = [lo, draw(st.integers(lo, 65535))]
     if maybe():
         o["nodes.meizu.nic.address"] = f"10.167.226.{draw(st.integers(1, 254))}/24"
+    if maybe():                      # another addressing plan altogether
+        net = ipaddress.IPv4Network(f"10.{draw(st.integers(0, 255))}.0.0/16")
+        slen = draw(st.integers(20, 28))
+        subnets = list(net.subnets(new_prefix=slen))
+        a, b = draw(st.lists(st.integers(0, len(subnets) - 1), min_size=2, max_size=2, unique=True))
+        under = ipaddress.IPv4Network(f"192.168.{draw(st.integers(0, 255))}.0/{draw(st.integers(16, 30))}", strict=False)
+        hosts = [under.network_address + 1, under.network_address + 2]
+        svc = ipaddress.IPv4Network(f"172.{draw(st.integers(16, 31))}.0.0/{draw(st.integers(12, 24))}", strict=False)
+        o.update({"flannel.network": str(net), "flannel.subnetLen": slen, "kubeProxy.clusterCIDR": str(net),
+                  "nodes.xiaomi.subnet": str(subnets[a]), "nodes.meizu.subnet": str(subnets[b]),
+                  "nodes.xiaomi.nic.address": f"{hosts[0]}/{under.prefixlen}",
+                  "nodes.meizu.nic.address": f"{hosts[1]}/{under.prefixlen}",
+                  "pods.busybox.ip": str(subnets[a][draw(st.integers(2, subnets[a].num_addresses - 2))]),
+                  "serviceCIDR": str(svc), "services.nginx.clusterIP": str(svc[draw(st.integers(1, 200))]),
+                  "names.hosts": None})
     if maybe():
         o["pods.busybox.veth"] = draw(IFNAME)
     if maybe():
@@ -68,7 +83,7 @@ def overrides(draw) -> dict:
         o["services.nginx.ports.0.port"] = port
         o["request.port"] = port
         o["services.nginx.ports.0.targetPort"] = draw(st.integers(1, 65535))
-    if maybe():
+    if maybe() and "serviceCIDR" not in o:
         o["services.nginx.clusterIP"] = str(ipaddress.IPv4Address("10.254.0.1") + draw(st.integers(0, 65532)))
     if maybe():
         o["request.method"] = draw(TOKEN)
@@ -101,6 +116,10 @@ def exercise(sc) -> int:
             for f in frames[:4]:
                 ck.tree(f)
                 ck.hexdump(f)
+            if frames:                            # every field of a frame has a provenance label
+                assert all(word in ("computed", "observed", "assumed") for word in
+                           (line.split()[2] for line in ck.tree(frames[0], scenario=sc).splitlines()
+                            if line.startswith("    ")))
             seen += len(frames)
     for seg in range(len(w.segments)):
         path = w.path(seg)
