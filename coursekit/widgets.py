@@ -116,6 +116,7 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 .pw-root tr.pw-row:hover td{{text-decoration:underline dotted}}
 .pw-root tr.pw-sel td{{color:var(--pw-selected);background:var(--pw-selected-bg)}}
 .pw-root td.pw-changed,.pw-root .pw-change{{color:var(--pw-changed);background:var(--pw-changed-bg)}}
+.pw-root .pw-tag{{font-style:italic}}
 .pw-root .pw-minor{{color:var(--pw-muted);background:var(--pw-muted-bg)}}
 .pw-root table.pw-table tr.pw-decisions td{{white-space:normal;color:var(--pw-muted);background:var(--pw-muted-bg);padding-left:32px}}
 .pw-root .pw-stale-banner{{color:var(--pw-stale);background:var(--pw-stale-bg);border:1px dashed var(--pw-stale);

@@ -264,3 +264,18 @@ def test_hops_display_html_in_lab_and_the_text_table_elsewhere(article_walk):
     assert repr(h) == ck.explore.hop_table(article_walk, 0)          # what nbval and a terminal see
     page = h._repr_html_()
     assert page.count('class="pw-hop"') == 10 and "<style>" in page
+
+
+def test_provenance_labels_in_the_stepper_and_the_dissection(article):
+    """Each changed field and each dissected field says whether it is computed, observed or assumed."""
+    from coursekit import provenance
+    s = wg.stepper(article)
+    s.go(3)                                                     # SNAT at xiaomi flannel.1
+    v = s.view
+    assert v.labels["~ IPv4 src: 172.30.83.9 -> 172.30.83.0"] == provenance.of_field(
+        "IPv4", "src", article, s.steps[3].observation).label == "computed"
+    assert "172.30.83.0 <span class=\"pw-tag\">[computed]</span>" in s.body.value
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    sport = provenance.of_field("outer UDP", "sport", article, e.views.frame.observation).label
+    assert sport == "observed"                                   # 49008: printed in the article
+    assert f"sport: 49008 <span class=\"pw-muted\">[{sport}]</span>" in e.dissection.value
