@@ -79,6 +79,7 @@ def _cjk_font_face() -> str:
             f"U+4E00-9FFF,U+FF00-FFEF;font-display:swap}}")
 
 
+@functools.lru_cache(maxsize=1)
 def _css() -> str:
     def block(theme):
         return "".join(f"--pw-{k}:{fg};--pw-{k}-bg:{bg};" for k, (fg, bg) in PALETTE[theme].items())
