@@ -96,8 +96,8 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 .pw-root .widget-html-content{{line-height:1.4}}
 .pw-root .pw-label .widget-html-content{{line-height:var(--jp-widgets-inline-height,28px)}}
 .pw-root .pw-panes{{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}
-.pw-root .pw-tree{{flex:1 1 420px;max-height:420px;overflow:auto}}
-.pw-root .pw-panes .pw-hex{{flex:1 1 560px;min-width:0;max-height:420px;overflow:auto}}
+.pw-root .pw-tree{{flex:1 1 340px;max-height:420px;overflow:auto}}
+.pw-root .pw-panes .pw-hex{{flex:0 1 530px;min-width:0;max-height:420px;overflow:auto}}
 .pw-root .pw-label{{flex:0 0 180px;width:180px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}}
 .pw-root .pw-fielderr{{margin-left:184px;color:var(--pw-error);background:var(--pw-error-bg);{mono}}}
 .pw-root .pw-invalid input{{outline:2px solid var(--pw-error);outline-offset:-1px}}
