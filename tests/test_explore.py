@@ -283,15 +283,17 @@ _KEYS = st.sampled_from([k.name for k in ex.knobs()] + ["pod_mtu.xiaomi", "pod_m
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(values=st.dictionaries(_KEYS, _VALUE, max_size=4), frame=st.one_of(st.none(), st.integers(-2, 30)),
        where=st.sampled_from([("meizu", "enp4s0"), ("xiaomi", "flannel.1"), ("nginx-1", "eth0"),
-                              ("busybox", "eth0"), ("oppo", "eth0"), ("meizu", "flannel.7")]))
-def test_every_knob_value_gets_a_view_or_one_message(article, values, frame, where):
+                              ("busybox", "eth0"), ("oppo", "eth0"), ("meizu", "flannel.7")]),
+       flt=st.sampled_from(["", "tcp", "udp port 8472", "port nonsense", "arp", "tcp[13] & 1 != 0", "ip and ("]),
+       flags=st.sampled_from(["-nn", "", "-nn -e -v", "-x", "--bogus", "-vvv"]))
+def test_every_knob_value_gets_a_view_or_one_message(article, values, frame, where, flt, flags):
     try:
         sc = ex.apply(article, values)
-        v = ex.views(sc, *where, frame=frame)
+        v = ex.views(sc, *where, flt=flt, flags=flags, frame=frame)
     except ck.CourseError as e:
         assert e.field and "\n" not in str(e) and len(str(e)) < 400
         return
-    assert v.rows and v.selected in [r.no for r in v.rows]
+    assert v.selected in [r.no for r in v.rows] if v.rows else v.selected == 0
     assert v.hops.startswith("#") and ex.hop_rows(v.walk, 0)
 
 
