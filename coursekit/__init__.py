@@ -19,6 +19,7 @@ module per concept:
 * :mod:`~coursekit.explore`, :mod:`~coursekit.widgets` -- explorers and the stepper
 * :mod:`~coursekit.exercises` -- predict, then ``ck.check``
 * :mod:`~coursekit.lab` -- the live lab on a real kernel
+* :mod:`~coursekit.glossary` -- the terms, in English and Chinese (``data/glossary.yaml``)
 """
 
 from .bpf import apply_filter, compile_filter
@@ -37,7 +38,7 @@ __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "w
            "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
            "manifest_text", "nat_save", "Transcript", "check", "__version__"]
 
-_LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect")
+_LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing")
 
 
 def __getattr__(name):

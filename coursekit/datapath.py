@@ -63,6 +63,11 @@ class Observation:
     vxlan_port: int | None = None   # the scenario's VXLAN UDP port, to decode the frame by (not by scapy's guess)
 
 
+#: What a learner calls a segment, mapped to the conversation's label.
+_SEGMENT_ALIASES = {"get": "http request", "request": "http request", "synack": "syn-ack",
+                    "syn ack": "syn-ack", "response": "http response header"}
+
+
 @dataclass
 class Walk:
     scenario: object
@@ -80,14 +85,82 @@ class Walk:
         obs = [o for o in self.observations if o.node == node and o.iface == iface]
         return sorted(obs, key=lambda o: (o.time_us, o.segment))
 
-    def path(self, segment: int) -> list[Observation]:
-        """Every observation of one segment, hop by hop (``segment``: 0 to the number of segments - 1)."""
+    def segment(self, name: int | str) -> int:
+        """The index of a segment named by its label (``"SYN"``, ``"GET"``, ``"HTTP response header"``).
+
+        Labels are the conversation's own (:func:`coursekit.conversation.segments`),
+        matched without regard to case; ``"GET"``/``"request"`` mean the HTTP
+        request and ``"response"`` the response header.  An index is returned as is.
+        """
         n = len(self.segments)
-        if isinstance(segment, bool) or not isinstance(segment, int):
-            raise CourseError("segment", f"{segment!r} is not a segment number", f"0-{n - 1}")
-        if not 0 <= segment < n:
-            raise CourseError("segment", f"no segment {segment}: the conversation has {n}", f"0-{n - 1}")
-        return sorted((o for o in self.observations if o.segment == segment), key=lambda o: o.hop)
+        if isinstance(name, bool) or not isinstance(name, (int, str)):
+            raise CourseError("segment", f"{name!r} is neither a segment label nor an index",
+                              "a label such as 'SYN' or 'GET', or 0.." + str(n - 1))
+        if isinstance(name, int):
+            if not 0 <= name < n:
+                raise CourseError("segment", f"no segment {name}", f"0..{n - 1}")
+            return name
+        key = _SEGMENT_ALIASES.get(name.strip().lower(), name.strip().lower())
+        hits = [s.index for s in self.segments if s.label.lower() == key]
+        labels = list(dict.fromkeys(s.label for s in self.segments))
+        if not hits:
+            raise CourseError("segment", f"no segment labelled {name!r}", ", ".join(labels))
+        if len(hits) > 1:
+            raise CourseError("segment", f"{len(hits)} segments are labelled {name!r} (indices "
+                              f"{', '.join(map(str, hits))})", "one of those indices")
+        return hits[0]
+
+    def path(self, segment: int | str, start: tuple[str, str] | None = None,
+             stop: tuple[str, str] | None = None) -> list[Observation]:
+        """Every observation of one segment, hop by hop; ``start``/``stop`` (node, interface) cut it, both included.
+
+        >>> w.path("SYN", start=("meizu", "flannel.1"), stop=("nginx-1", "eth0"))   # doctest: +SKIP
+
+        Taught in: 02-flannel, 03-docker0, 06-the-whole-walk.
+        """
+        obs = sorted((o for o in self.observations if o.segment == self.segment(segment)), key=lambda o: o.hop)
+        where = [(o.node, o.iface) for o in obs]
+        lo, hi = 0, len(obs)
+        for i, (point, what) in enumerate(((start, "start"), (stop, "stop"))):
+            if point is None:
+                continue
+            point = self._point(point, what)
+            if point not in where:
+                raise CourseError(what, f"{point[0]} {point[1]} is not on this segment's path",
+                                  ", ".join(f"{a} {b}" for a, b in where))
+            if i == 0:
+                lo = where.index(point)
+            else:
+                hi = where.index(point) + 1
+        if lo >= hi:
+            raise CourseError("stop", "the stop comes before the start on this path",
+                              ", ".join(f"{a} {b}" for a, b in where[lo:]))
+        return obs[lo:hi]
+
+    def find(self, segment: int | str, at: tuple[str, str]) -> Observation:
+        """The one observation of ``segment`` (a label or index) at ``at`` = (node, interface).
+
+        >>> w.find(segment="GET", at=("meizu", "enp4s0"))     # doctest: +SKIP
+
+        Taught in: 01-physical-nic, 02-flannel, 03-docker0.
+        """
+        node, iface = self._point(at, "at")
+        self.at(node, iface)                   # an unknown interface gets its own message
+        idx = self.segment(segment)
+        hits = [o for o in self.observations if o.segment == idx and (o.node, o.iface) == (node, iface)]
+        if not hits:
+            seen = [(o.node, o.iface) for o in self.path(idx)]
+            raise CourseError("at", f"segment {idx} ({self.segments[idx].label}) is not seen on {node} {iface}",
+                              ", ".join(f"{a} {b}" for a, b in seen))
+        return hits[0]
+
+    def _point(self, point, what: str) -> tuple[str, str]:
+        if not (isinstance(point, (tuple, list)) and len(point) == 2 and all(isinstance(x, str) for x in point)):
+            raise CourseError(what, f"{point!r} is not a (node, interface) pair", "e.g. ('meizu', 'enp4s0')")
+        names = [n.name for n in self.scenario.nodes] + [p.name for p in self.scenario.pods]
+        if point[0] not in names:
+            raise CourseError(what, f"unknown node or pod {point[0]!r}", ", ".join(names))
+        return tuple(point)
 
 
 def build_frame(src_mac: str, dst_mac: str, t: Tuple5, ttl: int, ip_id: int, seg, df: bool = True) -> Ether:
@@ -259,14 +332,15 @@ class _Node:
                  / UDP(sport=sport, dport=sc.flannel.port, chksum=None if sc.flannel.udp_checksum else 0)
                  / VXLAN(flags=VXLAN_FLAGS, vni=sc.flannel.vni)
                  / inner)
+        raw = bytes(outer)
         decisions.append(Decision("vxlan", "vxlan_xmit_one",
                                   f"{sc.flannel.device}: vxlan id {sc.flannel.vni} dstport {sc.flannel.port} "
                                   f"local {n.nic.ip} dev {n.nic.name} nolearning",
-                                  f"+50 bytes: outer {n.nic.ip} -> {remote.nic.ip}, UDP {sport} -> "
+                                  f"+{len(raw) - len(bytes(inner))} bytes: outer {n.nic.ip} -> {remote.nic.ip}, UDP {sport} -> "
                                   f"{sc.flannel.port}, VNI {sc.flannel.vni}, TTL {n.default_ttl}, DF clear; {how}"))
         decisions.append(Decision("route", "main", route.ip_route().strip(), f"outer packet leaves by {route.dev}"))
         decisions.append(Decision("neigh", f"{route.dev} neighbours", nb.ip_neigh(), f"outer destination MAC {nb.mac}"))
-        return Ether(bytes(outer))
+        return Ether(raw)
 
 
 def _hops(sc, client, server):
@@ -377,7 +451,7 @@ def walk(scenario) -> Walk:
             elif h == 6:
                 inner = inner_frame(bytes(cur), sc.flannel.port)
                 dec = [Decision("decap", "vxlan_rcv", f"UDP {sc.flannel.port} socket of {sc.flannel.device}, VNI {sc.flannel.vni}",
-                                "outer Ethernet/IP/UDP/VXLAN (50 bytes) removed")]
+                                f"outer Ethernet/IP/UDP/VXLAN ({len(bytes(cur)) - len(bytes(inner))} bytes) removed")]
                 cur = Ether(bytes(inner))
             elif h == 7:
                 cur, _ = nodes[node].forward(cur, sc.flannel.device, dec, nat_traces)

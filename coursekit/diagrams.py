@@ -5,6 +5,8 @@
 * :func:`timeline` -- the TCP conversation as one interface sees it (a sequence diagram).
 * :func:`encapsulation` -- the VXLAN frame as stacked layers with their sizes.
 * :func:`byte_map` -- a real frame's bytes, coloured by layer (the dissection as a picture).
+* :func:`hook_order` -- netfilter's hooks and tables in order, where br_netfilter calls in and
+  where tcpdump's taps sit.
 
 Every figure is built from data alone: no wall clock, no random ids, fonts
 bundled with matplotlib (DejaVu), so the same scenario draws the same picture.
@@ -12,7 +14,8 @@ Figures are closed in pyplot before they are returned, so a notebook shows
 each once.
 
 Taught in: 00-the-scenario (topology), 01-physical-nic (encapsulation, byte
-map), 05-the-service (walk), 06-the-whole-walk (walk, timeline).
+map), 03-docker0 (hook order), 05-the-service (walk, hook order),
+06-the-whole-walk (walk, timeline).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 
 from .dissect import dissect, frame_bytes  # noqa: E402
 
-__all__ = ["topology", "walk_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg", "LAYER_COLOURS"]
+__all__ = ["topology", "walk_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg", "hook_order",
+           "LAYER_COLOURS"]
 
 # One colour per protocol; outer layers are the same hue, lighter.
 LAYER_COLOURS = {
@@ -113,7 +117,7 @@ def topology(sc, ax=None, title: str | None = None):
         _box(ax, *boxes[(n.name, "docker0")], f"docker0 (bridge)  {n.docker.bridge_ip}/{n.subnet.prefixlen}"
              f"  MTU {n.docker.mtu}", _IFACE["docker0"])
         _box(ax, *boxes[(n.name, dev)], f"{dev} (VXLAN, VNI {sc.flannel.vni}, UDP {sc.flannel.port})\n"
-             f"{n.vtep_ip}/32  MTU {n.nic.mtu - 50}", _IFACE["flannel.1"])
+             f"{n.vtep_ip}/32  MTU {sc.mtu_of(n.name, dev)}", _IFACE["flannel.1"])
         _box(ax, *boxes[(n.name, n.nic.name)], f"{n.nic.name}  {n.nic.ip}/{n.nic.network.prefixlen}  MTU {n.nic.mtu}",
              _IFACE["nic"])
         ax.text(x0 + w / 2, 37, "routing + netfilter (kube-proxy, Docker nat)", ha="center", fontsize=9,
@@ -397,4 +401,88 @@ def byte_map(frame, title: str = "", width: int = 16):
                                edgecolor="#333333", linewidth=0.6))
         lx.text(0.16, k, f"{key} [{ly.offset}:{ly.end}]", va="center", fontsize=9)
     fig.suptitle(title or f"{len(data)} bytes, coloured by layer", fontsize=10)
+    return fig
+
+
+_HOOK, _TAP, _BRIDGE = "#fff2cc", "#fde0dd", "#deebf7"
+
+
+def hook_order(ingress: str = "enp4s0", egress: str = "flannel.1", bridge: str | None = None,
+               br_netfilter: bool = True, title: str = ""):
+    """netfilter's IPv4 hooks for a packet that arrives on ``ingress`` and leaves by ``egress``.
+
+    Each hook lists its tables in priority order (``NF_IP_PRI_*``: raw -300,
+    conntrack -200, mangle -150, nat DNAT -100, filter 0, security 50, nat
+    SNAT 100).  The red boxes are where ``tcpdump -i <dev>`` sees the frame:
+    on the way in, the AF_PACKET tap runs in ``__netif_receive_skb_core``
+    before the bridge's rx_handler and before ``ip_rcv`` (so before
+    PREROUTING); on the way out, ``dev_queue_xmit_nit`` runs in
+    ``dev_hard_start_xmit``, after POSTROUTING and the qdisc.  With a
+    ``bridge`` (``ingress`` is then one of its ports), br_netfilter
+    (``net.bridge.bridge-nf-call-iptables = 1``) runs iptables PREROUTING
+    inside the bridge, *before* the bridge device's own tap; without it,
+    PREROUTING runs after that tap, in ``ip_rcv``.
+
+    Taught in: 03-docker0, 05-the-service, 06-the-whole-walk.
+    """
+    from .netfilter import hook_order as tables
+
+    def hook_text(hook):
+        return hook + "\n" + "\n".join(f"{t} {p}" if p < 10**6 else t for t, p in tables(hook))
+
+    top = [("in", f"frame arrives\non {ingress}", "#ffffff"),
+           ("tap", f"tcpdump -i\n{ingress}\nsees it here", _TAP)]
+    if bridge and br_netfilter:
+        top += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nbr_netfilter runs\nPREROUTING here", _BRIDGE),
+                ("PREROUTING", hook_text("PREROUTING"), _HOOK),
+                ("tap", f"tcpdump -i\n{bridge}\nsees it here\n(ip_rcv skips\nPREROUTING now)", _TAP)]
+    elif bridge:
+        top += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nno br_netfilter", _BRIDGE),
+                ("tap", f"tcpdump -i\n{bridge}\nsees it here", _TAP),
+                ("PREROUTING", hook_text("PREROUTING"), _HOOK)]
+    else:
+        top += [("PREROUTING", hook_text("PREROUTING"), _HOOK)]
+    top += [("route", "routing\ndecision", "#eeeeee"), ("FORWARD", hook_text("FORWARD"), _HOOK),
+            ("POSTROUTING", hook_text("POSTROUTING"), _HOOK),
+            ("tap", f"tcpdump -i\n{egress}\nsees it here\n(after the qdisc)", _TAP),
+            ("out", f"frame leaves\nby {egress}", "#ffffff")]
+    w, gap = 10.0, 2.2
+    width = len(top) * (w + gap)
+    fig = _figure(12, 4.4)
+    ax = fig.add_axes((0.005, 0.07, 0.99, 0.83))
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, 50)
+    ax.axis("off")
+    y, h = 31, 15
+    x_of = {}
+    for i, (key, text, colour) in enumerate(top):
+        x = 1 + i * (w + gap)
+        x_of.setdefault(key, x)
+        _box(ax, x, y, w, h, text, colour, dashed=key == "tap", fontsize=6.5,
+             weight="bold" if key in ("PREROUTING", "FORWARD", "POSTROUTING") else "normal")
+        if i:
+            ax.annotate("", (x - 0.35, y + h / 2), (x - gap + 0.35, y + h / 2),
+                        arrowprops=dict(arrowstyle="->", color="#444444", lw=1))
+    # the local branch: routing -> INPUT -> socket -> OUTPUT -> (routing) -> POSTROUTING
+    yb, hb = 1, 15
+    xr, xf, xp = x_of["route"], x_of["FORWARD"], x_of["POSTROUTING"]
+    _box(ax, xr, yb, w, hb, hook_text("INPUT"), _HOOK, fontsize=6.5, weight="bold")
+    _box(ax, xf, yb, w, hb, "a local socket\n(this host)", "#ffffff", fontsize=6.5)
+    _box(ax, xp, yb, w, hb, hook_text("OUTPUT"), _HOOK, fontsize=6.5, weight="bold")
+    arrow = dict(arrowstyle="->", color="#444444", lw=1)
+    ax.annotate("", (xr + w / 2, yb + hb + 0.3), (xr + w / 2, y - 0.6), arrowprops=arrow)
+    ax.text(xr + w / 2 + 0.4, (y + yb + hb) / 2, "for this host", fontsize=6, va="center")
+    ax.annotate("", (xf - 0.35, yb + hb / 2), (xr + w + 0.35, yb + hb / 2), arrowprops=arrow)
+    ax.annotate("", (xp - 0.35, yb + hb / 2), (xf + w + 0.35, yb + hb / 2), arrowprops=arrow)
+    ax.annotate("", (xp + w / 2, y - 0.6), (xp + w / 2, yb + hb + 0.3), arrowprops=arrow)
+    ax.text(xp + w / 2 + 0.4, (y + yb + hb) / 2, "routed", fontsize=6, va="center")
+    ax.text(xf + w / 2, y + h + 1.2, "not for this host: forwarded", ha="center", fontsize=6)
+    note = ("Each hook runs its tables in priority order (lower first; NF_IP_PRI_* in netfilter_ipv4.h); "
+            "nat chains see a connection's first packet only, conntrack rewrites the rest.\n"
+            "Red: where tcpdump's AF_PACKET tap copies the frame (net/core/dev.c): on the way in before "
+            "the bridge and before ip_rcv's PREROUTING, on the way out after POSTROUTING.")
+    fig.suptitle(title or f"netfilter hook order: in by {ingress}"
+                 + (f" (a port of {bridge}" + (", br_netfilter on)" if br_netfilter else ", br_netfilter off)")
+                    if bridge else "") + f", out by {egress}", fontsize=10)
+    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=6.5, color="#444444")
     return fig

@@ -410,7 +410,7 @@ EXERCISES = [
              before="## `-v`: the TTL", words=("ttl", "hops")),
     Exercise("03.dst-mac", "On meizu's docker0, what is the request's destination MAC?",
              lambda sc: _inner(sc, sc.server.node, "docker0", "Ether", "dst"), "mac",
-             "Docker derives a container's MAC from its IP: 02:42 then the address bytes in hex; or read the "
+             "Docker (in 2019) derived a container's MAC from its IP: 02:42 then the address bytes in hex; or read the "
              "neighbour table on meizu (`ip neigh show dev docker0`).",
              before="## `-e`: the MACs of a routed hop"),
     Exercise("03.whatif-no-brnf", "What if br_netfilter were not loaded on xiaomi (no "

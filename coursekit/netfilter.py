@@ -303,3 +303,39 @@ def nat_save(scenario, node: str) -> str:
     scenario = as_scenario(scenario)
     rules, chains = nat_table(scenario, node)
     return iptables_save(rules, chains)
+
+
+# --------------------------------------------------------------------------
+# Hook order: which tables run where, in which order
+# --------------------------------------------------------------------------
+
+#: ``include/uapi/linux/netfilter_ipv4.h`` ``NF_IP_PRI_*``: at one hook, lower runs first.
+NF_IP_PRI = {"raw": -300, "conntrack": -200, "mangle": -150, "nat (DNAT)": -100, "filter": 0,
+             "security": 50, "nat (SNAT)": 100, "conntrack confirm": 2**31 - 1}
+
+#: The IPv4 hooks with the tables (and conntrack) registered on each, in priority
+#: order: raw and conntrack on PREROUTING/OUTPUT (``ipv4_conntrack_in``/``_local``),
+#: nat's destination half on PREROUTING/OUTPUT and its source half on
+#: INPUT/POSTROUTING, conntrack's confirmation last on INPUT and POSTROUTING
+#: (``ipv4_confirm``).  nat chains are consulted for a connection's first packet only.
+HOOK_TABLES = {
+    "PREROUTING": ("raw", "conntrack", "mangle", "nat (DNAT)"),
+    "INPUT": ("mangle", "filter", "security", "nat (SNAT)", "conntrack confirm"),
+    "FORWARD": ("mangle", "filter", "security"),
+    "OUTPUT": ("raw", "conntrack", "mangle", "nat (DNAT)", "filter", "security"),
+    "POSTROUTING": ("mangle", "nat (SNAT)", "conntrack confirm"),
+}
+
+
+def hook_order(hook: str) -> list[tuple[str, int]]:
+    """The tables at one IPv4 hook with their priorities, in the order the kernel runs them.
+
+    >>> hook_order("PREROUTING")
+    [('raw', -300), ('conntrack', -200), ('mangle', -150), ('nat (DNAT)', -100)]
+
+    Taught in: 03-docker0, 05-the-service.
+    """
+    from .errors import CourseError
+    if hook not in HOOK_TABLES:
+        raise CourseError("hook", f"unknown hook {hook!r}", ", ".join(HOOK_TABLES))
+    return sorted(((t, NF_IP_PRI[t]) for t in HOOK_TABLES[hook]), key=lambda x: x[1])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from .errors import CourseError
 
 __all__ = ["Route", "Neighbour", "FdbEntry", "routes", "lookup", "neighbours", "fdb",
-           "ip_route", "route_n", "ip_neigh", "bridge_fdb", "interface_address"]
+           "ip_route", "route_n", "ip_neigh", "bridge_fdb", "interface_address", "ip_addr"]
 
 
 @dataclass(frozen=True)
@@ -177,3 +177,19 @@ def ip_neigh(scenario, node: str) -> str:
 
 def bridge_fdb(scenario, node: str) -> str:
     return "\n".join(e.bridge_fdb() for e in fdb(scenario, node)) + "\n"
+
+
+def ip_addr(scenario, node: str) -> str:
+    """``ip -4 -br addr`` on a node: each interface with its IPv4 address and prefix.
+
+    flannel.1 holds the node's subnet ``.0`` as a /32 (flannel: "so that no
+    broadcast routes are created"); docker0 holds ``.1`` of the same /24
+    (``--bip``, from FLANNEL_SUBNET).  A VXLAN device reports operstate
+    UNKNOWN.  Taught in: 02-flannel.
+    """
+    n = scenario.node(node)
+    rows = [("lo", "UNKNOWN", "127.0.0.1/8"),
+            (n.nic.name, "UP", f"{n.nic.ip}/{n.nic.network.prefixlen}"),
+            (scenario.flannel.device, "UNKNOWN", f"{n.vtep_ip}/32"),
+            ("docker0", "UP", f"{n.docker.bridge_ip}/{n.subnet.prefixlen}")]
+    return "".join(f"{name:<16} {state:<14} {addr} \n" for name, state, addr in rows)

@@ -48,6 +48,7 @@ from typing import Any
 from .errors import CourseError, public
 from .provenance import parse_entries
 from .schema import check_manifest_shape, check_scenario_shape, known_path, read_text, read_yaml, suggest
+from .vxlan import VXLAN_HEADROOM
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
@@ -56,9 +57,11 @@ __all__ = [
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
 
-#: Bytes VXLAN adds on the wire: outer Ethernet 14 + IPv4 20 + UDP 8 + VXLAN 8
-#: (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``).
-VXLAN_OVERHEAD = 14 + 20 + 8 + 8
+#: What the overlay's MTU loses to VXLAN: outer IPv4 20 + UDP 8 + VXLAN 8 + inner
+#: Ethernet 14 (the kernel's ``VXLAN_HEADROOM``, flannel's ``encapOverhead``);
+#: flannel.1's MTU is the NIC's minus this.  The bytes a frame grows by on the
+#: wire are another sum that is also 50 here (see :func:`coursekit.vxlan.encapsulation`).
+VXLAN_OVERHEAD = VXLAN_HEADROOM
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
 

@@ -15,8 +15,20 @@ the remote node, then ``vxlan_xmit_one`` builds::
   an observed value.
 * TTL: ``vxlan->cfg.ttl`` is 0 for flannel, so the route's hop limit
   (``net.ipv4.ip_default_ttl``, 64).  DF: not set (flannel sets no ``df``).
-* UDP checksum: computed since Linux 4.6 (commit 6ceb31ca5f65); zero
-  before -- the scenario's ``flannel.udpChecksum``.
+* UDP checksum: computed by default since Linux 4.6 (commit 6ceb31ca5f65,
+  "Support outer IPv4 Tx checksums by default"); before that zero unless
+  ``udpcsum`` was asked for -- the scenario's ``flannel.udpChecksum``.
+  (``ip -d link`` on a 6.x kernel prints ``udpcsum`` for a device created
+  without the option.)
+
+MTU: the underlay's MTU limits the **outer IP packet**, which excludes the
+outer Ethernet header and includes the inner one, so the overlay MTU is the
+underlay MTU minus ``VXLAN_HEADROOM`` (20 + 8 + 8 + 14: "IP header + UDP +
+VXLAN + Ethernet header") -- 1450 on a 1500 NIC, and minus
+``VXLAN6_HEADROOM`` (40 + 8 + 8 + 14) over IPv6 -- 1430.  The bytes a frame
+grows by on the wire are another sum that happens to be 50 too: outer
+Ethernet 14 + IP 20 + UDP 8 + VXLAN 8; over an 802.1Q underlay 54, with the
+MTU still 1450 (the tag is outside the MTU).  See :func:`encapsulation`.
 
 Taught in: 01-physical-nic.
 """
@@ -25,9 +37,93 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from dataclasses import dataclass
 
-__all__ = ["jhash_3words", "flow_hash", "udp_flow_src_port", "VXLAN_FLAGS", "VXLAN_HEADER", "inner_frame",
-           "decode"]
+from .errors import CourseError
+
+__all__ = ["jhash_3words", "flow_hash", "udp_flow_src_port", "VXLAN_FLAGS", "VXLAN_HEADROOM",
+           "VXLAN6_HEADROOM", "Encapsulation", "encapsulation", "VXLAN_HEADER", "inner_frame", "decode"]
+
+ETH_HLEN, VLAN_HLEN, IPV4_HLEN, IPV6_HLEN, UDP_HLEN, VXLAN_HLEN = 14, 4, 20, 40, 8, 8
+
+#: include/net/vxlan.h: ``#define VXLAN_HEADROOM (20 + 8 + 8 + 14)`` -- what the
+#: kernel subtracts from the lower device's MTU when no MTU is given (flannel
+#: v0.11 gives none); flannel's ``encapOverhead = 50`` is the same number.
+VXLAN_HEADROOM = IPV4_HLEN + UDP_HLEN + VXLAN_HLEN + ETH_HLEN
+#: ``#define VXLAN6_HEADROOM (40 + 8 + 8 + 14)`` for an IPv6 underlay.
+VXLAN6_HEADROOM = IPV6_HLEN + UDP_HLEN + VXLAN_HLEN + ETH_HLEN
+
+
+@dataclass(frozen=True)
+class Encapsulation:
+    """What VXLAN costs on one underlay: the overlay MTU and the bytes each frame grows by."""
+    underlay_mtu: int
+    ip_version: int
+    vlan: bool
+    outer_ethernet: int       # 14, or 18 with an 802.1Q tag
+    outer_ip: int             # 20 (IPv4) or 40 (IPv6)
+    udp: int = UDP_HLEN
+    vxlan: int = VXLAN_HLEN
+    inner_ethernet: int = ETH_HLEN
+
+    @property
+    def headroom(self) -> int:
+        """Bytes of the outer IP packet that are not the inner IP packet (the MTU cost)."""
+        return self.outer_ip + self.udp + self.vxlan + self.inner_ethernet
+
+    @property
+    def overlay_mtu(self) -> int:
+        """The largest inner IP packet: ``inner IP + headroom <= underlay MTU``."""
+        return self.underlay_mtu - self.headroom
+
+    @property
+    def frame_overhead(self) -> int:
+        """Bytes a frame grows by between flannel.1 and the NIC: the new outer headers."""
+        return self.outer_ethernet + self.outer_ip + self.udp + self.vxlan
+
+    def derivation(self) -> str:
+        """Both sums, in words, for a chapter to print."""
+        ip = f"outer IPv{self.ip_version} {self.outer_ip}"
+        eth = f"outer Ethernet {self.outer_ethernet}" + (" (with an 802.1Q tag)" if self.vlan else "")
+        return (f"overlay MTU: inner IP + inner Ethernet {self.inner_ethernet} + VXLAN {self.vxlan} + "
+                f"UDP {self.udp} + {ip} <= underlay MTU {self.underlay_mtu}  ->  inner IP <= "
+                f"{self.underlay_mtu} - {self.headroom} = {self.overlay_mtu}\n"
+                f"per-frame overhead: {eth} + {ip} + UDP {self.udp} + VXLAN {self.vxlan} = "
+                f"{self.frame_overhead} bytes")
+
+
+def encapsulation(underlay_mtu: int = 1500, ip_version: int = 4, vlan: bool = False) -> Encapsulation:
+    """The overlay MTU and per-frame overhead of VXLAN over an underlay.
+
+    >>> encapsulation(1500).overlay_mtu, encapsulation(1500).frame_overhead
+    (1450, 50)
+    >>> encapsulation(1500, vlan=True).overlay_mtu, encapsulation(1500, vlan=True).frame_overhead
+    (1450, 54)
+    >>> encapsulation(1500, ip_version=6).overlay_mtu
+    1430
+
+    The overlay MTU is what the kernel gives a VXLAN device created without
+    an MTU (``lowerdev->mtu - VXLAN_HEADROOM``, or ``VXLAN6_HEADROOM``), as
+    flannel v0.11 creates flannel.1; flannel writes the same figure to
+    subnet.env as ``FLANNEL_MTU`` (``MTU() = ExtIface.Iface.MTU - encapOverhead``)
+    for Docker's ``--mtu``.
+
+    Taught in: 01-physical-nic.
+    """
+    if isinstance(ip_version, bool) or ip_version not in (4, 6):
+        raise CourseError("ip_version", f"{ip_version!r} is not an IP version", "4, 6")
+    if not isinstance(vlan, bool):
+        raise CourseError("vlan", f"{vlan!r} is not true or false", "True, False")
+    e = Encapsulation(underlay_mtu=0, ip_version=ip_version, vlan=vlan,
+                      outer_ethernet=ETH_HLEN + (VLAN_HLEN if vlan else 0),
+                      outer_ip=IPV4_HLEN if ip_version == 4 else IPV6_HLEN)
+    # the smallest underlay that still leaves the 68 bytes every IPv4 link must carry (RFC 791)
+    low = e.headroom + 68
+    if isinstance(underlay_mtu, bool) or not isinstance(underlay_mtu, int) or not low <= underlay_mtu <= 65535:
+        raise CourseError("underlay_mtu", f"{underlay_mtu!r} leaves no room for an inner IPv4 packet"
+                          if isinstance(underlay_mtu, int) and not isinstance(underlay_mtu, bool)
+                          else f"{underlay_mtu!r} is not an MTU", f"{low}..65535")
+    return Encapsulation(underlay_mtu, ip_version, vlan, e.outer_ethernet, e.outer_ip)
 
 #: The VXLAN "I" flag: a valid VNI follows (RFC 7348).
 VXLAN_FLAGS = 0x08

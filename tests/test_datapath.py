@@ -198,3 +198,65 @@ def test_cold_caches_add_three_arp_exchanges(article):
 def test_neighbour_caches_must_be_warm_or_cold(article):
     with pytest.raises(ck.CourseError, match="neighbourCaches: 'lukewarm' is not a cache state"):
         article.with_changes({"neighbourCaches": "lukewarm"})
+
+
+# -- named lookups: a learner names a segment and a place, never a list index
+
+def test_find_names_the_segment_and_the_place(article_walk):
+    get = article_walk.find(segment="GET", at=("meizu", "enp4s0"))
+    assert (get.node, get.iface, get.flow) == ("meizu", "enp4s0", "request")
+    assert bytes(pkt(get)[TCP].payload).startswith(b"GET / HTTP/1.1\r\n")
+    # the same segment by its label, in any case, or by its index
+    assert article_walk.find("http request", ("meizu", "enp4s0")) is get
+    assert article_walk.find(get.segment, ("meizu", "enp4s0")) is get
+    synack = article_walk.find("SYN-ACK", ("xiaomi", "flannel.1"))
+    assert pkt(synack)[TCP].flags == "SA" and synack.flow == "reply"
+
+
+def test_path_cut_by_named_points(article_walk):
+    hops = article_walk.path("SYN", start=("meizu", "flannel.1"), stop=("nginx-1", "eth0"))
+    assert [(o.node, o.iface) for o in hops] == [("meizu", "flannel.1"), ("meizu", "docker0"),
+                                                 ("meizu", "veth9f02b5d"), ("nginx-1", "eth0")]
+    assert article_walk.path("SYN") == article_walk.path(0)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(segment="GTE", at=("meizu", "enp4s0")), "segment"),
+    (dict(segment=99, at=("meizu", "enp4s0")), "segment"),
+    (dict(segment=True, at=("meizu", "enp4s0")), "segment"),
+    (dict(segment="SYN", at=("meizu", "eth9")), "interface"),
+    (dict(segment="SYN", at="meizu enp4s0"), "at"),
+    (dict(segment="SYN", at=("nowhere", "eth0")), "at"),
+])
+def test_find_refuses_with_one_message(article_walk, kwargs, field):
+    with pytest.raises(ck.CourseError) as e:
+        article_walk.find(**kwargs)
+    assert e.value.field == field and e.value.allowed
+
+
+def test_path_refuses_a_place_off_the_path_and_find_an_ambiguous_label(article_walk):
+    with pytest.raises(ck.CourseError, match="stop comes before the start"):
+        article_walk.path("SYN", start=("meizu", "docker0"), stop=("xiaomi", "docker0"))
+    with pytest.raises(ck.CourseError, match="not on this segment's path"):
+        article_walk.path("SYN", start=("meizu", "enp4s0"), stop=("busybox", "eth7"))
+    # with 576-byte pods the 612-byte body needs two segments, each with its own label
+    sc = ck.load_scenario("article").with_changes({"observed.windows": None, "observed.times": None})
+    small = ck.walk(ck.explore.apply(sc, {"pod_mtu": 576}))
+    body = small.find("HTTP response body", ("meizu", "docker0"))
+    last = small.find("HTTP response body + FIN", ("meizu", "docker0"))
+    assert last.segment == body.segment + 1 and pkt(last)[TCP].flags.F and not pkt(body)[TCP].flags.F
+    # a label two segments share is refused, naming both indices
+    import dataclasses
+    twice = dataclasses.replace(article_walk, segments=article_walk.segments + [article_walk.segments[0]])
+    with pytest.raises(ck.CourseError, match="2 segments are labelled 'SYN'") as e:
+        twice.segment("SYN")
+    assert e.value.field == "segment"
+
+
+def test_172_30_83_0_is_flannel_1_not_docker0(article, article_walk):
+    """The article's section 二 summary calls 172.30.83.0 docker0's address: it is flannel.1's /32."""
+    rows = {line.split()[0]: line.split()[2] for line in ck.routing.ip_addr(article, "xiaomi").splitlines()}
+    assert rows["flannel.1"] == "172.30.83.0/32"
+    assert rows["docker0"] == "172.30.83.1/24"
+    syn = pkt(article_walk.find("SYN", ("meizu", "flannel.1")))
+    assert syn[IP].src == rows["flannel.1"].split("/")[0]
