@@ -4,7 +4,7 @@
     python tools/cjk_font.py [ARTICLE_TEXT ...]
 
 A learner's machine without a CJK font draws the article's title and quotes
-as boxes.  The explorer's style sheet embeds this subset (about 20 KB) as a
+as boxes.  The explorer's style sheet embeds this subset (under 64 KB) as a
 fallback font, so they render as text wherever an explorer is shown.  The
 characters are every CJK character in the notebooks, coursekit, README.md
 and docs/, plus those of any text files given (the article, for quotes still
