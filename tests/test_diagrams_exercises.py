@@ -136,3 +136,21 @@ def test_exercise_answers_follow_the_scenario(article):
 def test_unknown_exercise():
     with pytest.raises(ck.CourseError, match="no exercise '09.x'"):
         ck.check("09.x", 1)
+
+
+def test_figure_text_colours_are_readable():
+    """Figures are light cards in both themes: every text colour they use reads at 4.5:1 on its background."""
+    from coursekit.widgets import contrast
+    assert contrast("#ffffff", dg._REQ) >= 4.5 and contrast("#ffffff", dg._REP) >= 4.5     # hop numbers
+    assert contrast(dg._REQ, "#ffffff") >= 4.5 and contrast(dg._REP, "#ffffff") >= 4.5     # timeline labels
+    assert all(contrast("#000000", c) >= 4.5 for c in list(dg.LAYER_COLOURS.values()) + list(dg._IFACE.values()))
+    assert contrast("#555555", "#fbfbfb") >= 4.5 and contrast("#1b7a1b", "#ffffff") >= 4.5
+
+
+def test_hop_map_marks_one_box(article, article_walk):
+    steps = ck.explore.steps(article_walk, 0)
+    for st in (steps[0], steps[4], steps[-1]):
+        svg = dg.hop_map_svg(article, article_walk, st.observation)
+        assert svg.startswith("<svg ") and svg.count("pw-map-here") == 1
+        o = st.observation
+        assert f'class="pw-map-box pw-map-here" data-where="{o.node} {o.iface}"' in svg
