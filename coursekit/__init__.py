@@ -27,7 +27,7 @@ from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
 from .dissect import changes, hexdump, tree
 from .errors import CourseError, public
-from .netfilter import nat_save
+from .netfilter import conntrack_entry, conntrack_history, nat_save
 from . import provenance  # noqa: F401  (ck.provenance.of_field / of_path)
 from .scenario import as_scenario, default_scenario, describe, load_scenario, manifest_text
 from .tcpdump import Style, render
@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
            "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
-           "manifest_text", "nat_save", "Transcript", "check", "__version__"]
+           "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "__version__"]
 
 _LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing")
 

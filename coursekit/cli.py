@@ -1,12 +1,22 @@
-"""``python -m coursekit``: captures, the tcpdump view and the data folder from a shell.
+"""``python -m coursekit`` (or the ``coursekit`` command): captures, the tcpdump view, the live lab.
 
     python -m coursekit capture --node meizu --interface enp4s0 -o meizu-enp4s0.pcap
     python -m coursekit show --node meizu --interface enp4s0 -nn 'port 8472 and udp'
-    python -m coursekit render meizu-enp4s0.pcap -nn -e
+    python -m coursekit render meizu-enp4s0.pcap -nn -e 'tcp port 80' -v   # flags anywhere, as tcpdump
     python -m coursekit data            # rebuild everything under data/
+    sudo "$(command -v coursekit)" lab all   # root from a virtual environment
 
 Every learner mistake prints one line (``error: field: problem (allowed: ...)``)
-and exits with status 2; no traceback.
+and exits with status 2; anything else that goes wrong prints one line
+("internal error, please report ...") and exits with status 70 (EX_SOFTWARE);
+an interrupt exits with 130.  No traceback reaches the user.
+
+``render`` prints times the way tcpdump does: in the reader's time zone (TZ)
+-- unless the pcap is one of the scenario's own captures (every frame's time
+and bytes are a frame the model computes for that scenario, as for the files
+under data/captures or what ``capture`` wrote), which print at the scenario's
+UTC offset, as the scenario's tcpdump did.  ``--utc-offset`` (``+08:00``,
+``local`` or ``scenario``) says it explicitly.
 
 Taught in: README (command line), 01-physical-nic.
 """
@@ -15,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -32,15 +44,31 @@ def _tcpdump_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("filter", nargs="*", help="a pcap-filter(7) expression, e.g. 'host 172.30.83.0 and tcp'")
 
 
-def _style(args, scenario):
+def _style(args, scenario, frames=None):
     from .tcpdump import Style
     if args.v > 1:
         raise CourseError("flags", "-vv and -vvv are not modelled", "-v")
     st = Style.for_scenario(scenario, n=min(args.n, 2), e=args.e, v=args.v, vxlan_style=args.vxlan_style)
-    if getattr(args, "utc_offset", None) is not None:
+    if frames is None:                   # `show`: the scenario's own clock
+        return st
+    how = getattr(args, "utc_offset", None) or "auto"
+    if how == "auto":
+        how = "scenario" if _is_own_capture(scenario, frames) else "local"
+    if how == "local":
+        st.local_time = True
+    elif how != "scenario":
         from .scenario import _parse_offset
-        st.utc_offset_minutes = _parse_offset(args.utc_offset, "--utc-offset")
+        st.utc_offset_minutes = _parse_offset(how, "--utc-offset")
     return st
+
+
+def _is_own_capture(scenario, frames) -> bool:
+    """Every frame (time and bytes) is one the model computes for this scenario."""
+    if not frames or any(getattr(f, "linktype", 1) != 1 for f in frames):
+        return False
+    from .datapath import walk
+    own = {(o.time_us, o.frame) for o in walk(scenario).observations}
+    return all((f.time_us, f.data) in own for f in frames)
 
 
 def build_data(root: Path | None = None) -> list[Path]:
@@ -53,6 +81,7 @@ def build_data(root: Path | None = None) -> list[Path]:
     from .capture import capture, write_pcap
     from .datapath import walk
     from .netfilter import iptables_save, nat_table
+    from .outputs import output_dir, write_file
     from .routing import bridge_fdb, ip_neigh, ip_route, route_n
     from .scenario import data_dir, load_scenario
     from .tcpdump import Style, render
@@ -62,7 +91,7 @@ def build_data(root: Path | None = None) -> list[Path]:
     for sfile in sorted((data_dir() / "scenarios").glob("*.yaml")):
         sc = load_scenario(sfile)
         w = walk(sc)
-        out = root / "captures" / sc.name
+        out = output_dir(root / "captures" / sc.name, "data")
         out.mkdir(parents=True, exist_ok=True)
         points = [(n.name, i) for n in sc.nodes for i in sc.interfaces(n.name)]
         points += [(p.name, "eth0") for p in (sc.client, sc.server)]
@@ -72,17 +101,14 @@ def build_data(root: Path | None = None) -> list[Path]:
                 continue
             base = out / f"{node}-{iface}"
             written.append(write_pcap(base.with_suffix(".pcap"), frames))
-            base.with_suffix(".txt").write_text(render(frames, Style.for_scenario(sc)), encoding="utf-8")
-            written.append(base.with_suffix(".txt"))
+            written.append(write_file(base.with_suffix(".txt"), render(frames, Style.for_scenario(sc)), "data"))
         for n in sc.nodes:
             rules, chains = nat_table(sc, n.name)
             text = (f"# {n.name}: ip route\n{ip_route(sc, n.name)}\n# {n.name}: route -n\n{route_n(sc, n.name)}\n"
                     f"# {n.name}: ip neigh\n{ip_neigh(sc, n.name)}\n# {n.name}: bridge fdb show dev "
                     f"{sc.flannel.device}\n{bridge_fdb(sc, n.name)}\n# {n.name}: iptables-save -t nat\n"
                     f"{iptables_save(rules, chains)}")
-            p = out / f"{n.name}-state.txt"
-            p.write_text(text, encoding="utf-8")
-            written.append(p)
+            written.append(write_file(out / f"{n.name}-state.txt", text, "data"))
     return written
 
 
@@ -96,15 +122,23 @@ def notebooks_dir() -> Path:
 
 
 def open_command(chapter: str = "00", no_browser: bool = False) -> list[str]:
-    """The ``jupyter lab`` command that opens a chapter (``--allow-root`` only for root)."""
-    import os
+    """The ``jupyter lab`` command that opens a chapter (``--allow-root`` only for root).
+
+    The chapter is JupyterLab's default URL, so the address it prints (on a
+    machine without a browser, or with ``--no-browser``) opens the chapter,
+    not an empty ``/lab``.
+    """
     nb = notebooks_dir()
-    matches = sorted(nb.glob(f"{chapter}*.ipynb")) if not chapter.endswith(".ipynb") else [nb / chapter]
+    if not isinstance(chapter, str) or not chapter or "/" in chapter or "\0" in chapter:
+        raise CourseError("chapter", f"{chapter!r} is not a chapter",
+                          ", ".join(p.name[:2] for p in sorted(nb.glob("[0-9][0-9]-*.ipynb"))))
+    matches = sorted(nb.glob(f"{glob_escape(chapter)}*.ipynb")) if not chapter.endswith(".ipynb") else [nb / chapter]
     if not matches or not matches[0].exists():
         raise CourseError("chapter", f"no chapter {chapter!r}",
                           ", ".join(p.name[:2] for p in sorted(nb.glob("[0-9][0-9]-*.ipynb"))))
+    rel = matches[0].relative_to(nb.parent).as_posix()
     cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={nb.parent}",
-           str(matches[0].relative_to(nb.parent))]
+           f"--LabApp.default_url=/lab/tree/{rel}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")           # JupyterLab refuses root without it (containers, CI)
     if no_browser:
@@ -112,88 +146,44 @@ def open_command(chapter: str = "00", no_browser: bool = False) -> list[str]:
     return cmd
 
 
+def glob_escape(text: str) -> str:
+    import glob
+    return glob.escape(text)
+
+
 def _open(args) -> int:
-    import subprocess
     cmd = open_command(args.chapter, args.no_browser)
-    print("$ " + " ".join(cmd[1:]), file=sys.stderr)
-    return subprocess.call(cmd, cwd=notebooks_dir().parent)
+    print("$ " + shlex.join(cmd), file=sys.stderr, flush=True)
+    os.chdir(notebooks_dir().parent)
+    if os.name == "posix":          # become JupyterLab: ^C and kill reach it, no orphaned server
+        os.execv(cmd[0], cmd)
+    import subprocess               # pragma: no cover - Windows
+    return subprocess.call(cmd)
 
 
 def _lab(args) -> int:
     from . import lab
-    from .scenario import load_scenario
+    from .outputs import output_dir, output_file
 
     def say(msg):
         print(f"  {msg}", file=sys.stderr, flush=True)
 
-    if args.action == "status":
-        print(lab.status())
-        left = lab.leftovers()
-        if left:
-            print(f"leftovers: {', '.join(left)} (python -m coursekit lab down)")
-        return 0 if not lab.requirements() else 1
-    if args.action == "down":
-        with contextlib.suppress(CourseError):
-            st = lab.load_state()
-            lab.stop_pids([c["pid"] for c in st.get("captures", [])], timeout=3)
-        removed = lab.down()
-        lab.clear_state()
-        print(f"removed {len(removed)} namespaces" + (f": {', '.join(removed)}" if removed else ""))
-        return 0
-    cold = {"neighbourCaches": "cold"} if args.cold else None
-    if args.action == "all":
-        sc = load_scenario(args.scenario, cold)
-        report = lab.run_all(sc, args.out, say)
-        print(report.text())
-        if args.json:
-            Path(args.json).write_text(report.to_json(), encoding="utf-8")
-        return 0 if report.ok else 1
-    if args.action == "up":
-        sc = load_scenario(args.scenario, cold)
-        lb = lab.Lab(sc, args.out, say)
-        lb.up()
-        lab.save_state(lb, args.scenario)
-        print(f"lab up: {len(lb.points)} interfaces; next: python -m coursekit lab capture")
-        return 0
-    st = lab.load_state()
-    sc = load_scenario(st["scenario"], {"neighbourCaches": "cold"} if st.get("cold") else None)
-    lb = lab.resume(st, sc, say)
-    if args.action == "capture":
-        lb.start_captures()
-        for proc, _ in lb._captures:
-            proc.stderr.close()            # tcpdump keeps running after we exit
-        lab.save_state(lb, st["scenario"])
-        lb._captures = []
-        print(f"capturing on {len(st['points'])} interfaces; next: python -m coursekit lab run")
-        return 0
-    if args.action == "run":
-        print(lb.request())
-        pids = [c["pid"] for c in st.get("captures", [])]
-        if pids:
-            lab.stop_pids(pids)
-            lab.save_state(lb, st["scenario"])      # points keep their pcap paths; no capture runs now
-            print(f"pcaps in {lb.workdir}; next: python -m coursekit lab compare")
-        return 0
-    if args.action == "compare":
-        pcaps = {(p.owner, p.iface): p.pcap for p in lb.points if p.pcap and Path(p.pcap).exists()}
-        if not pcaps:
-            raise CourseError("live lab", "no captures yet", "python -m coursekit lab capture, then run")
-        report = lab.compare(sc, pcaps)
-        print(report.text())
-        if args.json:
-            Path(args.json).write_text(report.to_json(), encoding="utf-8")
-        return 0 if report.ok else 1
-    return 2
+    # every place the lab will write is checked before anything is built
+    if args.json:
+        output_file(args.json, "--json")
+    if args.out:
+        output_dir(args.out, "--out")
+    return lab.command(args.action, args.scenario, args.out, args.json, args.cold, say)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m coursekit", description="Packet Walk course kit")
+def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
+    ap = argparse.ArgumentParser(prog=prog, description="Packet Walk course kit")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("capture", help="write the pcap tcpdump would record on an interface")
     c.add_argument("--node", required=True, help="node (xiaomi, meizu) or pod (busybox, nginx-1)")
     c.add_argument("--interface", required=True, help="enp4s0, flannel.1, docker0, veth..., eth0")
-    c.add_argument("-o", "--output", required=True, help="the pcap file to write")
+    c.add_argument("-o", "--output", required=True, help="the pcap file to write (a new or regular file)")
     c.add_argument("--scenario", default="article", help="scenario name or YAML file (default: article)")
 
     s = sub.add_parser("show", help="print what tcpdump on an interface would print")
@@ -204,11 +194,14 @@ def main(argv: list[str] | None = None) -> int:
 
     r = sub.add_parser("render", help="print a pcap as tcpdump -r would")
     r.add_argument("pcap")
-    r.add_argument("--scenario", default="article", help="names (hosts, services) and time zone from this scenario")
-    r.add_argument("--utc-offset", default=None, help="print times at this offset, e.g. +00:00")
+    r.add_argument("--scenario", default="article", help="names (hosts, services) from this scenario")
+    r.add_argument("--utc-offset", default=None,
+                   help="times at this offset (+08:00), 'local' (TZ, as tcpdump) or 'scenario'; default: "
+                        "the scenario's offset for its own captures, local time for any other pcap")
     _tcpdump_flags(r)
 
-    lb = sub.add_parser("lab", help="the live lab: the scenario on this machine's kernel (needs root)")
+    lb = sub.add_parser("lab", help="the live lab: the scenario on this machine's kernel (root, or rootless "
+                                    "where user namespaces are allowed)")
     lb.add_argument("action", choices=["up", "capture", "run", "compare", "down", "all", "status"],
                     help="up: build; capture: start tcpdump everywhere; run: send the request (and stop the "
                          "captures); compare: lab vs model; down: remove everything; all: up..down in one go")
@@ -220,24 +213,56 @@ def main(argv: list[str] | None = None) -> int:
 
     o = sub.add_parser("open", help="open the course in JupyterLab at chapter 00")
     o.add_argument("chapter", nargs="?", default="00", help="chapter number or notebook (default: 00)")
-    o.add_argument("--no-browser", action="store_true", help="print the URL instead of opening a browser")
+    o.add_argument("--no-browser", action="store_true", help="print the chapter's URL instead of opening a browser")
 
     d = sub.add_parser("data", help="rebuild everything under data/captures")
     d.add_argument("--root", default=None, help=argparse.SUPPRESS)
+    return ap, {"show": s, "render": r}
 
-    args = ap.parse_args(argv)
+
+def _parse(argv: list[str], prog: str) -> argparse.Namespace:
+    ap, intermixed = _parsers(prog)
+    if argv and argv[0] in intermixed:
+        # tcpdump's users put flags after the filter: `render x.pcap 'tcp port 80' -nn -v`
+        args = intermixed[argv[0]].parse_intermixed_args(argv[1:])
+        args.cmd = argv[0]
+        return args
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """The command line; returns the exit status (0 ok, 1 lab mismatch, 2 usage or learner error, 70 bug).
+
+    Taught in: README (command line).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    prog = prog or os.path.basename(sys.argv[0] or "coursekit")
+    if prog in ("__main__.py", "-c", ""):
+        prog = "python -m coursekit"
     try:
+        args = _parse(argv, prog)
         return _run(args)
+    except SystemExit as e:                 # argparse: usage error (2) or --help (0)
+        return e.code if isinstance(e.code, int) else 2
     except CourseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # pragma: no cover - `| head`
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:                 # `| head`: stop quietly, as tcpdump does
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except BaseException as e:  # noqa: BLE001 - the top-level guard: no traceback reaches a user
+        what = f"{type(e).__name__}: {e}"
+        print(f"internal error, please report (with the command you ran): {what[:300]}", file=sys.stderr)
+        return 70
 
 
 def _run(args) -> int:
     from .bpf import apply_filter
-    from .capture import Frame, capture, read_pcap, write_pcap
+    from .capture import capture, read_pcap, write_pcap
     from .scenario import load_scenario
     from .tcpdump import render
 
@@ -249,20 +274,23 @@ def _run(args) -> int:
         return _lab(args)
     if args.cmd == "open":
         return _open(args)
+    if args.cmd == "capture":
+        from .outputs import output_file
+        output_file(args.output, "--output")            # a bad place fails before any work
+    if args.cmd == "render":
+        _, frames = read_pcap(args.pcap)                # a bad file fails before the scenario loads
     sc = load_scenario(args.scenario)
     if args.cmd == "capture":
         frames = capture(sc, args.node, args.interface)
         write_pcap(args.output, frames)
         print(f"{args.output}: {len(frames)} packets on {args.node} {args.interface}", file=sys.stderr)
         return 0
-    style = _style(args, sc)
     if args.cmd == "show":
         frames = capture(sc, args.node, args.interface)
+        style = _style(args, sc)
     else:
-        linktype, frames = read_pcap(args.pcap)
-        if linktype != 1:
-            raise CourseError("pcap", f"{args.pcap} has link type {linktype}", "1 (EN10MB, Ethernet)")
-        frames = [Frame(f.time_us, f.data, f.orig_len) for f in frames]
-    frames = apply_filter(frames, args.filter)
-    sys.stdout.write(render(frames, style))
+        style = _style(args, sc, frames)
+    text = render(apply_filter(frames, args.filter), style)
+    sys.stdout.write(text)
+    sys.stdout.flush()
     return 0

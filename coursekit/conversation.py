@@ -23,7 +23,30 @@ The exchange, as in the article's captures (FACTS.md section 9)::
     ACK header                          ->
     ACK body + FIN                      ->
     FIN                                 ->
-                                        <-   ACK
+                                        <-   ACK (from TIME_WAIT: IP id 0)
+
+Three details follow the kernel, not a fixed script (net/ipv4/tcp_output.c,
+tcp_input.c, tcp_minisocks.c):
+
+* A write that leaves in several segments carries PSH on its last segment
+  only (``tcp_push`` marks the tail skb; ``tcp_fragment`` and GSO clear PSH on
+  every piece but the last).  With a pod MTU below 664 nginx's body is two
+  segments: ``[.]`` then ``[FP.]``.
+* The FIN puts the client in delayed-ACK ("pingpong") mode (``tcp_fin``).  The
+  ACK of the last data segment then leaves (when wget reads it, ``tcp_cleanup_rbuf``,
+  or at once, ``__tcp_ack_snd_check``) only if more than a full segment is
+  unacknowledged (``rcv_nxt - rcv_wup > rcv_mss``, the FIN counting one), i.e. if
+  that segment is at least the client's estimate of the server's MSS
+  (``tcp_measure_rcv_mss``).  Otherwise it waits for the delayed-ACK timer (40 ms
+  at least), busybox's close comes first, and its FIN carries the ACK.
+* nginx has closed its socket, so once the client's separate ACK of the FIN
+  arrives the server's socket becomes a TIME_WAIT socket (``tcp_time_wait``
+  from FIN_WAIT1, as an orphan); its ACK of the client's FIN is sent by
+  ``tcp_v4_timewait_ack`` through the per-namespace control socket
+  (``ip_send_unicast_reply``), which has no peer address, so
+  ``ip_select_ident`` gives it IP id 0, like a listener's SYN-ACK.  When the
+  client's FIN itself acknowledged the server's FIN, the full socket answers
+  (``tcp_fin`` in FIN_WAIT2) and the id continues the socket's counter.
 
 Taught in: 01-physical-nic, 04-container.
 """
@@ -36,7 +59,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["Segment", "segments", "wget_request", "nginx_response_header", "http_date",
-           "tcp_options", "served_file", "FIN", "SYN", "RST", "PSH", "ACK", "URG"]
+           "tcp_options", "served_file", "client_rcv_mss", "fit_observations", "FIN", "SYN", "RST", "PSH", "ACK", "URG"]
 
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 
@@ -63,6 +86,9 @@ class Segment:
     ts_val: int = 0
     ts_ecr: int = 0
     ip_id: int = 0
+    # "socket" (a connected socket: its IP id counter), or "listener" (SYN-ACK from a
+    # request sock) or "time-wait" (tcp_v4_timewait_ack): both carry IP id 0
+    sent_from: str = "socket"
     notes: list[str] = field(default_factory=list)
 
 
@@ -141,29 +167,42 @@ def segments(scenario) -> list[Segment]:
 
     syn = add("client", "SYN", SYN, c, 0, win=c_syn_win, mss=c_mss)
     synack = add("server", "SYN-ACK", SYN | ACK, s, c + 1, win=s_syn_win, mss=s_mss, trigger=syn)
+    segs[synack].sent_from = "listener"
     add("client", "ACK (handshake done)", ACK, c + 1, s + 1, win=c_win, trigger=synack)
     req = add("client", "HTTP request", PSH | ACK, c + 1, s + 1, request, win=c_win)
     c_next = c + 1 + len(request)
     add("server", "ACK of request", ACK, s + 1, c_next, win=s_win, trigger=req)
-    # the header in one write, the body by sendfile; nginx closes (Connection: close)
-    chunks = [b"\0" * header_len]
-    for i in range(0, len(body), s_smss):
-        chunks.append(body[i:i + s_smss])
+    # the header in one write, the body by sendfile; nginx closes (Connection: close).
+    # PSH marks the last segment of each write (tcp_push); the FIN rides the body's last.
+    writes = [[b"\0" * header_len], [body[i:i + s_smss] for i in range(0, len(body), s_smss)]]
     s_seq = s + 1
     data_idx = []
-    for k, chunk in enumerate(chunks):
-        last = k == len(chunks) - 1
-        label = "HTTP response header" if k == 0 else "HTTP response body" + (" + FIN" if last else "")
-        data_idx.append(add("server", label, PSH | ACK | (FIN if last else 0), s_seq, c_next, chunk, win=s_win))
-        s_seq += len(chunk)
+    for w, pieces in enumerate(writes):
+        for k, chunk in enumerate(pieces):
+            end_of_write = k == len(pieces) - 1
+            last = w == len(writes) - 1 and end_of_write
+            label = "HTTP response header" if w == 0 else "HTTP response body" + (" + FIN" if last else "")
+            flags = ACK | (PSH if end_of_write else 0) | (FIN if last else 0)
+            data_idx.append(add("server", label, flags, s_seq, c_next, chunk, win=s_win))
+            s_seq += len(chunk)
     s_fin_end = s_seq + 1
+    # The client ACKs each data segment at once (quick-ACK mode) until the FIN
+    # arrives; the FIN's segment is ACKed at once only if it is at least the
+    # client's receive-MSS estimate, else busybox's FIN carries the ACK.
+    rcv_mss = client_rcv_mss(c_mss - TS_OPTION_LEN, s_smss, [segs[i] for i in data_idx])
+    fin_acks_last = len(segs[data_idx[-1]].payload) < rcv_mss
     for k, i in enumerate(data_idx):
         last = k == len(data_idx) - 1
+        if last and fin_acks_last:
+            break
         end = (segs[i].seq + len(segs[i].payload) + (1 if last else 0))
         add("client", "ACK of " + ("body + FIN" if last else ("header" if k == 0 else "body")),
             ACK, c_next, end, win=c_win, trigger=i)
-    fin = add("client", "FIN", FIN | ACK, c_next, s_fin_end, win=c_win)
-    add("server", "ACK of FIN", ACK, s_fin_end, c_next + 1, win=s_win, trigger=fin)
+    fin = add("client", "FIN" + (" (ACKs the body + FIN)" if fin_acks_last else ""), FIN | ACK, c_next, s_fin_end,
+              win=c_win, trigger=data_idx[-1] if fin_acks_last else None)
+    ack = add("server", "ACK of FIN", ACK, s_fin_end, c_next + 1, win=s_win, trigger=fin)
+    if not fin_acks_last:
+        segs[ack].sent_from = "time-wait"    # the orphaned socket went FIN_WAIT2 -> TIME_WAIT on the ACK
 
     if o.windows is not None:
         if len(o.windows) != len(segs):
@@ -173,6 +212,48 @@ def segments(scenario) -> list[Segment]:
         for sg, w in zip(segs, o.windows):
             sg.window = w
     return segs
+
+
+def client_rcv_mss(advmss: int, mss_cache: int, received: list[Segment]) -> int:
+    """The client's estimate of the server's segment size when the last one arrives.
+
+    ``advmss`` is the client's own MSS less the TS option (``tcp_rcv_synsent_state_process``),
+    ``mss_cache`` what it sends.  ``tcp_initialize_rcv_mss`` starts from min(advmss, mss_cache, 536); then
+    ``tcp_measure_rcv_mss`` raises it to each segment at least that long (capped
+    at advmss).  A shorter segment counts only if it is not a remnant
+    (no PSH/FIN) and the previous one had the same size.
+    """
+    rcv_mss = max(min(advmss, mss_cache, 536), 88)
+    last_size = 0
+    for sg in received:
+        n, previous, last_size = len(sg.payload), last_size, 0
+        if n >= rcv_mss:
+            rcv_mss = min(n, advmss)
+        elif n + 20 + TS_OPTION_LEN >= 536 + 20 or (n + 20 + TS_OPTION_LEN >= 88 + 20
+                                                      and not sg.flags & (FIN | SYN | PSH | URG)):
+            last_size = n
+            if n == previous:
+                rcv_mss = n
+    return rcv_mss
+
+
+def fit_observations(scenario, changes: dict):
+    """``scenario.with_changes(changes)``; if the changes (a smaller pod MTU splitting the body,
+    say) give the conversation another number of segments, without the per-segment
+    observations (times, windows, TS lags): they were observed on another conversation,
+    and the model's defaults apply.
+
+    Taught in: every chapter's explorer.
+    """
+    from .errors import CourseError
+    try:
+        return scenario.with_changes(changes)
+    except CourseError as e:
+        o = scenario.observed
+        if e.field not in ("observed.windows", "observed.times") or (o.windows is None and o.times_us is None):
+            raise
+    return scenario.with_changes({**changes, "observed.windows": None, "observed.times": None,
+                                  "observed.tsLagTicks": {}})
 
 
 def response_date_index(segs: list[Segment]) -> int:

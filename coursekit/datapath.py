@@ -32,7 +32,7 @@ from scapy.packet import Raw
 
 from . import conversation as conv
 from .errors import CourseError, public
-from .netfilter import Conntrack, Tuple5, nat_table, traverse
+from .netfilter import Conntrack, Tuple5, fill_conntrack_entries, nat_table, traverse
 from .routing import fdb, interface_address, lookup, neighbour
 from .vxlan import VXLAN_FLAGS, flow_hash, inner_frame, node_seed, udp_flow_src_port
 
@@ -411,8 +411,8 @@ def walk(scenario) -> Walk:
             t = ct.reply
             t = Tuple5("tcp", server.ip, t.sport, t.dst, t.dport)
             hops, cum, me = rep_hops, cum_rep, server
-        if seg.flags == (conv.SYN | conv.ACK):
-            ip_id = 0                     # a SYN-ACK from a listener carries IP id 0
+        if seg.sent_from != "socket":
+            ip_id = 0                     # a listener's SYN-ACK, a TIME_WAIT ACK: no socket counter (ip_select_ident)
         else:
             ip_id = ids[seg.sender] & 0xFFFF
             ids[seg.sender] += 1
@@ -464,6 +464,7 @@ def walk(scenario) -> Walk:
         observations.extend(_arp_exchanges(sc, segs[0].send_us, cum_req))
     w = Walk(scenario=sc, segments=segs, observations=observations,
              conntrack={k: v.ct for k, v in nodes.items() if v.ct is not None}, nat_traces=nat_traces)
+    fill_conntrack_entries(w)          # the entries' states need every segment's moment
     return w
 
 

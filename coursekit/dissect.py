@@ -145,17 +145,22 @@ def _value(layer: Packet, fld, val) -> str:
 
 
 def _tcp_options(opts) -> str:
+    """scapy's parsed TCP options as tcpdump names them; malformed ones shown as parsed, never indexed blindly."""
     parts = []
-    for name, val in opts:
-        if name == "MSS":
+    for item in opts:
+        if not (isinstance(item, tuple) and len(item) == 2):
+            parts.append(repr(item))
+            continue
+        name, val = item
+        if name == "MSS" and isinstance(val, int):
             parts.append(f"mss {val}")
         elif name == "SAckOK":
             parts.append("sackOK")
-        elif name == "Timestamp":
+        elif name == "Timestamp" and isinstance(val, tuple) and len(val) == 2:
             parts.append(f"TS val {val[0]} ecr {val[1]}")
         elif name == "NOP":
             parts.append("nop")
-        elif name == "WScale":
+        elif name == "WScale" and isinstance(val, int):
             parts.append(f"wscale {val}")
         elif name == "EOL":
             parts.append("eol")
@@ -172,41 +177,29 @@ def _payload_layer(data: bytes) -> tuple[str, str]:
     return "Data", "Data"
 
 
-@public
-def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
-    """The layers of an Ethernet frame, outermost first, with every field's offset.
+MAX_VXLAN_DEPTH = 8     # VXLAN headers dissected; a frame inside more of them is shown as data
 
-    VXLAN is decoded on ``vxlan_port`` (default: the scenario's port recorded
-    with a walk's frame; for bare bytes, scapy's well-known VXLAN ports).
 
-    >>> [l.key for l in dissect(w.at("meizu", "enp4s0")[0])]        # doctest: +SKIP
-    ['outer Ethernet', 'outer IPv4', 'outer UDP', 'VXLAN', 'Ethernet', 'IPv4', 'TCP']
+def _header_len(layer: Packet) -> int:
+    """A layer's header length from the bytes scapy gave it and its payload (fallback when replay fails)."""
+    nxt = layer.payload
+    own = len(getattr(layer, "original", b"") or b"")
+    if isinstance(nxt, NoPayload) or type(nxt).__name__ == "Padding":
+        return own
+    return max(0, own - len(getattr(nxt, "original", b"") or b""))
 
-    Taught in: 01-physical-nic.
+
+def _fields(layer: Packet, off: int, data: bytes) -> tuple[list[Field], int]:
+    """Every field with its offset, found by replaying scapy's builder; the header length.
+
+    A header scapy parses but cannot rebuild (TCP options with impossible
+    lengths, say) keeps the fields replayed so far and shows the rest of its
+    bytes as one ``undecoded`` field: never an exception, never a read past
+    the bytes there are.
     """
-    from .vxlan import decode
-    port = vxlan_port_of(frame, vxlan_port)
-    data = frame_bytes(frame)
-    if len(data) < 14:
-        raise CourseError("frame", f"{len(data)} bytes is shorter than an Ethernet header", "14 bytes or more")
-    pkt = decode(data, port)
-    encapsulated = pkt.haslayer(VXLAN)
-    layers: list[Layer] = []
-    off = 0
-    inner = False
-    layer = pkt
-    while not isinstance(layer, NoPayload):
-        cls = type(layer).__name__
-        if isinstance(layer, Raw) or cls == "Padding":
-            load = bytes(layer.load)          # scapy's Padding is a Raw too
-            key, title = ("Padding", _TITLES["Padding"]) if cls == "Padding" else _payload_layer(load)
-            fields = (Field("load", off, 0, len(load) * 8, _show(load)),)
-            layers.append(Layer(key, title, off, len(load), inner, encapsulated, fields, f"{len(load)} bytes"))
-            off += len(load)
-            layer = layer.payload
-            continue
-        fields = []
-        s: bytes | tuple = b""
+    fields: list[Field] = []
+    s: bytes | tuple = b""
+    try:
         for fld in layer.fields_desc:
             if isinstance(fld, ConditionalField) and not fld._evalcond(layer):
                 continue
@@ -218,14 +211,114 @@ def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
                 continue
             fields.append(Field(fld.name, off + before // 8, before % 8, after - before, _value(layer, fld, val)))
         hlen = _bits(s) // 8
-        short = _SHORT.get(cls, cls)
-        key = ("outer " + short) if encapsulated and not inner and cls != "VXLAN" else short
-        layers.append(Layer(key, _TITLES.get(cls, layer.name), off, hlen, inner, encapsulated, tuple(fields),
-                            _summary(layer)))
-        off += hlen
-        if isinstance(layer, VXLAN):
-            inner = True
-        layer = layer.payload
+        if hlen <= _header_len(layer):
+            return fields, hlen
+    except Exception:  # noqa: BLE001 - scapy's builders raise anything on malformed values
+        pass
+    hlen = min(_header_len(layer), len(data) - off)
+    done = (fields[-1].offset + fields[-1].length - off) if fields else 0
+    fields = [f for f in fields if f.offset + f.length <= off + hlen]
+    if done < hlen:
+        fields.append(Field("undecoded", off + done, 0, (hlen - done) * 8,
+                            f"{hlen - done} bytes scapy cannot rebuild: {data[off + done:off + hlen][:24].hex()}"
+                            + (" ..." if hlen - done > 24 else "")))
+    return fields, hlen
+
+
+@public
+def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
+    """The layers of an Ethernet frame, outermost first, with every field's offset.
+
+    VXLAN is decoded on ``vxlan_port`` (default: the scenario's port recorded
+    with a walk's frame; for bare bytes, scapy's well-known VXLAN ports).
+
+    VXLAN's inner frame is dissected in a loop, not by recursion: frames nested
+    more than ``MAX_VXLAN_DEPTH`` deep show the rest as data.
+
+    >>> [l.key for l in dissect(w.at("meizu", "enp4s0")[0])]        # doctest: +SKIP
+    ['outer Ethernet', 'outer IPv4', 'outer UDP', 'VXLAN', 'Ethernet', 'IPv4', 'TCP']
+
+    Taught in: 01-physical-nic.
+    """
+    from .vxlan import inner_frame
+    port = vxlan_port_of(frame, vxlan_port)
+    data = frame_bytes(frame)
+    if len(data) < 14:
+        raise CourseError("frame", f"{len(data)} bytes is shorter than an Ethernet header", "14 bytes or more")
+    # the scenario's port decides (vxlan.inner_frame, by offsets), not scapy's table of well-known ports
+    by_port = port is not None and inner_frame(data, port) is not None
+    found: list[tuple] = []             # (key parts..., fields) before the keys are known
+    deferred: list[list[Packet]] = []   # each level's trailing padding, emitted innermost first
+    cls, start, end, depth = Ether, 0, len(data), 0
+    while True:
+        try:
+            layer = cls(data[start:end], stop_dissection_after=VXLAN)
+        except Exception:  # noqa: BLE001 - as scapy does for a payload it cannot parse: raw data
+            layer = Raw(data[start:end])
+        if by_port and depth == 0:
+            u = layer.getlayer(UDP)
+            if u is not None and not isinstance(u.payload, VXLAN):
+                payload = bytes(u.payload)
+                u.remove_payload()
+                u.add_payload(VXLAN(payload, stop_dissection_after=VXLAN))
+        off = start
+        nxt = None
+        tail: list[Packet] = []
+        while not isinstance(layer, NoPayload):
+            name = type(layer).__name__
+            if nxt is None and isinstance(layer, Raw) and isinstance(layer.underlayer, VXLAN):
+                if depth + 1 >= MAX_VXLAN_DEPTH:
+                    load = bytes(layer.load)
+                    found.append(("Data", f"Data: a frame inside more than {MAX_VXLAN_DEPTH} VXLAN headers "
+                                          "(not dissected)", off, len(load), depth + 1, False,
+                                  (Field("load", off, 0, len(load) * 8, _show(load)),), f"{len(load)} bytes"))
+                    off += len(load)
+                    nxt = False
+                else:
+                    nxt = (layer.underlayer.guess_payload_class(bytes(layer.load)), off, off + len(layer.load))
+                layer = layer.payload
+                continue
+            if nxt is not None:
+                tail.append(layer)      # the outer frame's padding, after its inner frame
+                layer = layer.payload
+                continue
+            if isinstance(layer, Raw) or name == "Padding":
+                load = bytes(layer.load)
+                key, title = ("Padding", _TITLES["Padding"]) if name == "Padding" else _payload_layer(load)
+                found.append((key, title, off, len(load), depth, False,
+                              (Field("load", off, 0, len(load) * 8, _show(load)),), f"{len(load)} bytes"))
+                off += len(load)
+                layer = layer.payload
+                continue
+            fields, hlen = _fields(layer, off, data)
+            found.append((_SHORT.get(name, name), _TITLES.get(name, layer.name), off, hlen, depth,
+                          isinstance(layer, VXLAN), tuple(fields), _summary(layer)))
+            off += hlen
+            layer = layer.payload
+        deferred.append(tail)
+        if not nxt:
+            break
+        cls, start, end = nxt
+        depth += 1
+        if not isinstance(cls, type) or not issubclass(cls, Packet):
+            cls = Raw
+    for tail in reversed(deferred):
+        for pad in tail:
+            load = bytes(getattr(pad, "load", b""))
+            off = found[-1][2] + found[-1][3] if found else 0
+            found.append(("Padding", _TITLES["Padding"], off, len(load), 0, False,
+                          (Field("load", off, 0, len(load) * 8, _show(load)),), f"{len(load)} bytes"))
+    encapsulated = any(f[5] for f in found)
+    layers = []
+    for short, title, off, length, d, is_vxlan, fields, summary in found:
+        if d == 0:
+            key = "outer " + short if encapsulated and not is_vxlan and short not in ("Padding", "Data", "HTTP") \
+                else short
+        elif d == 1 and not is_vxlan:
+            key = short
+        else:
+            key = f"{short} (level {d + 1 if is_vxlan else d})"
+        layers.append(Layer(key, title, off, length, d > 0, encapsulated, fields, summary))
     return layers
 
 
@@ -265,6 +358,8 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None, scenario=Non
     if not isinstance(title, str):
         raise CourseError("title", f"a value of type {type(title).__name__} is not text", "a string")
     data = frame_bytes(frame)
+    if layers is not None and (not isinstance(layers, (list, tuple)) or not all(isinstance(x, Layer) for x in layers)):
+        raise CourseError("layers", f"{type(layers).__name__} is not dissect()'s result", "dissect(frame), or None")
     layers = layers if layers is not None else dissect(frame)
     lines = [title or f"Frame: {len(data)} bytes"]
     for i, ly in enumerate(layers):

@@ -427,7 +427,7 @@ EXERCISES = [
              lambda sc: _inner_src(sc, sc.server.name, "eth0"), "ip",
              "Nothing on meizu rewrites the source; what left xiaomi arrives: look at the request on meizu's "
              "flannel.1.",
-             before="## The client address nginx sees"),
+             before="## Inside the nginx pod"),
     Exercise("04.nginx-sees-nomasq", "With Docker's masquerade switched off, which client IP does nginx see?",
              _under(_knobs(masquerade=False), lambda sc: _inner_src(sc, sc.server.name, "eth0")), "ip",
              "Without Docker's MASQUERADE, does any rule in `ck.nat_save(sc, 'xiaomi')` still match the "

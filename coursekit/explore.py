@@ -268,7 +268,8 @@ def apply(base, values: dict):
     if not ch:
         return base
     try:
-        return sc.with_changes(ch)
+        from .conversation import fit_observations
+        return fit_observations(sc, ch)
     except CourseError as e:
         key = next((owner[p] for p in owner if e.field == p or e.field.startswith(p + ".")
                     or p.startswith(e.field + ".")), None)

@@ -35,6 +35,8 @@ Taught in: 07-live-lab.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import itertools
 import json
 import os
@@ -50,16 +52,38 @@ from pathlib import Path
 
 from .errors import CourseError
 
-__all__ = ["PREFIX", "FREE_FIELDS", "Lab", "requirements", "status", "leftovers", "down", "compare",
+try:
+    import fcntl
+except ImportError:                 # not Linux: status() says so; nothing else runs
+    fcntl = None
+
+__all__ = ["PREFIX", "FED", "FREE_FIELDS", "Lab", "requirements", "status", "leftovers", "down", "compare",
            "Report", "host_snapshot"]
 
 PREFIX = "pwlab-"
 _counter = itertools.count(1)
 
 # Fields the kernel (or the clock) chooses freely; compared for presence, not value.
+# The inner IP id is compared: each socket's counter starts where the lab's did
+# (fed as observed.ipId) and a listener's SYN-ACK and a TIME_WAIT ACK carry 0.
+# What the comparison first feeds the model from the lab's captures (the kernel's or the
+# clock's choices on the day; :func:`observe`).  Fields that carry one of these values
+# unchanged (the SYN's port and ISN, each segment's window, the wscale options, the outer
+# UDP source port, a socket's first IP id) match by construction; everything derived from
+# them (later sequence and acknowledgement numbers, later IP ids) is a real test.
+FED = {
+    "clientPort": "the client's source port (the kernel's ephemeral choice)",
+    "clientISN": "busybox's initial sequence number (random per connection)",
+    "serverISN": "nginx's initial sequence number",
+    "wscale": "each side's window scale (follows its buffer sizes)",
+    "windows": "every segment's raw window field (each kernel's buffer accounting)",
+    "endpoint": "which replica kube-proxy's random rule picked",
+    "vxlanSourcePort": "each node's outer UDP source port (a hash with a per-boot random seed)",
+    "ipId": "each socket's first IP id (a random start per connection)",
+    "times": "when each segment crossed the server node's docker0 (the clock)",
+}
+
 FREE_FIELDS = {
-    ("IPv4", "id"): "IP id: the kernel's per-socket/per-destination counter",
-    ("IPv4", "chksum"): "follows the IP id",
     ("outer IPv4", "id"): "IP id of the outer header: a per-destination counter",
     ("outer IPv4", "chksum"): "follows the outer IP id",
     ("TCP", "chksum"): "covers the TS values (and may be left to offload on veth)",
@@ -90,8 +114,30 @@ def _child_env(**extra: str) -> dict:
 
 
 def _in_netns(ns: str, *cmd: str) -> list[str]:
-    """The command line that runs ``cmd`` inside network namespace ``ns``."""
+    """The command line that runs ``cmd`` inside network namespace ``ns``.
+
+    ``ip netns exec`` searches PATH, which for a normal user on Debian lacks
+    /usr/sbin: every program is given by its full path.
+    """
     return [_tool("ip") or "ip", "netns", "exec", ns, *cmd]
+
+
+def _sh() -> str:
+    return _tool("sh") or "/bin/sh"
+
+
+def _write_proc_sys(ns: str, values: dict[str, str]) -> dict[str, str]:
+    """Write /proc/sys keys inside namespace ``ns`` (no sysctl binary needed); {key: error} for failures.
+
+    /proc/sys/net is per network namespace: a process in ``ns`` sees that namespace's keys.
+    """
+    script = "; ".join(f'if ! echo {v} 2>/dev/null > /proc/sys/{k.replace(".", "/")}; then echo {k}; fi'
+                       for k, v in values.items())
+    r = _run(_in_netns(ns, _sh(), "-c", script), check=False)
+    failed = {line.strip(): "cannot write" for line in r.stdout.splitlines() if line.strip()}
+    if r.returncode != 0:
+        failed["ip netns exec"] = r.stderr.strip() or f"exit status {r.returncode}"
+    return failed
 
 
 def requirements() -> list[str]:
@@ -103,25 +149,107 @@ def requirements() -> list[str]:
                       ("iptables-save", "iptables"), ("tcpdump", "tcpdump")):
         if _tool(tool) is None:
             missing.append(f"{tool} (apt install {pkg})")
+    for tool, pkg in (("unshare", "util-linux"), ("nsenter", "util-linux")):
+        if os.geteuid() != 0 and _tool(tool) is None:
+            missing.append(f"{tool} (apt install {pkg})")
     if os.geteuid() != 0 and not missing:
         ok, why = rootless_possible()
         if not ok:
             missing.append("root, or unprivileged user namespaces, which this machine does not allow "
                            f"({why}); run with sudo, or on a machine that allows them")
+    if not missing:
+        missing += [f"{line} (tried in a throwaway namespace)" for line in probe()]
     return missing
 
 
-_UNSHARE = ["unshare", "--user", "--map-root-user", "--net", "--mount", "--fork"]
+def _unshare(user: bool = True) -> list[str]:
+    """A private network + mount namespace (and user namespace, mapped to root, for a normal user)."""
+    return [_tool("unshare") or "unshare", *(["--user", "--map-root-user"] if user else []), "--net", "--mount",
+            "--fork"]
+
+
+def _private_run(cmd: list[str], user: bool = True) -> list[str]:
+    """``cmd`` inside :func:`_unshare`'s namespaces, with a private /run for ``ip netns``."""
+    return _unshare(user) + [_sh(), "-c", 'mount -t tmpfs tmpfs /run && exec "$@"', "sh", *cmd]
 
 
 def rootless_possible() -> tuple[bool, str]:
     """Can this user build the lab inside its own user + network namespace (``unshare -rn``)?"""
     if _tool("unshare") is None:
         return False, "unshare (util-linux) is not installed"
-    r = _run(_UNSHARE + ["sh", "-c", "mount -t tmpfs tmpfs /run && true"], check=False, timeout=10)
+    r = _run(_private_run([_sh(), "-c", "true"]), check=False, timeout=10)
     if r.returncode != 0:
         return False, (r.stderr.strip().splitlines() or ["unshare failed"])[-1]
     return True, ""
+
+
+def _probe_script(rootless: bool) -> str:
+    """What the lab needs, as one shell script of the lab's own command lines (run by :func:`probe`).
+
+    Prints ``step: error`` for the first step that fails; nothing when all work.
+    """
+    import shlex
+    ip, ns = _tool("ip") or "ip", f"{PREFIX}probe"
+    proc = "/proc/sys/net/ipv4/ip_forward"
+    # the lab's capture opens lo (tcpdump cannot drop privileges in a user namespace:
+    # the rootless lab uses libpcap itself); tcpdump gets SIGINT after 1 s: status 0 if it could
+    capture = ([sys.executable, str(Path(__file__).with_name("lab_capture.py")), "--check", "lo"] if rootless else
+               [_tool("timeout") or "timeout", "--preserve-status", "-s", "INT", "1",
+                _tool("tcpdump") or "tcpdump", "-i", "lo", "-w", os.devnull])
+    steps = [
+        ("ip netns add", [ip, "netns", "add", ns]),
+        ("writing /proc/sys (ip_forward)", _in_netns(ns, _sh(), "-c", f"echo 1 > {proc}")),
+        ("a veth pair", [ip, "-n", ns, "link", "add", "pwa", "type", "veth", "peer", "name", "pwb"]),
+        ("a bridge", [ip, "-n", ns, "link", "add", "pwbr", "type", "bridge"]),
+        ("a VXLAN device", [ip, "-n", ns, "link", "add", "pwvx", "type", "vxlan", "id", "1", "dstport", "8472",
+                            "dev", "pwa", "nolearning"]),
+        ("bridge fdb", [_tool("bridge") or "bridge", "-n", ns, "fdb", "append", "00:00:00:00:00:00", "dev", "pwvx",
+                        "dst", "192.0.2.1", "self", "permanent"]),
+        ("iptables-restore (nat)", _in_netns(ns, _tool("iptables-restore") or "iptables-restore", "-w")),
+        ("loopback up", [ip, "-n", ns, "link", "set", "lo", "up"]),
+    ]
+    lines = []
+    for what, cmd in steps:
+        feed = " <<'EOF'\n*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\nEOF\n" if "iptables" in what else ""
+        lines.append(f"out=$({shlex.join(cmd)} 2>&1{feed}) || {{ echo {shlex.quote(what)}: $out; exit 0; }}")
+    lines.append(f"out=$({shlex.join(_in_netns(ns, *capture))} 2>&1) || {{ echo capture: $out; exit 0; }}")
+    return "\n".join(lines) + "\n"
+
+
+def _iptables_restore(ns: str, table: str) -> None:
+    r = subprocess.run(_in_netns(ns, _tool("iptables-restore") or "iptables-restore", "-w"), input=table,
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise CourseError("live lab", f"iptables-restore failed: {r.stderr.strip()}")
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(rootless: bool) -> tuple[str, ...]:
+    # a throwaway network + mount namespace with a private /run: never the host's
+    r = subprocess.run(_private_run([_sh(), "-c", _probe_script(rootless)], user=rootless), capture_output=True,
+                       text=True, timeout=60, env=_child_env())
+    lines = [line for line in r.stdout.splitlines() if line.strip()]
+    if r.returncode != 0 and not lines:
+        lines = [(r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]]
+    return tuple(lines)
+
+
+def _in_user_namespace() -> bool:
+    """Root of a user namespace of our own (the rootless lab), not the machine's root?"""
+    try:
+        return Path("/proc/self/uid_map").read_text().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _rootless() -> bool:
+    return os.geteuid() != 0 or _in_user_namespace()
+
+
+def probe() -> list[str]:
+    """Build a tiny lab in a throwaway namespace (never the host's) with the lab's own helpers:
+    what fails there (empty: everything the lab needs works here).  Cached per process."""
+    return list(_probe(_rootless()))
 
 
 def mode() -> str:
@@ -137,7 +265,8 @@ def status() -> str:
     if not missing:
         how = ("as root" if os.geteuid() == 0 else
                "rootless, inside a user + network namespace of its own (unshare)")
-        return f"live lab: ready, {how}; iproute2, iptables and tcpdump found"
+        return (f"live lab: ready, {how}; namespaces, veth, bridge, VXLAN, /proc/sys, iptables-restore and "
+                "capture tried in a throwaway namespace")
     return "live lab: not available here; missing " + "; ".join(missing)
 
 
@@ -152,10 +281,23 @@ def leftovers() -> list[str]:
 
 
 def down(prefix: str = PREFIX) -> list[str]:
-    """Kill every process in the lab's namespaces and delete them; idempotent.
+    """Kill every process in the lab's namespaces and delete them, and remove the temporary
+    folders of runs that died; idempotent.  Refuses while another process builds or runs a lab.
 
     Taught in: 07-live-lab.
     """
+    if prefix == PREFIX:
+        with _state_lock():
+            claims = _claims()
+            live = [c for c in claims if c["alive"] and c.get("pid") != os.getpid()]
+            if live:
+                raise CourseError("live lab", _busy(live[0]),
+                                  f"wait until it finishes, or stop it (kill {live[0].get('pid')}), then lab down")
+            for c in claims:
+                if not c["alive"]:
+                    _remove_run_dir(c)
+                    with contextlib.suppress(FileNotFoundError):
+                        Path(c["file"]).unlink()
     removed = []
     ip = _tool("ip") or "ip"
     for ns in sorted(n for n in _netns_list() if n.startswith(prefix)):
@@ -209,8 +351,10 @@ class Lab:
     def __init__(self, scenario, workdir: str | os.PathLike | None = None, progress=None, warm: bool | None = None):
         self.sc = scenario
         self.id = f"{PREFIX}{os.getpid():x}{next(_counter)}-"
-        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="packet-walk-lab-"))
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        # the pcaps' folder: the caller's, or a temporary one made by up() and removed by down()
+        self.workdir = Path(workdir) if workdir else None
+        self.owns_workdir = False
+        self._claim: _Claim | None = None
         self.progress = progress or (lambda msg: None)
         # warm caches unless the scenario says cold (neighbourCaches: cold), as the model does
         self.warm = warm if warm is not None else scenario.neighbour_caches == "warm"
@@ -236,16 +380,27 @@ class Lab:
         missing = requirements()
         if missing:
             raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
-        old = leftovers()
-        if old:
-            raise CourseError("live lab", f"leftovers of an earlier run: {', '.join(old)}",
-                              "run `python -m coursekit lab down` first")
+        with _state_lock():
+            refuse_if_busy()
+            self._claim = _Claim(self.workdir, False)
         try:
+            if self.workdir is None:
+                self.workdir, self.owns_workdir = Path(tempfile.mkdtemp(prefix="packet-walk-lab-")), True
+            else:
+                _make_dir(self.workdir, "--out")
+            self._claim.update(workdir=str(self.workdir), owned=self.owns_workdir)
             self._build()
         except BaseException:
             self.down()
             raise
+        self._claim.update(phase="running")
         self.built = True
+
+    def detach(self) -> None:
+        """Leave the built lab (namespaces, pcap folder) to the CLI's saved state: ``lab down`` removes it."""
+        if self._claim:
+            self._claim.release()
+            self._claim = None
 
     def _build(self) -> None:
         sc = self.sc
@@ -257,17 +412,16 @@ class Lab:
         for x in nodes + pods:
             self._ip("netns", "add", self.ns(x.name), what=f"ip netns add {self.ns(x.name)}")
             ns = self.ns(x.name)
-            # no IPv6 chatter (router solicitations, MLD) in the captures; forwarding on nodes
-            for key, val in (("net.ipv6.conf.all.disable_ipv6", "1"), ("net.ipv6.conf.default.disable_ipv6", "1")):
-                self._exec(ns, "sysctl", "-qw", f"{key}={val}", check=False)
+            # no IPv6 chatter (router solicitations, MLD) in the captures (best effort)
+            _write_proc_sys(ns, {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"})
             self._ip("link", "set", "lo", "up", ns=ns)
         for n in nodes:
-            self._exec(self.ns(n.name), "sysctl", "-qw", "net.ipv4.ip_forward=1", what="sysctl ip_forward")
+            failed = _write_proc_sys(self.ns(n.name), {"net.ipv4.ip_forward": "1"})
+            if failed:
+                raise CourseError("live lab", f"{n.name}: cannot enable IP forwarding ({failed})")
             # br_netfilter as the scenario says (per network namespace since Linux 5.3)
-            key = "/proc/sys/net/bridge/bridge-nf-call-iptables"
-            r = self._exec(self.ns(n.name), "sh", "-c", f"test -e {key} && echo {int(n.br_netfilter)} > {key}",
-                           check=False)
-            if r.returncode != 0 and n.br_netfilter:
+            failed = _write_proc_sys(self.ns(n.name), {"net.bridge.bridge-nf-call-iptables": str(int(n.br_netfilter))})
+            if failed and n.br_netfilter:
                 raise CourseError("live lab", f"{n.name} needs br_netfilter (bridgeNfCallIptables: true)",
                                   "modprobe br_netfilter, or set bridgeNfCallIptables: false in the scenario")
         a, b = nodes
@@ -326,10 +480,10 @@ class Lab:
         from .netfilter import nat_save
         for n in nodes:
             self.progress(f"{n.name}: iptables-restore the model's nat table ({len(nat_save(sc, n.name).splitlines())} lines)")
-            r = subprocess.run(_in_netns(self.ns(n.name), _tool("iptables-restore"), "-w"),
-                               input=nat_save(sc, n.name), capture_output=True, text=True)
-            if r.returncode != 0:
-                raise CourseError("live lab", f"iptables-restore on {n.name} failed: {r.stderr.strip()}")
+            try:
+                _iptables_restore(self.ns(n.name), nat_save(sc, n.name))
+            except CourseError as e:
+                raise CourseError("live lab", f"{n.name}: {e.problem}") from None
         self.points = []
         for n in nodes:
             for iface in sc.interfaces(n.name):
@@ -350,28 +504,28 @@ class Lab:
         """tcpdump on every interface of both nodes and pods, to pcaps; waits until each listens."""
         if not self.built:
             raise CourseError("live lab", "the lab is not up", "call up() first")
-        rootless = os.environ.get("PW_LAB_ROOTLESS") == "1"
+        rootless = _in_user_namespace()
         env = _child_env()
         for pt in self.points:
             pt.pcap = str(self.workdir / f"{pt.owner}-{pt.iface}.pcap")
             if rootless:
-                # In a user namespace tcpdump cannot give its savefile to the 'tcpdump' user
-                # it drops to; capture with libpcap itself, the library tcpdump uses.
-                cmd = _in_netns(pt.ns, sys.executable, "-c",
-                                "import sys, json; from coursekit.lab import _capture; _capture(json.loads(sys.argv[1]))",
-                                json.dumps({"iface": pt.iface, "path": pt.pcap}))
+                # libpcap itself: tcpdump cannot drop privileges in a user namespace
+                cmd = _in_netns(pt.ns, sys.executable, str(Path(__file__).with_name("lab_capture.py")), pt.iface,
+                                pt.pcap)
             else:
                 cmd = _in_netns(pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap,
                                 "-s", "262144", "--immediate-mode", "-U", "-nn")
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
             self._captures.append((proc, pt))
-        deadline = time.monotonic() + 15
+        import select
+        deadline = time.monotonic() + 30
         for proc, pt in self._captures:
             line = ""
             while "listening on" not in line:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise CourseError("live lab", f"tcpdump on {pt.owner} {pt.iface} did not start: "
-                                      f"{line.strip() or proc.stderr.read().strip()}")
+                ready = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))[0]
+                if not ready or proc.poll() is not None:
+                    raise CourseError("live lab", f"the capture on {pt.owner} {pt.iface} did not start: "
+                                      f"{line.strip() or ('no answer in 30 s' if not ready else proc.stderr.read().strip())}")
                 line = proc.stderr.readline()
         self.progress(f"capturing on {len(self._captures)} interfaces")
 
@@ -389,7 +543,8 @@ class Lab:
             proc.stderr.close()
         done = [pt for _, pt in self._captures]
         self._captures = []
-        self.progress(f"captures written to {self.workdir}")
+        self.progress(f"captures written to {self.workdir}"
+                      + (" (a temporary folder: removed when the lab goes down)" if self.owns_workdir else ""))
         return done
 
     # -- the request -------------------------------------------------------------------
@@ -420,14 +575,15 @@ class Lab:
                                          "_fetch(json.loads(sys.argv[1]))", args),
                                capture_output=True, text=True, env=env, timeout=timeout)
         finally:
-            # the replica that served exits on its own; idle ones would wait for their accept()
-            # timeout while the captures run on (and cold caches start re-probing): stop them
+            # The answer is complete (the serving replica has closed its socket; the kernel
+            # finishes the close on its own); idle replicas would wait for their accept()
+            # timeout while the captures run on.  Stop them at once: 5 s after a forwarded
+            # packet used a neighbour entry learned from an ARP request, the kernel probes
+            # it again (STALE -> DELAY -> PROBE), which the model does not follow.
             for proc in servers:
-                try:
-                    proc.communicate(timeout=2)
-                except subprocess.TimeoutExpired:
+                if proc.poll() is None:
                     proc.kill()
-                    proc.communicate()
+                proc.communicate()
         if r.returncode != 0:
             raise CourseError("live lab", f"the request from {sc.client.name} failed: {r.stderr.strip()}")
         self.request_log = r.stdout.strip()
@@ -436,6 +592,10 @@ class Lab:
 
     # -- compare -----------------------------------------------------------------------
     def compare(self) -> "Report":
+        if not any(pt.pcap for pt in self.points):
+            raise CourseError("live lab", "nothing was captured", "start_captures(), request(), stop_captures() first")
+        if not self.request_log:
+            raise CourseError("live lab", "the request has not been sent yet", "request() first")
         return compare(self.sc, {(pt.owner, pt.iface): pt.pcap for pt in self.points if pt.pcap})
 
     # -- tear down -----------------------------------------------------------------------
@@ -448,7 +608,14 @@ class Lab:
                 proc.stderr.close()
         self._captures = []
         self.built = False
-        return down(self.id)
+        removed = down(self.id)
+        if self.owns_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.owns_workdir = False
+        if self._claim:
+            self._claim.release()
+            self._claim = None
+        return removed
 
     def __enter__(self) -> "Lab":
         self._old = {}
@@ -467,33 +634,168 @@ class Lab:
             signal.signal(sig, old)
 
 
-# -- state between CLI invocations (python -m coursekit lab up|capture|run|compare|down) --------
+# -- who is using the lab: claims, and the state kept between CLI invocations -------------
+#
+# Every Lab that is building or running holds a claim: a file in state_dir()/runs,
+# flock()ed while its process lives (the kernel drops the lock when the process
+# dies, even by SIGKILL).  A live claim is another lab at work; a dead one is a
+# crashed run whose temporary folder ``down`` removes.  ``lab up`` hands its lab
+# over to state.json, which ``lab down`` clears.
 
 def state_dir() -> Path:
-    for base in ("/run", tempfile.gettempdir()):
-        d = Path(base) / "packet-walk-lab"
+    """This user's lab state: /run/packet-walk-lab for root, else $XDG_RUNTIME_DIR or /tmp (mode 0700)."""
+    uid = os.geteuid()
+    places = [Path("/run/packet-walk-lab")] if uid == 0 else []
+    if uid != 0 and os.environ.get("XDG_RUNTIME_DIR"):
+        places.append(Path(os.environ["XDG_RUNTIME_DIR"]) / "packet-walk-lab")
+    places.append(Path(tempfile.gettempdir()) / f"packet-walk-state.{uid}")
+    for d in places:
         with contextlib.suppress(OSError):
-            d.mkdir(parents=True, exist_ok=True)
-            if os.access(d, os.W_OK):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = d.lstat()
+            # never follow or share another user's folder
+            if os.path.isdir(d) and not d.is_symlink() and st.st_uid == uid and not st.st_mode & 0o022:
                 return d
-    raise CourseError("live lab", "no writable directory for the lab's state")
+    raise CourseError("live lab", "no private writable directory for the lab's state",
+                      f"one of {', '.join(map(str, places))}, owned by this user, not writable by others")
 
 
-def save_state(lab: "Lab", scenario_ref: str) -> Path:
-    st = {"id": lab.id, "scenario": scenario_ref, "workdir": str(lab.workdir), "warm": lab.warm,
-          "cold": lab.sc.neighbour_caches == "cold",
-          "points": [asdict(p) for p in lab.points],
-          "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures]}
+@contextlib.contextmanager
+def _state_lock():
+    """Serialise 'is anyone busy? then claim' between processes."""
+    fd = os.open(state_dir() / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+class _Claim:
+    """This process's claim on a lab: a locked file holding its pid, phase and pcap folder."""
+
+    def __init__(self, workdir, owned: bool):
+        d = state_dir() / "runs"
+        d.mkdir(mode=0o700, exist_ok=True)
+        self.path = d / f"{os.getpid()}-{next(_counter)}.json"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.record = {"pid": os.getpid(), "phase": "building", "workdir": str(workdir) if workdir else None,
+                       "owned": owned}
+        self.update()
+
+    def update(self, **changes) -> None:
+        self.record.update(changes)
+        data = json.dumps(self.record).encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, data, 0)
+
+    def release(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _claims() -> list[dict]:
+    """Every claim's record, with ``alive`` (its process still holds the lock) and ``file``."""
+    out = []
+    d = state_dir() / "runs"
+    for f in sorted(d.glob("*.json")) if d.is_dir() else []:
+        try:
+            fd = os.open(f, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                alive = False
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                alive = True
+            try:
+                rec = json.loads(os.read(fd, 65536) or b"{}")
+            except ValueError:
+                rec = {}
+        finally:
+            os.close(fd)
+        out.append(dict(rec if isinstance(rec, dict) else {}, alive=alive, file=str(f)))
+    return out
+
+
+def _busy(claim: dict) -> str:
+    what = "being built" if claim.get("phase") == "building" else "running"
+    return f"another lab is {what} (pid {claim.get('pid')})"
+
+
+def _remove_run_dir(rec: dict) -> None:
+    """A run's temporary pcap folder, if the run made it (never a folder the user named)."""
+    wd = rec.get("workdir")
+    if rec.get("owned") and wd and Path(wd).name.startswith("packet-walk-lab-"):
+        shutil.rmtree(wd, ignore_errors=True)
+
+
+def _make_dir(path: Path, what: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "not writable")
+    except OSError as e:
+        raise CourseError(what, f"{path}: cannot make a folder there ({e.strerror or e})",
+                          "a folder you can write to (it is created if missing)") from None
+
+
+def refuse_if_busy() -> None:
+    """One clear error if a lab is at work or up here: another process's, the CLI's, or leftovers."""
+    live = [c for c in _claims() if c["alive"]]
+    if live:
+        raise CourseError("live lab", _busy(live[0]),
+                          f"wait until it finishes, or stop it (kill {live[0].get('pid')}), then lab down")
+    st = _read_state()
+    if st is not None:
+        raise CourseError("live lab", f"a lab is up (lab up, scenario {st.get('scenario')})",
+                          "python -m coursekit lab capture/run/compare, or lab down first")
+    old = leftovers()
+    if old:
+        raise CourseError("live lab", f"leftovers of an earlier run: {', '.join(old)}",
+                          "run `python -m coursekit lab down` first")
+
+
+def save_state(st: dict) -> Path:
     p = state_dir() / "state.json"
-    p.write_text(json.dumps(st, indent=2), encoding="utf-8")
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(st, indent=2), encoding="utf-8")
+    tmp.replace(p)
     return p
 
 
-def load_state() -> dict:
+def lab_state(lab: "Lab", scenario_ref: str, **extra) -> dict:
+    return {"id": lab.id, "scenario": scenario_ref, "workdir": str(lab.workdir), "owned": lab.owns_workdir,
+            "warm": lab.warm, "cold": lab.sc.neighbour_caches == "cold",
+            "points": [asdict(p) for p in lab.points],
+            "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures], **extra}
+
+
+def _read_state() -> dict | None:
     p = state_dir() / "state.json"
-    if not p.exists():
+    try:
+        st = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"scenario": "?", "broken": True}
+    return st if isinstance(st, dict) else {"scenario": "?", "broken": True}
+
+
+def load_state() -> dict:
+    st = _read_state()
+    if st is None:
         raise CourseError("live lab", "no lab is up", "python -m coursekit lab up")
-    return json.loads(p.read_text(encoding="utf-8"))
+    if st.get("broken"):
+        raise CourseError("live lab", f"the saved lab state ({state_dir() / 'state.json'}) is unreadable",
+                          "python -m coursekit lab down")
+    return st
 
 
 def clear_state() -> None:
@@ -506,6 +808,7 @@ def resume(st: dict, scenario, progress=None) -> "Lab":
     lab = Lab(scenario, st["workdir"], progress, st.get("warm", True))
     lab.id = st["id"]
     lab.points = [Point(**p) for p in st["points"]]
+    lab.request_log = st.get("request", "")
     lab.built = all(ns in _netns_list() for ns in {p.ns for p in lab.points})
     if not lab.built:
         raise CourseError("live lab", "the lab's namespaces are gone", "python -m coursekit lab down, then up")
@@ -557,56 +860,14 @@ def _serve(cfg: dict) -> None:
             break
         data += chunk
     c.sendall(nginx_response_header(int(time.time()), len(body), sc.observed.nginx_mtime))
-    # nginx's sendfile then close: the FIN rides on the body's segment.  Cork, write, shut
-    # down, uncork: the kernel appends the FIN to the still-queued body.
+    # nginx's sendfile then close: the FIN rides on the body's last segment.  Cork, write,
+    # close: tcp_send_fin appends the FIN to the still-queued body and pushes it.
+    # Then close(), as nginx does with Connection: close: the socket is orphaned, so the
+    # client's ACK of the FIN turns it into a TIME_WAIT socket (whose ACK carries IP id 0).
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
     c.sendall(body)
-    c.shutdown(socket.SHUT_WR)
-    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
-    c.settimeout(10)
-    while c.recv(4096):
-        pass
     c.close()
     s.close()
-
-
-def _capture(cfg: dict) -> None:
-    """libpcap capture to a pcap (rootless mode): immediate mode, flushed per packet, stops on SIGINT."""
-    import ctypes as ct
-    import libpcap as pcap
-    err = ct.create_string_buffer(pcap.PCAP_ERRBUF_SIZE)
-    h = pcap.create(cfg["iface"].encode(), err)
-    if not h:
-        print(f"pcap_create: {err.value.decode()}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    pcap.set_snaplen(h, 262144)
-    pcap.set_immediate_mode(h, 1)
-    pcap.set_timeout(h, 50)
-    if pcap.activate(h) < 0:
-        print(f"pcap_activate: {pcap.geterr(h).decode()}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    d = pcap.dump_open(h, cfg["path"].encode())
-    if not d:
-        print(f"pcap_dump_open: {pcap.geterr(h).decode()}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    stop = []
-    signal.signal(signal.SIGINT, lambda *a: stop.append(1))
-    signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
-    user = ct.cast(d, ct.POINTER(ct.c_ubyte))
-    cb = pcap.pcap_handler(lambda _u, hdr, data: pcap.dump(user, hdr, data))
-    # non-blocking dispatch after select(): a blocked pcap_dispatch would never
-    # return to Python to see the SIGINT
-    pcap.setnonblock(h, 1, err)
-    fd = pcap.get_selectable_fd(h)
-    print(f"listening on {cfg['iface']} (libpcap)", file=sys.stderr, flush=True)
-    import select
-    while not stop:
-        select.select([fd], [], [], 0.05)
-        pcap.dispatch(h, -1, cb, None)
-        pcap.dump_flush(d)
-    pcap.dispatch(h, -1, cb, None)
-    pcap.dump_close(d)
-    pcap.close(h)
 
 
 def _fetch(cfg: dict) -> None:
@@ -623,9 +884,8 @@ def _fetch(cfg: dict) -> None:
         if not chunk:
             break
         got += chunk
-    # busybox closes at once; waiting lets the kernel's ACK of nginx's FIN leave on its own
-    # (a quick close may fold it into our FIN), so the segment sequence is the same every run.
-    time.sleep(0.2)
+    # busybox closes at once.  The kernel ACKs nginx's last segment + FIN at once only if
+    # that segment is a full one (see coursekit.conversation); else this FIN carries the ACK.
     s.close()
     head, _, body = got.partition(b"\r\n\r\n")
     status = head.split(b"\r\n", 1)[0].decode()
@@ -664,9 +924,12 @@ class Report:
         return all(r.ok for r in self.interfaces)
 
     def text(self) -> str:
-        lines = [f"live lab vs model, scenario {self.scenario}: " + ("every modelled field matches" if self.ok
-                                                                    else "DIFFERENCES"),
-                 "fed to the model from the lab (the kernel's free choices): "
+        fields = sum(r.fields for r in self.interfaces)
+        free = sum(r.free for r in self.interfaces)
+        lines = [f"live lab vs model, scenario {self.scenario}: "
+                 + (f"{fields - free} fields compared by value, all equal; {free} free fields present in both"
+                    if self.ok else "DIFFERENCES"),
+                 "fed to the model from the lab first (the kernel's free choices): "
                  + ", ".join(f"{k}={v}" for k, v in self.fed.items() if k != "times"), ""]
         head = f"{'node':<9} {'interface':<12} {'frames lab/model':>16} {'fields':>7} {'match':>7} {'free':>6} {'differ':>6}  other"
         lines.append(head)
@@ -767,15 +1030,18 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
     anchor = (probe.server.node, "docker0")
     times: dict[int, int] = {}
     windows: dict[int, int] = {}
+    ids: dict[int, int] = {}
     unknown = []
     for f in _tcp_frames(captured[anchor], sc)[0]:
-        tcp = _inner(f.data)[TCP]
+        inner = _inner(f.data)
+        tcp = inner[TCP]
         sig = _signature(tcp, isn_c, isn_s, cport)
         if sig not in sig_index:
             unknown.append(sig)
             continue
         times.setdefault(sig_index[sig], f.time_us)
         windows.setdefault(sig_index[sig], tcp.window)
+        ids.setdefault(sig_index[sig], inner[IP].id)
     if unknown or len(times) != len(segs):
         raise CourseError("live lab", f"the kernel's conversation does not have the model's shape: "
                           f"{len(times)} of {len(segs)} segments identified on {anchor[0]} {anchor[1]}"
@@ -789,18 +1055,25 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
                 sports[node] = p[UDP].sport
                 break
     iso = [_iso(times[i]) for i in range(len(segs))]
+    # each connected socket's first IP id (its counter: random at connect/accept); the
+    # model counts on from there, and gives 0 where no socket counter is used
+    first_id = {who: ids[next(s.index for s in segs if s.sender == who and s.sent_from == "socket")]
+                for who in ("client", "server")}
     over = {"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
             "observed.wscale": {"client": ws[0], "server": ws[1]},
             "observed.windows": [windows[i] for i in range(len(segs))], "observed.endpoint": endpoint,
             "observed.times": iso, "observed.anchor": {"node": anchor[0], "interface": anchor[1]},
-            "observed.tsLagTicks": {}, "observed.vxlanSourcePort": sports, "utcOffset": "+00:00",
+            "observed.tsLagTicks": {}, "observed.vxlanSourcePort": sports, "observed.ipId": dict(sc.observed.ip_id, **first_id),
+            "utcOffset": "+00:00",
             # hop latencies are free (and jitter on a real kernel): zero keeps every
             # observed time causal, and each sender's order is what is compared
             "timing": {k: 0 for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
                                       "processUs")}}
-    fed = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s, "wscale": list(ws),
-           "windows": [windows[i] for i in range(len(segs))], "endpoint": str(eps[endpoint].ip),
-           "vxlanSourcePort": sports, "times": f"{len(iso)} segment times at {anchor[0]} {anchor[1]}"}
+    values = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s, "wscale": list(ws),
+              "windows": [windows[i] for i in range(len(segs))], "endpoint": str(eps[endpoint].ip),
+              "vxlanSourcePort": sports, "ipId": first_id,
+              "times": f"{len(iso)} segment times at {anchor[0]} {anchor[1]}"}
+    fed = {k: values[k] for k in FED}             # the report names exactly what FED documents
     return over, fed
 
 
@@ -933,6 +1206,7 @@ def run_all(sc, workdir=None, progress=None, warm: bool | None = None) -> Report
 
     As root the namespaces hang off the host; as a normal user the same lab runs
     inside a user + network namespace of its own (``unshare``), where the kernel allows it.
+    Without ``workdir`` the pcaps go to a temporary folder that is removed afterwards.
     """
     missing = requirements()
     if missing:
@@ -950,31 +1224,257 @@ def run_all(sc, workdir=None, progress=None, warm: bool | None = None) -> Report
 
 
 def _run_rootless(sc, workdir, progress, warm) -> Report:
-    workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="packet-walk-lab-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    code = ("import json, sys\n"
-            "from coursekit import lab\n"
-            "from coursekit.scenario import scenario_from_dict\n"
-            "cfg = json.loads(sys.argv[1])\n"
-            "sc = scenario_from_dict(cfg['raw'], cfg['source'])\n"
-            "with lab.Lab(sc, cfg['workdir'], lambda m: print(m, flush=True), cfg['warm']) as lb:\n"
-            "    lb.up(); lb.start_captures(); lb.request(); lb.stop_captures()\n"
-            "    print('POINTS ' + json.dumps([[p.owner, p.iface, p.pcap] for p in lb.points]), flush=True)\n")
-    args = json.dumps({"raw": sc.raw, "source": sc.source, "workdir": str(workdir), "warm": warm})
-    env = _child_env(PW_LAB_ROOTLESS="1")
-    proc = subprocess.Popen(_UNSHARE + ["sh", "-c", 'mount -t tmpfs tmpfs /run && exec "$0" -c "$1" "$2"',
-                                        sys.executable, code, args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    points = None
-    for line in proc.stdout:
-        if line.startswith("POINTS "):
-            points = json.loads(line[7:])
-        elif progress:
-            progress(line.rstrip())
-    err = proc.stderr.read()
-    proc.wait()
-    proc.stdout.close()
-    proc.stderr.close()
-    if proc.returncode != 0 or points is None:
-        raise CourseError("live lab", f"the rootless lab failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
-    return compare(sc, {(o, i): p for o, i, p in points})
+    with _state_lock():
+        refuse_if_busy()
+        claim = _Claim(workdir, False)
+    owned = workdir is None
+    try:
+        workdir = Path(tempfile.mkdtemp(prefix="packet-walk-lab-")) if owned else Path(workdir)
+        claim.update(workdir=str(workdir), owned=owned, phase="running")
+        if not owned:
+            _make_dir(workdir, "--out")
+        code = ("import json, sys\n"
+                "from coursekit import lab\n"
+                "from coursekit.scenario import scenario_from_dict\n"
+                "cfg = json.loads(sys.argv[1])\n"
+                "sc = scenario_from_dict(cfg['raw'], cfg['source'])\n"
+                "with lab.Lab(sc, cfg['workdir'], lambda m: print(m, flush=True), cfg['warm']) as lb:\n"
+                "    lb.up(); lb.start_captures(); lb.request(); lb.stop_captures()\n"
+                "    print('POINTS ' + json.dumps([[p.owner, p.iface, p.pcap] for p in lb.points]), flush=True)\n")
+        args = json.dumps({"raw": sc.raw, "source": sc.source, "workdir": str(workdir), "warm": warm})
+        proc = subprocess.Popen(_private_run([sys.executable, "-c", code, args]), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=_child_env(PW_LAB_ROOTLESS="1"))
+        points = None
+        with proc:
+            for line in proc.stdout:
+                if line.startswith("POINTS "):
+                    points = json.loads(line[7:])
+                elif progress:
+                    progress(line.rstrip())
+            err = proc.stderr.read()
+        if proc.returncode != 0 or points is None:
+            last = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
+            raise CourseError("live lab", f"the rootless lab failed: {last.removeprefix('coursekit.errors.CourseError: ')}")
+        return compare(sc, {(o, i): p for o, i, p in points})
+    finally:
+        if owned:
+            shutil.rmtree(workdir, ignore_errors=True)
+        claim.release()
+
+
+# -- the rootless lab step by step: a holder process keeps the user namespace alive -------
+#
+# ``lab up`` as a normal user starts a holder (``setsid -f unshare --user --net --mount``,
+# a private /run) and builds the lab inside it with the root code path; every later
+# step re-runs the same command inside with ``nsenter``; ``lab down`` removes the
+# namespaces inside, then ends every process of that user namespace (the namespaces
+# die with the last one).  The holder's pid is in the state file.
+
+def _hold() -> None:
+    """The holder: say who we are, then wait (the namespaces live as long as we do)."""
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    print(f"holding {os.getpid()}", flush=True)
+    os.close(1)
+    while True:
+        signal.pause()
+
+
+def _start_holder() -> int:
+    setsid = _tool("setsid") or "setsid"
+    cmd = [setsid, "-f", *_private_run([sys.executable, "-c", "from coursekit.lab import _hold; _hold()"])]
+    with subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=_child_env(PW_LAB_ROOTLESS="1")) as proc:
+        line = proc.stdout.readline()
+        err = proc.stderr.read() if not line else ""
+    if not line.startswith("holding "):
+        raise CourseError("live lab", f"could not start the rootless lab's namespace: {err.strip() or 'no answer'}")
+    return int(line.split()[1])
+
+
+def _user_ns(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/user")
+    except OSError:
+        return None
+
+
+def _holder_alive(st: dict) -> bool:
+    pid, ns = st.get("holder"), st.get("userns")
+    return bool(pid) and _user_ns(pid) == ns and ns != _user_ns(os.getpid())
+
+
+def _enter(pid: int, argv: list[str]) -> int:
+    """Run ``python -m coursekit`` with ``argv`` inside the holder's namespaces; its exit status."""
+    cmd = [_tool("nsenter") or "nsenter", "-t", str(pid), "-U", "-m", "-n", "--preserve-credentials",
+           sys.executable, "-m", "coursekit", *argv]
+    return subprocess.call(cmd, env=_child_env(PW_LAB_ROOTLESS="1", PW_LAB_INSIDE="1"), cwd="/")
+
+
+def _end_user_ns(st: dict) -> None:
+    """SIGKILL every process in the holder's user namespace (all of them are this user's lab)."""
+    ns = st.get("userns")
+    if not ns or ns == _user_ns(os.getpid()):
+        return
+    for _ in range(50):
+        pids = [int(d) for d in os.listdir("/proc") if d.isdigit() and _user_ns(int(d)) == ns]
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+# -- the CLI: python -m coursekit lab up|capture|run|compare|down|all|status ----------------
+
+def command(action: str, scenario: str = "article", out: str | None = None, json_path: str | None = None,
+            cold: bool = False, say=None) -> int:
+    """One ``lab`` command; returns the exit status.  As a normal user the steps run in a holder's namespaces."""
+    from .scenario import load_scenario
+    say = say or (lambda msg: None)
+    overrides = {"neighbourCaches": "cold"} if cold else None
+
+    def write_json(report):
+        if json_path:                  # never onto a device, a folder or /proc (coursekit.outputs)
+            from .outputs import write_file
+            write_file(json_path, report.to_json(), "--json")
+
+    if json_path:                      # before a run, not after it
+        jp = Path(json_path)
+        if jp.is_dir() or not jp.parent.is_dir() or not os.access(jp.parent, os.W_OK) or \
+                (jp.exists() and not jp.is_file()):
+            raise CourseError("--json", f"{json_path}: cannot write a report there",
+                              "a file path in a folder you can write to")
+    if action == "status":
+        print(status())
+        left = leftovers()
+        if left:
+            print(f"leftovers: {', '.join(left)} (python -m coursekit lab down)")
+        live = [c for c in _claims() if c["alive"]] if sys.platform == "linux" else []
+        if live:
+            print(_busy(live[0]))
+        return 0 if not requirements() else 1
+    if action == "all":
+        report = run_all(load_scenario(scenario, overrides), out, say)
+        print(report.text())
+        write_json(report)
+        return 0 if report.ok else 1
+    if os.geteuid() != 0 and os.environ.get("PW_LAB_INSIDE") != "1":
+        return _rootless_command(action, scenario, out, json_path, cold)
+    if action == "down":
+        st = _read_state() or {}
+        if st.get("captures"):
+            stop_pids([c["pid"] for c in st["captures"]], timeout=3)
+        removed = down()
+        _remove_run_dir(st)
+        clear_state()
+        print(f"removed {len(removed)} namespaces" + (f": {', '.join(removed)}" if removed else ""))
+        return 0
+    if action == "up":
+        missing = requirements()
+        if missing:
+            raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
+        sc = load_scenario(scenario, overrides)
+        lb = Lab(sc, out, say)
+        try:
+            lb.up()
+            save_state(lab_state(lb, scenario))
+        except BaseException:
+            lb.down()
+            raise
+        lb.detach()
+        print(f"lab up: {len(lb.points)} interfaces; next: python -m coursekit lab capture")
+        return 0
+    st = load_state()
+    sc = load_scenario(st["scenario"], {"neighbourCaches": "cold"} if st.get("cold") else None)
+    lb = resume(st, sc, say)
+    lb.owns_workdir = st.get("owned", False)
+    if action == "capture":
+        if st.get("captures"):
+            raise CourseError("live lab", "the captures are already running", "python -m coursekit lab run")
+        lb.start_captures()
+        for proc, _ in lb._captures:
+            proc.stderr.close()            # tcpdump keeps running after we exit
+        save_state(lab_state(lb, st["scenario"], request=""))
+        lb._captures = []
+        print(f"capturing on {len(st['points'])} interfaces; next: python -m coursekit lab run")
+        return 0
+    if action == "run":
+        log = lb.request()
+        print(log)
+        pids = [c["pid"] for c in st.get("captures", [])]
+        if pids:
+            stop_pids(pids)
+        # points keep their pcap paths; no capture runs now
+        save_state(lab_state(lb, st["scenario"], request=log if pids else ""))
+        print(f"pcaps in {lb.workdir}; next: python -m coursekit lab compare" if pids else
+              "nothing was capturing; next: python -m coursekit lab capture, then run")
+        return 0
+    if action == "compare":
+        pcaps = {(p.owner, p.iface): p.pcap for p in lb.points if p.pcap and Path(p.pcap).exists()}
+        if not pcaps:
+            raise CourseError("live lab", "no captures yet", "python -m coursekit lab capture, then run")
+        if not st.get("request"):
+            raise CourseError("live lab", "the request has not been sent yet", "python -m coursekit lab run first")
+        report = compare(sc, pcaps)
+        print(report.text())
+        write_json(report)
+        return 0 if report.ok else 1
+    raise CourseError("lab action", f"unknown action {action!r}", "up, capture, run, compare, down, all, status")
+
+
+def _rootless_command(action: str, scenario: str, out, json_path, cold: bool) -> int:
+    """A normal user's step: build, enter or end the holder's namespaces."""
+    argv = ["lab", action]
+    if json_path:
+        argv += ["--json", os.path.abspath(json_path)]
+    st = _read_state()
+    if action == "down":
+        removed_ns = 0
+        if st and _holder_alive(st):
+            removed_ns = _enter(st["holder"], ["lab", "down"]) == 0
+        if st:
+            _end_user_ns(st)
+            _remove_run_dir(st)
+        down()                                   # dead runs' temporary folders
+        clear_state()
+        if not removed_ns:
+            print("removed 0 namespaces")
+        return 0
+    if action == "up":
+        missing = requirements()
+        if missing:
+            raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
+        with _state_lock():
+            refuse_if_busy()
+            claim = _Claim(out, False)
+        workdir, owned = (Path(out), False) if out else (Path(tempfile.mkdtemp(prefix="packet-walk-lab-")), True)
+        st = {"scenario": os.path.abspath(scenario) if os.path.isfile(scenario) else scenario,
+              "workdir": str(workdir), "owned": owned}
+        try:
+            claim.update(workdir=str(workdir), owned=owned)
+            if not owned:
+                _make_dir(workdir, "--out")
+            st["holder"] = _start_holder()
+            st["userns"] = _user_ns(st["holder"])
+            claim.update(holder=st["holder"])
+            rc = _enter(st["holder"], ["lab", "up", "--scenario", st["scenario"], "--out", str(workdir)]
+                        + (["--cold"] if cold else []))
+            if rc != 0:
+                raise SystemExit(rc)
+            save_state(st)
+        except BaseException as e:
+            _end_user_ns(st)
+            _remove_run_dir(st)
+            if isinstance(e, SystemExit):
+                return int(e.code or 2)
+            raise
+        finally:
+            claim.release()
+        return 0
+    if st is None or "holder" not in st:
+        raise CourseError("live lab", "no lab is up", "python -m coursekit lab up")
+    if not _holder_alive(st):
+        raise CourseError("live lab", f"the rootless lab's namespaces are gone (holder pid {st['holder']} exited)",
+                          "python -m coursekit lab down, then up")
+    return _enter(st["holder"], argv)

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field, replace
 
 from .errors import public
 
-__all__ = ["Rule", "Tuple5", "Verdict", "Conntrack", "nat_table", "traverse",
-           "iptables_save", "masquerade_source"]
+__all__ = ["Rule", "Tuple5", "Verdict", "Conntrack", "nat_table", "traverse", "conntrack_entry", "conntrack_history",
+           "tcp_track", "tcp_transition", "fill_conntrack_entries", "CONNTRACK_PENDING", "KERNEL_TCP_TIMEOUTS",
+           "KUBE_PROXY_TCP_TIMEOUTS", "iptables_save", "masquerade_source", "explain_rule", "nat_explained"]
 
 
 @dataclass(frozen=True)
@@ -172,17 +173,30 @@ class Conntrack:
         return replace(t, dst=self.orig.src, dport=self.orig.sport) if pre else \
             replace(t, src=self.orig.dst, sport=self.orig.dport)
 
-    def conntrack_l(self, state: str = "ESTABLISHED", timeout: int = 431999) -> str:
-        """The entry as ``conntrack -L`` prints it."""
+    def conntrack_l(self, state: str | None = None, timeout: int | None = None, *,
+                    unreplied: bool | None = None, assured: bool | None = None, mark: int = 0, use: int = 1) -> str:
+        """The entry as ``conntrack -L`` (conntrack-tools 1.4) prints it.
+
+        ``[UNREPLIED]`` sits between the tuples until a reply-direction packet
+        has been seen; ``[ASSURED]`` follows them once the kernel set the bit.
+        :func:`conntrack_entry` works all of these out from the conversation.
+        Called without them (as a walk does while the conversation is still
+        being built), it returns :data:`CONNTRACK_PENDING`, which
+        :func:`fill_conntrack_entries` replaces once every moment is known.
+        """
+        if state is None or timeout is None or unreplied is None or assured is None:
+            return CONNTRACK_PENDING
         o, r = self.orig, self.reply
-        # Before the first reply the entry is [UNREPLIED] (printed between the
-        # tuples); once the handshake completes it is [ASSURED] (after them).
-        unreplied = state == "SYN_SENT"
         return (f"{o.proto:<8} {6 if o.proto == 'tcp' else 17} {timeout} {state} "
                 f"src={o.src} dst={o.dst} sport={o.sport} dport={o.dport} "
                 + ("[UNREPLIED] " if unreplied else "")
                 + f"src={r.src} dst={r.dst} sport={r.sport} dport={r.dport} "
-                + ("" if unreplied else "[ASSURED] ") + "mark=0 use=1")
+                + ("[ASSURED] " if assured else "") + f"mark={mark} use={use}")
+
+
+#: A conntrack decision's entry before the walk is complete (the state depends on
+#: the order in which the node sees every segment); see fill_conntrack_entries.
+CONNTRACK_PENDING = "(conntrack entry)"
 
 
 def masquerade_source(out_if_addr: ipaddress.IPv4Address, t: Tuple5) -> Tuple5:
@@ -305,6 +319,322 @@ def nat_save(scenario, node: str) -> str:
     return iptables_save(rules, chains)
 
 
+# --- TCP connection tracking: the kernel's state machine ----------------------
+#
+# net/netfilter/nf_conntrack_proto_tcp.c (the same table from Linux 3.10 to 6.x):
+# tcp_conntrack_names[], tcp_timeouts[] and tcp_conntracks[dir][index][state].
+
+TCP_STATES = ("NONE", "SYN_SENT", "SYN_RECV", "ESTABLISHED", "FIN_WAIT", "CLOSE_WAIT",
+              "LAST_ACK", "TIME_WAIT", "CLOSE", "SYN_SENT2")
+
+#: tcp_timeouts[] in seconds: the kernel's defaults (sysctl net.netfilter.nf_conntrack_tcp_timeout_*)
+KERNEL_TCP_TIMEOUTS = {"SYN_SENT": 120, "SYN_RECV": 60, "ESTABLISHED": 5 * 24 * 3600, "FIN_WAIT": 120,
+                       "CLOSE_WAIT": 60, "LAST_ACK": 30, "TIME_WAIT": 120, "CLOSE": 10, "SYN_SENT2": 120,
+                       "RETRANS": 300, "UNACK": 300}
+
+#: What kube-proxy 1.14 writes over them at start-up (cmd/kube-proxy/app/server.go, "Tune conntrack";
+#: defaults in pkg/proxy/apis/config/v1alpha1/defaults.go: --conntrack-tcp-timeout-established=24h,
+#: --conntrack-tcp-timeout-close-wait=1h).
+KUBE_PROXY_TCP_TIMEOUTS = {**KERNEL_TCP_TIMEOUTS, "ESTABLISHED": 24 * 3600, "CLOSE_WAIT": 3600}
+
+# tcp_conntracks[dir][index][old state]; columns sNO sSS sSR sES sFW sCW sLA sTW sCL sS2;
+# "IV" = invalid (state unchanged, packet not tracked), "IG" = ignored (state unchanged).
+_ROWS = ("syn", "synack", "fin", "ack", "rst", "none")
+_TABLE = {
+    "ORIGINAL": {
+        "syn":    "SS SS IG IG IG IG IG SS SS S2",
+        "synack": "IV IV SR IV IV IV IV IV IV SR",
+        "fin":    "IV IV FW FW LA LA LA TW CL IV",
+        "ack":    "ES IV ES ES CW CW TW TW CL IV",
+        "rst":    "IV CL CL CL CL CL CL CL CL CL",
+        "none":   "IV IV IV IV IV IV IV IV IV IV",
+    },
+    "REPLY": {
+        "syn":    "IV S2 IV IV IV IV IV SS IV S2",
+        "synack": "IV SR IG IG IG IG IG IG IG SR",
+        "fin":    "IV IV FW FW LA LA LA TW CL IV",
+        "ack":    "IV IG SR ES CW CW TW TW CL IG",
+        "rst":    "IV CL CL CL CL CL CL CL CL CL",
+        "none":   "IV IV IV IV IV IV IV IV IV IV",
+    },
+}
+_ABBR = {"NO": "NONE", "SS": "SYN_SENT", "SR": "SYN_RECV", "ES": "ESTABLISHED", "FW": "FIN_WAIT",
+         "CW": "CLOSE_WAIT", "LA": "LAST_ACK", "TW": "TIME_WAIT", "CL": "CLOSE", "S2": "SYN_SENT2",
+         "IV": None, "IG": None}
+_M32 = 0xFFFFFFFF
+
+
+def tcp_transition(direction: str, flags: int, state: str) -> str | None:
+    """``tcp_conntracks[dir][get_conntrack_index(th)][state]``: the next state, or None (invalid/ignored).
+
+    >>> tcp_transition("REPLY", 0x01 | 0x10, "ESTABLISHED")      # nginx's FIN
+    'FIN_WAIT'
+    """
+    syn, ack, fin, rst = flags & 0x02, flags & 0x10, flags & 0x01, flags & 0x04
+    row = "rst" if rst else ("synack" if syn and ack else "syn") if syn else "fin" if fin else "ack" if ack else "none"
+    return _ABBR[_TABLE[direction][row].split()[TCP_STATES.index(state)]]
+
+
+@dataclass(frozen=True)
+class TcpTrackStep:
+    """What one segment did to a node's conntrack entry (``nf_conntrack_tcp_packet``)."""
+    segment: int
+    time_us: int            # when the node's conntrack saw it
+    direction: str          # ORIGINAL or REPLY
+    old: str
+    new: str
+    timeout: int            # seconds the entry now has to live
+    why: str                # which timeout the kernel picked, and why
+    unreplied: bool         # IPS_SEEN_REPLY not yet set
+    assured: bool           # IPS_ASSURED set
+
+
+def _after(a: int, b: int) -> bool:
+    """The kernel's ``after(a, b)`` on 32-bit sequence numbers."""
+    return 0 < ((a - b) & _M32) < 0x80000000
+
+
+def tcp_track(events, timeouts: dict | None = None) -> list[TcpTrackStep]:
+    """Run the kernel's TCP conntrack over ``(time_us, segment)`` pairs in the order a node saw them.
+
+    ``segment`` has ``index``, ``sender`` ("client" = the ORIGINAL direction),
+    ``flags``, ``seq``, ``ack`` and ``payload``.  Modelled from
+    ``nf_conntrack_tcp_packet``: the state table; ``[UNREPLIED]`` until the
+    first reply-direction packet (``IPS_SEEN_REPLY``, set after the state
+    update); ``[ASSURED]`` on a valid ACK that moves SYN_RECV or ESTABLISHED
+    to ESTABLISHED once a reply was seen; the timeout of the new state,
+    except that data not yet acknowledged in either direction caps it at
+    ``UNACK`` (``IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED``) and a RST gives
+    ``CLOSE``.  Window checks are not modelled: the model's conversation is
+    always in window.  A segment the table calls invalid or ignored leaves
+    the entry as it was (and is not listed).
+    """
+    to = timeouts or KUBE_PROXY_TCP_TIMEOUTS
+    state, seen_reply, assured = "NONE", False, False
+    td_end = {"ORIGINAL": None, "REPLY": None}           # highest seq + len (+SYN/FIN) sent
+    unacked = {"ORIGINAL": False, "REPLY": False}        # IP_CT_TCP_FLAG_DATA_UNACKNOWLEDGED
+    steps: list[TcpTrackStep] = []
+    for t, seg in events:
+        d = "ORIGINAL" if seg.sender == "client" else "REPLY"
+        other = "REPLY" if d == "ORIGINAL" else "ORIGINAL"
+        new = tcp_transition(d, seg.flags, state)
+        if new is None:
+            continue
+        if state == "NONE" and new != "SYN_SENT":
+            continue                                      # nf_conntrack_tcp_loose pick-up: not modelled
+        end = (seg.seq + len(seg.payload) + (1 if seg.flags & 0x02 else 0) + (1 if seg.flags & 0x01 else 0)) & _M32
+        if td_end[d] is None:
+            td_end[d] = end                               # tcp_new / tcp_init_sender: no data flag
+        elif _after(end, td_end[d]):
+            td_end[d] = end
+            unacked[d] = True
+        if seg.flags & 0x10 and td_end[other] is not None and seg.ack == td_end[other]:
+            unacked[other] = False
+        old, state = state, new
+        if seg.flags & 0x04:
+            timeout, why = to["CLOSE"], "a RST: the CLOSE timeout"
+        elif (unacked["ORIGINAL"] or unacked["REPLY"]) and to[new] > to["UNACK"]:
+            timeout, why = to["UNACK"], f"data not yet acknowledged: UNACK ({to['UNACK']} s) instead of {new}"
+        else:
+            timeout, why = to[new], f"the {new} timeout"
+        if not seen_reply:
+            if seg.flags & 0x04:                          # the only reply is a RST: the entry is deleted
+                steps.append(TcpTrackStep(seg.index, t, d, old, new, 0, "the only reply was a RST: entry deleted",
+                                          True, False))
+                return steps
+        elif not assured and old in ("SYN_RECV", "ESTABLISHED") and new == "ESTABLISHED":
+            assured = True
+        if d == "REPLY":
+            seen_reply = True                             # nf_conntrack_in sets it after the protocol update
+        steps.append(TcpTrackStep(seg.index, t, d, old, new, timeout, why, not seen_reply, assured))
+    return steps
+
+
+@dataclass(frozen=True)
+class ConntrackEntry:
+    """A node's conntrack entry for the connection at one moment."""
+    node: str
+    conn: Conntrack
+    step: TcpTrackStep          # the last segment that updated it
+    remaining: int              # seconds left, as conntrack -L prints them
+
+    @property
+    def state(self) -> str:
+        return self.step.new
+
+    def line(self) -> str:
+        """The entry as ``conntrack -L`` prints it."""
+        return self.conn.conntrack_l(self.state, self.remaining, unreplied=self.step.unreplied,
+                                     assured=self.step.assured)
+
+    def __str__(self) -> str:
+        return self.line()
+
+
+def _need_walk(walk) -> None:
+    from .errors import CourseError
+    if not all(hasattr(walk, a) for a in ("observations", "segments", "conntrack", "scenario")):
+        raise CourseError("walk", f"{type(walk).__name__} is not a walk", "w = ck.walk(sc)")
+
+
+def _moments(walk, node: str):
+    """``(time_us, segment)`` for every segment, when ``node``'s conntrack sees it.
+
+    That is where the packet enters the node's IP layer: from a pod through
+    the bridge (``docker0``, where br_netfilter or the bridge's own input
+    runs PREROUTING), or decapsulated out of ``flannel.1``.
+    """
+    sc = walk.scenario
+    ingress = {"docker0", sc.flannel.device}
+    first: dict[int, int] = {}
+    for o in walk.observations:
+        if o.node == node and o.direction == "in" and o.iface in ingress and o.segment >= 0:
+            first[o.segment] = min(first.get(o.segment, o.time_us), o.time_us)
+    return sorted((first[s.index], s) for s in walk.segments if s.index in first)
+
+
+@public
+def conntrack_entry(walk, node: str, *, after: int | None = None, at_us: int | None = None,
+                    timeouts: dict | None = None) -> "ConntrackEntry | None":
+    """``node``'s conntrack entry for the walk's connection at one moment, derived from the conversation.
+
+    The moment is either ``after=<segment index or label>`` (just after that segment
+    crossed ``node``'s conntrack) or ``at_us=<time>`` (microseconds on the
+    walk's clock; ``walk.segments[i].send_us`` are on the same clock).
+    ``None`` means ``conntrack -L`` lists nothing: before the SYN, or after
+    the entry's timeout ran out.  ``timeouts`` defaults to the kernel's
+    defaults with kube-proxy 1.14's two changes (ESTABLISHED 86400 s,
+    CLOSE_WAIT 3600 s); pass :data:`KERNEL_TCP_TIMEOUTS` for a node without
+    kube-proxy.  The remaining time counts down in whole seconds
+    (``nf_ct_expires(ct) / HZ``, rounded down).
+
+    Taught in: 05-the-service.
+    """
+    from .errors import CourseError
+    _need_walk(walk)
+    if node not in walk.conntrack:
+        raise CourseError("node", f"{node!r} tracks no connection in this walk", ", ".join(sorted(walk.conntrack)))
+    if (after is None) == (at_us is None):
+        raise CourseError("moment", "give exactly one of after=<segment index> or at_us=<time>",
+                          "after=0..%d, or at_us=<microseconds>" % (len(walk.segments) - 1))
+    steps = tcp_track(_moments(walk, node), timeouts)
+    if isinstance(after, str) and hasattr(walk, "segment"):
+        after = walk.segment(after)                       # a label: "GET", "SYN-ACK", "ACK of FIN"
+    if after is not None:
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after < len(walk.segments):
+            raise CourseError("after", f"{after!r} is not a segment of this conversation",
+                              f"0..{len(walk.segments) - 1}")
+        at = next((s.time_us for s in steps if s.segment == after), None)
+        if at is None:
+            times = dict((seg.index, t) for t, seg in _moments(walk, node))
+            if after not in times:
+                raise CourseError("after", f"segment {after} does not cross {node}'s conntrack",
+                                  ", ".join(map(str, sorted(times))))
+            at = times[after]
+        at_us = at
+    elif not isinstance(at_us, int) or isinstance(at_us, bool):
+        raise CourseError("at_us", f"{at_us!r} is not a time in microseconds", "an integer")
+    done = [s for s in steps if s.time_us <= at_us]
+    if not done:
+        return None
+    last = done[-1]
+    left_us = last.timeout * 1_000_000 - (at_us - last.time_us)
+    if left_us <= 0:
+        return None
+    return ConntrackEntry(node, walk.conntrack[node], last, left_us // 1_000_000)
+
+
+@public
+def conntrack_history(walk, node: str, timeouts: dict | None = None) -> str:
+    """One line per segment: how ``node``'s conntrack entry changed and the timeout it got.
+
+    Taught in: 05-the-service.
+    """
+    _need_walk(walk)
+    out = [f"{'seg':>3}  {'dir':<8}  {'state':<27}  {'timeout':>7}  flags"]
+    for s in tcp_track(_moments(walk, node), timeouts):
+        label = walk.segments[s.segment].label
+        flags = "[UNREPLIED]" if s.unreplied else ("[ASSURED]" if s.assured else "")
+        out.append(f"{s.segment:>3}  {s.direction:<8}  {s.old + ' -> ' + s.new:<27}  {s.timeout:>7}  "
+                   f"{flags:<11}  {label}: {s.why}")
+    return "\n".join(out)
+
+
+# --- the nat table, rule by rule ------------------------------------------------
+
+def explain_rule(r: Rule) -> str:
+    """Who writes one nat rule and what it is for, in one line (sources: kube-proxy 1.14's
+    proxier.go, kubelet's kubelet_network_linux.go, libnetwork's bridge driver, flannel's iptables.go)."""
+    c, t = r.chain, r.target
+    if t == "KUBE-SERVICES" and c == "PREROUTING":
+        return "every packet arriving at this node (from its pods, from the wire) is checked against the Services"
+    if t == "KUBE-SERVICES" and c == "OUTPUT":
+        return "so are packets from this node's own processes"
+    if t == "KUBE-POSTROUTING":
+        return "after routing: masquerade what was marked for it (see KUBE-POSTROUTING)"
+    if t == "DOCKER" and c == "PREROUTING":
+        return "Docker: packets for one of this node's own addresses go to DOCKER (published ports, none here)"
+    if t == "DOCKER" and c == "OUTPUT":
+        return "Docker: the same for this node's own processes, loopback excluded"
+    if c == "DOCKER" and t == "RETURN":
+        return "Docker: packets coming from the bridge skip the published-port DNATs"
+    if t == "MASQUERADE" and r.owner == "docker":
+        return (f"Docker --ip-masq: a pod packet from {r.src} leaving by any interface but {r.out_if} "
+                "gets that interface's address as its source")
+    if r.owner == "flannel":
+        return {("RETURN", False): "flannel -ip-masq: pod to pod stays unmasqueraded",
+                ("MASQUERADE", False): "flannel -ip-masq: pod to outside the pod network is masqueraded",
+                ("RETURN", True): "flannel -ip-masq: outside to this node's pods is left alone",
+                ("MASQUERADE", True): "flannel -ip-masq: outside to other pods is masqueraded"}[(t, r.src_neg)]
+    if c == "KUBE-MARK-DROP":
+        return ("kubelet (--iptables-drop-bit=15): set packet mark 0x8000, which filter's KUBE-FIREWALL drops; "
+                "kube-proxy jumps here only for LoadBalancer source ranges and Local services without local pods")
+    if c == "KUBE-MARK-MASQ":
+        return ("kubelet and kube-proxy (--iptables-masquerade-bit=14): set packet mark 0x4000 "
+                "on this packet (not on the connection: conntrack -L's mark= stays 0)")
+    if c == "KUBE-POSTROUTING":
+        return "a packet carrying mark 0x4000 is masqueraded"
+    if c.startswith("KUBE-SEP-") and t == "KUBE-MARK-MASQ":
+        return ("hairpin: the endpoint itself called the Service and got itself; without SNAT it would "
+                "answer itself directly and the reply would miss the un-DNAT")
+    if c.startswith("KUBE-SEP-") and t == "DNAT":
+        return f"the DNAT: destination becomes the endpoint {r.target_args.split()[-1]}"
+    if c == "KUBE-SERVICES" and t == "KUBE-MARK-MASQ":
+        return ("mark for SNAT every packet to the Service"
+                if not r.src else f"mark for SNAT a packet to the Service from outside the cluster CIDR {r.src}")
+    if c == "KUBE-SERVICES" and t.startswith("KUBE-SVC-"):
+        return f"the Service: destination {r.dst} port {r.dport} goes to its chain"
+    if t == "KUBE-NODEPORTS":
+        return "NodePort Services: anything for this node's own addresses (must stay last)"
+    if c.startswith("KUBE-SVC-") and t.startswith("KUBE-SEP-"):
+        if r.probability is None:
+            return "pick an endpoint: the last (or only) one takes whatever is left"
+        return f"pick an endpoint: this one with probability {r.probability:g} of what is left"
+    return "(not explained)"
+
+
+@public
+def nat_explained(scenario, node: str, walk=None) -> str:
+    """``iptables-save -t nat`` on ``node``, rule by rule: number, owner, whether the request's
+    first packet matched it (``*``), the rule, and what it is for.
+
+    Taught in: 05-the-service.
+    """
+    rules, chains = nat_table(scenario, node)
+    by_text = {r.save(): r for r in rules}
+    hit = set()
+    if walk is not None:
+        hit = {line for (n, _), v in walk.nat_traces.items() if n == node for line in v.trace}
+    order = [ln for ln in iptables_save(rules, chains).splitlines() if ln.startswith("-A ")]
+    out = []
+    for i, line in enumerate(order, 1):
+        r = by_text[line]
+        who = r.owner if r.chain != "KUBE-MARK-DROP" else "kubelet"
+        out.append(f"{i:>2} {'*' if line in hit else ' '} {who:<10} {line}\n"
+                   f"{'':>15}{explain_rule(r)}")
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------
 # Hook order: which tables run where, in which order
 # --------------------------------------------------------------------------
@@ -339,3 +669,15 @@ def hook_order(hook: str) -> list[tuple[str, int]]:
     if hook not in HOOK_TABLES:
         raise CourseError("hook", f"unknown hook {hook!r}", ", ".join(HOOK_TABLES))
     return sorted(((t, NF_IP_PRI[t]) for t in HOOK_TABLES[hook]), key=lambda x: x[1])
+
+
+def fill_conntrack_entries(walk) -> None:
+    """Give each conntrack decision of a finished walk the entry as ``conntrack -L`` shows it
+    just after that segment crossed that node (in place)."""
+    from dataclasses import replace as _replace
+    for i, o in enumerate(walk.observations):
+        if any(d.entry == CONNTRACK_PENDING for d in o.decisions):
+            e = conntrack_entry(walk, o.node, after=o.segment)
+            line = e.line() if e is not None else "(no entry)"
+            walk.observations[i] = _replace(o, decisions=tuple(
+                _replace(d, entry=line) if d.entry == CONNTRACK_PENDING else d for d in o.decisions))

@@ -6,7 +6,20 @@ tcpdump 4.99 prints for Ethernet, ARP, IPv4, ICMP echo, UDP, VXLAN/OTV, TCP
 (flags, options, relative sequence numbers) and HTTP's first line (or every
 line with ``-v``).  Out-of-scope payloads print the way tcpdump prints a
 payload it has no dissector for; a frame cut short by the snapshot length
-ends in ``[|proto]``; nothing raises.
+ends in ``[|proto]``; a record header tcpdump calls invalid (caplen 0, len 0,
+len < caplen) prints its ``[Invalid header: ...]`` line; nothing raises.
+A protocol tcpdump decodes but this view does not model (IPv6, VLAN tags,
+MPLS, ...) prints ``[ip6 not decoded by coursekit; see tcpdump -r]`` rather
+than a guess.
+
+Link types (``Frame.linktype``, from the pcap): Ethernet (1), raw IPv4 (101,
+228; ``ip:`` with ``-e``), Linux cooked v1 (113) and v2 (276; ``tcpdump -i
+any``), printed as tcpdump 4.99.3 prints them -- SLL2's interface names come,
+as in tcpdump, from *this* machine's ``if_indextoname``.  Any other link type
+raises :class:`CourseError` naming the ones allowed.  VXLAN's inner frames
+are printed in a loop, so any nesting depth prints (as tcpdump does) without
+recursion.  tests/test_tcpdump_diff.py compares all of this with real
+tcpdump.
 
 Modes: ``n`` (0, 1 or 2: ``-n``/``-nn``), ``e`` (``-e``), ``v`` (``-v``).
 Names come from the scenario (its hosts file and services database), never
@@ -50,6 +63,13 @@ _IPOPTS = {0: "EOL", 1: "NOP", 68: "timestamp", 130: "security", 7: "RR", 137: "
 _IGMPV3_REPORT = {1: "is_in", 2: "is_ex", 3: "to_in", 4: "to_ex", 5: "allow", 6: "block"}
 _ETHERTYPES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q"}
 VXLAN_PORT, VXLAN_LINUX_PORT = 4789, 8472
+# link type -> printer (print-ether.c, print-raw.c, print-sll.c)
+_LINK_PRINTERS = {1: "_ether", 101: "_raw", 228: "_raw_ipv4", 113: "_sll", 276: "_sll2"}
+_SLL_PKTTYPES = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
+# ethertypes tcpdump decodes and this view does not model (it says so instead of guessing)
+_NOT_DECODED = {0x86DD: "ip6", 0x8100: "vlan", 0x88A8: "vlan", 0x8035: "rarp", 0x8847: "mpls", 0x8848: "mpls",
+                0x8863: "pppoe", 0x8864: "pppoe", 0x88CC: "lldp", 0x8809: "slow", 0x888E: "eapol",
+                0x9000: "loopback", 0x0842: "wol", 0x22F0: "avtp", 0x88F7: "ptp", 0x8906: "fcoe"}
 
 
 class _Trunc(Exception):
@@ -68,8 +88,22 @@ class Style:
     v: int = 0              # -v
     vxlan_style: str = "otv"
     utc_offset_minutes: int = 0
+    local_time: bool = False    # True: the reader's time zone (TZ), as tcpdump -r prints a pcap
     hosts: dict = field(default_factory=dict)      # "10.167.226.38" -> "xiaomi"
     services: dict = field(default_factory=dict)   # (80, "tcp") -> "http"
+
+    def __post_init__(self):
+        from .errors import CourseError
+        for name, allowed in (("n", (0, 1, 2)), ("v", (0, 1)), ("e", (False, True)), ("local_time", (False, True)),
+                              ("vxlan_style", ("otv", "vxlan"))):
+            value = getattr(self, name)
+            if isinstance(value, float) or value not in allowed or (name in ("n", "v") and isinstance(value, bool)):
+                raise CourseError(name, f"{value!r:.40} is not allowed", ", ".join(map(repr, allowed)))
+        m = self.utc_offset_minutes
+        if not isinstance(m, int) or isinstance(m, bool) or abs(m) > 14 * 60:
+            raise CourseError("utc_offset_minutes", f"{m!r:.40} is not allowed", "an integer from -840 to 840")
+        if not isinstance(self.hosts, dict) or not isinstance(self.services, dict):
+            raise CourseError("style", "hosts and services must be dicts", "Style.for_scenario(scenario)")
 
     @classmethod
     def for_scenario(cls, scenario, **kw) -> "Style":
@@ -83,8 +117,12 @@ class Style:
 def parse_flags(flags: list[str] | str) -> dict:
     """``["-nn", "-e", "-v"]`` -> ``{"n": 2, "e": True, "v": 1}``; rejects what tcpdump would not take here."""
     from .errors import CourseError
+    if flags is None:
+        flags = []
     if isinstance(flags, str):
         flags = flags.split()
+    if not isinstance(flags, (list, tuple)) or not all(isinstance(f, str) for f in flags):
+        raise CourseError("flags", f"{flags!r:.40} is not text", "-n, -nn, -e, -v and combinations like -nnev")
     out = {"n": 0, "e": False, "v": 0}
     for f in flags:
         if not f.startswith("-") or len(f) < 2:
@@ -140,8 +178,17 @@ class Printer:
     """tcpdump's printers over one capture (keeps the relative-seq table)."""
 
     def __init__(self, style: Style | None = None, **kw):
+        from .errors import CourseError
+        if style is not None and not isinstance(style, Style):
+            raise CourseError("style", f"{type(style).__name__} is not a Style", "ck.Style(n=2, e=True, v=1) or None")
+        if style is not None and kw:
+            raise CourseError("style", f"both a Style and {', '.join(kw)}", "one or the other")
+        unknown = sorted(set(kw) - set(Style.__dataclass_fields__))
+        if unknown:
+            raise CourseError(unknown[0], "unknown option", ", ".join(Style.__dataclass_fields__))
         self.style = style or Style(**kw)
         self._seq: dict = {}
+        self._inner: tuple[int, int] | None = None
 
     # --- names ------------------------------------------------------------
     def host(self, raw4: bytes) -> str:
@@ -156,22 +203,104 @@ class Printer:
         return self.style.services.get((p, proto), str(p))
 
     def timestamp(self, time_us: int) -> str:
-        t = time_us + self.style.utc_offset_minutes * 60_000_000
+        if self.style.local_time:
+            import time
+            offset_s = time.localtime(time_us // 1_000_000).tm_gmtoff or 0     # per packet: DST as tcpdump
+            t = time_us + offset_s * 1_000_000
+        else:
+            t = time_us + self.style.utc_offset_minutes * 60_000_000
         sec, us = divmod(t, 1_000_000)
         day = sec % 86400
         return f"{day // 3600:02d}:{day // 60 % 60:02d}:{day % 60:02d}.{us:06d} "
 
     # --- entry point --------------------------------------------------------
-    def frame(self, time_us: int, data: bytes, wire_len: int | None = None) -> str:
-        """The text tcpdump prints for one frame (without the final newline)."""
+    def frame(self, time_us: int, data: bytes, wire_len: int | None = None, linktype: int = 1) -> str:
+        """The text tcpdump prints for one frame (without the final newline).
+
+        ``linktype`` is the pcap's (1 Ethernet, 101/228 raw IPv4, 113/276 Linux
+        cooked v1/v2); any other raises :class:`CourseError`.
+        """
         wire_len = len(data) if wire_len is None else wire_len
+        bad = _invalid_header(len(data), wire_len)
+        if bad:
+            return bad
+        link = _LINK_PRINTERS.get(linktype)
+        if link is None:
+            from .capture import linktype_error
+            raise linktype_error(linktype)
         out: list[str] = [self.timestamp(time_us)]
         b = _Buf(data)
         try:
-            self._ether(b, 0, wire_len, out)
+            getattr(self, link)(b, 0, wire_len, out)
+            while self._inner is not None:       # VXLAN's inner frame: a loop, not recursion
+                off, length = self._inner
+                self._inner = None
+                self._ether(b, off, length, out)
         except _Trunc as t:
             out.append(f" [|{t.proto}]{t.suffix}")
+        finally:
+            self._inner = None
         return "".join(out)
+
+    # --- raw IP (print-raw.c, print-ip.c's ipN_print) --------------------------
+    def _raw(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if self.style.e:
+            out.append("ip: ")
+        if len(b.data) - off < 1:
+            raise _Trunc("ip")
+        version = b.data[off] >> 4
+        if version == 4:
+            self._ip(b, off, length, out)
+        elif version == 6:
+            b.need(off, 40, "ip6")
+            out.append("IP6 " if not self.style.e else "")
+            self._not_decoded(b, off, "ip6", out)
+        else:
+            out.append(f"unknown ip {version}")
+
+    def _raw_ipv4(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        # LINKTYPE_IPV4 goes through the same raw printer in tcpdump 4.99
+        self._raw(b, off, length, out)
+
+    # --- Linux cooked captures (print-sll.c) ------------------------------------
+    def _sll(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if len(b.data) - off < 16:
+            raise _Trunc("sll")
+        pkttype, _hatype, halen = struct.unpack("!HHH", b.data[off:off + 6])
+        addr, etype = b.data[off + 6:off + 14], b.u16(off + 14, "sll")
+        head = f"{_SLL_PKTTYPES.get(pkttype, '?'):>3} " + (f"{_mac(addr[:6])} " if halen == 6 else "")
+        self._cooked(b, off + 16, length - 16, etype, head, length, out)
+
+    def _sll2(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        if len(b.data) - off < 20:
+            raise _Trunc("sll2")
+        etype, _res, ifindex, _hatype, pkttype, halen = struct.unpack("!HHIHBB", b.data[off:off + 12])
+        addr = b.data[off + 12:off + 20]
+        out.append(f"{_ifname(ifindex):<5} {_SLL_PKTTYPES.get(pkttype, '?'):<3} ")
+        head = f"ifindex {ifindex} " + (f"{_mac(addr[:6])} " if halen == 6 else "")
+        self._cooked(b, off + 20, length - 20, etype, head, length, out)
+
+    def _cooked(self, b, off, length, etype, head, full, out):
+        if etype <= 1500:
+            name = {1: "802.3", 4: "802.2"}.get(etype, f"ethertype Unknown (0x{etype:04x})")
+        else:
+            name = f"ethertype {_ETHERTYPES.get(etype, 'Unknown')} (0x{etype:04x})"
+        if self.style.e:
+            out.append(f"{head}{name}, length {full}: ")
+        if etype == 0x0800:
+            self._ip(b, off, length, out)
+        elif etype == 0x0806:
+            self._arp(b, off, length, out)
+        elif etype in _NOT_DECODED:
+            self._not_decoded(b, off, _NOT_DECODED[etype], out)
+        else:
+            if not self.style.e and etype > 1500:
+                out.append(f"{head}{name}, length {full}: ")
+            out.append(_hexdump(b.data[off:off + max(0, min(length, len(b.data) - off))]))
+
+    def _not_decoded(self, b: _Buf, off: int, proto: str, out: list[str]) -> None:
+        """A protocol tcpdump decodes and this view does not model: say so, never guess."""
+        out.append(f"[{proto} not decoded by coursekit; see tcpdump -r]")
 
     # --- Ethernet -------------------------------------------------------------
     def _ether(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
@@ -183,9 +312,10 @@ class Printer:
             return
         dst, src = b.data[off:off + 6], b.data[off + 6:off + 12]
         etype = b.u16(off + 12, "ether")
-        if self.style.e:
+        name = _ETHERTYPES.get(etype, "Unknown")
+        known = etype in (0x0800, 0x0806) or etype in _NOT_DECODED
+        if self.style.e or not known:          # ether_print shows the header of what it cannot decode
             out.append(f"{_mac(src)} > {_mac(dst)}, ")
-            name = _ETHERTYPES.get(etype, "Unknown")
             out.append(f"ethertype {name} (0x{etype:04x}), length {length}: ")
         off += 14
         length -= 14
@@ -193,10 +323,9 @@ class Printer:
             self._ip(b, off, length, out)
         elif etype == 0x0806:
             self._arp(b, off, length, out)
+        elif etype in _NOT_DECODED:
+            self._not_decoded(b, off, _NOT_DECODED[etype], out)
         else:
-            if not self.style.e:
-                name = _ETHERTYPES.get(etype, "Unknown")
-                out.append(f"ethertype {name} (0x{etype:04x}), length {length + 14}: ")
             out.append(_hexdump(b.data[off:off + max(0, min(length, len(b.data) - off))]))
 
     # --- ARP --------------------------------------------------------------------
@@ -484,7 +613,7 @@ class Printer:
         vni = b.u24(off + 4, "vxlan")
         out.append(f"vni {vni}\n")
         b.need(off + 7, 1, "vxlan")      # the reserved byte must be there too (tcpdump 4.99.3)
-        self._ether(b, off + 8, length - 8, out)
+        self._inner = (off + 8, length - 8)     # printed by frame()'s loop: nesting never recurses
 
     def _otv(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
         out.append("OTV, ")
@@ -496,7 +625,7 @@ class Printer:
         out.append(f"overlay {b.u24(off + 1, 'otv')}, ")
         out.append(f"instance {b.u24(off + 4, 'otv')}\n")
         b.u8(off + 7, "otv")
-        self._ether(b, off + 8, length - 8, out)
+        self._inner = (off + 8, length - 8)
 
     # --- TCP --------------------------------------------------------------------
     def _tcp(self, b: _Buf, off: int, length: int, src: bytes, dst: bytes, out: list[str], mf: int) -> None:
@@ -794,30 +923,67 @@ def _relts(secs: int) -> str:
     return "".join(out)
 
 
+def _invalid_header(caplen: int, length: int) -> str:
+    """print.c ``pretty_print_packet``: a record header tcpdump refuses to dissect."""
+    bad = []
+    if caplen == 0:
+        bad.append(" caplen==0")
+    if length == 0:
+        bad.append(" len==0")
+    elif length < caplen:
+        bad.append(f" len({length}) < caplen({caplen})")
+    return "[Invalid header:" + ",".join(bad) + "]" if bad else ""
+
+
+def _ifname(ifindex: int) -> str:
+    """SLL2's interface, named as tcpdump names it: by *this* machine's ``if_indextoname``."""
+    import socket
+    try:
+        return socket.if_indextoname(ifindex)
+    except (OSError, OverflowError, ValueError):
+        return "?"
+
+
 def _mac(b: bytes) -> str:
     return ":".join(f"{x:02x}" for x in b)
 
 
 def _hexdump(data: bytes) -> str:
-    """tcpdump's default payload dump (``-x`` style) for an unknown protocol."""
+    """tcpdump's default payload dump (``hex_and_ascii_print``) for an unknown protocol."""
     lines = []
     for i in range(0, len(data), 16):
         chunk = data[i:i + 16]
-        words = " ".join(chunk[j:j + 2].hex() for j in range(0, len(chunk), 2))
-        lines.append(f"\n\t0x{i:04x}:  {words}")
+        words = "".join(" " + chunk[j:j + 2].hex() for j in range(0, len(chunk), 2))
+        text = "".join(chr(c) if 0x21 <= c < 0x7F else "." for c in chunk)     # ND_ASCII_ISGRAPH
+        lines.append(f"\n\t0x{i:04x}: {words:<40}  {text}")
     return "".join(lines)
 
 
 def render_lines(frames, style: Style | None = None, **kw) -> list[str]:
-    """One string per frame, as ``tcpdump -r`` prints them (each may span lines)."""
+    """One string per frame, as ``tcpdump -r`` prints them (each may span lines).
+
+    Each frame prints by its own link type (``Frame.linktype``, set by
+    :func:`~coursekit.capture.read_pcap`): Ethernet, raw IPv4 or Linux cooked.
+    """
+    from .errors import CourseError
     p = Printer(style, **kw)
+    if isinstance(frames, (str, bytes, bytearray)) or not hasattr(frames, "__iter__"):
+        raise CourseError("frames", f"{type(frames).__name__} is not a list of Frames",
+                          "what ck.capture or ck.read_pcap returns")
     out = []
     for f in frames:
-        out.append(p.frame(f.time_us, f.data, f.wire_len))
+        data, t = getattr(f, "data", None), getattr(f, "time_us", None)
+        if not isinstance(data, (bytes, bytearray)) or not isinstance(t, int):
+            raise CourseError("frames", f"a {type(f).__name__} is not a capture Frame",
+                              "what ck.capture or ck.read_pcap returns")
+        out.append(p.frame(t, bytes(data), f.wire_len, getattr(f, "linktype", 1)))
     return out
 
 
 def render(frames, style: Style | None = None, **kw) -> str:
-    """The whole text tcpdump prints on stdout for these frames."""
+    """The whole text tcpdump prints on stdout for these frames.
+
+    Taught in: 01-physical-nic.
+    """
     lines = render_lines(frames, style, **kw)
     return "".join(line + "\n" for line in lines)

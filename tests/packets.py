@@ -159,3 +159,50 @@ def captured_frame(draw):
         cut = draw(st.integers(14, len(frame)))
         return frame[:cut], len(frame)
     return frame, len(frame)
+
+
+# Link types other than Ethernet (issue 16): raw IPv4 (101, 228) and Linux cooked
+# captures v1 (113) and v2 (276), plus Ethernet with ethertypes tcpdump has no
+# dissector for, and record headers tcpdump calls invalid (caplen 0, len 0, len < caplen).
+# (checked against tcpdump 4.99.3: it has no dissector and no name for these)
+UNKNOWN_ETHERTYPES = st.sampled_from([0x1234, 0x5678, 0x4321, 0x7777, 0xEEEE, 0x0050, 0x0000, 0x05DC])
+
+
+@st.composite
+def linked_capture(draw):
+    """(linktype, [(data, wire_len), ...]): one to four frames of one link type."""
+    lt = draw(st.sampled_from([1, 101, 228, 113, 276]))
+    return lt, draw(st.lists(linked_frame(lt), min_size=1, max_size=4))
+
+
+@st.composite
+def linked_frame(draw, lt):
+    """(data, wire_len) of a frame of link type ``lt``."""
+    eth = draw(ethernet())
+    proto = eth[12:14]
+    if lt not in (101, 228) and draw(st.integers(0, 4)) == 0:
+        proto = struct.pack("!H", draw(UNKNOWN_ETHERTYPES))
+        if lt == 1 and proto[0] < 0x06:     # <= 1500 is an 802.3 length on Ethernet: tcpdump reads LLC
+            proto = b"\x12\x34"
+        eth = eth[:12] + proto + draw(st.binary(max_size=40))
+    if lt == 1:
+        frame = eth
+    elif lt in (101, 228):
+        frame = eth[14:]
+        if frame and draw(st.integers(0, 6)) == 0:
+            frame = bytes([(draw(st.sampled_from([0, 5, 7, 15])) << 4) | (frame[0] & 15)]) + frame[1:]
+    elif lt == 113:
+        frame = struct.pack("!HHH8s", draw(st.sampled_from([0, 1, 2, 3, 4, 7])), 1,
+                            draw(st.sampled_from([6, 6, 4, 0])), draw(st.binary(min_size=8, max_size=8))) + \
+            proto + eth[14:]
+    else:
+        frame = proto + struct.pack("!HIHBB8s", 0, draw(st.sampled_from([1, 1, 99999])), 1,
+                                    draw(st.sampled_from([0, 1, 2, 3, 4, 7])), draw(st.sampled_from([6, 6, 4, 0])),
+                                    draw(st.binary(min_size=8, max_size=8))) + eth[14:]
+    wire = len(frame)
+    shape = draw(st.integers(0, 9))
+    if shape == 0:
+        frame = frame[:draw(st.integers(0, len(frame)))]          # cut by the snapshot length
+    elif shape == 1:
+        wire = draw(st.sampled_from([0, max(0, len(frame) - 3)]))  # a header tcpdump calls invalid
+    return frame, wire

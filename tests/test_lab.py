@@ -1,7 +1,10 @@
 """The live lab against the real kernel: it builds, captures, matches the model, and leaves nothing behind.
 
-These need root, iproute2, iptables and tcpdump: they skip on a laptop
-without them and fail in CI (CI=true), where .ci/run installs everything.
+These need Linux, iproute2, iptables and tcpdump, and root or unprivileged user
+namespaces: they skip on a laptop without them and fail in CI (CI=true), where
+.ci/run installs everything.  As a normal user the lab runs rootless; the tests
+that drive the Lab class directly then run themselves inside a user + network
+namespace of their own (:func:`inside_own_namespace`), where they are root.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -20,26 +24,49 @@ from coursekit.explore import apply
 from coursekit.tcpdump import Style, parse_flags
 from conftest import ROOT, require, require_tool
 
+USER_PATH = "/usr/local/bin:/usr/bin:/bin"          # a normal Debian user's PATH: no /usr/sbin
+
 
 @pytest.fixture(scope="module")
 def ready():
+    """Root, or a normal user where the kernel allows user namespaces."""
     require(sys.platform == "linux", "the live lab needs Linux")
-    require(os.geteuid() == 0, "the live lab needs root")
     for tool in ("ip", "bridge", "iptables-restore", "tcpdump"):
         require_tool(tool)
-    lab.down()
+    require(lab.mode() != "unavailable", lab.status())
+    if os.geteuid() == 0:
+        lab.down()
     yield
     assert lab.leftovers() == []
 
 
-def _check(report):
+def inside_own_namespace(request, tmp_path) -> bool:
+    """As a normal user, run this very test inside a user + network namespace of its own
+    (``unshare``, where it is root: the rootless lab's setting); True when that was done.
+
+    Tests that drive :class:`lab.Lab` directly start with ``if inside_own_namespace(...): return``.
+    """
+    if os.geteuid() == 0:
+        return False
+    ok, why = lab.rootless_possible()
+    require(ok, f"user namespaces are not allowed here: {why}")
+    cmd = lab._private_run([sys.executable, "-m", "pytest", request.node.nodeid, "-q", "-p", "no:cacheprovider",
+                            "-o", "addopts=", f"--basetemp={tmp_path / 'inner'}"])
+    r = subprocess.run(cmd, cwd=ROOT, env=lab._child_env(), capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert "1 passed" in r.stdout and "skipped" not in r.stdout, r.stdout[-2000:]
+    return True
+
+
+def _check(report, sc=None):
     assert report.ok, report.text()
+    segments = len(ck.walk(sc or ck.load_scenario("article")).segments)
     busy = 0
     for r in report.interfaces:
         assert r.model_frames == r.lab_frames - r.unmodelled, (r.node, r.iface)
         assert not r.differences
         if r.model_frames:                       # replicas that got no connection see nothing
-            assert r.model_frames == 11 and r.matched > 200, (r.node, r.iface)
+            assert r.model_frames == segments and r.matched > 200, (r.node, r.iface)
             busy += 1
     assert busy == 10                            # eth0, veth, docker0, flannel.1, enp4s0 on each side
 
@@ -62,18 +89,21 @@ def test_article_lab_matches_the_model_on_every_interface(ready, article, tmp_pa
     {"service_ip": "10.254.1.2", "service_port": 8080, "pod_mtu": 1400},
 ], ids=["port-4789", "addresses-vni", "no-masquerade", "replicas-3", "service-mtu"])
 def test_varied_scenarios_match(ready, article, tmp_path, knobs):
-    _check(lab.run_all(apply(article, knobs), tmp_path))
+    sc = apply(article, knobs)
+    _check(lab.run_all(sc, tmp_path), sc)
 
 
 def test_without_br_netfilter_docker0_shows_the_service_address(ready, article, tmp_path):
     sc = article.with_changes({"nodes.xiaomi.bridgeNfCallIptables": False})
     report = lab.run_all(sc, tmp_path)
-    _check(report)
+    _check(report, sc)
     text = ck.render(ck.read_pcap(tmp_path / "xiaomi-docker0.pcap")[1], n=2)
     assert "> 10.254.40.119.4432: Flags [S]" in text       # DNAT after the bridge: the real kernel agrees
 
 
-def test_iptables_save_in_the_lab_is_the_models(ready, article, tmp_path):
+def test_iptables_save_in_the_lab_is_the_models(ready, article, tmp_path, request):
+    if inside_own_namespace(request, tmp_path):
+        return
     with lab.Lab(article, tmp_path) as lb:
         lb.up()
         for node in ("xiaomi", "meizu"):
@@ -99,7 +129,9 @@ def test_host_is_left_byte_identical(ready, article, tmp_path):
     assert lab.host_snapshot() == before
 
 
-def test_twenty_up_down_cycles_leave_nothing(ready, article, tmp_path):
+def test_twenty_up_down_cycles_leave_nothing(ready, article, tmp_path, request):
+    if inside_own_namespace(request, tmp_path):
+        return
     before = lab.host_snapshot()
     for i in range(20):
         with lab.Lab(article, tmp_path / str(i)) as lb:
@@ -110,8 +142,8 @@ def test_twenty_up_down_cycles_leave_nothing(ready, article, tmp_path):
     assert "pwlab-" not in procs
 
 
-def test_sigkill_mid_setup_then_down_leaves_nothing(ready, tmp_path):
-    before = lab.host_snapshot()
+def _slow_builder(tmp: Path, workdir: str | None = None) -> subprocess.Popen:
+    """A process building the article's lab that stops at its fourth step for a minute."""
     code = ("import time, coursekit as ck\n"
             "from coursekit import lab\n"
             "n = [0]\n"
@@ -119,35 +151,118 @@ def test_sigkill_mid_setup_then_down_leaves_nothing(ready, tmp_path):
             "    n[0] += 1\n"
             "    print('step', n[0], flush=True)\n"
             "    if n[0] == 4: time.sleep(60)\n"
-            f"lab.Lab(ck.load_scenario('article'), {str(tmp_path)!r}, slow).up()\n")
+            f"lab.Lab(ck.load_scenario('article'), {workdir!r}, slow).up()\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                            env=dict(lab._child_env(), TMPDIR=str(tmp)))
     for line in proc.stdout:
         if line.strip() == "step 4":
             break
-    time.sleep(0.2)
+    return proc
+
+
+def _kill(proc: subprocess.Popen) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
+
+
+def _lab_folders(tmp: Path) -> list[str]:
+    return sorted(p.name for p in tmp.glob("packet-walk-lab-*"))
+
+
+def test_sigkill_mid_setup_then_down_leaves_nothing(ready, tmp_path, request, monkeypatch):
+    if inside_own_namespace(request, tmp_path):
+        return
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    before = lab.host_snapshot()
+    proc = _slow_builder(tmp)
+    time.sleep(0.2)
+    _kill(proc)
     assert lab.leftovers(), "the killed run should have left namespaces"
+    assert len(_lab_folders(tmp)) == 1, "and its temporary pcap folder"
     with pytest.raises(ck.CourseError, match="leftovers of an earlier run"):
-        lab.Lab(ck.load_scenario("article"), tmp_path).up()
+        lab.Lab(ck.load_scenario("article")).up()
+    assert len(_lab_folders(tmp)) == 1                # the refused up made no folder
     lab.down()
     assert lab.down() == []                       # idempotent
     assert lab.leftovers() == []
+    assert _lab_folders(tmp) == []                # down removed the dead run's folder
     assert lab.host_snapshot() == before
 
 
+def test_a_second_up_while_one_builds_names_the_builder(ready, tmp_path, request, monkeypatch):
+    """Not 'leftovers' (whose advice, lab down, would destroy the lab being built): the builder's pid."""
+    if inside_own_namespace(request, tmp_path):
+        return
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    proc = _slow_builder(tmp)
+    try:
+        with pytest.raises(ck.CourseError, match=rf"another lab is being built \(pid {proc.pid}\)"):
+            lab.Lab(ck.load_scenario("article")).up()
+        with pytest.raises(ck.CourseError, match=rf"another lab is being built \(pid {proc.pid}\)"):
+            lab.down()                                # refuses to destroy it
+        assert lab.leftovers()                        # still there
+        env = dict(lab._child_env(), TMPDIR=str(tmp))
+        r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "up"], capture_output=True, text=True, env=env)
+        assert r.returncode == 2 and f"another lab is being built (pid {proc.pid})" in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        _kill(proc)
+    lab.down()
+    assert lab.leftovers() == [] and _lab_folders(tmp) == []
+
+
+def test_no_run_leaves_a_temporary_folder(ready, article, tmp_path, monkeypatch):
+    """lab all / run_all without --out, a refused up, compare before the request: no folder stays."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(tmp))
+    seen = []
+    report = lab.run_all(article, progress=seen.append)
+    assert report.ok, report.text()
+    assert any("captures written to" in m for m in seen), seen
+    assert _lab_folders(tmp) == []
+    monkeypatch.setattr(lab, "requirements", lambda: ["tcpdump (apt install tcpdump)"])
+    with pytest.raises(ck.CourseError, match="cannot run here"):
+        lab.Lab(article).up()
+    assert _lab_folders(tmp) == []
+    env = dict(lab._child_env(), TMPDIR=str(tmp), PATH=USER_PATH)
+    r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "all"], capture_output=True, text=True, env=env,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert _lab_folders(tmp) == []
+
+
 def test_cli_all_and_status(ready, tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    """With a normal user's PATH (no /usr/sbin, where sysctl and iptables live on Debian)."""
+    env = dict(lab._child_env(), PATH=USER_PATH)
     r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "all", "--out", str(tmp_path / "p"),
                         "--json", str(tmp_path / "r.json")], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    assert "every modelled field matches" in r.stdout
+    assert "fields compared by value, all equal" in r.stdout
     assert "building" in r.stderr or "namespaces:" in r.stderr          # progress is shown
     assert (tmp_path / "r.json").read_text().count('"ok": true') >= 1
     r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "status"], capture_output=True, text=True, env=env)
     assert r.returncode == 0 and "ready" in r.stdout
+
+
+def test_status_tries_what_the_lab_needs(ready, tmp_path):
+    """status builds a tiny lab in a throwaway namespace: a broken iptables-restore is reported, not 'ready'."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "iptables-restore").write_text("#!/bin/sh\necho 'iptables-restore v1.8.9 (nf_tables): table nat broken' >&2\n"
+                                           "exit 1\n")
+    (fake / "iptables-restore").chmod(0o755)
+    env = dict(lab._child_env(), PATH=f"{fake}:{os.environ.get('PATH', USER_PATH)}")
+    r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "status"], capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stdout
+    assert "not available" in r.stdout and "iptables-restore (nat)" in r.stdout and "table nat broken" in r.stdout
+    assert lab.probe() == []                      # the real tools work
+    assert lab.leftovers() == []                  # the probe's namespace was never the host's
 
 
 def test_without_root_one_clear_line(monkeypatch):
@@ -201,28 +316,186 @@ def test_cold_caches_arp_matches_the_model(ready, article, tmp_path, replicas):
     assert all("ARP" not in r.unmodelled_kinds for r in report.interfaces)
 
 
-def test_cli_step_by_step_with_cold_caches(ready, tmp_path):
-    """lab up | capture | run | compare | down, state kept between the invocations."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-
+def _step_by_step(tmp_path, env):
+    """lab up | capture | compare (too early) | run | compare | down, state kept between the invocations."""
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "coursekit", "lab", *args], capture_output=True, text=True,
-                              env=env, timeout=120)
+                              env=env, timeout=300)
 
     try:
         r = cli("up", "--cold", "--out", str(tmp_path))
         assert r.returncode == 0, r.stderr
         assert "neighbour caches" not in r.stderr                  # cold: nothing pre-installed
-        assert cli("up").returncode == 2                           # refuses to build over a running lab
+        r = cli("up")
+        assert r.returncode == 2 and "a lab is up" in r.stderr     # refuses to build over a running lab
         assert cli("capture").returncode == 0
+        r = cli("compare")
+        assert r.returncode == 2 and "the request has not been sent yet" in r.stderr and "run first" in r.stderr
         r = cli("run")
         assert r.returncode == 0 and "233-byte header + 612-byte body" in r.stdout, r.stderr
         r = cli("compare", "--json", str(tmp_path / "r.json"))
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "every modelled field matches" in r.stdout and "ARP exchanges" in r.stdout
+        assert "fields compared by value, all equal" in r.stdout and "ARP exchanges" in r.stdout
         assert len(list(tmp_path.glob("*.pcap"))) == 10
     finally:
         r = cli("down")
-    assert r.returncode == 0 and "removed 4 namespaces" in r.stdout
+    assert r.returncode == 0 and "removed 4 namespaces" in r.stdout, r.stdout + r.stderr
     assert lab.leftovers() == []
     assert "removed 0 namespaces" in cli("down").stdout
+
+
+def _lab_processes(user: str | None = None) -> list[str]:
+    ps = subprocess.run(["ps", "-o", "args", *(["-u", user] if user else ["-e"])], capture_output=True,
+                        text=True).stdout
+    return [line for line in ps.splitlines() if "coursekit" in line and ("_hold" in line or "lab_capture" in line
+                                                                        or "pwlab-" in line)]
+
+
+def test_cli_step_by_step_with_cold_caches(ready, tmp_path):
+    """As root the namespaces hang off the host; as a normal user they live in a holder's user namespace."""
+    _step_by_step(tmp_path, dict(lab._child_env(), PATH=USER_PATH))
+    assert _lab_processes(None if os.geteuid() == 0 else str(os.getuid())) == []
+
+
+def test_rootless_cli_step_by_step_as_a_normal_user(ready, tmp_path):
+    """Root runs the step-by-step CLI as 'nobody' (rootless: holder + nsenter), when nobody can run this Python.
+
+    PW_TEST_USER_PYTHON names a Python that user can run (with this coursekit's dependencies).
+    """
+    if os.geteuid() != 0:
+        pytest.skip("run as a normal user already: test_cli_step_by_step_with_cold_caches takes the rootless path")
+    ok, why = lab.rootless_possible()
+    require(ok, f"user namespaces are not allowed here: {why}")
+    python = os.environ.get("PW_TEST_USER_PYTHON", sys.executable)
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", python, "-c", "import coursekit.lab, scapy, libpcap"],
+                           capture_output=True, text=True, env=lab._child_env(), cwd="/")
+    if probe.returncode != 0:
+        pytest.skip(f"'nobody' cannot run {python} with this checkout (set PW_TEST_USER_PYTHON): "
+                    f"{probe.stderr.strip()[-200:]}")
+    import shutil
+    import tempfile
+    out = Path(tempfile.mkdtemp(prefix="pw-as-nobody-", dir="/tmp"))      # tmp_path is root's (0700)
+    os.chown(out, 65534, 65534)
+    wrapper = tmp_path / "as-nobody"
+    wrapper.write_text(f'#!/bin/sh\nexec runuser -u nobody -- env PATH={USER_PATH} PYTHONPATH={ROOT} '
+                       f'TMPDIR=/tmp {python} "$@"\n')
+    wrapper.chmod(0o755)
+    try:
+        _step_by_step_as(wrapper, out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    assert _lab_processes("nobody") == []
+    assert lab.leftovers() == []
+
+
+def _step_by_step_as(wrapper: Path, out: Path) -> None:
+    def cli(*args):
+        return subprocess.run([str(wrapper), "-m", "coursekit", "lab", *args], capture_output=True, text=True,
+                              timeout=300, cwd="/")
+    try:
+        r = cli("up", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        assert lab.leftovers() == []                   # nothing on the host: inside the holder's namespaces
+        assert cli("capture").returncode == 0
+        r = cli("compare")
+        assert r.returncode == 2 and "run first" in r.stderr, r.stderr
+        r = cli("run")
+        assert r.returncode == 0 and "233-byte header + 612-byte body" in r.stdout, r.stderr
+        r = cli("compare")
+        assert r.returncode == 0 and "fields compared by value, all equal" in r.stdout, r.stdout + r.stderr
+        assert len(list(out.glob("*.pcap"))) == 10
+    finally:
+        r = cli("down")
+    assert r.returncode == 0 and "removed 4 namespaces" in r.stdout, r.stdout + r.stderr
+    assert "removed 0 namespaces" in cli("down").stdout
+
+
+def test_compare_before_the_request_says_run_first(ready, article, tmp_path, request):
+    if inside_own_namespace(request, tmp_path):
+        return
+    with lab.Lab(article, tmp_path) as lb:
+        lb.up()
+        lb.start_captures()
+        with pytest.raises(ck.CourseError, match="request has not been sent yet"):
+            lb.compare()
+        lb.stop_captures()
+
+
+# -- TCP details the real kernel decides (see coursekit.conversation) -------------------------
+
+def _tcp(pcap: Path, server_port: int):
+    """(sender, flags, payload length, ack, IP id) of every TCP segment in a pcap."""
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    out = []
+    for f in ck.read_pcap(pcap)[1]:
+        p = Ether(f.data)
+        if p.haslayer(TCP):
+            out.append(("server" if p[TCP].sport == server_port else "client", str(p[TCP].flags),
+                        len(p[TCP].payload), p[TCP].ack, p[IP].id))
+    return out
+
+
+def test_kernel_psh_on_the_last_segment_of_a_write_and_the_fin_acks_a_short_last_segment(ready, article, tmp_path):
+    """Pod MTU 600: nginx's 612-byte body leaves as 548 + 64 bytes.  The kernel sets PSH on the 64 only,
+    sends no separate ACK for the 64 + FIN (busybox's FIN carries it), and the server's last ACK
+    comes from its full socket (IP id continues).  The model matches every field, IP id included."""
+    sc = apply(article, {"pod_mtu": 600})
+    report = lab.run_all(sc, tmp_path)
+    _check(report, sc)
+    segs = _tcp(tmp_path / "busybox-eth0.pcap", sc.request.port)
+    data = [(f, n) for who, f, n, _, _ in segs if who == "server" and n]
+    assert data == [("PA", 233), ("A", 548), ("FPA", 64)]
+    fin_end = next(a for who, f, _, a, _ in segs if who == "client" and "F" in f)
+    assert [f for who, f, _, a, _ in segs if who == "client" and a == fin_end] == ["FA"]    # no separate ACK
+    ids = [i for who, f, _, _, i in segs if who == "server" and f != "SA"]
+    assert ids[-1] == ids[-2] + 1 != 0
+    assert sum(r.matched for r in report.interfaces) > 3000
+
+
+def test_kernel_time_wait_ack_has_ip_id_zero_and_the_comparison_checks_it(ready, article, tmp_path, monkeypatch):
+    """The article's shape: the client ACKs the body + FIN apart, so nginx's closed socket is in TIME_WAIT
+    when the client's FIN arrives; that ACK carries IP id 0.  A model that went on counting is caught."""
+    report = lab.run_all(article, tmp_path)
+    _check(report)
+    segs = _tcp(tmp_path / "busybox-eth0.pcap", article.request.port)
+    assert [f for who, f, n, _, _ in segs if who == "client" and not n][-2:] == ["A", "FA"]
+    last = segs[-1]
+    assert last[0] == "server" and last[1] == "A" and last[4] == 0
+    assert ("IPv4", "id") not in lab.FREE_FIELDS
+    from coursekit import conversation
+    real = conversation.segments
+
+    def counting(scenario):
+        segs = real(scenario)
+        for s in segs:
+            if s.sent_from == "time-wait":
+                s.sent_from = "socket"                # the old model: the socket's counter goes on
+        return segs
+
+    monkeypatch.setattr(conversation, "segments", counting)
+    pcaps = {(r.node, r.iface): str(tmp_path / f"{r.node}-{r.iface}.pcap") for r in report.interfaces}
+    wrong = lab.compare(article, pcaps)
+    assert not wrong.ok
+    assert all(any("IPv4 id" in d for d in r.differences) for r in wrong.interfaces if r.model_frames)
+
+
+def test_kernel_one_byte_last_segment(ready, article, tmp_path):
+    """Pod MTU 663: the body leaves as 611 + 1 bytes; still no separate ACK, PSH on the 1-byte segment."""
+    sc = apply(article, {"pod_mtu": 663})
+    report = lab.run_all(sc, tmp_path)
+    _check(report, sc)
+    data = [(f, n) for who, f, n, _, _ in _tcp(tmp_path / "nginx-1-eth0.pcap", 80) if who == "server" and n]
+    assert data == [("PA", 233), ("A", 611), ("FPA", 1)]
+
+
+def test_bad_output_places_get_one_line(ready, tmp_path):
+    """--out under a file or in /proc, --json into a folder or a missing one: one line, no traceback, no run."""
+    (tmp_path / "file").write_text("x")
+    env = dict(lab._child_env(), PATH=USER_PATH)
+    for args, field in ((["--out", str(tmp_path / "file" / "sub")], "--out"), (["--out", "/proc/pw-lab"], "--out"),
+                        (["--json", str(tmp_path)], "--json"), (["--json", str(tmp_path / "no" / "r.json")], "--json")):
+        r = subprocess.run([sys.executable, "-m", "coursekit", "lab", "all", *args], capture_output=True, text=True,
+                           env=env, timeout=300)
+        assert r.returncode == 2 and f"error: {field}:" in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+    assert lab.leftovers() == []
