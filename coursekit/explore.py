@@ -510,8 +510,7 @@ def hop_table(w, segment: int = 0) -> str:
     from scapy.layers.vxlan import VXLAN
 
     from .vxlan import decode
-    if isinstance(segment, bool) or not isinstance(segment, int) or not 0 <= segment < len(w.segments):
-        raise CourseError("segment", f"no segment {segment!r}", f"0-{len(w.segments) - 1}")
+    segment = w.segment(segment)                    # a label ("SYN") or an index; refused with the allowed
     rows = [("#", "where", "dir", "inner src -> dst", "TTL", "outer (VXLAN)", "decided by")]
     for o in w.path(segment):
         p = decode(o.frame, getattr(o, "vxlan_port", None))         # VXLAN by the scenario's port
@@ -582,8 +581,7 @@ def hop_rows(w, segment: int = 0) -> list[HopRow]:
 
     Taught in: every chapter's explorer (the hops tab), 06-the-whole-walk.
     """
-    if isinstance(segment, bool) or not isinstance(segment, int) or not 0 <= segment < len(w.segments):
-        raise CourseError("segment", f"no segment {segment!r}", f"0-{len(w.segments) - 1}")
+    segment = w.segment(segment)
     rows, prev = [], None
     for o in w.path(segment):
         cells = _hop_cells(o)
@@ -606,11 +604,12 @@ class Step:
 
 def steps(w, request: int = 0, reply: int | None = None) -> list[Step]:
     """The hops of one request segment and of its reply (the next server segment), in order."""
-    if isinstance(request, bool) or not isinstance(request, int) or not 0 <= request < len(w.segments):
-        raise CourseError("segment", f"no segment {request!r}", f"0-{len(w.segments) - 1}")
-    if reply is not None and (isinstance(reply, bool) or not isinstance(reply, int)
-                              or not 0 <= reply < len(w.segments)):
-        raise CourseError("reply", f"no segment {reply!r}", f"0-{len(w.segments) - 1}")
+    request = w.segment(request)                    # a label ("SYN") or an index
+    if reply is not None:
+        try:
+            reply = w.segment(reply)
+        except CourseError as e:
+            raise CourseError("reply", e.problem, e.allowed) from None
     req = w.path(request)
     if reply is None:
         reply = next((o.segment for o in sorted(w.observations, key=lambda o: o.segment)

@@ -106,6 +106,9 @@ def test_stepper_segment_out_of_range(article_walk):
             ex.steps(article_walk, bad)
     with pytest.raises(ck.CourseError, match="reply: no segment 40"):
         ex.steps(article_walk, 0, 40)
+    assert ex.steps(article_walk, "SYN") == ex.steps(article_walk, 0)          # labels, as Walk.path takes them
+    assert ex.hop_table(article_walk, "SYN-ACK") == ex.hop_table(article_walk, 1)
+    assert ex.hop_rows(article_walk, "GET") == ex.hop_rows(article_walk, 3)
 
 
 # -- honest knobs -------------------------------------------------------------------
