@@ -10,6 +10,7 @@ floor that says what "fast" means for it:
 * ``nbval``     -- the whole course under nbval vs as many bare notebooks that only import the dependencies
 * ``import``    -- ``import coursekit`` as a process vs ``import scapy.all``
 * ``explorer``  -- field change -> every view recomputed (pure, then through the widget), median and p95
+* ``explorer_ab`` -- the same, this checkout against ``main``, interleaved (fair when the machine is busy)
 * ``browser``   -- field change in JupyterLab/Chromium -> tcpdump view updated on screen (needs chromium)
 * ``walk``      -- one whole walk of the article (``ck.walk``, coursekit.kernel) vs the ten-hop walk it replaced (tests/oldwalk.py)
 * ``data``      -- ``python -m coursekit data`` (every capture of every scenario)
@@ -91,18 +92,39 @@ def bench_explorer(n=200):
         t = time.perf_counter()
         e.controls["vxlan_port"].value = values[i % 2]
         widget.append(time.perf_counter() - t)
+    # not a knob: the interface, the filter, the packet -- the walk is reused
+    iface, rows = [], []
+    for i in range(60):
+        t = time.perf_counter()
+        e.iface.value = "meizu docker0" if i % 2 == 0 else "meizu enp4s0"
+        iface.append(time.perf_counter() - t)
+    for i in range(60):
+        t = time.perf_counter()
+        e.packet.value = 1 + i % 11
+        rows.append(time.perf_counter() - t)
     e.tabs.selected_index = 3
     widget_diag = []
     for i in range(30):
         t = time.perf_counter()
         e.controls["vxlan_port"].value = values[i % 2]
         widget_diag.append(time.perf_counter() - t)
+    # the diagram tab opened for the first time after a change (the cost a learner waits for)
+    first = []
+    for i in range(20):
+        e.tabs.selected_index = 0
+        e.controls["vni"].value = str(2 + i)
+        t = time.perf_counter()
+        e.tabs.selected_index = 3
+        first.append(time.perf_counter() - t)
     ms = 1000
     return {"pure_views_median_ms": _median(pure) * ms, "pure_views_p95_ms": _p95(pure) * ms, "pure_runs": n,
             "diagram_svg_median_ms": _median(diag) * ms, "diagram_svg_p95_ms": _p95(diag) * ms,
             "widget_text_views_median_ms": _median(widget) * ms, "widget_text_views_p95_ms": _p95(widget) * ms,
+            "widget_interface_change_median_ms": _median(iface) * ms,
+            "widget_packet_click_median_ms": _median(rows) * ms,
             "widget_with_diagram_tab_median_ms": _median(widget_diag) * ms,
-            "widget_with_diagram_tab_p95_ms": _p95(widget_diag) * ms}
+            "widget_with_diagram_tab_p95_ms": _p95(widget_diag) * ms,
+            "widget_diagram_first_time_median_ms": _median(first) * ms}
 
 
 def bench_walk(n=100):
@@ -136,7 +158,7 @@ def bench_browser(n=20):
         return {"skipped": "/usr/bin/chromium not installed"}
     from labserver import open_and_run_all, running_lab
     from playwright.sync_api import sync_playwright
-    times = []
+    times, rows, diagram = [], [], []
     with running_lab(ROOT) as (base, token), sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
@@ -144,17 +166,59 @@ def bench_browser(n=20):
         page.set_default_timeout(120_000)
         open_and_run_all(page, f"{base}/lab/tree/notebooks/06-the-whole-walk.ipynb?token={token}")
         explorer = page.locator(".pw-explorer").first
-        tcpdump = explorer.locator(".pw-tcpdump")
+        status = explorer.locator(".pw-status")
+        def count():
+            return int(status.inner_text().split("#", 1)[1].split(",", 1)[0])
+
+        def recomputed(action):
+            """Seconds from the action to the status line's next 'recomputed (#n' on screen."""
+            n = count()
+            t = time.perf_counter()
+            action()
+            status.filter(has_text=f"recomputed (#{n + 1},").wait_for()
+            return time.perf_counter() - t
+
+        # field change -> every view (packet list, tcpdump text, dissection, status) updated on screen
         port = explorer.locator(".pw-vxlan_port input")
         for i in range(n):
-            value, marker = ("4789", "VXLAN, flags") if i % 2 == 0 else ("8472", "OTV, flags")
-            port.fill(value)
+            port.fill("4789" if i % 2 == 0 else "8472")
+            times.append(recomputed(lambda: port.press("Enter")))
+        # a click on a row -> that packet's dissection on screen
+        for i in range(n):
+            no = 2 + i % 9
             t = time.perf_counter()
-            port.press("Enter")
-            tcpdump.filter(has_text=marker).wait_for()
-            times.append(time.perf_counter() - t)
+            explorer.locator(f".pw-packets tr.pw-row[data-no='{no}']").click()
+            explorer.locator(".pw-dissection").filter(has_text=f"packet {no}, as tcpdump prints it").wait_for()
+            rows.append(time.perf_counter() - t)
+        # the diagram tab, first time after a change
+        vni = explorer.locator(".pw-vni input")
+        for i in range(8):
+            explorer.get_by_role("tab", name="packets").click()
+            vni.fill(str(10 + i))
+            recomputed(lambda: vni.press("Enter"))
+            t = time.perf_counter()
+            explorer.get_by_role("tab", name="diagram").click()
+            explorer.locator(".pw-diagram svg").filter(has_text=f"VNI {10 + i},").wait_for()
+            diagram.append(time.perf_counter() - t)
         browser.close()
-    return {"roundtrip_median_ms": _median(times) * 1000, "roundtrip_p95_ms": _p95(times) * 1000, "runs": n}
+    return {"roundtrip_median_ms": _median(times) * 1000, "roundtrip_p95_ms": _p95(times) * 1000, "runs": n,
+            "row_click_median_ms": _median(rows) * 1000, "diagram_first_time_median_ms": _median(diagram) * 1000,
+            "diagram_first_time_p95_ms": _p95(diagram) * 1000}
+
+
+def bench_explorer_ab(ref="main"):
+    """The explorer of ``ref`` (a git ref) and of this checkout, interleaved (fair on a busy machine)."""
+    from ab_explorer import compare
+    with tempfile.TemporaryDirectory(prefix="pw-ab-") as tmp:
+        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        got = compare(Path(tmp))
+    load = os.getloadavg()[0]
+    out = {"ref": ref, "load_average": round(load, 1)}
+    for k in got["this"]:
+        out[f"{k}_median_ms"] = got["this"][k]
+        out[f"{k}_{ref}_median_ms"] = got["previous"][k]
+    return out
 
 
 def bench_data():
@@ -266,7 +330,8 @@ def bench_scenario(n=20):
                 "refuse_20000_deep_s": runs(lambda: refused(deep), 5), "runs": n}
 
 
-BENCHES = {"import": bench_import, "walk": bench_walk, "explorer": bench_explorer, "browser": bench_browser, "data": bench_data, "scenario": bench_scenario,
+BENCHES = {"import": bench_import, "walk": bench_walk, "explorer": bench_explorer, "explorer_ab": bench_explorer_ab,
+           "browser": bench_browser, "data": bench_data, "scenario": bench_scenario,
            "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint}
 
 
@@ -279,15 +344,21 @@ def main(argv):
     for name in names:
         print(f"-- {name}", flush=True)
         t = time.perf_counter()
+        if name in results:
+            results.setdefault("previous", {})[name] = results[name]
         results[name] = BENCHES[name]()
         results[name]["bench_wall_s"] = round(time.perf_counter() - t, 1)
         print(json.dumps(results[name], indent=2), flush=True)
     results_file.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}", "",
-             "| benchmark | figure | value |", "|---|---|---|"]
+             "| benchmark | figure | value | previous run |", "|---|---|---|---|"]
+
+    def fmt(v):
+        return "" if v is None else (round(v, 3) if isinstance(v, float) else v)
     for name in BENCHES:
+        before = results.get("previous", {}).get(name) or {}
         for k, v in (results.get(name) or {}).items():
-            lines.append(f"| {name} | {k} | {round(v, 3) if isinstance(v, float) else v} |")
+            lines.append(f"| {name} | {k} | {fmt(v)} | {fmt(before.get(k))} |")
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     return 0
 

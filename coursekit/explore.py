@@ -17,17 +17,20 @@ Taught in: every chapter's explorer; 06-the-whole-walk (the stepper).
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from .bpf import apply_filter
 from .capture import capture
 from .datapath import walk as _walk
 from .dissect import changes, dissect, tree
 from .errors import CourseError
-from .tcpdump import Style, parse_flags, render
+from .tcpdump import Style, parse_flags, render_lines
 
-__all__ = ["Knob", "knobs", "current", "apply", "Views", "views", "hop_table", "Step", "steps", "step_view",
-           "interfaces"]
+__all__ = ["field_label", "Knob", "knobs", "current", "Control", "controls", "apply", "warnings", "unchanged_reason", "Views",
+           "views", "Row", "packet_rows", "HopRow", "hop_rows", "hop_table", "Step", "steps", "step_view",
+           "interfaces", "same_interface"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Knob:
     lo: int = 0
     hi: int = 0
     help: str = ""
+    node_path: str = ""             # per-node knobs: the path under nodes.<name>
 
 
 _KNOBS = [
@@ -51,82 +55,179 @@ _KNOBS = [
     Knob("target_port", "targetPort", "port", 1, 65535),
     Knob("vni", "VNI", "int", 1, (1 << 24) - 1),
     Knob("vxlan_port", "VXLAN port", "port", 1, 65535, "8472 (the kernel's default, flannel's) or 4789 (IANA)"),
-    Knob("pod_mtu", "pod MTU", "int", 576, 65535, "docker0 and every pod's eth0, both nodes"),
-    Knob("node_mtu", "node MTU", "int", 118, 65535, "enp4s0 on both nodes"),
-    Knob("masquerade", "Docker masquerade", "bool", help="Docker's -s <subnet> ! -o docker0 -j MASQUERADE"),
+    Knob("pod_mtu", "pod MTU", "int", 576, 65535, "docker0 and every pod's eth0 on the node (Docker's --mtu)",
+         "docker.mtu"),
+    Knob("node_mtu", "node MTU", "int", 118, 65535, "enp4s0; flannel.1 gets 50 less", "nic.mtu"),
+    Knob("masquerade", "Docker masquerade", "bool", help="Docker's -s <subnet> ! -o docker0 -j MASQUERADE",
+         node_path="docker.ipMasq"),
     Knob("replicas", "replicas", "int", 1, 16),
     Knob("cold_caches", "cold caches", "bool", help="empty neighbour caches: the first packet waits for ARP"),
 ]
+_BY_NAME = {k.name: k for k in _KNOBS}
 
 
 def knobs(names=None) -> list[Knob]:
     """The knobs, all or the ``names`` given, in a stable order."""
     if names is None:
         return list(_KNOBS)
-    by = {k.name: k for k in _KNOBS}
-    unknown = [n for n in names if n not in by]
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise CourseError("knobs", f"{names!r} is not a list of knob names", ", ".join(_BY_NAME))
+    unknown = [n for n in names if n not in _BY_NAME]
     if unknown:
-        raise CourseError("knob", f"unknown knob {unknown[0]!r}", ", ".join(by))
-    return [by[n] for n in names]
+        raise CourseError("knob", f"unknown knob {unknown[0]!r}", ", ".join(_BY_NAME))
+    return [_BY_NAME[n] for n in names]
+
+
+def _nodes(sc) -> list:
+    """The client's node, then the server's (the order a learner reads the path in)."""
+    out = [sc.node(sc.client.node)]
+    if sc.server.node != out[0].name:
+        out.append(sc.node(sc.server.node))
+    return out
+
+
+def _node_value(n, k: Knob):
+    return {"docker.mtu": n.docker.mtu, "nic.mtu": n.nic.mtu, "docker.ipMasq": n.docker.ip_masq}[k.node_path]
 
 
 def current(sc) -> dict:
-    """The knob values of a scenario."""
+    """The knob values of a scenario, keyed by control (see :func:`controls`).
+
+    A per-node knob (``pod_mtu``, ``node_mtu``, ``masquerade``) has one key per
+    node, ``"pod_mtu.meizu"``, and the plain key only when every node agrees.
+    """
     cn, sn = sc.node(sc.client.node), sc.node(sc.server.node)
     svc = sc.service(sc.request.service)
-    return {
+    out = {
         "client_ip": str(sc.client.ip), "server_ip": str(sc.server.ip),
         "client_node_ip": str(cn.nic.ip), "server_node_ip": str(sn.nic.ip),
         "service_ip": str(svc.cluster_ip), "service_port": sc.service_port.port,
         "target_port": sc.service_port.target_port, "vni": sc.flannel.vni, "vxlan_port": sc.flannel.port,
-        "pod_mtu": sn.docker.mtu, "node_mtu": sn.nic.mtu, "masquerade": cn.docker.ip_masq,
         "replicas": len(sc.endpoints(svc)), "cold_caches": sc.neighbour_caches == "cold",
     }
+    for k in _KNOBS:
+        if k.node_path:
+            vals = {n.name: _node_value(n, k) for n in _nodes(sc)}
+            for name, val in vals.items():
+                out[f"{k.name}.{name}"] = val
+            if len(set(vals.values())) == 1:
+                out[k.name] = next(iter(vals.values()))
+    return out
 
 
-def _parse(k: Knob, value):
+@dataclass(frozen=True)
+class Control:
+    """One field of an explorer: a knob, for one node where the nodes differ."""
+    key: str                 # the key :func:`apply` takes: "vni", "pod_mtu" or "pod_mtu.meizu"
+    knob: Knob
+    node: str | None         # the node a per-node field sets, None for both or for a global knob
+    value: object            # the scenario's value
+
+    @property
+    def label(self) -> str:
+        return f"{self.knob.label} ({self.node})" if self.node else self.knob.label
+
+
+def controls(sc, names=None) -> list[Control]:
+    """The fields an explorer over ``sc`` shows for ``names``: per node where the nodes differ.
+
+    The article's pods run at MTU 1500 on xiaomi and 1450 on meizu, so
+    ``pod_mtu`` is two fields there; one field would have to show one node's
+    value and apply it to both.
+
+    Taught in: every chapter's explorer.
+    """
+    now = current(sc)
+    out = []
+    for k in knobs(names):
+        if k.node_path and k.name not in now:
+            out += [Control(f"{k.name}.{n.name}", k, n.name, now[f"{k.name}.{n.name}"]) for n in _nodes(sc)]
+        else:
+            out.append(Control(k.name, k, None, now[k.name]))
+    return out
+
+
+def _parse(k: Knob, value, label: str = ""):
+    label = label or k.label
     if k.kind == "ip":
+        text = str(value).strip()
         try:
-            return ipaddress.IPv4Address(str(value).strip())
+            return ipaddress.IPv4Address(text)
         except ValueError:
-            raise CourseError(k.label, f"{value!r} is not an IPv4 address", "four numbers 0-255, like 10.0.0.1") from None
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise CourseError(label, f"{shown!r} is not an IPv4 address", "four numbers 0-255, like 10.0.0.1") \
+                from None
     if k.kind in ("port", "int"):
-        try:
-            v = int(str(value).strip())
-        except ValueError:
-            raise CourseError(k.label, f"{value!r} is not a whole number", f"{k.lo}-{k.hi}") from None
+        if isinstance(value, bool):
+            raise CourseError(label, f"{value!r} is not a whole number", f"{k.lo}-{k.hi}")
+        text = str(value).strip()
+        if len(text) > 12 or not text.lstrip("+-").isdigit() or not text.isascii():
+            shown = text if len(text) <= 20 else text[:20] + "..."
+            raise CourseError(label, f"{shown!r} is not a whole number", f"{k.lo}-{k.hi}")
+        v = int(text)
         if not k.lo <= v <= k.hi:
-            raise CourseError(k.label, f"{v} is out of range", f"{k.lo}-{k.hi}")
+            raise CourseError(label, f"{v} is out of range", f"{k.lo}-{k.hi}")
         return v
     if k.kind == "bool":
-        return bool(value)
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "1", "yes", "on"):
+            return True
+        if text in ("false", "0", "no", "off", ""):
+            return False
+        raise CourseError(label, f"{value!r} is not true or false", "true, false")
     return value
+
+
+def _split(key):
+    """``"pod_mtu.meizu"`` -> (knob, "meizu"); ``"vni"`` -> (knob, None)."""
+    if not isinstance(key, str):
+        raise CourseError("knob", f"{key!r} is not a knob name", ", ".join(_BY_NAME))
+    name, _, node = key.partition(".")
+    k = _BY_NAME.get(name)
+    if k is None or (node and not k.node_path):
+        raise CourseError("knob", f"unknown knob {key!r}", ", ".join(_BY_NAME))
+    return k, node or None
 
 
 def apply(base, values: dict):
     """A new scenario with the knob ``values`` applied to ``base``; errors name the knob.
 
+    Only values that differ from ``base`` are applied, so an untouched explorer
+    shows exactly its chapter's scenario.  Keys are :func:`controls` keys:
+    ``"pod_mtu"`` sets every node, ``"pod_mtu.meizu"`` one node.
+
     >>> sc = apply(ck.load_scenario("article"), {"vxlan_port": 4789})     # doctest: +SKIP
 
     Taught in: every chapter's explorer.
     """
-    by = {k.name: k for k in _KNOBS}
+    if not isinstance(values, dict):
+        raise CourseError("values", f"{type(values).__name__} is not a mapping of knob to value",
+                          "a dict like {'vni': 7}")
     now = current(base)
-    v = {}
-    for name, value in values.items():
-        if name not in by:
-            raise CourseError("knob", f"unknown knob {name!r}", ", ".join(by))
-        v[name] = _parse(by[name], value)
     sc = base
+    node_names = [n.name for n in _nodes(sc)]
+    v = {}
+    for key, value in values.items():
+        k, node = _split(key)
+        if node is not None and node not in node_names:
+            raise CourseError("knob", f"unknown node {node!r} in {key!r}", ", ".join(node_names))
+        label = f"{k.label} ({node})" if node else k.label
+        parsed = _parse(k, value, label)
+        was = now.get(key)
+        if was is not None and (str(parsed) if k.kind == "ip" else parsed) == was:
+            continue                              # untouched: the scenario's own value stays
+        v[key] = parsed
     cname, sname = sc.client.name, sc.request.service
     cn, sn = sc.node(sc.client.node), sc.node(sc.server.node)
     workload = sc.server.name.rsplit("-", 1)[0]
     ch: dict = {}
-    owner: dict = {}           # scenario path -> knob, to name the knob in an error
+    owner: dict = {}           # scenario path -> control key, to name the field in an error
 
-    def put(path, val, knob):
+    def put(path, val, key):
         ch[path] = val
-        owner[path] = knob
+        owner[path] = key
 
     if "client_ip" in v:
         put(f"pods.{cname}.ip", str(v["client_ip"]), "client_ip")
@@ -145,43 +246,181 @@ def apply(base, values: dict):
         put("flannel.vni", v["vni"], "vni")
     if "vxlan_port" in v:
         put("flannel.port", v["vxlan_port"], "vxlan_port")
-    for n in (cn, sn):
-        if "pod_mtu" in v:
-            put(f"nodes.{n.name}.docker.mtu", v["pod_mtu"], "pod_mtu")
-        if "node_mtu" in v:
-            put(f"nodes.{n.name}.nic.mtu", v["node_mtu"], "node_mtu")
-        if "masquerade" in v:
-            put(f"nodes.{n.name}.docker.ipMasq", v["masquerade"], "masquerade")
+    for k in _KNOBS:
+        if not k.node_path:
+            continue
+        for name in node_names:
+            key = f"{k.name}.{name}" if f"{k.name}.{name}" in v else k.name
+            if key in v:
+                put(f"nodes.{name}.{k.node_path}", v[key], key)
     if "cold_caches" in v:
         put("neighbourCaches", "cold" if v["cold_caches"] else "warm", "cold_caches")
-    replicas = v.get("replicas", now["replicas"])
     if "replicas" in v or "server_ip" in v:
+        replicas = v.get("replicas", now["replicas"])
         first = v.get("server_ip", ipaddress.IPv4Address(now["server_ip"]))
+        ip_key = "server_ip" if "server_ip" in v else "replicas"
+        if int(first) + replicas - 1 > 0xFFFFFFFF:
+            raise CourseError(_BY_NAME[ip_key].label, f"{replicas} replicas from {first} run past 255.255.255.255",
+                              f"addresses inside {sn.name}'s pod subnet {sn.subnet}")
         ips = [str(first + i) for i in range(replicas)]
         put(f"workloads.{workload}.replicas", replicas, "replicas" if "replicas" in v else "server_ip")
-        put(f"workloads.{workload}.podIPs", ips, "server_ip" if "server_ip" in v else "replicas")
+        put(f"workloads.{workload}.podIPs", ips, ip_key)
     if not ch:
         return base
     try:
         from .conversation import fit_observations
         return fit_observations(sc, ch)
     except CourseError as e:
-        knob = next((owner[p] for p in owner if e.field == p or e.field.startswith(p + ".")
-                     or p.startswith(e.field + ".")), None)
-        if knob is None and e.field.startswith(f"workloads.{workload}.podIPs"):
-            knob = "server_ip"
-        if knob is None:
+        key = next((owner[p] for p in owner if e.field == p or e.field.startswith(p + ".")
+                    or p.startswith(e.field + ".")), None)
+        if key is None and e.field.startswith(f"workloads.{workload}.podIPs"):
+            key = "server_ip" if "server_ip" in v else "replicas"
+        if key is None:
             raise
-        raise CourseError(by[knob].label, e.problem, e.allowed) from None
+        k, node = _split(key)
+        raise CourseError(f"{k.label} ({node})" if node else k.label, e.problem, e.allowed) from None
+
+
+def warnings(sc) -> list[str]:
+    """Consequences a learner should notice that no capture of this connection shows.
+
+    Taught in: 01-physical-nic, 03-docker0 (the explorers' status line).
+    """
+    from .scenario import VXLAN_OVERHEAD
+    out = []
+    for n in _nodes(sc):
+        room = n.nic.mtu - VXLAN_OVERHEAD
+        if n.docker.mtu > room:
+            out.append(f"{n.name}: pod MTU {n.docker.mtu} + {VXLAN_OVERHEAD} exceeds the node's MTU {n.nic.mtu}: "
+                       f"packets over {room} bytes will not fit the overlay ({sc.flannel.device} MTU {room})")
+    return out
+
+
+# Why a knob may leave one interface's capture untouched.
+_UNSEEN = {
+    "node_mtu": "the node MTU sets enp4s0 and {dev} only; the SYNs' MSS come from the pod MTUs, which Docker's "
+                "--mtu pinned, and no packet of this connection is larger than the smallest MTU on its path",
+    "pod_mtu": "no packet of this connection is large enough to meet the MTU, and the MSS shows only in the SYNs "
+               "(filtered out?)",
+    "vni": "the VNI is only in the outer VXLAN header: capture on enp4s0 to see it",
+    "vxlan_port": "the VXLAN port is only in the outer UDP header: capture on enp4s0 to see it",
+    "client_node_ip": "node addresses are only in the outer headers: capture on enp4s0 to see them",
+    "server_node_ip": "node addresses are only in the outer headers: capture on enp4s0 to see them",
+    "masquerade": "Docker's MASQUERADE rewrites the source when the packet leaves through {dev}: the client pod's "
+                  "side sees the packet before it, and the reply is un-NATed before it gets back there",
+    "service_ip": "the Service address is DNATed away on the client's node: the server's side never sees it",
+    "service_port": "the Service port is DNATed away on the client's node: the server's side never sees it",
+    "cold_caches": "ARP stays on its own layer-2 segment: this interface has no neighbour to ask",
+}
+
+
+def unchanged_reason(before: "Views", after: "Views", changed: list) -> str:
+    """One sentence saying why a recompute left this view as it was ("" if it changed).
+
+    Taught in: every chapter's explorer.
+    """
+    if before.tcpdump != after.tcpdump or before.node != after.node or before.iface != after.iface:
+        return ""
+    same_bytes = [f.data for f in before.frames] == [f.data for f in after.frames]
+    names = [_split(c)[0].name for c in changed]
+    if not names:
+        return "nothing to change: every field has the scenario's value"
+    if not same_bytes:
+        return ("tcpdump's lines read the same, but the bytes differ (checksums, TTLs or MACs it does not "
+                "print with these flags): see the dissection, or add -v / -e")
+    dev = after.scenario.flannel.device
+    why = [_UNSEEN[n].format(dev=dev) for n in dict.fromkeys(names) if n in _UNSEEN]
+    where = f"{after.node} {after.iface}"
+    return (f"the capture on {where} is byte-identical: " + "; ".join(why)) if why else \
+        f"the capture on {where} is byte-identical: none of the changed fields reaches it"
 
 
 def interfaces(sc) -> list[tuple[str, str]]:
     """Every (node or pod, interface) where tcpdump can listen, in path order."""
     out = []
-    for n in [sc.node(sc.client.node), sc.node(sc.server.node)]:
+    for n in _nodes(sc):
         out += [(n.name, i) for i in sc.interfaces(n.name)]
-    out += [(p.name, "eth0") for p in (sc.client, sc.server)]
+    out += [(p.name, "eth0") for p in sc.pods if p.node in {n.name for n in _nodes(sc)}]
     return out
+
+
+def same_interface(old, new, node: str, iface: str) -> tuple[str, str]:
+    """The interface of ``new`` that plays the role ``(node, iface)`` played in ``old``.
+
+    ``flannel.1`` becomes ``flannel.7`` after VNI 7; a pod or veth that is gone
+    falls back to the server node's NIC.
+    """
+    menu = interfaces(new)
+    if (node, iface) in menu:
+        return node, iface
+    if iface == old.flannel.device:
+        return node, new.flannel.device
+    for p in old.pods:
+        if p.node == node and p.veth == iface:
+            try:
+                return node, new.pod(p.name).veth
+            except CourseError:
+                break
+    sn = new.node(new.server.node)
+    return sn.name, sn.nic.name
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the packet list, as Wireshark's columns name it."""
+    no: int                  # position in the whole capture, 1-based (a filter hides rows, never renumbers)
+    time: str                # seconds since the capture's first packet
+    source: str              # the innermost IP (or ARP) source: the pod's packet inside VXLAN
+    destination: str
+    protocol: str            # "TCP", "HTTP", "ARP"; "TCP in VXLAN" when encapsulated
+    length: int              # bytes on the wire
+    info: str                # ports and tcpdump's text after the addresses
+    line: str                # tcpdump's own output for this packet, with the explorer's flags
+    encapsulated: bool
+
+
+_IP_LINE = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))? > (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))?: (.*)$")
+
+
+def packet_rows(all_frames, shown, lines: list[str]) -> list[Row]:
+    """The packet list of ``shown`` (a filtered subset of ``all_frames``) with tcpdump's ``lines``.
+
+    Columns come from tcpdump's ``-nn`` reading of each frame (its innermost
+    line: the pod's packet inside VXLAN), so the list and the text agree.
+
+    Taught in: every chapter's explorer.
+    """
+    from .tcpdump import Printer
+    if len(lines) != len(shown):
+        raise CourseError("lines", f"{len(lines)} lines for {len(shown)} frames", "one line per frame")
+    index = {id(f): i for i, f in enumerate(all_frames)}
+    t0 = all_frames[0].time_us if all_frames else 0
+    printer = Printer(n=2)                   # tcpdump -nn over the same frames: same relative numbers
+    rows = []
+    for f, line in zip(shown, lines):
+        text = printer.frame(f.time_us, f.data, f.wire_len).split(" ", 1)[1]
+        parts = text.split("\n")
+        inner = parts[-1].strip()
+        encapsulated = len(parts) > 1 and parts[0].startswith("IP ") and inner.startswith(("IP ", "ARP"))
+        src = dst = ""
+        info, proto = inner, inner.split(",", 1)[0].split(" ", 1)[0]
+        m = _IP_LINE.match(inner)
+        if m:
+            src, sport, dst, dport, rest = m.groups()
+            proto = "HTTP" if ": HTTP" in rest else ("TCP" if rest.startswith("Flags") else
+                                                      ("UDP" if rest.startswith("UDP") else "IPv4"))
+            info = (f"{sport} \u2192 {dport} " if sport and dport else "") + rest
+        else:
+            if inner.startswith("ARP, "):
+                proto, info = "ARP", inner[len("ARP, "):]
+                start = 14 + (50 if encapsulated else 0)               # the (innermost) ARP body
+                arp = f.data[start:start + 28]
+                if len(arp) == 28:
+                    src, dst = str(ipaddress.IPv4Address(arp[14:18])), str(ipaddress.IPv4Address(arp[24:28]))
+        no = index.get(id(f), -1) + 1
+        rows.append(Row(no, f"{(f.time_us - t0) / 1e6:.6f}", src, dst, proto + (" in VXLAN" if encapsulated else ""),
+                        f.wire_len, info, line, encapsulated))
+    return rows
 
 
 @dataclass
@@ -191,32 +430,75 @@ class Views:
     walk: object
     node: str
     iface: str
-    frames: list
-    tcpdump: str
-    hops: str
-    dissection: str
+    frames: list             # the frames the filter lets through
+    tcpdump: str             # tcpdump's text, byte for byte
+    dissection: str          # the selected packet as a text tree
     notes: list = field(default_factory=list)
+    rows: list = field(default_factory=list)          # the packet list (:class:`Row`)
+    selected: int = 0        # the dissected packet's No. (0: none)
+    layers: list = field(default_factory=list)        # its :func:`~coursekit.dissect.dissect` layers
+    warnings: list = field(default_factory=list)      # consequences no capture shows (:func:`warnings`)
+
+    @cached_property
+    def hops(self) -> str:
+        """The request's first segment as a text table (:func:`hop_table`), computed when asked for."""
+        return hop_table(self.walk, 0)
+
+    @property
+    def frame(self):
+        """The selected (dissected) frame, or None."""
+        return next((f for f, r in zip(self.frames, self.rows) if r.no == self.selected), None)
 
 
 def views(sc, node: str | None = None, iface: str | None = None, flt: str = "", flags: str = "-nn",
-          frame: int = 0) -> Views:
-    """Recompute the tcpdump text, hop table and dissection for one interface.
+          frame: int | None = None, walk=None) -> Views:
+    """Recompute the packet list, tcpdump text, hop table and dissection for one interface.
+
+    ``frame`` is the No. of the packet to dissect (as in the packet list);
+    default: the first one shown.  ``walk`` is ``walk(sc)`` when the caller
+    already has it.
 
     Taught in: every chapter's explorer.
     """
-    w = _walk(sc)
+    for name, val in (("node", node), ("interface", iface), ("filter", flt), ("flags", flags)):
+        if val is not None and not isinstance(val, str):
+            raise CourseError(name, f"{val!r} is not text", "a string")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int)):
+        raise CourseError("packet", f"{frame!r} is not a packet number", "a whole number from the packet list")
     node = node or sc.server.node
-    iface = iface or sc.node(sc.server.node).nic.name
-    if node not in {n for n, _ in interfaces(sc)}:
-        raise CourseError("node", f"unknown node or pod {node!r}", ", ".join(sorted({n for n, _ in interfaces(sc)})))
-    frames = apply_filter(capture(sc, node, iface, walk=w), flt)
-    text = render(frames, Style.for_scenario(sc, **parse_flags(flags)))
+    menu = interfaces(sc)
+    where = sorted({n for n, _ in menu})
+    if node not in where:
+        raise CourseError("node", f"unknown node or pod {node!r}", ", ".join(where))
+    on_node = [i for n, i in menu if n == node]
+    iface = iface or (sc.node(node).nic.name if node in {n.name for n in sc.nodes} else on_node[0])
+    if iface not in on_node:
+        raise CourseError("interface", f"unknown interface {iface!r} on {node}", ", ".join(on_node))
+    w = walk if walk is not None else _walk(sc)
+    everything = capture(sc, node, iface, walk=w)
+    frames = apply_filter(everything, flt)
+    style = Style.for_scenario(sc, **parse_flags(flags))
+    lines = render_lines(frames, style)
+    text = "".join(line + "\n" for line in lines)
+    rows = packet_rows(everything, frames, lines)
     notes = []
     if sc.service_port.target_port != (sc.server.container_port or sc.service_port.target_port):
         notes.append(f"note: nginx listens on containerPort {sc.server.container_port}; a real pod would answer "
                      f"a SYN to port {sc.service_port.target_port} with a RST. The model follows the path only.")
-    dis = tree(frames[min(frame, len(frames) - 1)]) if frames else "(no frame matches the filter)"
-    return Views(sc, w, node, iface, frames, text or "(no packets)", hop_table(w, 0), dis, notes)
+    selected, layers, dis = 0, [], "(no frame matches the filter)"
+    if rows:
+        nos = [r.no for r in rows]
+        if frame is None or frame == 0:
+            frame = nos[0]
+        if frame not in nos:
+            shown = f"{nos[0]}-{nos[-1]}" if nos == list(range(nos[0], nos[-1] + 1)) else ", ".join(map(str, nos))
+            raise CourseError("packet", f"packet {frame} is not in the list", shown)
+        selected = frame
+        f = frames[nos.index(frame)]
+        layers = dissect(f)
+        dis = tree(f, layers=layers)
+    return Views(sc, w, node, iface, frames, text or "(no packets)", dis, notes, rows, selected, layers,
+                 warnings(sc))
 
 
 def hop_table(w, segment: int = 0) -> str:
@@ -225,11 +507,13 @@ def hop_table(w, segment: int = 0) -> str:
     Taught in: 04-the-container, 06-the-whole-walk.
     """
     from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.l2 import Ether
     from scapy.layers.vxlan import VXLAN
+
+    from .vxlan import decode
+    segment = w.segment(segment)                    # a label ("SYN") or an index; refused with the allowed
     rows = [("#", "where", "dir", "inner src -> dst", "TTL", "outer (VXLAN)", "decided by")]
     for o in w.path(segment):
-        p = Ether(o.frame)
+        p = decode(o.frame, getattr(o, "vxlan_port", None))         # VXLAN by the scenario's port
         outer = ""
         if p.haslayer(VXLAN):
             outer = f"{p[IP].src} -> {p[IP].dst} udp/{p[UDP].dport} vni {p[VXLAN].vni}"
@@ -242,6 +526,71 @@ def hop_table(w, segment: int = 0) -> str:
     return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
 
 
+@dataclass(frozen=True)
+class HopRow:
+    """One hop of a segment's path: the fields that matter, which of them changed, and why."""
+    hop: int                 # 1-based
+    node: str
+    iface: str
+    direction: str           # "in" / "out"
+    cells: dict              # column -> value (see HOP_COLUMNS)
+    changed: frozenset       # columns that differ from the previous hop
+    decisions: tuple         # the datapath Decisions at this hop
+
+
+HOP_COLUMNS = ("src MAC", "dst MAC", "source", "destination", "TTL", "length", "encapsulation")
+
+
+def _hop_cells(obs) -> dict:
+    """The columns of one hop, read from the frame's bytes at the offsets :func:`dissect` found."""
+    layers = {ly.key: ly.offset for ly in dissect(obs)}        # VXLAN decoded by the walk's port
+    frame = obs.frame
+
+    def mac(off):
+        return ":".join(f"{b:02x}" for b in frame[off:off + 6])
+
+    def ip(off):
+        return str(ipaddress.IPv4Address(frame[off:off + 4]))
+
+    def u16(off):
+        return int.from_bytes(frame[off:off + 2], "big")
+
+    cells = dict.fromkeys(HOP_COLUMNS, "-")
+    cells["length"] = str(len(frame))
+    if "Ethernet" in layers:
+        e = layers["Ethernet"]
+        cells["src MAC"], cells["dst MAC"] = mac(e + 6), mac(e)
+    if "IPv4" in layers:
+        i = layers["IPv4"]
+        ports = ("", "")
+        if "TCP" in layers or "UDP" in layers:
+            t = layers.get("TCP", layers.get("UDP"))
+            ports = (f":{u16(t)}", f":{u16(t + 2)}")
+        cells["source"], cells["destination"] = ip(i + 12) + ports[0], ip(i + 16) + ports[1]
+        cells["TTL"] = str(frame[i + 8])
+    if "VXLAN" in layers:
+        o, u, v, e = layers["outer IPv4"], layers["outer UDP"], layers["VXLAN"], layers["outer Ethernet"]
+        cells["encapsulation"] = (f"VXLAN VNI {int.from_bytes(frame[v + 4:v + 7], 'big')}: {ip(o + 12)}:{u16(u)} "
+                                  f"\u2192 {ip(o + 16)}:{u16(u + 2)}, TTL {frame[o + 8]}, "
+                                  f"MACs {mac(e + 6)} \u2192 {mac(e)}")
+    return cells
+
+
+def hop_rows(w, segment: int = 0) -> list[HopRow]:
+    """One segment's path as rows of the fields that matter; ``changed`` marks what the hop rewrote.
+
+    Taught in: every chapter's explorer (the hops tab), 06-the-whole-walk.
+    """
+    segment = w.segment(segment)
+    rows, prev = [], None
+    for o in w.path(segment):
+        cells = _hop_cells(o)
+        changed = frozenset(c for c in HOP_COLUMNS if prev is not None and prev[c] != cells[c])
+        rows.append(HopRow(o.hop + 1, o.node, o.iface, o.direction, cells, changed, tuple(o.decisions)))
+        prev = cells
+    return rows
+
+
 # -- the stepper ------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -250,12 +599,17 @@ class Step:
     index: int                # 1-based within its flow
     observation: object
     previous: object          # the observation before it on the same path, or None
+    scenario: object = None   # the walk's scenario (for provenance labels)
 
 
 def steps(w, request: int = 0, reply: int | None = None) -> list[Step]:
     """The hops of one request segment and of its reply (the next server segment), in order."""
-    if not 0 <= request < len(w.segments):
-        raise CourseError("segment", f"no segment {request}", f"0-{len(w.segments) - 1}")
+    request = w.segment(request)                    # a label ("SYN") or an index
+    if reply is not None:
+        try:
+            reply = w.segment(reply)
+        except CourseError as e:
+            raise CourseError("reply", e.problem, e.allowed) from None
     req = w.path(request)
     if reply is None:
         reply = next((o.segment for o in sorted(w.observations, key=lambda o: o.segment)
@@ -263,7 +617,7 @@ def steps(w, request: int = 0, reply: int | None = None) -> list[Step]:
     out = []
     for path in (req, w.path(reply) if reply is not None else []):
         for i, o in enumerate(path):
-            out.append(Step(o.flow, i + 1, o, path[i - 1] if i else None))
+            out.append(Step(o.flow, i + 1, o, path[i - 1] if i else None, w.scenario))
     return out
 
 
@@ -271,10 +625,13 @@ def steps(w, request: int = 0, reply: int | None = None) -> list[Step]:
 class StepView:
     title: str
     summary: str
-    changes: list
+    changes: list            # what changed since the previous hop; checksum updates last
     decisions: list
     layers: list
     tree: str
+    minor: frozenset = frozenset()   # the entries of ``changes`` that only follow others (checksums)
+    where: tuple = ()                # (node or pod, interface) of this hop, for the map
+    labels: dict = field(default_factory=dict)   # change -> computed/observed/assumed, where known
 
     def text(self) -> str:
         lines = [self.title, self.summary, "", "changed since the previous hop:"]
@@ -282,6 +639,23 @@ class StepView:
         lines += ["", "decided by:"]
         lines += [f"  [{d.stage}] {d.table}: {d.entry}\n      -> {d.effect}" for d in self.decisions] or ["  -"]
         return "\n".join(lines)
+
+
+def field_label(layer: str, name: str, scenario=None, observation=None) -> str:
+    """"computed", "observed" or "assumed" for a field of a frame at a hop ("" where unknown).
+
+    Asks :mod:`coursekit.provenance` where it exists.
+
+    Taught in: 06-the-whole-walk (the stepper and the dissection show it).
+    """
+    try:
+        from . import provenance
+    except ImportError:
+        return ""
+    try:
+        return provenance.of_field(layer, name, scenario, observation).label
+    except CourseError:
+        return ""
 
 
 def step_view(st: Step, total: int | None = None) -> StepView:
@@ -294,6 +668,12 @@ def step_view(st: Step, total: int | None = None) -> StepView:
     title = f"{st.flow} hop {st.index}: {where}"
     from .tcpdump import Printer
     summary = Printer(n=2).frame(o.time_us, o.frame).split(" ", 1)[1]
-    ch = changes(st.previous.frame, o.frame) if st.previous is not None else []
-    layers = dissect(o.frame)
-    return StepView(title, summary, [str(c) for c in ch], list(o.decisions), layers, tree(o.frame, layers=layers))
+    ch = changes(st.previous, o) if st.previous is not None else []
+    # A checksum changes because another field did: list it last, as a consequence.
+    ch = sorted(ch, key=lambda c: c.field == "chksum")
+    minor = frozenset(str(c) for c in ch if c.field == "chksum")
+    layers = dissect(o)
+    sc = st.scenario
+    labels = {str(c): lab for c in ch if c.field and (lab := field_label(c.layer, c.field, sc, o))}
+    return StepView(title, summary, [str(c) for c in ch], list(o.decisions), layers, tree(o.frame, layers=layers),
+                    minor, (o.node, o.iface), labels)

@@ -63,9 +63,6 @@ __all__ = ["PREFIX", "FED", "FREE_FIELDS", "Lab", "requirements", "status", "lef
 PREFIX = "pwlab-"
 _counter = itertools.count(1)
 
-# Fields the kernel (or the clock) chooses freely; compared for presence, not value.
-# The inner IP id is compared: each socket's counter starts where the lab's did
-# (fed as observed.ipId) and a listener's SYN-ACK and a TIME_WAIT ACK carry 0.
 # What the comparison first feeds the model from the lab's captures (the kernel's or the
 # clock's choices on the day; :func:`observe`).  Fields that carry one of these values
 # unchanged (the SYN's port and ISN, each segment's window, the wscale options, the outer
@@ -83,6 +80,9 @@ FED = {
     "times": "when each segment crossed the server node's docker0 (the clock)",
 }
 
+# Fields the kernel (or the clock) chooses freely; compared for presence, not value.
+# The inner IP id is compared: each socket's counter starts where the lab's did
+# (fed as observed.ipId) and a listener's SYN-ACK and a TIME_WAIT ACK carry 0.
 FREE_FIELDS = {
     ("outer IPv4", "id"): "IP id of the outer header: a per-destination counter",
     ("outer IPv4", "chksum"): "follows the outer IP id",
@@ -1340,11 +1340,8 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
             write_file(json_path, report.to_json(), "--json")
 
     if json_path:                      # before a run, not after it
-        jp = Path(json_path)
-        if jp.is_dir() or not jp.parent.is_dir() or not os.access(jp.parent, os.W_OK) or \
-                (jp.exists() and not jp.is_file()):
-            raise CourseError("--json", f"{json_path}: cannot write a report there",
-                              "a file path in a folder you can write to")
+        from .outputs import output_file
+        output_file(json_path, "--json")
     if action == "status":
         print(status())
         left = leftovers()

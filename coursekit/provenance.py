@@ -192,14 +192,24 @@ def _ip_path(sc, ip: str) -> tuple[str | None, str]:
     return None, ""
 
 
+_FIELDS: dict = {}        # (frame bytes, VXLAN port) -> {(layer, field): value}: a stepper asks per field
+
+
 def _field_value(obs, layer: str, field: str) -> str | None:
-    from .dissect import dissect
-    for ly in dissect(obs):
-        if ly.key == layer:
+    from .dissect import dissect, vxlan_port_of
+    frame = getattr(obs, "frame", obs)
+    key = (bytes(frame), vxlan_port_of(obs)) if isinstance(frame, (bytes, bytearray)) else None
+    values = _FIELDS.get(key) if key is not None else None
+    if values is None:
+        values = {}
+        for ly in dissect(obs):
             for f in ly.fields:
-                if f.name == field:
-                    return f.value
-    return None
+                values.setdefault((ly.key, f.name), f.value)
+        if key is not None:
+            if len(_FIELDS) >= 256:         # bounded: the frames of a few walks
+                _FIELDS.clear()
+            _FIELDS[key] = values
+    return values.get((layer, field))
 
 
 def _from(sc, path: str, how: str, label_if_derived: str = "computed") -> Provenance:

@@ -2,10 +2,18 @@
 
 Each callback calls one pure function of :mod:`coursekit.explore` (or
 :mod:`coursekit.diagrams`) and shows what it returns.  A
-:class:`~coursekit.errors.CourseError` is shown next to the field that caused
-it, and the views keep their last good content; no traceback reaches the
-learner.  Every control carries a CSS class ``pw-<name>`` so a browser test
-can find it.
+:class:`~coursekit.errors.CourseError` is shown once, under the field that
+caused it (the field outlined); the views keep their last good content,
+marked stale; no traceback reaches the learner.  Every control carries a CSS
+class ``pw-<name>`` so a browser test can find it.
+
+The explorer looks like Wireshark's three panes: a packet list (one row per
+packet; click a row to dissect it), the layer tree and the bytes (click a
+field to highlight its bytes).  tcpdump's own text stays in its own tab,
+byte for byte.  In a notebook that shows an explorer, text outputs wrap
+only between words (JupyterLab breaks them anywhere, even inside a number)
+and scroll after 32 lines.  Colours come from one palette per JupyterLab theme
+(:data:`PALETTE`), each pair readable at 4.5:1 or better.
 
 Displaying an explorer writes nothing to stdout, and its plain-text form is a
 short, stable line, so nbval can check the cell.
@@ -15,17 +23,122 @@ Taught in: every chapter's explorer; 06-the-whole-walk (the stepper).
 
 from __future__ import annotations
 
+import functools
 import html
 import io
+import time
 
 import ipywidgets as W
 
 from . import explore as ex
 from .errors import CourseError
 
-__all__ = ["Explorer", "Stepper", "explorer", "stepper", "figure_png", "figure_svg"]
+__all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast",
+           "packet_list_html", "dissection_html", "hop_table_html"]
 
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
+
+# (foreground, background) per role and theme; JupyterLab's own variables for everything else.
+PALETTE = {
+    "light": {"text": ("#1f1f1f", "#ffffff"), "muted": ("#595959", "#ffffff"), "error": ("#b00020", "#ffffff"),
+              "ok": ("#1b5e20", "#ffffff"), "warn": ("#6d4400", "#fff8e1"), "changed": ("#3d2e00", "#fff3cd"),
+              "selected": ("#0b1f3a", "#cfe3ff"), "request": ("#b71c1c", "#ffffff"), "reply": ("#0d47a1", "#ffffff"),
+              "stale": ("#6d4400", "#fff8e1"), "head": ("#1f1f1f", "#eeeeee")},
+    "dark": {"text": ("#eeeeee", "#111111"), "muted": ("#b0b0b0", "#111111"), "error": ("#ff8a80", "#111111"),
+             "ok": ("#81c784", "#111111"), "warn": ("#ffd180", "#2b2100"), "changed": ("#ffe9a8", "#4a3800"),
+             "selected": ("#ffffff", "#1e3a5f"), "request": ("#ff8a80", "#111111"), "reply": ("#90caf9", "#111111"),
+             "stale": ("#ffd180", "#2b2100"), "head": ("#eeeeee", "#2a2a2a")},
+}
+
+
+def contrast(fg: str, bg: str) -> float:
+    """WCAG 2 contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    def lum(c):
+        rgb = [int(c[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        lin = [v / 12.92 if v <= 0.04045 else ((v + 0.055) / 1.055) ** 2.4 for v in rgb]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    a, b = sorted((lum(fg), lum(bg)), reverse=True)
+    return (a + 0.05) / (b + 0.05)
+
+
+_CJK_FONT = "Packet Walk CJK"
+
+
+@functools.lru_cache(maxsize=1)
+def _cjk_font_face() -> str:
+    """An @font-face with the course's Chinese characters (data/fonts), or "" where the file is missing."""
+    import base64
+    from .scenario import data_dir
+    path = data_dir() / "fonts" / "packet-walk-cjk.woff"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""                          # degrade: the machine's own fonts, boxes where it has none
+    return (f'@font-face{{font-family:"{_CJK_FONT}";src:url(data:font/woff;base64,'
+            f'{base64.b64encode(data).decode()}) format("woff");unicode-range:U+3000-303F,U+3400-4DBF,'
+            f"U+4E00-9FFF,U+FF00-FFEF;font-display:swap}}")
+
+
+@functools.lru_cache(maxsize=1)
+def _css() -> str:
+    def block(theme):
+        return "".join(f"--pw-{k}:{fg};--pw-{k}-bg:{bg};" for k, (fg, bg) in PALETTE[theme].items())
+    mono = "font-family:var(--jp-code-font-family,monospace);font-size:12px"
+    face = _cjk_font_face()
+    # the article's title and quotes in a course notebook: a fallback after the theme's own fonts
+    cjk = (f'{face}\n.jp-Notebook:has(.pw-root) .jp-RenderedHTMLCommon,.pw-root{{font-family:'
+           f'var(--jp-content-font-family),"{_CJK_FONT}"}}') if face else ""
+    return f"""<style>
+{cjk}
+.pw-root{{{block("light")}}}
+body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
+.jp-Notebook:has(.pw-root) .jp-OutputArea-output pre{{word-break:normal;overflow-wrap:normal;max-height:32em}}
+.pw-root .widget-html-content{{line-height:1.4}}
+.pw-root .pw-label .widget-html-content{{line-height:var(--jp-widgets-inline-height,28px)}}
+.pw-root .pw-panes{{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}
+.pw-root .pw-tree{{flex:1 1 340px;max-height:420px;overflow:auto}}
+.pw-root .pw-panes .pw-hex{{flex:0 1 530px;min-width:0;max-height:420px;overflow:auto}}
+.pw-root .pw-label{{flex:0 0 180px;width:180px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}}
+.pw-root .pw-fielderr{{margin-left:184px;color:var(--pw-error);background:var(--pw-error-bg);{mono}}}
+.pw-root .pw-invalid input{{outline:2px solid var(--pw-error);outline-offset:-1px}}
+.pw-root .pw-ok{{color:var(--pw-ok);background:var(--pw-ok-bg)}}
+.pw-root .pw-err{{color:var(--pw-error);background:var(--pw-error-bg)}}
+.pw-root .pw-warn{{color:var(--pw-warn);background:var(--pw-warn-bg);padding:1px 4px}}
+.pw-root .pw-muted{{color:var(--pw-muted);background:var(--pw-muted-bg)}}
+.pw-root .pw-why{{color:var(--pw-muted);background:var(--pw-muted-bg)}}
+.pw-root pre{{{mono};line-height:1.3;margin:0;white-space:pre;overflow-x:auto;
+  color:var(--pw-text);background:var(--pw-text-bg)}}
+.pw-root .pw-list{{max-height:300px;overflow:auto;border:1px solid var(--jp-border-color2,#ccc)}}
+.pw-root table.pw-table{{border-collapse:collapse;{mono};color:var(--pw-text);background:var(--pw-text-bg)}}
+.pw-root table.pw-table th{{position:sticky;top:0;text-align:left;color:var(--pw-head);background:var(--pw-head-bg);
+  padding:2px 8px;white-space:nowrap}}
+.pw-root table.pw-table td{{padding:1px 8px;white-space:nowrap;vertical-align:top}}
+.pw-root tr.pw-row{{cursor:pointer}}
+.pw-root tr.pw-row:hover td{{text-decoration:underline dotted}}
+.pw-root tr.pw-sel td{{color:var(--pw-selected);background:var(--pw-selected-bg)}}
+.pw-root td.pw-changed,.pw-root .pw-change{{color:var(--pw-changed);background:var(--pw-changed-bg)}}
+.pw-root .pw-tag{{font-style:italic}}
+.pw-root .pw-minor{{color:var(--pw-muted);background:var(--pw-muted-bg)}}
+.pw-root table.pw-table tr.pw-decisions td{{white-space:normal;color:var(--pw-muted);background:var(--pw-muted-bg);padding-left:32px}}
+.pw-root .pw-stale-banner{{color:var(--pw-stale);background:var(--pw-stale-bg);border:1px dashed var(--pw-stale);
+  padding:2px 6px}}
+.pw-root .pw-stale .widget-tab-contents,.pw-root .pw-stale .lm-TabPanel-stackedPanel{{
+  outline:2px dashed var(--pw-stale);outline-offset:-2px}}
+.pw-root .pw-hex span.pw-hi{{color:var(--pw-selected);background:var(--pw-selected-bg);outline:1px solid var(--pw-selected)}}
+.pw-root .pw-field{{cursor:pointer;white-space:pre;{mono}}}
+.pw-root .pw-field.pw-fsel{{color:var(--pw-selected);background:var(--pw-selected-bg)}}
+.pw-root details>summary{{cursor:pointer;{mono}}}
+.pw-root .pw-summary{{white-space:pre-wrap;word-break:normal;overflow-wrap:normal}}
+.pw-root .pw-request{{color:var(--pw-request);background:var(--pw-request-bg)}}
+.pw-root .pw-reply{{color:var(--pw-reply);background:var(--pw-reply-bg)}}
+.pw-root .pw-diagram,.pw-root .pw-diagram .widget-html-content{{min-width:0;max-width:100%;flex:1 1 auto}}
+.pw-root .pw-figure{{overflow-x:auto;max-width:100%}}
+.pw-root .pw-figure svg{{min-width:860px;width:100%;height:auto}}
+@keyframes pw-flash-a{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
+@keyframes pw-flash-b{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
+.pw-root .pw-flash-a{{animation:pw-flash-a 0.8s ease-out}}
+.pw-root .pw-flash-b{{animation:pw-flash-b 0.8s ease-out}}
+</style>"""
 
 
 def figure_png(fig, dpi: int = 85) -> bytes:
@@ -45,13 +158,139 @@ def figure_svg(fig) -> str:
     return text[text.index("<svg"):]
 
 
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
 def _pre(text: str, cls: str) -> str:
-    return (f'<pre class="{cls}" style="font-size:11px;line-height:1.25;margin:0;white-space:pre;'
-            f'overflow-x:auto">{html.escape(text)}</pre>')
+    return f'<pre class="{cls}">{_e(text)}</pre>'
 
 
-def _error(msg: str) -> str:
-    return f'<span class="pw-error" style="color:#b00020">&#9888; {html.escape(msg)}</span>' if msg else ""
+# -- pure HTML views (tested without a browser) ------------------------------------------
+
+# One handler per table (not per row): a click on a row marks it at once and sets the packet No.
+# field, which recomputes the dissection in Python.
+_PICK = ("var r=event.target.closest('tr.pw-row');if(!r)return;"
+         "r.parentNode.querySelectorAll('tr.pw-sel').forEach(function(x){x.classList.remove('pw-sel')});"
+         "r.classList.add('pw-sel');"
+         "var i=r.closest('.pw-explorer').querySelector('.pw-packet-no input');"
+         "i.value=r.dataset.no;i.dispatchEvent(new Event('change',{bubbles:true}));")
+# A click on a field highlights its bytes; no round trip to the kernel.
+_MARK = ("var f=event.target.closest('.pw-field');if(!f)return;var d=f.closest('.pw-dissect'),"
+         "a=+f.dataset.off,b=a+(+f.dataset.len);"
+         "d.querySelectorAll('.pw-hex span').forEach(function(s,k){s.classList.toggle('pw-hi',k>=a&&k<b)});"
+         "d.querySelectorAll('.pw-field').forEach(function(x){x.classList.toggle('pw-fsel',x===f)});")
+_COPY = "navigator.clipboard&&navigator.clipboard.writeText(this.parentNode.querySelector('pre').textContent);"
+
+
+def packet_list_html(rows, selected: int = 0) -> str:
+    """The packet list: one row per packet, tcpdump's full text on hover; the selected row marked."""
+    if not rows:
+        return '<div class="pw-muted">(no packet matches the filter)</div>'
+    head = "".join(f"<th>{h}</th>" for h in ("No.", "Time", "Source", "Destination", "Protocol", "Length", "Info"))
+    body = []
+    for r in rows:
+        cls = "pw-row pw-sel" if r.no == selected else "pw-row"
+        body.append(f'<tr class="{cls}" data-no="{r.no}" title="{_e(r.line)}" tabindex="0">'
+                    f'<td>{r.no}</td><td>{_e(r.time)}</td><td>{_e(r.source)}</td><td>{_e(r.destination)}</td>'
+                    f'<td>{_e(r.protocol)}</td><td>{r.length}</td><td>{_e(r.info)}</td></tr>')
+    return (f'<div class="pw-list"><table class="pw-table pw-packet-table" onclick="{_e(_PICK)}" '
+            f'onkeydown="if(event.key===\'Enter\'){{{_e(_PICK)}}}"><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div>')
+
+
+def dissection_html(frame: bytes, layers, line: str = "", no: int = 0, provenance=None) -> str:
+    """Wireshark's lower panes: tcpdump's line (copyable), the layer tree (outer/inner), the bytes.
+
+    ``provenance(layer key, field name)`` gives "computed"/"observed"/"assumed" ("" if unknown).
+    """
+    parts = [f'<div class="pw-dissect" onclick="{_e(_MARK)}">']
+    if line:
+        parts.append(f'<div class="pw-line"><span class="pw-muted">packet {no}, as tcpdump prints it</span> '
+                     f'<button class="pw-copy" onclick="{_e(_COPY)}">copy</button>{_pre(line, "pw-fullline")}</div>')
+    parts.append('<div class="pw-panes"><div class="pw-tree">')
+    groups = [("outer", [ly for ly in layers if ly.encapsulated and not ly.inner]),
+              ("inner", [ly for ly in layers if ly.inner]),
+              ("", [ly for ly in layers if not ly.encapsulated])]
+    for name, lys in groups:
+        if not lys:
+            continue
+        if name:
+            size = sum(ly.length for ly in lys)
+            what = ("added by the VXLAN device (the kernel)" if name == "outer" else "the pod's frame, as it sent it")
+            parts.append(f'<details open class="pw-group pw-{name}"><summary><b>{name} frame</b>: {size} bytes, '
+                         f'{what}</summary>')
+        for ly in lys:
+            parts.append(f'<details open class="pw-layer" style="margin-left:12px"><summary>[{ly.offset}:{ly.end}] '
+                         f'<b>{_e(ly.title)}</b>{(" — " + _e(ly.summary)) if ly.summary else ""}</summary>')
+            for f in ly.fields:
+                prov = provenance(ly.key, f.name) if provenance is not None else ""
+                tag = f' <span class="pw-muted">[{_e(prov)}]</span>' if prov else ""
+                parts.append(f'<div class="pw-field" style="margin-left:24px" data-off="{f.offset}" '
+                             f'data-len="{f.length}">{_e(f.name)}: {_e(f.value)}{tag}</div>')
+            parts.append("</details>")
+        if name:
+            parts.append("</details>")
+    hexrows = []
+    for i in range(0, len(frame), 16):
+        chunk = frame[i:i + 16]
+        cells = " ".join(f"<span>{b:02x}</span>" for b in chunk)
+        pad = "   " * (16 - len(chunk))
+        text = _e("".join(chr(c) if 32 <= c < 127 else "." for c in chunk))
+        hexrows.append(f"{i:04x}  {cells}{pad}  {text}")
+    parts.append(f'</div><pre class="pw-hex">{chr(10).join(hexrows)}</pre></div></div>')
+    return "".join(parts)
+
+
+def hop_table_html(rows) -> str:
+    """The hop table: one row per hop, changed values highlighted, the deciding entries under each row."""
+    cols = ex.HOP_COLUMNS
+    head = "".join(f"<th>{h}</th>" for h in ("#", "where", "dir") + cols)
+    body = []
+    for r in rows:
+        cells = "".join(f'<td class="pw-changed">{_e(r.cells[c])}</td>' if c in r.changed else f"<td>{_e(r.cells[c])}</td>"
+                        for c in cols)
+        body.append(f'<tr class="pw-hop"><td>{r.hop}</td><td>{_e(r.node)} {_e(r.iface)}</td>'
+                    f'<td>{"leaving" if r.direction == "out" else "arriving"}</td>{cells}</tr>')
+        why = [d for d in r.decisions if d.effect != "matched"]
+        if why:
+            items = "".join(f"<li><b>[{_e(d.stage)}]</b> {_e(d.table)}: <code>{_e(d.entry)}</code> &rarr; "
+                            f"{_e(d.effect)}</li>" for d in why)
+            body.append(f'<tr class="pw-decisions"><td colspan="{len(cols) + 3}"><ul style="margin:0">{items}</ul>'
+                        f"</td></tr>")
+    return (f'<div class="pw-list" style="max-height:none"><table class="pw-table pw-hop-table"><thead><tr>{head}'
+            f'</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+
+
+class HopTable:
+    """One segment's hops: an HTML table in JupyterLab, :func:`~coursekit.explore.hop_table`'s text elsewhere.
+
+    >>> ck.widgets.hops(w, 0)          # doctest: +SKIP
+
+    Taught in: 04-the-container, 06-the-whole-walk.
+    """
+
+    def __init__(self, walk, segment: int = 0):
+        self.rows = ex.hop_rows(walk, segment)
+        self.text = ex.hop_table(walk, segment)
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_html_(self) -> str:
+        return f'<div class="pw-root">{_css()}{hop_table_html(self.rows)}</div>'
+
+
+def hops(walk, segment: int = 0) -> HopTable:
+    """A :class:`HopTable` (see there)."""
+    return HopTable(walk, segment)
+
+
+def _provenance(sc, observation):
+    """(layer key, field) -> its computed/observed/assumed label, where the provenance module knows it."""
+    def label(layer, name):
+        return ex.field_label(layer, name, sc, observation)
+    return label
 
 
 class _Widgety:
@@ -65,8 +304,30 @@ class _Widgety:
         return bundle
 
 
+def _scenario(scenario):
+    """A Scenario from a Scenario, a name or path ("article"), or None (the article)."""
+    from . import scenario as scm
+    if scenario is None:
+        return scm.load_scenario("article")
+    as_scenario = getattr(scm, "as_scenario", None)
+    if as_scenario is not None:
+        return as_scenario(scenario)
+    if isinstance(scenario, scm.Scenario):
+        return scenario
+    if isinstance(scenario, str):
+        return scm.load_scenario(scenario)
+    raise CourseError("scenario", f"a {type(scenario).__name__} is not a scenario",
+                      "a Scenario, a scenario name like 'article', or a path to a scenario file")
+
+
+def _set(widget, value) -> None:
+    """Assign only when different: an unchanged view is not sent to the browser again."""
+    if widget.value != value:
+        widget.value = value
+
+
 class Explorer(_Widgety):
-    """Change addresses and ports; the tcpdump view, hop table, dissection and diagram follow.
+    """Change addresses and ports; the packet list, tcpdump text, hops and diagram follow.
 
     >>> ck.widgets.explorer(sc, knobs=["vxlan_port", "vni"], node="meizu", iface="enp4s0")   # doctest: +SKIP
 
@@ -75,65 +336,100 @@ class Explorer(_Widgety):
 
     def __init__(self, scenario=None, knobs=None, node=None, iface=None, flt: str = "", flags: str = "-nn",
                  diagram: bool = True):
-        from .scenario import load_scenario
-        self.base = scenario if scenario is not None else load_scenario("article")
+        self.base = _scenario(scenario)
+        if not isinstance(flt, str) or not isinstance(flags, str):
+            raise CourseError("filter" if not isinstance(flt, str) else "flags", "is not text", "a string")
+        self.fields = ex.controls(self.base, knobs)
         self.knobs = ex.knobs(knobs)
-        now = ex.current(self.base)
+        # the starting interface must exist: never silently show another one
+        start = ex.views(self.base, node, iface, flt, flags)
         self.controls: dict[str, W.Widget] = {}
         self.errors: dict[str, W.HTML] = {}
-        rows = []
-        for k in self.knobs:
-            if k.kind == "bool":
-                c = W.Checkbox(value=bool(now[k.name]), description="", indent=False)
+        rows = [W.HTML(_css())]
+        for c in self.fields:
+            if c.knob.kind == "bool":
+                w = W.Checkbox(value=bool(c.value), description="", indent=False)
             else:
-                c = W.Text(value=str(now[k.name]), continuous_update=False, layout=W.Layout(width="150px"))
-            c.add_class(f"pw-{k.name}")
-            self.controls[k.name] = c
-            self.errors[k.name] = W.HTML("")
-            self.errors[k.name].add_class(f"pw-{k.name}-error")
-            rows.append(W.HBox([W.HTML(f'<b title="{html.escape(k.help)}">{html.escape(k.label)}</b>',
-                                       layout=W.Layout(width="140px")), c, self.errors[k.name]]))
-        opts = [f"{n} {i}" for n, i in ex.interfaces(self.base)]
-        start = f"{node or self.base.server.node} {iface or self.base.node(self.base.server.node).nic.name}"
-        self.iface = W.Dropdown(options=opts, value=start if start in opts else opts[0], layout=W.Layout(width="260px"))
+                w = W.Text(value=str(c.value), continuous_update=False, layout=W.Layout(width="160px"))
+            w.add_class(f"pw-{c.key.replace('.', '-')}")
+            if c.key != c.knob.name:
+                w.add_class(f"pw-{c.knob.name}")
+            self.controls[c.key] = w
+            rows += self._row(c.key, c.label, c.knob.help, w)
+        self.iface = W.Dropdown(layout=W.Layout(width="260px"))
         self.iface.add_class("pw-interface")
-        self.filter = W.Text(value=flt, continuous_update=False, placeholder="a tcpdump filter, e.g. udp port 8472",
-                             layout=W.Layout(width="340px"))
-        self.filter.add_class("pw-filter")
+        self._menu(start.scenario, start.node, start.iface)
         self.flags = W.Dropdown(options=_FLAGS if flags in _FLAGS else _FLAGS + [flags], value=flags,
                                 layout=W.Layout(width="120px"))
         self.flags.add_class("pw-flags")
-        self.errors["filter"] = W.HTML("")
-        self.errors["filter"].add_class("pw-filter-error")
-        rows.append(W.HBox([W.HTML("<b>tcpdump -i</b>", layout=W.Layout(width="140px")), self.iface, self.flags]))
-        rows.append(W.HBox([W.HTML("<b>filter</b>", layout=W.Layout(width="140px")), self.filter,
-                            self.errors["filter"]]))
+        rows += self._row("interface", "tcpdump -i", "where tcpdump listens", W.HBox([self.iface, self.flags]))
+        self.filter = W.Text(value=flt, continuous_update=False, placeholder="a tcpdump filter, e.g. udp port 8472",
+                             layout=W.Layout(width="340px"))
+        self.filter.add_class("pw-filter")
+        rows += self._row("filter", "filter", "a pcap-filter(7) expression, as tcpdump takes it", self.filter)
+        self.packet = W.IntText(value=start.selected, layout=W.Layout(width="90px"))
+        self.packet.add_class("pw-packet-no")
+        rows += self._row("packet", "dissect packet No.", "or click a row of the packet list", self.packet)
         self.status = W.HTML("")
         self.status.add_class("pw-status")
+        self.stale = W.HTML('<div class="pw-stale-banner">stale: the tabs show the last good result, from before '
+                            "the change that failed</div>", layout=W.Layout(display="none"))
+        self.stale.add_class("pw-stale-note")
+        self.packets = W.HTML("")
+        self.packets.add_class("pw-packets")
+        self.dissection = W.HTML("")
+        self.dissection.add_class("pw-dissection")
         self.tcpdump = W.HTML("")
         self.tcpdump.add_class("pw-tcpdump")
         self.hops = W.HTML("")
         self.hops.add_class("pw-hops")
-        self.dissection = W.HTML("")
-        self.dissection.add_class("pw-dissection")
-        tabs = [self.tcpdump, self.hops, self.dissection]
-        titles = ["tcpdump", "hops", "dissection"]
+        tabs = [W.VBox([self.packets, self.dissection]), self.tcpdump, self.hops]
+        titles = ["packets", "tcpdump text", "hops"]
         self.diagram = None
         if diagram:
-            self.diagram = W.HTML("", layout=W.Layout(width="100%", max_width="900px"))
+            self.diagram = W.HTML("", layout=W.Layout(width="100%"))
             self.diagram.add_class("pw-diagram")
             tabs.append(self.diagram)
             titles.append("diagram")
         self.tabs = W.Tab(children=tabs, titles=titles)
-        self.widget = W.VBox(rows + [self.status, self.tabs])
+        self.widget = W.VBox(rows + [self.status, self.stale, self.tabs])
         self.widget.add_class("pw-explorer")
-        self.scenario = self.base
-        self.views = None
-        self._diagram_stale = True
-        self.tabs.observe(lambda _change: self._draw_diagram(), names="selected_index")
+        self.widget.add_class("pw-root")
+        self.scenario, self.views = self.base, None
+        self.recomputed = 0
+        self._walks = {}                 # scenario id -> walk: a filter or interface change reuses it
+        self._diagram_for = None
+        self.tabs.observe(lambda _change: (self._draw_hops(), self._draw_diagram()), names="selected_index")
         self.refresh()
-        for c in list(self.controls.values()) + [self.iface, self.filter, self.flags]:
-            c.observe(lambda _change: self.refresh(), names="value")
+        for w in list(self.controls.values()) + [self.iface, self.filter, self.flags]:
+            w.observe(lambda _change: self.refresh(), names="value")
+        self.packet.observe(lambda _change: self.refresh(), names="value")
+
+    def _row(self, key, label, helptext, control):
+        lab = W.HTML(f'<b title="{_e(helptext)}">{_e(label)}</b>')
+        lab.add_class("pw-label")
+        err = W.HTML("", layout=W.Layout(display="none"))
+        err.add_class(f"pw-{key.replace('.', '-')}-error")
+        err.add_class("pw-fielderr")
+        self.errors[key] = err
+        return [W.HBox([lab, control]), err]
+
+    def _menu(self, sc, node, iface) -> None:
+        opts = [f"{n} {i}" for n, i in ex.interfaces(sc)]
+        value = f"{node} {iface}"
+        if list(self.iface.options) != opts:
+            self._rebuilding = True
+            try:
+                self.iface.options = opts
+                self.iface.value = value if value in opts else opts[0]
+            finally:
+                self._rebuilding = False
+        elif self.iface.value != value:
+            self._rebuilding = True
+            try:
+                self.iface.value = value
+            finally:
+                self._rebuilding = False
 
     @property
     def label(self) -> str:
@@ -142,59 +438,154 @@ class Explorer(_Widgety):
     def values(self) -> dict:
         return {k: c.value for k, c in self.controls.items()}
 
+    def changed(self) -> list[str]:
+        """The fields whose value differs from the scenario's."""
+        now = {c.key: c.value for c in self.fields}
+        return [k for k, w in self.controls.items() if str(w.value) != str(now[k])]
+
+    def _changed_since_last(self) -> list[str]:
+        last = getattr(self, "_applied", {})
+        return [k for k, w in self.controls.items() if k in last and str(w.value) != str(last[k])]
+
     def refresh(self) -> bool:
-        """Recompute every view; on error show the message and keep the last good views."""
-        for e in self.errors.values():
-            e.value = ""
+        """Recompute every view; on error show the message once and keep the last good views, marked stale."""
+        if getattr(self, "_rebuilding", False):
+            return False
+        t0 = time.perf_counter()
         try:
-            sc = ex.apply(self.base, self.values())
+            key = tuple((k, str(w)) for k, w in self.values().items())
+            if self.views is not None and key == getattr(self, "_applied_key", None):
+                sc = self.views.scenario          # the same knobs: the same scenario, its walk reused
+            else:
+                sc = ex.apply(self.base, self.values())
             node, iface = self.iface.value.split(" ", 1)
-            v = ex.views(sc, node, iface, self.filter.value, self.flags.value)
+            if self.views is not None and sc is not self.views.scenario:
+                node, iface = ex.same_interface(self.views.scenario, sc, node, iface)
+            walk = self._walks.get(id(sc))
+            frame = self.packet.value or None
+            if self.views is not None and (sc is not self.views.scenario or (node, iface) !=
+                                           (self.views.node, self.views.iface)
+                                           or self.filter.value != getattr(self, "_flt", None)):
+                frame = None             # a new capture: dissect its first packet again
+            v = ex.views(sc, node, iface, self.filter.value, self.flags.value, frame=frame, walk=walk)
         except CourseError as e:
             self._show_error(e)
             return False
         except Exception as e:  # a bug must not become a traceback in front of a learner
-            self.status.value = _error(f"internal error ({type(e).__name__}): {e}")
+            self._show_error(CourseError("explorer", f"internal error ({type(e).__name__}): {e}",
+                                         "please report this input"))
             return False
+        before, self._flt, self._applied_key = self.views, self.filter.value, key
+        self._walks = {id(sc): v.walk}
         self.scenario, self.views = sc, v
-        self.tcpdump.value = _pre(f"$ tcpdump -i {iface} {self.flags.value} {self.filter.value!r}\n" if self.filter.value
-                                  else f"$ tcpdump -i {iface} {self.flags.value}\n", "pw-cmd") + _pre(v.tcpdump, "pw-out")
-        self.hops.value = _pre(v.hops, "pw-hop-table")
-        self.dissection.value = _pre(v.dissection, "pw-tree")
-        self.status.value = ("<br>".join(html.escape(n) for n in v.notes)
-                             or f'<span class="pw-ok" style="color:#2e7d32">&#10003; {len(v.frames)} packets on '
-                             f'{html.escape(node)} {html.escape(iface)}</span>')
-        self._diagram_stale = True
+        self._clear_errors()
+        self._menu(sc, v.node, v.iface)
+        if self.packet.value != v.selected:
+            self._rebuilding = True
+            try:
+                self.packet.value = v.selected
+            finally:
+                self._rebuilding = False
+        self._render(v)
+        self.recomputed += 1
+        ms = (time.perf_counter() - t0) * 1000
+        moved = self._changed_since_last()
+        self._applied = {k: w.value for k, w in self.controls.items()}
+        why = ex.unchanged_reason(before, v, moved) if before is not None and moved else ""
+        flash = "pw-flash-a" if self.recomputed % 2 else "pw-flash-b"
+        lines = [f'<span class="pw-ok {flash}">&#10003; recomputed (#{self.recomputed}, {ms:.0f} ms): '
+                 f'{len(v.frames)} packets on {_e(v.node)} {_e(v.iface)}</span>']
+        if why:
+            lines.append(f'<span class="pw-why">nothing on screen changed: {_e(why)}</span>')
+        lines += [f'<span class="pw-warn">&#9888; {_e(w)}</span>' for w in v.warnings]
+        lines += [f'<span class="pw-muted">{_e(n)}</span>' for n in v.notes]
+        self.status.value = "<br>".join(lines)
         self._draw_diagram()
         return True
 
+    def _render(self, v) -> None:
+        cmd = f"$ tcpdump -i {v.iface} {self.flags.value}" + (f" {self.filter.value!r}" if self.filter.value else "")
+        _set(self.tcpdump, _pre(cmd, "pw-cmd") + _pre(v.tcpdump, "pw-out"))
+        _set(self.packets, packet_list_html(v.rows, v.selected))
+        f = v.frame
+        if f is None:
+            _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
+        else:
+            line = next(r.line for r in v.rows if r.no == v.selected)
+            # the tree at once, then again with each field's provenance label (which dissects once per field)
+            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected))
+            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected,
+                                                  _provenance(v.scenario, f.observation)))
+        self._draw_hops()
+
+    def _draw_hops(self) -> None:
+        # The hop table dissects every hop's frame: only when its tab shows, once per walk and segment.
+        v = self.views
+        if v is None or self.tabs.selected_index != 2:
+            return
+        f = v.frame
+        seg = getattr(getattr(f, "observation", None), "segment", 0) if f is not None else 0
+        seg = seg if isinstance(seg, int) and 0 <= seg < len(v.walk.segments) else 0
+        last = getattr(self, "_hops_for", (None, None))
+        if last[0] is not v.walk or last[1] != seg:
+            title = f'<div class="pw-muted">the path of segment {seg} (the selected packet\'s), hop by hop</div>'
+            _set(self.hops, title + hop_table_html(ex.hop_rows(v.walk, seg)))
+            self._hops_for = (v.walk, seg)
+
     def _draw_diagram(self) -> None:
-        # Drawing costs more than every text view together: only when it shows.
-        if self.diagram is None or not self._diagram_stale or self.tabs.selected_index != 3:
+        # Drawing costs more than every text view together: only when it shows, once per scenario.
+        if self.diagram is None or self.views is None or self.tabs.selected_index != 3:
+            return
+        if self._diagram_for is self.views.scenario:
             return
         from .diagrams import walk_diagram
         svg = figure_svg(walk_diagram(self.scenario, self.views.walk))
-        self.diagram.value = svg.replace("<svg ", '<svg style="width:100%;height:auto" ', 1)
-        self._diagram_stale = False
+        _set(self.diagram, f'<div class="pw-figure">{svg}</div>')
+        self._diagram_for = self.views.scenario
+
+    def _clear_errors(self) -> None:
+        for k, e in self.errors.items():
+            if e.layout.display != "none":
+                e.value, e.layout.display = "", "none"
+        for w in list(self.controls.values()) + [self.filter, self.iface, self.packet]:
+            w.remove_class("pw-invalid")
+        self.stale.layout.display = "none"
+        self.tabs.remove_class("pw-stale")
 
     def _show_error(self, e: CourseError) -> None:
-        by_label = {k.label: k.name for k in self.knobs}
-        name = by_label.get(e.field, "filter" if e.field in ("filter", "bpf filter") else None)
-        if name in self.errors:
-            self.errors[name].value = _error(str(e))
-        self.status.value = _error(str(e) + " — showing the last good views")
+        self._clear_errors()
+        by_label = {c.label: c.key for c in self.fields}
+        key = by_label.get(e.field)
+        if key is None and e.field in ("filter", "bpf filter", "flags"):
+            key = "filter"
+        if key is None and e.field in ("packet", "frame"):
+            key = "packet"
+        if key is None and e.field in ("interface", "node"):
+            key = "interface"
+        if key in self.errors:
+            self.errors[key].value = f"&#9888; {_e(e)}"
+            self.errors[key].layout.display = ""
+            target = {"filter": self.filter, "packet": self.packet, "interface": self.iface}.get(key) \
+                or self.controls.get(key)
+            if target is not None:
+                target.add_class("pw-invalid")
+            self.status.value = '<span class="pw-err">&#9888; not applied: see the outlined field.</span>'
+        else:
+            self.status.value = f'<span class="pw-err">&#9888; {_e(e)}</span>'
+        if self.views is not None:
+            self.stale.layout.display = ""
+            self.tabs.add_class("pw-stale")
 
 
 class Stepper(_Widgety):
-    """Step forward and back through every hop of a request segment and its reply.
+    """Step forward and back through every hop of a request segment and its reply, on a small map.
 
     Taught in: 06-the-whole-walk.
     """
 
     def __init__(self, scenario=None, segment: int = 0, walk=None):
         from .datapath import walk as _walk
-        from .scenario import load_scenario
-        self.scenario = scenario if scenario is not None else load_scenario("article")
+        self.scenario = _scenario(scenario)
         self.walk = walk if walk is not None else _walk(self.scenario)
         self.steps = ex.steps(self.walk, segment)
         self.pos = 0
@@ -207,13 +598,22 @@ class Stepper(_Widgety):
         self.slider.add_class("pw-hop")
         self.title = W.HTML("")
         self.title.add_class("pw-step-title")
-        self.body = W.HTML("")
+        self.map = W.HTML("", layout=W.Layout(width="100%"))
+        self.map.add_class("pw-map")
+        self.body = W.HTML("", layout=W.Layout(height="380px", overflow="auto"))
         self.body.add_class("pw-step")
+        self.every = W.ToggleButton(value=False, description="every layer", layout=W.Layout(width="120px"))
+        self.every.add_class("pw-every-layer")
+        self.layers = W.HTML("", layout=W.Layout(display="none"))
+        self.layers.add_class("pw-step-tree")
         self.back.on_click(lambda _b: self.go(self.pos - 1))
         self.next.on_click(lambda _b: self.go(self.pos + 1))
         self.slider.observe(lambda ch: self.go(ch["new"] - 1), names="value")
-        self.widget = W.VBox([W.HBox([self.back, self.next, self.slider]), self.title, self.body])
+        self.every.observe(lambda _ch: self._layers(), names="value")
+        self.widget = W.VBox([W.HTML(_css()), W.HBox([self.back, self.next, self.slider, self.every]), self.title,
+                              self.map, self.body, self.layers])
         self.widget.add_class("pw-stepper")
+        self.widget.add_class("pw-root")
         self.go(0)
 
     @property
@@ -226,19 +626,35 @@ class Stepper(_Widgety):
         if self.slider.value != pos + 1:
             self.slider.value = pos + 1
             return                       # the slider's observer comes back here
-        v = ex.step_view(self.steps[pos])
-        colour = "#d62728" if self.steps[pos].flow == "request" else "#1f77b4"
-        self.title.value = (f'<b style="color:{colour}">{html.escape(v.title)}</b> '
-                            f'<span style="color:#666">({pos + 1}/{len(self.steps)})</span>')
-        changed = "".join(f'<div style="background:#fff3cd;font-family:monospace;font-size:11px">'
-                          f'{html.escape(c)}</div>' for c in v.changes) or \
-            '<div style="font-family:monospace;font-size:11px;color:#666">(nothing: the same bytes)</div>'
-        decided = "".join(f'<div style="font-family:monospace;font-size:11px"><b>[{html.escape(d.stage)}]</b> '
-                          f'{html.escape(d.table)}: {html.escape(d.entry)}<br>&nbsp;&nbsp;&rarr; '
-                          f'{html.escape(d.effect)}</div>' for d in v.decisions)
-        self.body.value = (_pre(v.summary, "pw-step-summary") + "<h4>changed since the previous hop</h4>" + changed
-                           + "<h4>decided by</h4>" + (decided or "-")
-                           + "<details><summary>every layer</summary>" + _pre(v.tree, "pw-step-tree") + "</details>")
+        self.back.disabled = pos == 0
+        self.next.disabled = pos == len(self.steps) - 1
+        st = self.steps[pos]
+        v = ex.step_view(st)
+        self.view = v
+        flow = "pw-request" if st.flow == "request" else "pw-reply"
+        self.title.value = (f'<b class="{flow}">{_e(v.title)}</b> '
+                            f'<span class="pw-muted">({pos + 1}/{len(self.steps)})</span>')
+        from .diagrams import hop_map_svg
+        self.map.value = hop_map_svg(self.scenario, self.walk, st.observation)
+        changed = "".join(f'<div class="{"pw-minor" if c in v.minor else "pw-change"}" '
+                          f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px">{_e(c)}'
+                          + (f' <span class="pw-tag">[{_e(v.labels[c])}]</span>' if c in v.labels else "")
+                          + "</div>" for c in v.changes) or \
+            '<div class="pw-muted" style="font-family:monospace;font-size:12px">(nothing: the same bytes)</div>'
+        decided = "".join(f'<div style="font-family:var(--jp-code-font-family,monospace);font-size:12px">'
+                          f'<b>[{_e(d.stage)}]</b> {_e(d.table)}: {_e(d.entry)}<br>&nbsp;&nbsp;&rarr; '
+                          f'{_e(d.effect)}</div>' for d in v.decisions)
+        self.body.value = (f'<pre class="pw-summary pw-step-summary">{_e(v.summary)}</pre>'
+                           "<h4>changed since the previous hop</h4>" + changed
+                           + "<h4>decided by</h4>" + (decided or "-"))
+        self._layers()
+
+    def _layers(self) -> None:
+        if self.every.value:
+            self.layers.value = _pre(self.view.tree, "pw-tree")
+            self.layers.layout.display = ""
+        else:
+            self.layers.layout.display = "none"
 
 
 def explorer(scenario=None, knobs=None, **kw) -> Explorer:

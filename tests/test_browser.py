@@ -1,8 +1,10 @@
 """The course in a real browser: JupyterLab on loopback, headless Debian Chromium driven by Playwright.
 
-Opens chapter 06, runs every cell, changes the VXLAN port in the explorer and
-watches tcpdump's line turn from OTV to VXLAN, types an invalid IP and reads
-the inline message, steps the stepper.  Screenshots go to
+Opens chapter 06, runs every cell, clicks row 3 of the packet list and reads
+packet 3's dissection, changes the VXLAN port (OTV turns into VXLAN) and the
+VNI (the interface menu offers flannel.7), types an invalid IP and reads the
+inline message, steps the stepper to both ends on its map, then switches to
+the dark theme and measures the contrast of the highlights.  Screenshots go to
 ``test-artifacts/browser/``.  Needs /usr/bin/chromium and playwright: skips
 on a laptop without them, fails in CI.
 """
@@ -35,6 +37,18 @@ def lab_url():
         yield f"{base}/lab/tree/{CHAPTER}?token={token}"
 
 
+def _contrast(page, element) -> float:
+    """WCAG contrast of an element's computed text colour on its computed background."""
+    fg, bg = element.evaluate("e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+
+    def rgb(css):
+        parts = [float(x) for x in css[css.index("(") + 1:css.index(")")].replace("/", ",").split(",")[:3]]
+        return "#" + "".join(f"{int(round(v)):02x}" for v in parts)
+    from coursekit.widgets import contrast
+    assert "rgba(0, 0, 0, 0)" not in bg, "the highlight has no background of its own"
+    return contrast(rgb(fg), rgb(bg))
+
+
 def test_chapter_runs_and_widgets_respond(lab_url):
     from playwright.sync_api import expect, sync_playwright
 
@@ -52,23 +66,73 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         explorer.scroll_into_view_if_needed()
         page.screenshot(path=str(ARTIFACTS / "explorer-8472.png"), full_page=False)
 
+        # the packet list: one row per packet; clicking row 3 dissects packet 3
+        rows = explorer.locator(".pw-packets tr.pw-row")
+        expect(rows).to_have_count(11)
+        row3 = explorer.locator(".pw-packets tr.pw-row[data-no='3']")
+        row3.click()
+        expect(row3).to_have_class("pw-row pw-sel")
+        dissection = explorer.locator(".pw-dissection")
+        expect(dissection).to_contain_text("packet 3, as tcpdump prints it")
+        expect(dissection.locator(".pw-fullline")).to_contain_text("Flags [.], ack 1, win 229")
+        # no row is wrapped: every row is one line high
+        heights = rows.evaluate_all("rs => rs.map(r => r.getBoundingClientRect().height)")
+        assert max(heights) < 1.6 * min(heights), heights
+        # a field click highlights its bytes: the VNI is 3 bytes
+        dissection.locator(".pw-field", has_text="vni:").first.click()
+        expect(dissection.locator(".pw-hex span.pw-hi")).to_have_count(3)
+        explorer.screenshot(path=str(ARTIFACTS / "explorer-packet-3.png"))
+
+        # the hops tab: one row per hop of the selected packet's segment, changed values marked
+        explorer.get_by_role("tab", name="hops").click()
+        hops = explorer.locator(".pw-hops")
+        expect(hops.locator("tr.pw-hop")).to_have_count(10)
+        expect(hops.locator("td.pw-changed").first).to_be_visible()
+        expect(hops).to_contain_text("the path of segment 2")          # packet 3 is the third segment
+        explorer.screenshot(path=str(ARTIFACTS / "explorer-hops.png"))
+        explorer.get_by_role("tab", name="packets").click()
+
         # the VXLAN port: 8472 -> 4789 turns tcpdump's OTV line into VXLAN
         port = explorer.locator(".pw-vxlan_port input")
         port.fill("4789")
         port.press("Enter")
         expect(tcpdump).to_contain_text("VXLAN, flags [I] (0x08), vni 1")
         expect(tcpdump).not_to_contain_text("OTV")
-        explorer.screenshot(path=str(ARTIFACTS / "explorer-4789.png"))
+        expect(explorer.locator(".pw-status")).to_contain_text("recomputed (#")
 
-        # an invalid IP: a message next to the field, the last good view kept
+        # a knob that changes the interface menu: VNI 7 -> flannel.7 offered, flannel.1 gone
+        menu = explorer.locator(".pw-interface select")
+        assert "meizu flannel.1" in menu.evaluate("s => [...s.options].map(o => o.value).join('|')")
+        vni = explorer.locator(".pw-vni input")
+        vni.fill("7")
+        vni.press("Enter")
+        expect(menu.locator("option", has_text="meizu flannel.7")).to_have_count(1)
+        expect(menu.locator("option", has_text="meizu flannel.1")).to_have_count(0)
+        menu.select_option("meizu flannel.7")
+        expect(explorer.locator(".pw-status")).to_contain_text("packets on meizu flannel.7")
+        expect(explorer.locator(".pw-interface-error")).to_be_hidden()
+        expect(tcpdump).to_contain_text("$ tcpdump -i flannel.7 -nn")
+        menu.select_option("meizu enp4s0")
+        expect(tcpdump).to_contain_text("$ tcpdump -i enp4s0 -nn")
+
+        # an invalid IP: the message once, under its field; the last good view kept and marked stale
         ip = explorer.locator(".pw-client_ip input")
         ip.fill("172.30.83.300")
         ip.press("Enter")
-        expect(explorer.locator(".pw-client_ip-error")).to_contain_text(
-            "client pod IP: '172.30.83.300' is not an IPv4 address")
-        expect(tcpdump).to_contain_text("VXLAN, flags [I] (0x08), vni 1")
+        message = "client pod IP: '172.30.83.300' is not an IPv4 address"
+        expect(explorer.locator(".pw-client_ip-error")).to_contain_text(message)
+        expect(explorer.get_by_text(message)).to_have_count(1)
+        expect(explorer.locator(".pw-stale-note")).to_be_visible()
+        expect(tcpdump).to_contain_text("VXLAN, flags [I] (0x08), vni 7")
         expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
+        # the label column is fixed: a long message does not squeeze it, and labels are one line
+        labels = explorer.locator(".pw-label").evaluate_all(
+            "ls => ls.map(l => [l.getBoundingClientRect().width, l.getBoundingClientRect().height])")
+        assert len({round(w) for w, _ in labels}) == 1 and max(h for _, h in labels) < 30, labels
         page.screenshot(path=str(ARTIFACTS / "explorer-error.png"))
+        ip.fill("172.30.83.9")
+        ip.press("Enter")
+        expect(explorer.locator(".pw-stale-note")).to_be_hidden()
 
         # the diagram tab draws the walk
         tab = explorer.get_by_role("tab", name="diagram")
@@ -77,22 +141,88 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(tab).to_have_attribute("aria-selected", "true")
         svg = explorer.locator(".pw-diagram svg")
         expect(svg).to_be_visible()
-        expect(svg).to_contain_text("flannel.1 (VXLAN, VNI 1, UDP 4789)")      # drawn for the new port
+        expect(svg).to_contain_text("flannel.7 (VXLAN, VNI 7, UDP 4789)")      # drawn for the new port
         assert svg.bounding_box()["width"] > 500
         explorer.screenshot(path=str(ARTIFACTS / "explorer-diagram.png"))
+        # at 900 px the diagram keeps its width and scrolls rather than shrink its text
+        page.set_viewport_size({"width": 900, "height": 1000})
+        page.wait_for_timeout(500)
+        assert svg.bounding_box()["width"] >= 859
+        figure = explorer.locator(".pw-figure")
+        assert figure.evaluate("e => e.scrollWidth > e.clientWidth")
+        explorer.screenshot(path=str(ARTIFACTS / "explorer-diagram-900.png"))
+        page.set_viewport_size({"width": 1400, "height": 1000})
 
-        # the stepper: forward twice, back once
+        # the stepper: back disabled at the start, forward twice, back once, the map follows
         stepper = page.locator(".pw-stepper").first
         stepper.scroll_into_view_if_needed()
         title = stepper.locator(".pw-step-title")
         expect(title).to_contain_text("request hop 1: busybox eth0")
-        stepper.locator("button.pw-next").click()
-        stepper.locator("button.pw-next").click()
+        back, nxt = stepper.locator("button.pw-back"), stepper.locator("button.pw-next")
+        expect(back).to_be_disabled()
+        here = stepper.locator(".pw-map .pw-map-here")
+        expect(here).to_have_attribute("data-where", "busybox eth0")
+        body_height = stepper.locator(".pw-step").bounding_box()["height"]
+        nxt.click()
+        nxt.click()
         expect(title).to_contain_text("request hop 3: xiaomi docker0")
+        expect(here).to_have_attribute("data-where", "xiaomi docker0")
         expect(stepper.locator(".pw-step")).to_contain_text("DNAT 10.254.40.119:4432 -> 172.30.20.2:80")
-        stepper.locator("button.pw-back").click()
+        import re
+        expect(stepper.locator(".pw-step .pw-change").first).to_contain_text(     # provenance label
+            re.compile(r"\[(computed|observed|assumed)\]"))
+        assert stepper.locator(".pw-step").bounding_box()["height"] == body_height       # stable height
+        stepper.locator(".pw-every-layer").click()
+        expect(stepper.locator(".pw-step-tree")).to_be_visible()
+        back.click()
         expect(title).to_contain_text("request hop 2")
+        expect(stepper.locator(".pw-step-tree")).to_be_visible()                    # stays open
         stepper.screenshot(path=str(ARTIFACTS / "stepper.png"))
+        for k in range(3, 21):                         # to the last hop, one click at a time
+            nxt.click()
+            expect(title).to_contain_text(f"({k}/20)")
+        expect(nxt).to_be_disabled()
+        expect(title).to_contain_text("reply hop 10: busybox eth0")
+        expect(here).to_have_attribute("data-where", "busybox eth0")
+        back.click()
+        expect(title).to_contain_text("(19/20)")
+        back.click()
+        expect(title).to_contain_text("(18/20)")
+        light = [_contrast(page, el) for el in stepper.locator(".pw-change").all()]
+        assert light and min(light) >= 4.5, light
+
+        # the dark theme: the same highlights stay readable
+        page.get_by_role("menuitem", name="Settings", exact=True).click()
+        page.get_by_text("Theme", exact=True).hover()
+        page.get_by_text("JupyterLab Dark", exact=True).click()
+        expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1)
+        page.wait_for_timeout(500)
+        dark = [_contrast(page, el) for el in stepper.locator(".pw-change").all()]
+        assert dark and min(dark) >= 4.5, dark
+        for sel in (".pw-step-title b", ".pw-status .pw-ok"):
+            el = page.locator(sel).first
+            fg = el.evaluate("e => getComputedStyle(e).color")
+            assert fg not in ("rgb(0, 0, 0)", "rgb(31, 31, 31)"), (sel, fg)          # not light-theme ink
+        stepper.screenshot(path=str(ARTIFACTS / "stepper-dark.png"))
+        explorer.scroll_into_view_if_needed()
+        explorer.get_by_role("tab", name="packets").click()
+        sel = explorer.locator(".pw-packets tr.pw-sel td").first
+        assert _contrast(page, sel) >= 4.5
+        explorer.screenshot(path=str(ARTIFACTS / "explorer-dark.png"))
+
+        # printed text outputs wrap between words only, never inside a number, and scroll when long
+        out = page.locator(".jp-OutputArea-output[data-mime-type='text/plain'] pre").first
+        assert out.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
+        assert out.evaluate("e => getComputedStyle(e).maxHeight") != "none"
+
+        # the embedded CJK fallback font decodes and covers the article's title
+        status = page.evaluate("""async () => {
+            const f = [...document.fonts].find(f => f.family.replace(/"/g, '') === 'Packet Walk CJK');
+            if (!f) return 'missing';
+            await f.load();
+            return f.status + ' ' + document.fonts.check('16px "Packet Walk CJK"', '网络模型解析之实践');
+        }""")
+        assert status == "loaded true", status
 
         # no Python traceback anywhere on the page
         expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)

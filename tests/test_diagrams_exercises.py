@@ -45,6 +45,71 @@ def test_text_fits_inside_the_figure(article, article_walk):
                 assert bb.x0 >= -1 and bb.x1 <= W + 1 and bb.y0 >= -1 and bb.y1 <= H + 1, t.get_text()
 
 
+def _figures(article, walk):
+    three = apply(article, {"replicas": 3})
+    return [dg.topology(article), dg.walk_diagram(article, walk), dg.walk_diagram(three),
+            dg.timeline(walk.at("meizu", "docker0")), dg.encapsulation(walk.at("meizu", "enp4s0")[3]),
+            dg.byte_map(walk.at("meizu", "enp4s0")[3])]
+
+
+def test_text_is_at_least_9_points(article, article_walk):
+    """Shown at their natural width (the explorer's minimum), every label is 9 pt or more."""
+    for fig in _figures(article, article_walk):
+        assert fig.get_figwidth() <= 10
+        for t in fig.findobj(lambda o: hasattr(o, "get_fontsize") and hasattr(o, "get_text")):
+            if t.get_text().strip():
+                assert t.get_fontsize() >= 9, (t.get_text(), t.get_fontsize())
+
+
+def _crossings(fig):
+    """(label, line) pairs where a drawn line passes through a label's box."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.patches import FancyArrowPatch
+    FigureCanvasAgg(fig).draw()
+    r = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text().strip() and not t.get_text().isdigit()]   # hop markers sit on lines
+    paths = [ln.get_path().transformed(ln.get_transform()) for ln in ax.lines]
+    paths += [p.get_path().transformed(p.get_transform()) for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    paths += [c.arrow_patch.get_path().transformed(c.arrow_patch.get_transform())
+              for c in ax.texts if getattr(c, "arrow_patch", None) is not None]
+    out = []
+    for t in labels:
+        bb = t.get_window_extent(r).padded(-1)
+        for path in paths:
+            for poly in path.to_polygons(closed_only=False):
+                import numpy as np
+                pts = np.asarray(poly)
+                for (x1, y1), (x2, y2) in zip(pts, pts[1:]):
+                    n = max(2, int(max(abs(x2 - x1), abs(y2 - y1)) // 2))
+                    xs, ys = np.linspace(x1, x2, n), np.linspace(y1, y2, n)
+                    if np.any((xs > bb.x0) & (xs < bb.x1) & (ys > bb.y0) & (ys < bb.y1)):
+                        out.append(t.get_text())
+                        break
+    return sorted(set(out))
+
+
+def test_no_label_is_crossed_by_a_line(article, article_walk):
+    assert _crossings(dg.walk_diagram(article, article_walk)) == []
+    assert _crossings(dg.walk_diagram(apply(article, {"replicas": 3}))) == []
+    assert _crossings(dg.topology(article)) == []
+
+
+def test_reply_markers_sit_at_the_pod_that_served(article):
+    """With 3 replicas the reply's first marker is on nginx-1's box (it served), not beside it on nginx-2."""
+    sc = apply(article, {"replicas": 3})
+    fig = dg.walk_diagram(sc)
+    ax = fig.axes[0]
+    _, _, boxes = dg._layout(sc)
+    served = boxes[(sc.server.name, "eth0")]
+    others = [boxes[(p.name, "eth0")] for p in sc.pods_on(sc.server.node) if p.name != sc.server.name]
+    blue = [t for t in ax.texts if t.get_text() == "1" and t.get_bbox_patch().get_facecolor()[2] > 0.5]
+    (x, y), = [t.get_position() for t in blue]
+    sx, sy, sw, sh = served
+    assert sx <= x <= sx + sw and sy <= y <= sy + sh + 0.01
+    assert all(not (ox <= x <= ox + ow) for ox, _, ow, _ in others)
+
+
 def test_encapsulation_sizes(article_walk):
     fig = dg.encapsulation(article_walk.at("meizu", "enp4s0")[3])
     texts = [t.get_text() for t in fig.axes[0].texts]
@@ -71,3 +136,21 @@ def test_exercise_answers_follow_the_scenario(article):
 def test_unknown_exercise():
     with pytest.raises(ck.CourseError, match="no exercise '09.x'"):
         ck.check("09.x", 1)
+
+
+def test_figure_text_colours_are_readable():
+    """Figures are light cards in both themes: every text colour they use reads at 4.5:1 on its background."""
+    from coursekit.widgets import contrast
+    assert contrast("#ffffff", dg._REQ) >= 4.5 and contrast("#ffffff", dg._REP) >= 4.5     # hop numbers
+    assert contrast(dg._REQ, "#ffffff") >= 4.5 and contrast(dg._REP, "#ffffff") >= 4.5     # timeline labels
+    assert all(contrast("#000000", c) >= 4.5 for c in list(dg.LAYER_COLOURS.values()) + list(dg._IFACE.values()))
+    assert contrast("#555555", "#fbfbfb") >= 4.5 and contrast("#1b7a1b", "#ffffff") >= 4.5
+
+
+def test_hop_map_marks_one_box(article, article_walk):
+    steps = ck.explore.steps(article_walk, 0)
+    for st in (steps[0], steps[4], steps[-1]):
+        svg = dg.hop_map_svg(article, article_walk, st.observation)
+        assert svg.startswith("<svg ") and svg.count("pw-map-here") == 1
+        o = st.observation
+        assert f'class="pw-map-box pw-map-here" data-where="{o.node} {o.iface}"' in svg

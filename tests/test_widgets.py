@@ -18,13 +18,20 @@ def test_explorer_updates_and_keeps_last_good_views(article):
     assert "OTV" in e.tcpdump.value
     e.controls["vxlan_port"].value = "4789"
     assert "VXLAN, flags [I]" in e.tcpdump.value and "OTV" not in e.tcpdump.value
-    good = (e.tcpdump.value, e.hops.value, e.dissection.value)
+    assert e.hops.value == ""                      # drawn when its tab shows
+    e.tabs.selected_index = 2
+    assert "10.167.226.39:4789" in e.hops.value
+    good = (e.tcpdump.value, e.hops.value, e.dissection.value, e.packets.value)
     e.controls["client_ip"].value = "172.30.83.300"
-    assert "client pod IP: &#x27;172.30.83.300&#x27; is not an IPv4 address" in e.errors["client_ip"].value
-    assert "last good views" in e.status.value
-    assert (e.tcpdump.value, e.hops.value, e.dissection.value) == good
+    msg = "client pod IP: &#x27;172.30.83.300&#x27; is not an IPv4 address"
+    assert msg in e.errors["client_ip"].value and e.errors["client_ip"].layout.display == ""
+    assert msg not in e.status.value and "outlined field" in e.status.value       # the message once
+    assert "pw-invalid" in e.controls["client_ip"]._dom_classes
+    assert e.stale.layout.display == "" and "pw-stale" in e.tabs._dom_classes   # last good result, marked
+    assert (e.tcpdump.value, e.hops.value, e.dissection.value, e.packets.value) == good
     e.controls["client_ip"].value = "172.30.83.10"
-    assert e.errors["client_ip"].value == ""
+    assert e.errors["client_ip"].value == "" and e.errors["client_ip"].layout.display == "none"
+    assert "pw-invalid" not in e.controls["client_ip"]._dom_classes and e.stale.layout.display == "none"
     assert "172.30.83.0.38200" in e.tcpdump.value or "38200" in e.tcpdump.value
 
 
@@ -32,8 +39,10 @@ def test_explorer_filter_error_and_interface_change(article):
     e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
     e.filter.value = "port nonsense"
     assert "libpcap rejected" in e.errors["filter"].value
+    assert "pw-invalid" in e.filter._dom_classes
     e.filter.value = "tcp"
     assert "(no packets)" in e.tcpdump.value               # the wire carries UDP
+    assert "no packet matches the filter" in e.packets.value
     e.filter.value = ""
     e.iface.value = "nginx-1 eth0"
     assert "172.30.20.2.80" in e.tcpdump.value
@@ -51,7 +60,9 @@ def test_diagram_drawn_only_when_its_tab_shows(article):
     assert e.diagram.value == ""
     e.tabs.selected_index = 3
     svg = e.diagram.value
-    assert svg.startswith("<svg ") and "flannel.1 (VXLAN, VNI 1, UDP 8472)" in svg
+    assert svg.startswith('<div class="pw-figure"><svg ') and "flannel.1 (VXLAN, VNI 1, UDP 8472)" in svg
+    e.filter.value = "tcp"                                  # same scenario: the diagram is not drawn again
+    assert e.diagram.value is svg
     e.controls["vni"].value = "7"
     assert "VNI 7" in e.diagram.value and e.diagram.value != svg
     assert wg.figure_svg(ck.diagrams.topology(article)) == wg.figure_svg(ck.diagrams.topology(article))
@@ -66,8 +77,205 @@ def test_stepper_buttons_and_slider(article):
     assert s.pos == 2 and s.slider.value == 3
     s.back.click()
     assert "request hop 2" in s.title.value
+    assert not s.back.disabled and not s.next.disabled
     s.slider.value = 20
     assert "reply hop 10: busybox eth0" in s.title.value
+    assert s.next.disabled and not s.back.disabled       # the last hop: next is disabled
     s.next.click()                                     # past the end stays at the end
     assert s.pos == 19
+    s.slider.value = 1
+    assert s.back.disabled
     assert s._repr_mimebundle_()["text/plain"] == "Stepper(article: 20 hops)"
+
+
+def test_untouched_explorer_is_the_chapter_scenario(article):
+    e = wg.explorer(article, ["vxlan_port", "vni", "node_mtu", "pod_mtu"], node="meizu", iface="enp4s0",
+                    diagram=False)
+    assert e.scenario is article                                   # nothing applied
+    assert e.controls["pod_mtu.xiaomi"].value == "1500" and e.controls["pod_mtu.meizu"].value == "1450"
+    assert "mss 1460" in e.views.rows[0].line and "mss 1410" in e.views.rows[1].line
+    assert "xiaomi: pod MTU 1500 + 50 exceeds the node&#x27;s MTU 1500" in e.status.value
+
+
+def test_node_mtu_change_shows_a_recompute_and_why_nothing_changed(article):
+    e = wg.explorer(article, ["node_mtu", "pod_mtu"], node="meizu", iface="enp4s0", diagram=False)
+    packets = e.packets.value
+    assert "recomputed (#1" in e.status.value
+    e.controls["node_mtu"].value = "1400"
+    assert e.packets.value == packets
+    assert "recomputed (#2" in e.status.value and "nothing on screen changed" in e.status.value
+    assert "pinned" in e.status.value
+    assert "meizu: pod MTU 1450 + 50 exceeds the node&#x27;s MTU 1400" in e.status.value
+    e.filter.value = "udp"                      # not a knob: no explanation owed, and none about node MTU
+    assert "recomputed (#3" in e.status.value and "nothing on screen changed" not in e.status.value
+
+
+def test_menus_follow_replicas_and_vni(article):
+    e = wg.explorer(article, ["replicas", "vni"], node="meizu", iface="flannel.1", diagram=False)
+    e.controls["replicas"].value = "3"
+    veths = [p.veth for p in e.scenario.pods_on("meizu")]
+    assert len(veths) == 3 and all(f"meizu {v}" in e.iface.options for v in veths)
+    e.controls["vni"].value = "7"
+    assert "meizu flannel.7" in e.iface.options and "meizu flannel.1" not in e.iface.options
+    assert e.iface.value == "meizu flannel.7" and "pw-invalid" not in e.iface._dom_classes
+
+
+def test_click_a_row_dissects_that_packet(article):
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    assert e.views.selected == 1 and 'data-no="1"' in e.packets.value
+    e.packet.value = 4                                       # what a click on row 4 sets
+    assert e.views.selected == 4
+    assert '<tr class="pw-row pw-sel" data-no="4"' in e.packets.value
+    assert "HTTP: GET / HTTP/1.1" in e.dissection.value and "packet 4, as tcpdump prints it" in e.dissection.value
+    e.packet.value = 40
+    assert "packet 40 is not in the list" in e.errors["packet"].value
+    e.packet.value = 2
+    assert e.errors["packet"].value == "" and e.views.selected == 2
+
+
+def test_explorer_refuses_an_unknown_node():
+    import pytest
+    with pytest.raises(ck.CourseError, match="unknown node or pod 'oppo'"):
+        wg.explorer(None, ["vni"], node="oppo", diagram=False)
+    with pytest.raises(ck.CourseError, match="unknown knob 'vnii'"):
+        wg.explorer("article", ["vnii"], diagram=False)
+    with pytest.raises(ck.CourseError, match="scenario"):
+        wg.explorer(42, ["vni"], diagram=False)
+    with pytest.raises(ck.CourseError, match="scenario"):
+        wg.stepper([1, 2])
+    assert wg.explorer("article", ["vni"], diagram=False).base.name == "article"
+
+
+def test_internal_errors_never_reach_the_learner(article):
+    e = wg.explorer(article, ["server_ip", "replicas"], node="meizu", iface="enp4s0", diagram=False)
+    e.controls["replicas"].value = "2"
+    e.controls["server_ip"].value = "255.255.255.255"
+    assert "internal error" not in e.status.value
+    assert "server pod IP" in e.errors["server_ip"].value
+
+
+def test_packet_list_html_rows(article):
+    v = ck.explore.views(article, "meizu", "enp4s0")
+    page = wg.packet_list_html(v.rows, 3)
+    assert page.count('class="pw-row') == 11 and page.count('class="pw-row pw-sel"') == 1
+    # the full tcpdump line on hover, escaped
+    import html
+    assert f'title="{html.escape(v.rows[0].line)}"' in page
+    assert "<th>No.</th><th>Time</th><th>Source</th><th>Destination</th><th>Protocol</th>" in page
+
+
+def test_dissection_html_has_byte_offsets_for_every_field(article):
+    v = ck.explore.views(article, "meizu", "enp4s0", frame=4)
+    page = wg.dissection_html(v.frame.data, v.layers, "x", 4)
+    fields = [f for ly in v.layers for f in ly.fields]
+    assert page.count('class="pw-field"') == len(fields)
+    vni = next(f for ly in v.layers if ly.key == "VXLAN" for f in ly.fields if f.name == "vni")
+    assert f'data-off="{vni.offset}" data-len="{vni.length}"' in page
+    assert page.count("<span>") == len(v.frame.data)            # one span per byte to highlight
+    assert "outer frame</b>: 50 bytes" in page
+
+
+def test_hops_tab_follows_the_selected_packet(article):
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    e.tabs.selected_index = 2
+    assert "the path of segment 0" in e.hops.value
+    e.packet.value = 2                                   # the SYN-ACK: the reply's path
+    assert "the path of segment 1" in e.hops.value and "nginx-1 eth0" in e.hops.value
+
+
+def test_hop_table_html_highlights_changes(article_walk):
+    page = wg.hop_table_html(ck.explore.hop_rows(article_walk, 0))
+    assert page.count('class="pw-hop"') == 10
+    assert '<td class="pw-changed">172.30.20.2:80</td>' in page        # DNAT at xiaomi docker0
+    assert "DNAT" in page and 'class="pw-decisions"' in page
+
+
+def test_palette_contrast_in_both_themes():
+    for theme, roles in wg.PALETTE.items():
+        for role, (fg, bg) in roles.items():
+            assert wg.contrast(fg, bg) >= 4.5, (theme, role, round(wg.contrast(fg, bg), 2))
+    assert round(wg.contrast("#ffffff", "#fff3cd"), 1) < 1.2                # the old dark-theme highlight
+
+
+def test_stepper_every_layer_stays_open_and_map_moves(article):
+    s = wg.stepper(article)
+    assert 'class="pw-map-box pw-map-here" data-where="busybox eth0"' in s.map.value
+    s.every.value = True
+    s.next.click()
+    assert s.layers.layout.display == "" and "Frame:" in s.layers.value
+    assert 'data-where="xiaomi veth4c1a3e7"' in s.map.value and s.map.value.count("pw-map-here") == 1
+    assert 'class="pw-map-box pw-map-here" data-where="xiaomi veth4c1a3e7"' in s.map.value
+    s.next.click()
+    assert s.layers.layout.display == ""
+    s.go(3)
+    assert "pw-minor" in s.body.value                               # checksums greyed
+    assert s.body.value.index("pw-minor") > s.body.value.rindex("pw-change\"")
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(typed=st.lists(st.tuples(st.sampled_from(["server_ip", "replicas", "vni", "pod_mtu.meizu", "filter",
+                                                 "packet"]),
+                                st.one_of(st.text(max_size=20), st.integers(-3, 99999).map(str),
+                                          st.sampled_from(["255.255.255.255", "172.30.20.250", "16", "0", "7",
+                                                           "port 80", "tcp[13] & 2 != 0", "arp"]))),
+                      min_size=1, max_size=4))
+def test_every_widget_input_gets_an_answer(article, typed):
+    """Whatever is typed, the explorer shows a view or one message: never an internal error."""
+    e = wg.explorer(article, ["server_ip", "replicas", "vni", "pod_mtu"], node="meizu", iface="enp4s0",
+                    diagram=False)
+    for key, value in typed:
+        if key == "filter":
+            e.filter.value = value
+        elif key == "packet":
+            try:
+                e.packet.value = int(value)
+            except ValueError:
+                continue
+        else:
+            e.controls[key].value = value
+        assert "internal error" not in e.status.value, (key, value, e.status.value)
+        shown = [k for k, w in e.errors.items() if w.layout.display != "none"]
+        assert len(shown) <= 1                                    # one message, under one field
+        if shown:
+            assert "outlined field" in e.status.value
+
+
+def test_the_cjk_fallback_font_covers_every_chinese_character_of_the_course():
+    """Machines without a CJK font still draw the article's title and quotes (tools/cjk_font.py adds any new one)."""
+    import re
+    from fontTools.ttLib import TTFont
+    from conftest import ROOT
+    font = ROOT / "data" / "fonts" / "packet-walk-cjk.woff"
+    have = {chr(u) for u in TTFont(font).getBestCmap()}
+    cjk = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
+    files = list((ROOT / "notebooks").rglob("*.ipynb")) + [ROOT / "README.md"] + list((ROOT / "docs").rglob("*.md"))
+    used = {c for f in files for c in cjk.findall(f.read_text(encoding="utf-8"))}
+    assert used and used <= have, "missing: " + "".join(sorted(used - have))
+    assert "packet-walk-cjk" not in wg._css() and 'font-family:"Packet Walk CJK"' in wg._css()
+    assert font.stat().st_size < 64_000
+
+
+def test_hops_display_html_in_lab_and_the_text_table_elsewhere(article_walk):
+    h = wg.hops(article_walk, 0)
+    assert repr(h) == ck.explore.hop_table(article_walk, 0)          # what nbval and a terminal see
+    page = h._repr_html_()
+    assert page.count('class="pw-hop"') == 10 and "<style>" in page
+
+
+def test_provenance_labels_in_the_stepper_and_the_dissection(article):
+    """Each changed field and each dissected field says whether it is computed, observed or assumed."""
+    from coursekit import provenance
+    s = wg.stepper(article)
+    s.go(3)                                                     # SNAT at xiaomi flannel.1
+    v = s.view
+    assert v.labels["~ IPv4 src: 172.30.83.9 -> 172.30.83.0"] == provenance.of_field(
+        "IPv4", "src", article, s.steps[3].observation).label == "computed"
+    assert "172.30.83.0 <span class=\"pw-tag\">[computed]</span>" in s.body.value
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    sport = provenance.of_field("outer UDP", "sport", article, e.views.frame.observation).label
+    assert sport == "observed"                                   # 49008: printed in the article
+    assert f"sport: 49008 <span class=\"pw-muted\">[{sport}]</span>" in e.dissection.value
