@@ -56,7 +56,11 @@ def _box(ax, x, y, w, h, text, colour, *, dashed=False, fontsize=9, weight="norm
 def _layout(sc):
     """Box positions (x, y, w, h) of every interface, keyed by (node-or-pod, iface)."""
     client, server = sc.client, sc.server
-    order = [sc.node(client.node), sc.node(server.node)]
+    names = {n.name for n in sc.nodes}        # an external host is not a node; a same-node case has one
+    order = []
+    for name in (client.node, getattr(sc.request, "node", None), server.node):
+        if name in names and all(o.name != name for o in order):
+            order.append(sc.node(name))
     order += [n for n in sc.nodes if n not in order]
     width, gap = 44.0, 8.0
     boxes, nodes = {}, {}
@@ -132,13 +136,17 @@ def topology(sc, ax=None, title: str | None = None):
     # in the gap between the nodes, clear of the wire and of the hop arrows that cross below
     ax.text(50, 15, f"underlay\n{order[0].nic.network.network_address}\n/{order[0].nic.network.prefixlen}",
             ha="center", va="center", fontsize=9, color="#1b7a1b", linespacing=1.3)
-    svc = sc.service(sc.request.service)
-    port = sc.service_port
-    eps = ", ".join(str(p.ip) for p in sc.endpoints(svc))
-    _box(ax, 24, 87, 52, 6, f"Service {svc.name}  {svc.cluster_ip}:{port.port} -> targetPort {port.target_port}"
-         f"\nendpoints {eps}  (iptables nat on every node)", "#fff7bc", dashed=True, fontsize=9)
-    ax.set_title(title if title is not None else f"{sc.name}: {sc.client.name} -> Service {svc.name} -> "
-                 f"{sc.server.name}", fontsize=11)
+    if sc.request.ip is None and sc.request.service:
+        svc = sc.service(sc.request.service)
+        port = sc.service_port
+        eps = ", ".join(str(p.ip) for p in sc.endpoints(svc))
+        _box(ax, 24, 87, 52, 6, f"Service {svc.name}  {svc.cluster_ip}:{port.port} -> targetPort {port.target_port}"
+             f"\nendpoints {eps}  (iptables nat on every node)", "#fff7bc", dashed=True, fontsize=9)
+        via = f"Service {svc.name}"
+    else:                                   # a request to an address, not to a Service
+        via = f"{sc.request.ip}:{sc.request.port}"
+    ax.set_title(title if title is not None else f"{sc.name}: {sc.client.name} -> {via} -> {sc.server.name}",
+                 fontsize=11)
     return fig if fig is not None else ax.figure
 
 
@@ -178,6 +186,8 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
         colour, left = (_REQ, True) if fl == "request" else (_REP, False)
         pts = []
         for o in path:
+            if (o.node, o.iface) not in boxes:     # an external host's interface: off the two-node picture
+                continue
             x, y, bw, bh = boxes[(o.node, o.iface)]
             if bw < 21:     # a pod or veth box: on its own corner, never beside it (a neighbour's place);
                 # a veth's on its lower corner, so the line down to docker0 passes under its neighbours
@@ -284,6 +294,11 @@ def timeline(frames, title: str = ""):
 
     Taught in: 06-the-whole-walk.
     """
+    from .errors import CourseError
+    if isinstance(frames, (str, bytes)) or not hasattr(frames, "__iter__"):
+        raise CourseError("frames", f"a {type(frames).__name__} is not a list of frames",
+                          "a capture or walk.at(node, interface)")
+    frames = list(frames)
     datas = [frame_bytes(f) for f in frames]
     times = [getattr(f, "time_us", None) for f in frames]
     isn: dict = {}

@@ -80,9 +80,12 @@ def knobs(names=None) -> list[Knob]:
 
 def _nodes(sc) -> list:
     """The client's node, then the server's (the order a learner reads the path in)."""
-    out = [sc.node(sc.client.node)]
-    if sc.server.node != out[0].name:
-        out.append(sc.node(sc.server.node))
+    names = {n.name for n in sc.nodes}           # an external host's "node" is not one of them
+    out = []
+    # the path's nodes in order: the client's, the NodePort's, the server's
+    for name in (sc.client.node, getattr(sc.request, "node", None), sc.server.node):
+        if name in names and all(n.name != name for n in out):
+            out.append(sc.node(name))
     return out
 
 
@@ -96,15 +99,25 @@ def current(sc) -> dict:
     A per-node knob (``pod_mtu``, ``node_mtu``, ``masquerade``) has one key per
     node, ``"pod_mtu.meizu"``, and the plain key only when every node agrees.
     """
-    cn, sn = sc.node(sc.client.node), sc.node(sc.server.node)
-    svc = sc.service(sc.request.service)
-    out = {
-        "client_ip": str(sc.client.ip), "server_ip": str(sc.server.ip),
-        "client_node_ip": str(cn.nic.ip), "server_node_ip": str(sn.nic.ip),
-        "service_ip": str(svc.cluster_ip), "service_port": sc.service_port.port,
-        "target_port": sc.service_port.target_port, "vni": sc.flannel.vni, "vxlan_port": sc.flannel.port,
-        "replicas": len(sc.endpoints(svc)), "cold_caches": sc.neighbour_caches == "cold",
-    }
+    from .scenario import Pod
+    names = {n.name for n in sc.nodes}
+    out = {"vni": sc.flannel.vni, "vxlan_port": sc.flannel.port, "cold_caches": sc.neighbour_caches == "cold"}
+    # only the knobs this traffic case has: a node or an external host as client has no client pod IP,
+    # a request to a pod IP no Service, an external server no node
+    via_service = sc.request.ip is None and bool(sc.request.service)
+    if isinstance(sc.client, Pod):
+        out["client_ip"] = str(sc.client.ip)
+    if sc.client.node in names:
+        out["client_node_ip"] = str(sc.node(sc.client.node).nic.ip)
+    if sc.server.node in names and sc.server.node != sc.client.node:
+        out["server_node_ip"] = str(sc.node(sc.server.node).nic.ip)
+    elif sc.server.node in names and "client_node_ip" not in out:
+        out["server_node_ip"] = str(sc.node(sc.server.node).nic.ip)
+    if via_service and isinstance(sc.server, Pod):
+        svc = sc.service(sc.request.service)
+        out.update({"server_ip": str(sc.server.ip), "service_ip": str(svc.cluster_ip),
+                    "service_port": sc.service_port.port, "target_port": sc.service_port.target_port,
+                    "replicas": len(sc.endpoints(svc))})
     for k in _KNOBS:
         if k.node_path:
             vals = {n.name: _node_value(n, k) for n in _nodes(sc)}
@@ -142,7 +155,7 @@ def controls(sc, names=None) -> list[Control]:
     for k in knobs(names):
         if k.node_path and k.name not in now:
             out += [Control(f"{k.name}.{n.name}", k, n.name, now[f"{k.name}.{n.name}"]) for n in _nodes(sc)]
-        else:
+        elif k.name in now:                       # a knob this traffic case does not have is not shown
             out.append(Control(k.name, k, None, now[k.name]))
     return out
 
@@ -214,13 +227,17 @@ def apply(base, values: dict):
         if node is not None and node not in node_names:
             raise CourseError("knob", f"unknown node {node!r} in {key!r}", ", ".join(node_names))
         label = f"{k.label} ({node})" if node else k.label
+        if key not in now and not (k.node_path and node is None and node_names):
+            raise CourseError(label, "this traffic case has no such field",
+                              ", ".join(c.key for c in controls(base)))
         parsed = _parse(k, value, label)
         was = now.get(key)
         if was is not None and (str(parsed) if k.kind == "ip" else parsed) == was:
             continue                              # untouched: the scenario's own value stays
         v[key] = parsed
     cname, sname = sc.client.name, sc.request.service
-    cn, sn = sc.node(sc.client.node), sc.node(sc.server.node)
+    cn = sc.node(sc.client.node) if sc.client.node in node_names else None
+    sn = sc.node(sc.server.node) if sc.server.node in node_names else None
     workload = sc.server.name.rsplit("-", 1)[0]
     ch: dict = {}
     owner: dict = {}           # scenario path -> control key, to name the field in an error
@@ -361,8 +378,9 @@ def same_interface(old, new, node: str, iface: str) -> tuple[str, str]:
                 return node, new.pod(p.name).veth
             except CourseError:
                 break
-    sn = new.node(new.server.node)
-    return sn.name, sn.nic.name
+    nodes = _nodes(new)                     # the server's node, else the client's (an external server)
+    sn = next((n for n in nodes if n.name == new.server.node), nodes[0] if nodes else None)
+    return (sn.name, sn.nic.name) if sn is not None else menu[0]
 
 
 @dataclass(frozen=True)
@@ -465,8 +483,11 @@ def views(sc, node: str | None = None, iface: str | None = None, flt: str = "", 
             raise CourseError(name, f"{val!r} is not text", "a string")
     if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int)):
         raise CourseError("packet", f"{frame!r} is not a packet number", "a whole number from the packet list")
-    node = node or sc.server.node
     menu = interfaces(sc)
+    if not node:                   # the server's node; an external server: the last node on the path
+        nodes = _nodes(sc)
+        node = sc.server.node if any(n.name == sc.server.node for n in nodes) else \
+            (nodes[-1].name if nodes else menu[0][0])
     where = sorted({n for n, _ in menu})
     if node not in where:
         raise CourseError("node", f"unknown node or pod {node!r}", ", ".join(where))
@@ -482,7 +503,8 @@ def views(sc, node: str | None = None, iface: str | None = None, flt: str = "", 
     text = "".join(line + "\n" for line in lines)
     rows = packet_rows(everything, frames, lines)
     notes = []
-    if sc.service_port.target_port != (sc.server.container_port or sc.service_port.target_port):
+    via_service = sc.request.ip is None and bool(sc.request.service) and hasattr(sc.server, "container_port")
+    if via_service and sc.service_port.target_port != (sc.server.container_port or sc.service_port.target_port):
         notes.append(f"note: nginx listens on containerPort {sc.server.container_port}; a real pod would answer "
                      f"a SYN to port {sc.service_port.target_port} with a RST. The model follows the path only.")
     selected, layers, dis = 0, [], "(no frame matches the filter)"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 import coursekit as ck
 from coursekit import widgets as wg
 
@@ -279,3 +283,21 @@ def test_provenance_labels_in_the_stepper_and_the_dissection(article):
     sport = provenance.of_field("outer UDP", "sport", article, e.views.frame.observation).label
     assert sport == "observed"                                   # 49008: printed in the article
     assert f"sport: 49008 <span class=\"pw-muted\">[{sport}]</span>" in e.dissection.value
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "data" / "scenarios").glob("*.yaml")))
+def test_every_traffic_case_gets_an_explorer_a_stepper_and_its_pictures(name):
+    """External clients and servers, node clients, pod-IP targets: only the fields the case has, never an error."""
+    from coursekit import diagrams, explore, widgets
+    sc = ck.load_scenario(name)
+    keys = [c.key for c in explore.controls(sc)]
+    assert len(keys) == len(set(keys)) and keys
+    assert explore.apply(sc, explore.current(sc)) is sc            # untouched: the scenario itself
+    widgets.explorer(sc)
+    widgets.stepper(sc)
+    diagrams.topology(sc)
+    diagrams.walk_diagram(sc)
+    if sc.request.ip is not None:                                  # no Service: no Service fields, and asking says so
+        assert "service_ip" not in keys
+        with pytest.raises(ck.CourseError, match="no such field"):
+            explore.apply(sc, {"service_ip": "10.254.0.9"})
