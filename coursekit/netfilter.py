@@ -617,7 +617,9 @@ def _moments(walk, node: str):
                 (o.direction == "in" and o.iface in ingress)
                 or any(d.stage in ("conntrack", "nat") for d in o.decisions)):
             first[o.segment] = min(first.get(o.segment, o.time_us), o.time_us)
-    return sorted((first[s.index], s) for s in walk.segments if s.index in first)
+    # segments seen at the same microsecond (zero hop latencies) keep the conversation's order
+    return sorted(((first[s.index], s) for s in walk.segments if s.index in first),
+                  key=lambda m: (m[0], m[1].index))
 
 
 @public

@@ -176,3 +176,12 @@ def test_a_scenario_instead_of_a_walk_gets_one_message(w):
                  lambda: conntrack_entry(w, "xiaomi", moment=3)):
         with pytest.raises(ck.CourseError):
             call()
+
+
+def test_segments_at_the_same_microsecond_keep_the_conversations_order():
+    """Zero hop latencies put several segments at one moment: the entry still follows the conversation
+    (found by hypothesis in test_scenario_walks: the tie used to compare Segment objects)."""
+    zero = {k: 0 for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs", "processUs", "arpUs")}
+    sc = ck.load_scenario("article", {"observed.times": None, "timing": zero})
+    w = ck.walk(sc)
+    assert "TIME_WAIT" in str(ck.conntrack_entry(w, "xiaomi", after=len(w.segments) - 1))
