@@ -366,7 +366,7 @@ def encapsulation(frame, title: str = ""):
         start = inner[0].offset
         ax.add_patch(Rectangle((start, 6), total - start, 3, facecolor="#ffffff", edgecolor="#333333",
                                linewidth=1, hatch="//"))
-        ax.text(start + (total - start) / 2, 7.5, f"inner frame, {total - start} B (the pod's packet)",
+        ax.text(start + (total - start) / 2, 7.5, f"inner frame, {total - start} B (as the sending VTEP encapsulated it)",
                 ha="center", va="center", fontsize=9, bbox=dict(facecolor="white", edgecolor="none"))
         ax.plot([start, start], [6, 4], color="#888888", lw=0.8, ls=":")
         ax.plot([total, total], [6, 4], color="#888888", lw=0.8, ls=":")

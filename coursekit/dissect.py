@@ -364,7 +364,8 @@ def tree(frame, title: str = "", layers: list[Layer] | None = None, scenario=Non
     lines = [title or f"Frame: {len(data)} bytes"]
     for i, ly in enumerate(layers):
         if ly.inner and (i == 0 or not layers[i - 1].inner):
-            lines.append(f"  ── inner frame: {len(data) - ly.offset} bytes, as the pod sent it ──")
+            lines.append(f"  ── inner frame: {len(data) - ly.offset} bytes, as the sending node's VTEP encapsulated it "
+                         "(after that node's routing and NAT) ──")
         lines.append(f"[{ly.offset:4}:{ly.end:<4}] {ly.key:<15} {ly.title}" + (f" — {ly.summary}" if ly.summary else ""))
         for f in ly.fields:
             pos = f"{f.offset}" + (f".{f.bit_offset}" if f.bit_offset or f.bits % 8 else "")

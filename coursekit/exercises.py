@@ -174,10 +174,6 @@ def _otv_line(sc):
     return render(capture(sc, n.name, n.nic.name)[:1], n=2)
 
 
-def _udp_name(sc):
-    return _otv_line(sc).split(": ", 1)[1].split(",", 1)[0]
-
-
 def _otv_instance(sc):
     m = re.search(r"(?:instance|vni) (\d+)", _otv_line(sc))
     return int(m.group(1)) if m else "none"
@@ -194,12 +190,6 @@ def _svc_chain(sc):
     return "none"
 
 
-def _reply_src_in_client(sc):
-    from scapy.layers.inet import IP, TCP
-    inner = _layers(_first(sc, sc.client.name, "eth0", "reply").frame)[1]
-    return f"{inner[IP].src}:{inner[TCP].sport}"
-
-
 def _first_probability(sc):
     from .netfilter import nat_table
     chain = _svc_chain(sc)
@@ -210,20 +200,58 @@ def _first_probability(sc):
     return "none"
 
 
-def _ttl_drops(sc):
-    from scapy.layers.inet import IP
-    ttls = [_layers(o.frame)[1][IP].ttl for o in _walk(sc).path(0)]
-    return sum(1 for a, b in zip(ttls, ttls[1:]) if b < a)
-
-
-def _rewrites(sc):
-    """NAT operations on the request: each change of one end (address and/or port) counts once."""
+def _rewrites(sc, segment=0):
+    """NAT operations on one segment's path (the request's SYN by default): each change of one end (address
+    and/or port) counts once."""
     from scapy.layers.inet import IP, TCP
     ends = []
-    for o in _walk(sc).path(0):
+    w = _walk(sc)
+    for o in w.path(w.segment(segment)):
         p = _layers(o.frame)[1]
         ends.append((p[IP].src, p[TCP].sport, p[IP].dst, p[TCP].dport))
     return sum(1 for a, b in zip(ends, ends[1:]) for i in (0, 2) if (a[i], a[i + 1]) != (b[i], b[i + 1]))
+
+
+def _reply_rewrites(sc):
+    return _rewrites(sc, "SYN-ACK")
+
+
+def _conntrack_reply_dst(sc):
+    """The reply tuple's destination in the client node's conntrack entry: what the reply carries on arrival."""
+    t = _walk(sc).conntrack[sc.client.node].reply
+    return f"{t.dst}:{t.dport}"
+
+
+def _other_client_ip(sc):
+    """Another address in the client pod's subnet (its .77, or the next free one)."""
+    subnet = sc.node(sc.client.node).subnet
+    taken = {p.ip for p in sc.pods} | {sc.node(sc.client.node).vtep_ip, sc.node(sc.client.node).docker.bridge_ip}
+    for k in range(77, 77 + 64):
+        ip = subnet.network_address + k
+        if ip in subnet and ip != subnet.broadcast_address and ip not in taken:
+            return ip
+    raise CourseError("exercise", f"subnet {subnet} has no free address for this exercise")
+
+
+def _client_moved(sc):
+    """The client pod at another address of its subnet (the explorer's client_ip knob)."""
+    from .explore import apply
+    return apply(sc, {"client_ip": str(_other_client_ip(sc))})
+
+
+def _client_nic_moved(sc):
+    """The client node's NIC moved to another address of the underlay (its .60, or the next free one)."""
+    n = sc.node(sc.client.node)
+    taken = {m.nic.ip for m in sc.nodes}
+    ip = next(n.nic.network.network_address + k for k in range(60, 60 + 64)
+              if n.nic.network.network_address + k not in taken)
+    return sc.with_changes({f"nodes.{n.name}.nic.address": f"{ip}/{n.nic.network.prefixlen}"})
+
+
+def _reply_outer_dst(sc):
+    from scapy.layers.inet import IP
+    sn = sc.node(sc.server.node)
+    return _layers(_first(sc, sn.name, sn.nic.name, "reply").frame)[0][IP].dst
 
 
 def _dport_at_server(sc):
@@ -328,11 +356,11 @@ EXERCISES = [
              why="kube-proxy DNATs to the endpoint's targetPort, whatever port the Service listens on.",
              words=("port", "tcp", "dport", "targetport")),
     # -- 01 the physical NIC
-    Exercise("01.outer-dst", "On enp4s0, what is the outer destination IP of the request?",
+    Exercise("01.outer-dst", "On meizu's enp4s0, what is the outer destination IP of the request?",
              _outer_dst, "ip",
              "The VXLAN packet goes to the node that hosts the pod, not to the pod: look at flannel's FDB "
              "entry on xiaomi (`bridge fdb show dev flannel.1`).",
-             before="## 3. UDP to port 8472 from xiaomi — the article's output"),
+             before="## 1. Listening for the pod addresses — nothing"),
     Exercise("01.overhead", "How many bytes does the encapsulation add to each frame?",
              _overhead, "int", "Compare one request's frame length on meizu's enp4s0 and on its flannel.1: "
              "count outer Ethernet, IP, UDP and VXLAN headers (`ck.tree`).",
@@ -381,21 +409,30 @@ EXERCISES = [
                  "port is a plausible stand-in, not a prediction.",
              synonyms=(_UNPREDICTABLE,)),
     # -- 02 flannel
-    Exercise("02.inner-src", "On meizu's flannel.1, what source IP does the request carry?",
-             lambda sc: _inner_src(sc, sc.server.node, sc.flannel.device), "ip",
-             "Something on xiaomi rewrote the source before encapsulation: look at xiaomi's nat table "
-             "(`ck.nat_save(sc, 'xiaomi')`) and flannel.1's address there.",
-             before="## The article's capture on `flannel.1`"),
+    Exercise("02.whatif-client-src", "What if busybox had another address in xiaomi's pod subnet, say "
+             "172.30.83.77? Which source IP would the request carry on meizu's flannel.1?",
+             _under(_client_moved, lambda sc: _inner_src(sc, sc.server.node, sc.flannel.device)), "ip",
+             "Something on xiaomi rewrote the source before encapsulation, and took the new one from an "
+             "interface, not from the pod: look at xiaomi's nat table (`ck.nat_save(sc, 'xiaomi')`) and at "
+             "the addresses of its interfaces (`ck.routing.ip_addr(sc, 'xiaomi')`).",
+             before="## Why the source is `172.30.83.0`", whatif="busybox at the subnet's .77",
+             why="MASQUERADE takes the address of the interface the packet leaves by (flannel.1's /32), "
+                 "whatever the pod's own address."),
     Exercise("02.masq-hook", "In which nat chain was the source rewritten (PREROUTING or POSTROUTING)?",
              _masq_hook, "hook",
              "Source NAT happens after the routing decision, when the egress interface is known: find the "
              "MASQUERADE rule in `ck.nat_save(sc, 'xiaomi')`.",
              before="## Why the source is `172.30.83.0`"),
-    Exercise("02.vxlan-name", "With flannel's port set to 4789, what does tcpdump call the UDP payload?",
-             _under(_knobs(vxlan_port=4789), _udp_name), "word", "tcpdump picks its printer by UDP port: which "
-             "protocol did IANA assign 4789 to? Look it up (`grep -w 4789 /etc/services`) or set that port in "
-             "the explorer.",
-             before="## Explore", whatif="flannel port 4789", words=("header", "protocol", "packet")),
+    Exercise("02.whatif-reply-outer-dst", "What if xiaomi's NIC had the address 10.167.226.60 (and xiaomi's "
+             "flanneld published that in its lease)? Which outer destination IP would nginx's reply carry on "
+             "meizu's enp4s0?",
+             _under(_client_nic_moved, _reply_outer_dst), "ip",
+             "The reply leaves meizu by its flannel.1, towards xiaomi's VTEP MAC; which of meizu's entries "
+             "maps that MAC to an outer address, and where did meizu's flanneld get the address? Compare "
+             "xiaomi's own entry (`ck.routing.bridge_fdb(sc, 'xiaomi')`).",
+             before="## Explore", whatif="xiaomi's NIC at 10.167.226.60",
+             why="meizu's FDB entry for xiaomi's VTEP MAC holds the PublicIP that xiaomi's lease publishes in "
+                 "etcd: the outer destination follows the lease, not the pod."),
     Exercise("02.whatif-vni", "What if flannel's network config set VNI 7? What would the VTEP device on each "
              "node be called?",
              _under(_knobs(vni=7), lambda sc: sc.flannel.device), "word",
@@ -419,7 +456,7 @@ EXERCISES = [
              _under(_NO_BR_NETFILTER, lambda sc: _inner(sc, sc.client.node, "docker0", "IP", "dst")), "ip",
              "br_netfilter lets iptables' PREROUTING (and kube-proxy's DNAT) run while the frame is still "
              "being bridged; without it, where does DNAT happen relative to docker0's tap?",
-             before="## Across the bridge: nothing changes", whatif="xiaomi without br_netfilter",
+             before="## Without br_netfilter", whatif="xiaomi without br_netfilter",
              why="Without br_netfilter the bridge hands docker0 the frame untouched; DNAT runs later, in IP "
                  "PREROUTING."),
     # -- 04 the container
@@ -451,10 +488,17 @@ EXERCISES = [
              "kube-proxy names the chain after the Service port, not its address: sha256 of "
              "'namespace/name:port-name' + 'tcp', base32, first 16 characters (`coursekit.kubeproxy.service_chain`).",
              before="## xiaomi's nat table"),
-    Exercise("05.reply-src", "Which IP:port does busybox see as the source of the reply?",
-             _reply_src_in_client, "endpoint",
-             "conntrack reverses the DNAT on the way back: what address did busybox send to? (`conntrack -L`)",
-             before="## Every later packet: conntrack"),
+    Exercise("05.ct-reply-dst", "xiaomi's conntrack entry records, besides the request, the reply direction "
+             "as the reply will arrive, before conntrack un-NATs it. Which destination IP:port does it expect "
+             "nginx's reply to carry?",
+             _conntrack_reply_dst, "endpoint",
+             "nginx answers the packet it received: which source address and port did the request carry when "
+             "it left xiaomi (after DNAT and MASQUERADE)? Look at `ck.nat_save(sc, 'xiaomi')` and the request "
+             "on meizu's flannel.1.",
+             before="## Every later packet: conntrack",
+             why="The reply tuple is the request's tuple after NAT, reversed; a reply that matches it is "
+                 "un-SNATed back to busybox and un-DNATed to the Service.",
+             words=("dport", "reply", "conntrack")),
     Exercise("05.probability", "With 3 replicas, what --probability does the first KUBE-SEP jump carry?",
              _under(_knobs(replicas=3), _first_probability), "probability",
              "kube-proxy gives the i-th of n endpoints 1/(n-i) of what is left; try the explorer with "
@@ -480,14 +524,17 @@ EXERCISES = [
                  "conntrack only undoes the translations the connection's first packet got.",
              synonyms=(_NOT_MASQ,)),
     # -- 06 the whole walk
-    Exercise("06.ttl-drops", "At how many hops along the request's path does the TTL drop?",
-             _ttl_drops, "int", "Bridges and VXLAN do not decrement the inner TTL; routing does: step through "
-             "the walk and watch the TTL column.",
-             before="## Step through it", words=("hops", "times", "routers")),
-    Exercise("06.rewrites", "How many NAT operations rewrite the request on its way from busybox to nginx? "
-             "(A translation that changes an address and its port together counts once.)",
-             _rewrites, "int", "Step through the walk and count the hops where the 'changed' column names "
-             "a nat table.",
+    Exercise("06.reply-ttl", "nginx sends its SYN-ACK with TTL 64. What TTL does it have when it reaches "
+             "busybox's eth0?",
+             lambda sc: _inner(sc, sc.client.name, "eth0", "IP", "ttl", flow="reply"), "int",
+             "Bridges, veths and VXLAN leave the inner TTL alone; which nodes route the reply on its way back? "
+             "(`ck.explore.hop_table(w, 'SYN-ACK')` shows the TTL column.)",
+             before="## Step through it", words=("ttl", "hops")),
+    Exercise("06.reply-rewrites", "How many NAT operations rewrite nginx's reply (its SYN-ACK) on its way back "
+             "to busybox? (conntrack's un-NATs count; a change of an address and its port together counts once.)",
+             _reply_rewrites, "int",
+             "No nat rule runs for a reply, but conntrack undoes every translation the request got: how many "
+             "did the request get, and on which node? (`ck.explore.hop_table(w, 'SYN-ACK')`)",
              before="## Step through it", words=("times", "rewrites", "nat", "operations", "translations")),
     Exercise("06.whatif-rewrites-nomasq", "What if Docker's masquerade were off on both nodes: how many NAT "
              "operations would rewrite the request then?",

@@ -534,6 +534,7 @@ def hop_table(w, segment: int = 0) -> str:
     from .vxlan import decode
     segment = w.segment(segment)                    # a label ("SYN") or an index; refused with the allowed
     rows = [("#", "where", "dir", "inner src -> dst", "TTL", "outer (VXLAN)", "decided by")]
+    verdicts = _forward_verdicts(w)
     for o in w.path(segment):
         p = decode(o.frame, getattr(o, "vxlan_port", None))         # VXLAN by the scenario's port
         outer = ""
@@ -541,11 +542,30 @@ def hop_table(w, segment: int = 0) -> str:
             outer = f"{p[IP].src} -> {p[IP].dst} udp/{p[UDP].dport} vni {p[VXLAN].vni}"
             p = p[VXLAN].payload
         ip, tcp = p[IP], p[TCP]
-        why = "; ".join(f"{d.stage}: {d.effect}" for d in o.decisions if d.effect != "matched") or "-"
+        why = []
+        for d in o.decisions:
+            if d.effect != "matched":
+                why.append(f"{d.stage}: {d.effect}")
+            if d.stage == "ttl" and verdicts.get(o.node, (None,))[0] == segment:
+                v = verdicts[o.node][1]
+                why.append(f"filter FORWARD: {v.verdict} by {v.trace[-1]}")
+        why = "; ".join(why) or "-"
         rows.append((str(o.hop + 1), f"{o.node} {o.iface}", o.direction, f"{ip.src}:{tcp.sport} -> {ip.dst}:{tcp.dport}",
                      str(ip.ttl), outer or "-", why))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
+
+
+def _forward_verdicts(w) -> dict:
+    """node -> (segment, FilterVerdict): the filter table's FORWARD verdict for the first packet the node
+    forwarded (the walk records that packet's; later ones pass by conntrack's ESTABLISHED rules)."""
+    out: dict = {}
+    traces = getattr(w, "filter_traces", {}) or {}
+    for o in sorted(w.observations, key=lambda o: o.segment):
+        v = traces.get((o.node, "FORWARD"))
+        if v is not None and o.node not in out and any(d.stage == "ttl" for d in o.decisions):
+            out[o.node] = (o.segment, v)
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,20 @@
-"""Where every value comes from: **computed**, **observed** or **assumed**.
+"""Where every value comes from: **computed**, **observed**, **inferred** or **assumed**.
 
 * **computed** -- the model derives it from other values by the kernel's or
   the protocol's rules (checksums, lengths, sequence numbers, NAT'd
   addresses, TTLs, the MSS from an MTU);
 * **observed** -- printed in the article (its three tcpdump transcripts, its
   manifests or its text), so the scenario copies it;
+* **inferred** -- deduced from what the article prints, where another
+  explanation would print the same (a pod MTU read back from the MSS it
+  announces: a TCPMSS clamp would give the same MSS; Docker's masquerade read
+  from the masqueraded source: kube-proxy's ``--masquerade-all`` would give
+  the same source; a clock offset fitted to the TS values);
 * **assumed** -- a plausible stand-in for something the article does not show
   (MACs, veth names, meizu's address, IP ids, the kernel's per-boot hash
   seed, nginx's exact header lines, hop latencies).
 
-A scenario file says which of its values are observed or assumed and why, in
+A scenario file says which of its values are observed, inferred or assumed and why, in
 its ``provenance:`` section (``path: "label: why"``; a path covers everything
 under it, the longest path wins, a scenario that ``extends:`` another
 replaces the parent's entries under each path it names).  A value a scenario
@@ -35,12 +40,12 @@ from .errors import CourseError, public
 
 __all__ = ["LABELS", "Provenance", "of_path", "of_field", "parse_entries"]
 
-LABELS = ("computed", "observed", "assumed")
+LABELS = ("computed", "observed", "inferred", "assumed")
 
 
 @dataclass(frozen=True)
 class Provenance:
-    """A value's label (computed, observed or assumed), why, and the scenario path it comes from."""
+    """A value's label (computed, observed, inferred or assumed), why, and the scenario path it comes from."""
     label: str
     why: str
     path: str = ""
@@ -65,8 +70,8 @@ def parse_entries(entries: Any, field: str = "provenance") -> tuple[tuple[str, s
         label = label.strip()
         if not sep or label not in LABELS or not why.strip():
             raise CourseError(f, f"{text!r} is not 'label: why'{suggest(label, LABELS) if sep else ''}",
-                              "'observed: <where the article shows it>' or 'assumed: <why this stand-in>' "
-                              "or 'computed: <from what>'")
+                              "'observed: <where the article shows it>', 'inferred: <deduced from what; what else would "
+                              "print the same>', 'assumed: <why this stand-in>' or 'computed: <from what>'")
         out.append((path, label, why.strip()))
     return tuple(sorted(out))
 

@@ -1430,11 +1430,12 @@ def _short(value: Any, limit: int = 40) -> str:
 
 
 def provenance_lines(sc) -> list[str]:
-    """The scenario's labelled values, grouped: observed (printed in the article), then assumed (stand-ins)."""
+    """The scenario's labelled values, grouped: observed (printed in the article), inferred (deduced from it),
+    then assumed (stand-ins)."""
     from .provenance import _raw_has
     out = ["where the values come from (computed: derived by the model; observed: printed in the article; "
-           "assumed: a plausible stand-in):"]
-    for label in ("observed", "assumed", "computed"):
+           "inferred: deduced from what it prints, other explanations possible; assumed: a plausible stand-in):"]
+    for label in ("observed", "inferred", "assumed", "computed"):
         rows = [(p, why) for p, lb, why in sc.provenance if lb == label]
         if not rows:
             continue
@@ -1491,7 +1492,8 @@ def describe(sc) -> str:
     if o.times_us:
         from .provenance import of_path
         labels = [of_path(sc, f"observed.times.{i}").label for i in range(len(o.times_us))]
-        counts = ", ".join(f"{labels.count(k)} {k}" for k in ("observed", "assumed") if labels.count(k))
+        counts = ", ".join(f"{labels.count(k)} {k}" for k in ("observed", "inferred", "assumed")
+                           if labels.count(k))
         lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: {counts}")
     else:
         lines.append(f"  segment times at {o.anchor[0]} {o.anchor[1]}: modelled from observed.start and timing")

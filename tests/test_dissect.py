@@ -64,6 +64,9 @@ def test_tree_and_hexdump_text(article_walk):
     o = _vxlan_request(article_walk, None)
     t = tree(o)
     assert "── inner frame: 147 bytes" in t
+    # the inner frame is what xiaomi's VTEP encapsulated, not what busybox sent: masqueraded, routed once
+    assert "as the pod sent it" not in t and "VTEP encapsulated it" in t
+    assert "172.30.83.0 > 172.30.20.2, TTL 63" in t and "172.30.83.9" not in t
     assert "vni        0x1" in t
     assert "TS val" in t
     h = hexdump(o)

@@ -29,14 +29,14 @@ ARTICLE = {
     "00.service": "10.254.40.119:4432", "00.backend": "172.30.20.2:80", "00.whatif-port": 80,
     "01.outer-dst": "10.167.226.39", "01.overhead": 50, "01.mss": 1410, "01.tcp-filter": 0,
     "01.whatif-mss": 1460, "01.whatif-upload": 1500, "01.whatif-fits": "no",
-    "02.inner-src": "172.30.83.0", "02.masq-hook": "POSTROUTING", "02.vxlan-name": "VXLAN",
+    "02.whatif-client-src": "172.30.83.0", "02.masq-hook": "POSTROUTING", "02.whatif-reply-outer-dst": "10.167.226.60",
     "01.whatif-reply-port": "no", "02.whatif-vni": "flannel.7",
     "03.ttl": 62, "03.dst-mac": "02:42:ac:1e:14:02", "03.whatif-no-brnf": "10.254.40.119",
     "04.nginx-sees": "172.30.83.0", "04.nginx-sees-nomasq": "172.30.83.9", "04.ttl-pod": 62,
     "04.whatif-masq-all": "172.30.83.0",
-    "05.svc-chain": "KUBE-SVC-4N57TFCL4MD7ZTDA", "05.reply-src": "10.254.40.119:4432",
+    "05.svc-chain": "KUBE-SVC-4N57TFCL4MD7ZTDA", "05.ct-reply-dst": "172.30.83.0:38200",
     "05.probability": "0.33332999982", "05.whatif-clusterip": "no", "05.whatif-reply-masq": "no",
-    "06.ttl-drops": 2, "06.rewrites": 2, "06.whatif-rewrites-nomasq": 1,
+    "06.reply-ttl": 62, "06.reply-rewrites": 2, "06.whatif-rewrites-nomasq": 1,
     "07.lab-nomasq": "172.30.83.9", "07.lab-vni": 42,
 }
 
@@ -55,12 +55,13 @@ ACCEPT = {
     "01.whatif-upload": ["1500", "1500 bytes", "1500B", 1500, "1500 byte packet", "IP packet of 1500 bytes"],
     "01.whatif-fits": ["no", "No.", "nope", "No, 1500 > 1450", "doesn't fit", "too big", False, "NO",
                        "no it doesn't fit", "it does not fit: 1500 > 1450"],
-    "02.inner-src": ["172.30.83.0", "src 172.30.83.0", "source 172.30.83.0", "'172.30.83.0'", "172.30.83.0 ",
+    "02.whatif-client-src": ["172.30.83.0", "src 172.30.83.0", "source 172.30.83.0", "'172.30.83.0'", "172.30.83.0 ",
                      ipaddress.IPv4Address("172.30.83.0")],
     "02.masq-hook": ["POSTROUTING", "nat POSTROUTING", "POSTROUTING chain", "postrouting", "post-routing",
                      "-t nat -A POSTROUTING", "NF_INET_POST_ROUTING", "the POSTROUTING chain of the nat table",
                      "Post Routing"],
-    "02.vxlan-name": ["VXLAN", "vxlan", "VXLAN,", "it calls it VXLAN", "VXLAN header", " Vxlan "],
+    "02.whatif-reply-outer-dst": ["10.167.226.60", "dst 10.167.226.60", "node 10.167.226.60", " 10.167.226.60\n",
+                                  ipaddress.IPv4Address("10.167.226.60"), "destination 10.167.226.60"],
     "02.whatif-vni": ["flannel.7", "FLANNEL.7", "flannel.7 device", "dev flannel.7", "the vtep flannel.7",
                       "flannel.7."],
     "01.whatif-reply-port": ["no", "No — the hash seed is random per boot", "unpredictable", "random", "can't",
@@ -76,15 +77,15 @@ ACCEPT = {
     "04.whatif-masq-all": ["172.30.83.0", "src 172.30.83.0", "ip 172.30.83.0", " 172.30.83.0 ", "172.30.83.0."],
     "05.svc-chain": ["KUBE-SVC-4N57TFCL4MD7ZTDA", "kube-svc-4n57tfcl4md7ztda", "4N57TFCL4MD7ZTDA",
                      "-j KUBE-SVC-4N57TFCL4MD7ZTDA", "chain KUBE-SVC-4N57TFCL4MD7ZTDA", " 4n57tfcl4md7ztda "],
-    "05.reply-src": ["10.254.40.119:4432", "10.254.40.119 port 4432", "10.254.40.119.4432",
-                     ("10.254.40.119", 4432), "src 10.254.40.119:4432"],
+    "05.ct-reply-dst": ["172.30.83.0:38200", "172.30.83.0 port 38200", "172.30.83.0.38200",
+                        ("172.30.83.0", 38200), "dst 172.30.83.0:38200", "dst=172.30.83.0 dport=38200"],
     "05.probability": ["0.33333", "0.33332999982", "1/3", "33%", "33.3%", ".33333", 1 / 3, Fraction(1, 3),
                        "--probability 0.33333", "1 in 3", "one in three", "0.333"],
     "05.whatif-clusterip": ["no", "No, it hashes the name", "unchanged", "stays the same", "the same", False, "nope"],
     "05.whatif-reply-masq": ["no", "No: conntrack de-NATs it", "not masqueraded", "nope", False,
                              "No. nat rules see only the first packet"],
-    "06.ttl-drops": ["2", "two", "2 hops", 2, "2 times", "twice"],
-    "06.rewrites": ["2", "two", "2 times", "2 rewrites", 2, "twice"],
+    "06.reply-ttl": ["62", "ttl 62", "TTL=62", 62, "62.", " 62 "],
+    "06.reply-rewrites": ["2", "two", "2 times", "2 rewrites", 2, "twice"],
     "06.whatif-rewrites-nomasq": ["1", "one", "once", 1, "1 rewrites"],
     "07.lab-nomasq": ["172.30.83.9", "src 172.30.83.9", "172.30.83.9 ", "ip 172.30.83.9",
                       ipaddress.IPv4Address("172.30.83.9")],
@@ -164,7 +165,7 @@ def test_wrong_and_hedged_answers_get_a_hint_without_the_answer(eid, article, an
         assert "correct" not in r.message
 
 
-@pytest.mark.parametrize("eid", ["01.mss", "01.overhead", "06.rewrites", "03.ttl"])
+@pytest.mark.parametrize("eid", ["01.mss", "01.overhead", "06.reply-rewrites", "03.ttl"])
 def test_hedged_numbers_are_refused_with_a_reason(eid):
     want = X.expected(eid)
     for a in (f"{want} or {want + 50}", f"{want} {want + 10} {want + 20}", f"{want}, {want + 1}"):
@@ -301,9 +302,14 @@ def test_answers_follow_the_scenario(article):
     other = apply(article, {"server_node_ip": "10.167.226.77", "masquerade": False})
     assert X.expected("01.outer-dst", other) == "10.167.226.77"
     assert X.expected("04.nginx-sees", other) == "172.30.83.9"
-    assert X.expected("06.rewrites", other) == 1
+    assert X.expected("06.reply-rewrites", other) == 1               # only kube-proxy's DNAT to undo
     assert X.expected("02.masq-hook", other) == "none"
     assert ck.check("01.outer-dst", "10.167.226.77", other) and not ck.check("01.outer-dst", "10.167.226.39", other)
+
+    # the reply's outer destination follows xiaomi's lease (its NIC), never the pods
+    assert X.expected("02.whatif-reply-outer-dst", svc) == "10.167.226.60"
+    assert X.expected("02.whatif-client-src", apply(article, {"masquerade": False})) == "172.30.83.77"
+    assert X.expected("05.ct-reply-dst", apply(article, {"masquerade": False})) == "172.30.83.9:38200"
 
     four = apply(article, {"replicas": 4})
     assert X.expected("05.probability", four) == X.expected("05.probability", article)   # the what-if sets 3
@@ -380,8 +386,8 @@ def test_a_bad_scenario_is_named_whatever_the_answer():
 @pytest.mark.parametrize("whatif, base", [
     ("01.whatif-mss", "01.mss"),                       # pods at 1500 announce more than nginx's 1410
     ("04.whatif-masq-all", "04.nginx-sees-nomasq"),    # kube-proxy's MASQUERADE replaces Docker's
-    ("06.whatif-rewrites-nomasq", "06.rewrites"),      # one NAT fewer
-    ("07.lab-nomasq", "02.inner-src"),                 # the same capture point, the rule removed
+    ("06.whatif-rewrites-nomasq", "06.reply-rewrites"),   # one NAT fewer
+    ("07.lab-nomasq", "02.whatif-client-src"),         # the same capture point, the rule removed
 ])
 def test_a_what_if_changes_what_the_model_shows(whatif, base, article):
     assert X.expected(whatif, article) != X.expected(base, article)

@@ -117,7 +117,7 @@ def exercise(sc) -> int:
                 ck.tree(f)
                 ck.hexdump(f)
             if frames:                            # every field of a frame has a provenance label
-                assert all(word in ("computed", "observed", "assumed") for word in
+                assert all(word in ("computed", "observed", "inferred", "assumed") for word in
                            (line.split()[2] for line in ck.tree(frames[0], scenario=sc).splitlines()
                             if line.startswith("    ")))
             seen += len(frames)
