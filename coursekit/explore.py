@@ -321,9 +321,9 @@ def apply(base, values: dict):
             raise CourseError(label, "this traffic case has no such field",
                               ", ".join(c.key for c in controls(base)))
         parsed = _parse(k, value, label)
-        was = now.get(key)
-        if was is not None and (str(parsed) if k.kind == "ip" else parsed) == was:
-            continue                              # untouched: the scenario's own value stays
+        shown = str(parsed) if k.kind == "ip" else parsed
+        if shown in [w for w in (now.get(key), now_sc.get(key)) if w is not None]:
+            continue                              # untouched: the scenario's (or the new case's) own value stays
         if key not in now_sc and not (k.node_path and node is None):
             raise CourseError(label, "this traffic case has no such field",
                               ", ".join(c for c in now_sc if c in _BY_NAME or "." in c))
@@ -433,7 +433,7 @@ def _apply_case(base, v: dict):
             request["node"] = target.split(":", 1)[1]
             if sp.node_port is None:
                 ch[f"services.{svc.name}.ports.{svc.ports.index(sp)}.nodePort"] = ASSUMED_NODE_PORT
-    if server[0] == client and "ip" in request:
+    if server[0] == client and (target == "pod-ip" or target.startswith("external:")):
         # connect() to one's own address is delivered through lo, which no capture here shows
         raise CourseError(_BY_NAME["target"].label, f"{client} would call its own address: the kernel delivers "
                           "that through lo and no interface of the model sees it",
@@ -663,6 +663,8 @@ def views(sc, node: str | None = None, iface: str | None = None, flt: str = "", 
     if sc.case.via_service and sc.service_port.target_port != (sc.server.container_port or sc.service_port.target_port):
         notes.append(f"note: nginx listens on containerPort {sc.server.container_port}; a real pod would answer "
                      f"a SYN to port {sc.service_port.target_port} with a RST. The model follows the path only.")
+    for d in w.drops[:2]:                 # a drop is an outcome: say where the packet ended and why
+        notes.append(f"the kernel drops the {d.flow}'s segment {d.segment} at {d.node} {d.iface}: {d.reason}")
     selected, layers, dis = 0, [], "(no frame matches the filter)"
     if rows:
         nos = [r.no for r in rows]
@@ -701,7 +703,11 @@ def hop_table(w, segment: int = 0) -> str:
         rows.append((str(o.hop + 1), f"{o.node} {o.iface}", o.direction, f"{ip.src}:{tcp.sport} -> {ip.dst}:{tcp.dport}",
                      str(ip.ttl), outer or "-", why))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
+    text = "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
+    if len(rows) == 1:                              # not one hop: say where and why it ended
+        why = next((f"{d.node}: {d.reason}" for d in w.drops if d.segment == segment), "nothing was sent")
+        text += f"\n(no hop: the segment never left its socket -- {why})"
+    return text
 
 
 @dataclass(frozen=True)
