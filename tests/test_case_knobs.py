@@ -193,3 +193,40 @@ def test_explorer_greys_out_what_the_case_lacks_and_rebuilds_menus(article):
     e.controls["client"].value = "nginx-1"
     e.controls["target"].value = "pod-ip"
     assert "outlined" in e.status.value and "its own address" in e.errors["target"].value
+
+
+# -- the cases side by side (coursekit.cases) ---------------------------------------------
+
+@pytest.mark.parametrize("name, seen_by_server, vxlan", [
+    # the address each server sees, as the kernel's rules give it (not read off the model)
+    ("article", lambda sc: sc.node("xiaomi").vtep_ip, True),                 # Docker's MASQUERADE on flannel.1
+    ("same-node", lambda sc: sc.client.ip, False),                           # bridged, nothing masquerades
+    ("hairpin", lambda sc: sc.node("meizu").docker.bridge_ip, False),        # KUBE-MARK-MASQ, out by docker0
+    ("from-node", lambda sc: sc.node("xiaomi").vtep_ip, True),               # off-cluster source, flannel.1
+    ("nodeport", lambda sc: sc.node("xiaomi").vtep_ip, True),                # KUBE-NODEPORTS marks everything
+    ("pod-to-world", lambda sc: sc.node("xiaomi").nic.ip, False),            # Docker's rule, out by enp4s0
+    ("pod-to-pod", lambda sc: sc.node("xiaomi").vtep_ip, True),              # the article breaks the model
+    ("pod-to-pod-flannel-ip-masq", lambda sc: sc.client.ip, True),           # -s n -d n -j RETURN
+])
+def test_case_summary_says_what_the_server_sees(name, seen_by_server, vxlan):
+    sc = ck.load_scenario(name)
+    c = ck.cases.summary(sc)
+    assert c.server_sees.split(":")[0] == str(seen_by_server(sc)) and c.vxlan is vxlan
+    assert c.outcome.startswith("answered") and c.calls == f"{sc.target_ip}:{sc.target_dport}"
+
+
+def test_case_summary_of_a_failure_says_where_and_why():
+    c = ck.cases.summary("same-node-no-br-netfilter")
+    assert c.client_sees.startswith("172.30.83.2:")            # nginx's own address: no un-DNAT on the bridge
+    assert "dropped at busybox eth0" in c.outcome and "RST" in c.outcome
+    assert ck.cases.summary("from-node").nat[0].startswith("xiaomi OUTPUT: DNAT")      # a local process: nat OUTPUT
+
+
+def test_cases_table_lists_every_case_once_and_refuses_non_lists():
+    lines = ck.cases.table().splitlines()
+    assert [ln.split()[0] for ln in lines[1:]] == list(ck.cases.CASES)
+    for bad in ("article", 7, None):
+        with pytest.raises(ck.CourseError, match="^scenarios: "):
+            ck.cases.table(bad)
+    with pytest.raises(ck.CourseError, match="^walk: "):
+        ck.cases.summary("article", walk="not a walk")
