@@ -281,7 +281,10 @@ def apply(base, values: dict):
 
     Only values that differ from ``base`` are applied, so an untouched explorer
     shows exactly its chapter's scenario.  Keys are :func:`controls` keys:
-    ``"pod_mtu"`` sets every node, ``"pod_mtu.meizu"`` one node.
+    ``"pod_mtu"`` sets every node, ``"pod_mtu.meizu"`` one node.  The case
+    knobs (``client``, ``target``, ``endpoint_node``; values from
+    :func:`options`) apply first; every other field then applies to the new
+    case, and a field showing the new case's own value counts as untouched.
 
     >>> sc = apply(ck.load_scenario("article"), {"vxlan_port": 4789})     # doctest: +SKIP
 
