@@ -131,6 +131,8 @@ def options(sc, key: str) -> list[tuple[str, str]]:
 
     Taught in: 08-network-model.
     """
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
     if key == "client":
         return ([(f"{p.name} (pod on {p.node})", p.name) for p in sc.pods]
                 + [(f"{n.name} (a process on the node)", n.name) for n in sc.nodes]

@@ -148,6 +148,13 @@ def test_a_value_outside_the_menu_names_the_field(article):
         ex.apply(article, {"endpoint_node": 7})
 
 
+def test_options_answer_any_input_with_a_menu_or_one_message(article):
+    assert [v for _, v in ex.options("article", "endpoint_node")] == ["xiaomi", "meizu"]
+    for sc, key in ((article, "vni"), (article, 7), ([], "client"), ("no-such-scenario", "client")):
+        with pytest.raises(ck.CourseError):
+            ex.options(sc, key)
+
+
 def test_calling_ones_own_address_is_a_message_not_a_walk():
     with pytest.raises(ck.CourseError, match=r"^target: nginx-1 would call its own address"):
         ex.apply(ck.load_scenario("pod-to-pod"), {"client": "nginx-1"})
