@@ -128,7 +128,7 @@ class Walk:
                 lo = where.index(point)
             else:
                 hi = where.index(point) + 1
-        if lo >= hi:
+        if lo >= hi and obs:                    # no observation at all: the segment never left its socket
             raise CourseError("stop", "the stop comes before the start on this path",
                               ", ".join(f"{a} {b}" for a, b in where[lo:]))
         return obs[lo:hi]

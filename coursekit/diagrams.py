@@ -55,12 +55,8 @@ def _box(ax, x, y, w, h, text, colour, *, dashed=False, fontsize=9, weight="norm
 
 def _layout(sc):
     """Box positions (x, y, w, h) of every interface, keyed by (node-or-pod, iface)."""
-    client, server = sc.client, sc.server
-    names = {n.name for n in sc.nodes}        # an external host is not a node; a same-node case has one
-    order = []
-    for name in (client.node, getattr(sc.request, "node", None), server.node):
-        if name in names and all(o.name != name for o in order):
-            order.append(sc.node(name))
+    # the path's nodes first (an external host is not a node; a same-node case has one), then the rest
+    order = [sc.node(name) for name in sc.case.nodes]
     order += [n for n in sc.nodes if n not in order]
     width, gap = 44.0, 8.0
     boxes, nodes = {}, {}
@@ -136,7 +132,7 @@ def topology(sc, ax=None, title: str | None = None):
     # in the gap between the nodes, clear of the wire and of the hop arrows that cross below
     ax.text(50, 15, f"underlay\n{order[0].nic.network.network_address}\n/{order[0].nic.network.prefixlen}",
             ha="center", va="center", fontsize=9, color="#1b7a1b", linespacing=1.3)
-    if sc.request.ip is None and sc.request.service:
+    if sc.case.via_service:
         svc = sc.service(sc.request.service)
         port = sc.service_port
         eps = ", ".join(str(p.ip) for p in sc.endpoints(svc))

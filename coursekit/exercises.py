@@ -322,6 +322,81 @@ _MASQ_ALL_NO_DOCKER = _paths(lambda sc: {"kubeProxy.masqueradeAll": True,
                                          **{f"nodes.{n.name}.docker.ipMasq": False for n in sc.nodes}})
 _NO_CLIENT_MASQ = _paths(lambda sc: {f"nodes.{sc.client.node}.docker.ipMasq": False})
 
+# -- the traffic cases of chapter 08, as "what if"s of the scenario (the explorer's case knobs) --
+
+def _same_node(sc):
+    """The Service's pods moved to the client's node."""
+    from .explore import apply
+    return apply(sc, {"endpoint_node": sc.case.client_node})
+
+
+def _same_node_no_brnf(sc):
+    return _same_node(sc).with_changes({f"nodes.{sc.case.client_node}.bridgeNfCallIptables": False})
+
+
+def _hairpin(sc):
+    """The endpoint pod calls its own Service (one replica: kube-proxy can only pick itself)."""
+    from .explore import apply
+    return apply(sc, {"client": sc.server.name, "target": "service"})
+
+
+def _from_node(sc):
+    """A process on the client's node calls the same target."""
+    from .explore import apply
+    return apply(sc, {"client": sc.case.client_node})
+
+
+def _with_outside(sc):
+    """``sc`` with a host on the underlay when it has none: the highest free address (assumed)."""
+    if sc.externals:
+        return sc
+    n0 = sc.nodes[0].nic
+    taken = {n.nic.ip for n in sc.nodes}
+    ip = next(h for h in reversed(list(n0.network.hosts())[-64:]) if h not in taken)
+    return sc.with_changes({"externalHosts": {"outside": {"nic": {"address": f"{ip}/{n0.network.prefixlen}"}}}})
+
+
+def _nodeport_from_outside(sc):
+    """The host outside calls the NodePort on the first node of the path."""
+    from .explore import apply
+    x = _with_outside(sc)
+    return apply(x, {"client": x.externals[0].name, "target": f"nodeport:{sc.case.nodes[0]}"})
+
+
+def _to_the_world(sc):
+    from .explore import apply
+    x = _with_outside(sc)
+    return apply(x, {"target": f"external:{x.externals[0].name}"})
+
+
+def _pod_ip(sc):
+    from .explore import apply
+    return apply(sc, {"target": "pod-ip"})
+
+
+def _flannel_ip_masq(sc):
+    """flanneld -ip-masq: mk-docker-opts.sh then gives Docker --ip-masq=false on every node."""
+    return _pod_ip(sc).with_changes({"flannel.ipMasq": True,
+                                     **{f"nodes.{n.name}.docker.ipMasq": False for n in sc.nodes}})
+
+
+def _seen_by_server(sc):
+    """The SYN's source address where the server receives it (the last hop of its path)."""
+    from scapy.layers.inet import IP
+    path = _walk(sc).path(0)
+    if not path or path[-1].node != sc.server.name:
+        raise CourseError("exercise", f"the model's SYN never reaches {sc.server.name}")
+    return _layers(path[-1].frame)[1][IP].src
+
+
+def _reaches_server(sc) -> str:
+    path = _walk(sc).path(0)
+    return "yes" if path and path[-1].node == sc.server.name else "no"
+
+
+_NO_ROUTE = _paths(lambda sc: {f"nodes.{sc.case.client_node}.defaultRoute": False})
+
+
 _NO = ("no", ("unchanged", "the same", "same", "stays the same", "it stays the same", "does not change",
               "doesn't change", "no change", "not changed", "it does not change", "it doesn't change",
               "same name", "the same name", "stays"))
@@ -558,6 +633,65 @@ EXERCISES = [
              "tcpdump's OTV printer reads the VXLAN header's VNI field as its instance: which VNI does flannel "
              "give the device?",
              before="## Run it and compare", whatif="VNI 42", words=("instance", "vni")),
+    # -- 08 the network model: eight ways in
+    Exercise("08.same-node-ttl", "Move nginx to busybox's node. What TTL does nginx's eth0 see on busybox's SYN?",
+             _under(_same_node, lambda sc: _inner(sc, sc.server.name, "eth0", "IP", "ttl")), "int",
+             "Only routing decrements the TTL. With br_netfilter, is this DNAT'd frame routed, or bridged from "
+             "one port of docker0 to another?",
+             before="## Same node: the VXLAN hop disappears", whatif="nginx on busybox's node",
+             words=("ttl",)),
+    Exercise("08.no-brnf-reply-src", "Same node, with br_netfilter off (bridge-nf-call-iptables = 0). Which source "
+             "IP does busybox's eth0 see on nginx's SYN-ACK?",
+             _under(_same_node_no_brnf, lambda sc: _inner(sc, sc.client.name, "eth0", "IP", "src", flow="reply")),
+             "ip", "nginx answers an address on its own subnet: which devices carry the SYN-ACK, and does any of "
+             "them hand it to conntrack to undo the DNAT?",
+             before="## Same node without br_netfilter", whatif="nginx on busybox's node, br_netfilter off"),
+    Exercise("08.hairpin-src", "nginx-1 calls its own Service and kube-proxy picks nginx-1 itself. Which source IP "
+             "does nginx-1 see on the SYN it receives?",
+             _under(_hairpin, _seen_by_server), "ip",
+             "The KUBE-SEP chain marks a packet from the endpoint itself; MASQUERADE takes an address of the "
+             "device the packet leaves by. Which device is that here?",
+             before="## Hairpin: a pod calls itself through its Service", whatif="nginx-1 is the client",
+             words=("docker0", "bridge")),
+    Exercise("08.node-src", "A process on xiaomi itself (curl on the node) calls the Service. Which source IP "
+             "does nginx see?",
+             _under(_from_node, _seen_by_server), "ip",
+             "Which address does connect() choose from the route to the cluster IP, is it inside the cluster "
+             "CIDR, and by which device does the DNAT'd packet leave xiaomi?",
+             before="## From the node", whatif="a process on the client's node is the client"),
+    Exercise("08.no-default-route", "Now take away xiaomi's default route. Does curl on the node still reach "
+             "nginx through the cluster IP (yes/no)?",
+             _under(lambda sc: _NO_ROUTE(_from_node(sc)), _reaches_server), "choice",
+             "The DNAT in nat OUTPUT happens after connect() has chosen a route for the cluster IP: which route "
+             "covers the Service CIDR?",
+             before="## From the node", whatif="a process on the node, no default route",
+             synonyms=(("no", ("it does not", "it doesn't", "unreachable", "no route", "network is unreachable",
+                               "connect fails", "it fails")),)),
+    Exercise("08.nodeport-src", "A host on the underlay, outside the cluster, calls the NodePort on xiaomi's "
+             "address. Which source IP does nginx see?",
+             _under(_nodeport_from_outside, _seen_by_server), "ip",
+             "KUBE-NODEPORTS marks every NodePort packet for SNAT; which device does the packet leave xiaomi by, "
+             "and what is that device's address?",
+             before="## NodePort from outside", whatif="a host on the underlay calls xiaomi's NodePort"),
+    Exercise("08.world-src", "busybox fetches a page from a web server on the underlay, outside the cluster. "
+             "Which source IP does that server see?",
+             _under(_to_the_world, _seen_by_server), "ip",
+             "Docker's rule matches its subnet leaving by any device but docker0; MASQUERADE takes an address "
+             "of the egress device. Which device routes to the underlay?",
+             before="## Out to the world", whatif="busybox calls a host on the underlay",
+             words=("xiaomi", "enp4s0")),
+    Exercise("08.p2p-src", "busybox calls nginx's pod IP directly, no Service. Which source IP does nginx see?",
+             _under(_pod_ip, _seen_by_server), "ip",
+             "Without a Service kube-proxy rewrites nothing. Which other nat rule on xiaomi matches a packet from "
+             "busybox that leaves by flannel.1?",
+             before="## Pod to pod: the model's rule", whatif="busybox calls nginx's pod IP"),
+    Exercise("08.whatif-ipmasq", "Same call, with flannel's recommended setup: flanneld -ip-masq (so Docker gets "
+             "--ip-masq=false). Which source IP does nginx see now?",
+             _under(_flannel_ip_masq, _seen_by_server), "ip",
+             "flannel's first POSTROUTING rule returns early for a packet from the pod network to the pod "
+             "network, and Docker's rule is gone: does anything rewrite the source?",
+             before="## Pod to pod: the model's rule", whatif="busybox calls nginx's pod IP; flanneld -ip-masq",
+             words=("busybox",)),
 ]
 
 

@@ -28,7 +28,7 @@ from .dissect import changes, dissect, tree
 from .errors import CourseError
 from .tcpdump import Style, parse_flags, render_lines
 
-__all__ = ["field_label", "Knob", "knobs", "current", "Control", "controls", "apply", "warnings", "unchanged_reason", "Views",
+__all__ = ["field_label", "Knob", "knobs", "current", "options", "Control", "controls", "apply", "warnings", "unchanged_reason", "Views",
            "views", "Row", "packet_rows", "HopRow", "hop_rows", "hop_table", "Step", "steps", "step_view",
            "interfaces", "same_interface"]
 
@@ -62,6 +62,12 @@ _KNOBS = [
          node_path="docker.ipMasq"),
     Knob("replicas", "replicas", "int", 1, 16),
     Knob("cold_caches", "cold caches", "bool", help="empty neighbour caches: the first packet waits for ARP"),
+    # the traffic case (:class:`~coursekit.scenario.TrafficCase`): menus built from the scenario (:func:`options`)
+    Knob("client", "client", "choice", help="who calls: a pod, a process on a node (the node's own network "
+         "namespace) or a host on the underlay"),
+    Knob("target", "target", "choice", help="what it calls: the Service by its cluster IP, a node's NodePort, "
+         "the endpoint pod's own IP, or a host outside the cluster"),
+    Knob("endpoint_node", "endpoint runs on", "choice", help="the node the Service's pods (its Deployment) run on"),
 ]
 _BY_NAME = {k.name: k for k in _KNOBS}
 
@@ -79,14 +85,77 @@ def knobs(names=None) -> list[Knob]:
 
 
 def _nodes(sc) -> list:
-    """The client's node, then the server's (the order a learner reads the path in)."""
-    names = {n.name for n in sc.nodes}           # an external host's "node" is not one of them
-    out = []
-    # the path's nodes in order: the client's, the NodePort's, the server's
-    for name in (sc.client.node, getattr(sc.request, "node", None), sc.server.node):
-        if name in names and all(n.name != name for n in out):
-            out.append(sc.node(name))
-    return out
+    """The nodes on the path in reading order: the client's, the NodePort's, the server's (``sc.case``)."""
+    return [sc.node(name) for name in sc.case.nodes]
+
+
+#: The nodePort a Service without one gets when the learner picks "NodePort" (assumed: the API
+#: server would pick one at random from --service-node-port-range, 30000-32767 by default).
+ASSUMED_NODE_PORT = 30080
+
+
+def _service(sc):
+    """The Service the case knobs use: the request's, else the first one that selects a pod (None: none does)."""
+    if sc.request.service:
+        return sc.service(sc.request.service)
+    return next((s for s in sc.services if sc.endpoints(s)), None)
+
+
+def _endpoint(sc):
+    """The Service's endpoint that kube-proxy's pick chose (``observed.endpoint``), or None."""
+    svc = _service(sc)
+    if svc is None:
+        return None
+    eps = sc.endpoints(svc)
+    return eps[min(sc.observed.endpoint, len(eps) - 1)] if eps else None
+
+
+def _workload(sc, pod) -> str | None:
+    """The Deployment a pod belongs to (its pods are ``<deployment>-<i>``), None for a pod of its own."""
+    if pod is None or pod.name in (sc.raw.get("pods") or {}):
+        return None
+    return pod.name.rsplit("-", 1)[0]
+
+
+def _target_value(sc) -> str:
+    case, r = sc.case, sc.request
+    if case.target == "nodeport":
+        return f"nodeport:{r.node}"
+    if case.target == "external-ip":
+        return f"external:{sc.server.name}"
+    return case.target                                     # "service", "pod-ip"
+
+
+def options(sc, key: str) -> list[tuple[str, str]]:
+    """The menu of a case knob (``client``, ``target``, ``endpoint_node``) over ``sc``: (label, value) pairs.
+
+    Taught in: 08-network-model.
+    """
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
+    if key == "client":
+        return ([(f"{p.name} (pod on {p.node})", p.name) for p in sc.pods]
+                + [(f"{n.name} (a process on the node)", n.name) for n in sc.nodes]
+                + [(f"{x.name} (host {x.ip}, outside the cluster)", x.name) for x in sc.externals])
+    if key == "target":
+        out = []
+        svc, ep = _service(sc), _endpoint(sc)
+        if svc is not None:
+            sp = sc.service_port if sc.case.via_service else svc.ports[0]
+            out.append((f"Service {svc.name}: cluster IP {svc.cluster_ip}:{sp.port}", "service"))
+            np = sp.node_port or ASSUMED_NODE_PORT
+            out += [(f"NodePort on {n.name}: {n.nic.ip}:{np}" + ("" if sp.node_port else " (nodePort assumed)"),
+                     f"nodeport:{n.name}") for n in sc.nodes]
+        if sc.case.target == "pod-ip":
+            out.append((f"pod IP of {sc.server.name}: {sc.server.ip}:{sc.request.port}", "pod-ip"))
+        elif ep is not None:
+            out.append((f"pod IP of {ep.name}: {ep.ip}:{sp.target_port}", "pod-ip"))
+        out += [(f"{x.name}: {x.ip}:80 (a web server outside the cluster)", f"external:{x.name}") for x in sc.externals]
+        return out
+    if key == "endpoint_node":
+        return [(f"{n.name} (pod subnet {n.subnet})", n.name) for n in sc.nodes] \
+            if _workload(sc, _endpoint(sc)) is not None else []
+    raise CourseError("knob", f"{key!r} has no menu", "client, target, endpoint_node")
 
 
 def _node_value(n, k: Knob):
@@ -99,21 +168,20 @@ def current(sc) -> dict:
     A per-node knob (``pod_mtu``, ``node_mtu``, ``masquerade``) has one key per
     node, ``"pod_mtu.meizu"``, and the plain key only when every node agrees.
     """
-    from .scenario import Pod
-    names = {n.name for n in sc.nodes}
+    case = sc.case
     out = {"vni": sc.flannel.vni, "vxlan_port": sc.flannel.port, "cold_caches": sc.neighbour_caches == "cold"}
     # only the knobs this traffic case has: a node or an external host as client has no client pod IP,
     # a request to a pod IP no Service, an external server no node
-    via_service = sc.request.ip is None and bool(sc.request.service)
-    if isinstance(sc.client, Pod):
+    if case.client == "pod":
         out["client_ip"] = str(sc.client.ip)
-    if sc.client.node in names:
-        out["client_node_ip"] = str(sc.node(sc.client.node).nic.ip)
-    if sc.server.node in names and sc.server.node != sc.client.node:
-        out["server_node_ip"] = str(sc.node(sc.server.node).nic.ip)
-    elif sc.server.node in names and "client_node_ip" not in out:
-        out["server_node_ip"] = str(sc.node(sc.server.node).nic.ip)
-    if via_service and isinstance(sc.server, Pod):
+    if case.client_node is not None:
+        out["client_node_ip"] = str(sc.node(case.client_node).nic.ip)
+    if case.server_node is not None and (case.server_node != case.client_node or "client_node_ip" not in out):
+        out["server_node_ip"] = str(sc.node(case.server_node).nic.ip)
+    out["client"], out["target"] = sc.request.client, _target_value(sc)
+    if options(sc, "endpoint_node"):
+        out["endpoint_node"] = _endpoint(sc).node
+    if case.via_service:
         svc = sc.service(sc.request.service)
         out.update({"server_ip": str(sc.server.ip), "service_ip": str(svc.cluster_ip),
                     "service_port": sc.service_port.port, "target_port": sc.service_port.target_port,
@@ -135,6 +203,7 @@ class Control:
     knob: Knob
     node: str | None         # the node a per-node field sets, None for both or for a global knob
     value: object            # the scenario's value
+    options: tuple = ()      # a choice's menu, (label, value) pairs (:func:`options`)
 
     @property
     def label(self) -> str:
@@ -156,7 +225,8 @@ def controls(sc, names=None) -> list[Control]:
         if k.node_path and k.name not in now:
             out += [Control(f"{k.name}.{n.name}", k, n.name, now[f"{k.name}.{n.name}"]) for n in _nodes(sc)]
         elif k.name in now:                       # a knob this traffic case does not have is not shown
-            out.append(Control(k.name, k, None, now[k.name]))
+            out.append(Control(k.name, k, None, now[k.name],
+                               tuple(options(sc, k.name)) if k.kind == "choice" else ()))
     return out
 
 
@@ -190,6 +260,10 @@ def _parse(k: Knob, value, label: str = ""):
         if text in ("false", "0", "no", "off", ""):
             return False
         raise CourseError(label, f"{value!r} is not true or false", "true, false")
+    if k.kind == "choice":
+        if not isinstance(value, str):
+            raise CourseError(label, f"{value!r} is not one of the choices", "a value from the menu")
+        return value.strip()
     return value
 
 
@@ -209,7 +283,10 @@ def apply(base, values: dict):
 
     Only values that differ from ``base`` are applied, so an untouched explorer
     shows exactly its chapter's scenario.  Keys are :func:`controls` keys:
-    ``"pod_mtu"`` sets every node, ``"pod_mtu.meizu"`` one node.
+    ``"pod_mtu"`` sets every node, ``"pod_mtu.meizu"`` one node.  The case
+    knobs (``client``, ``target``, ``endpoint_node``; values from
+    :func:`options`) apply first; every other field then applies to the new
+    case, and a field showing the new case's own value counts as untouched.
 
     >>> sc = apply(ck.load_scenario("article"), {"vxlan_port": 4789})     # doctest: +SKIP
 
@@ -219,22 +296,45 @@ def apply(base, values: dict):
         raise CourseError("values", f"{type(values).__name__} is not a mapping of knob to value",
                           "a dict like {'vni': 7}")
     now = current(base)
-    sc = base
-    node_names = [n.name for n in _nodes(sc)]
+    # the case first (who calls what, where the endpoint runs): the other fields apply to the new case
+    vcase = {}
+    for key in _CASE_KNOBS:
+        if key in values:
+            k = _BY_NAME[key]
+            if key not in now:
+                raise CourseError(k.label, "this traffic case has no such field",
+                                  ", ".join(c.key for c in controls(base)))
+            parsed = _parse(k, values[key])
+            menu = [val for _, val in options(base, key)]
+            if parsed not in menu:
+                shown = parsed if len(parsed) <= 40 else parsed[:40] + "..."
+                raise CourseError(k.label, f"{shown!r} is not one of the choices", ", ".join(menu))
+            if parsed != now[key]:
+                vcase[key] = parsed
+    sc = _apply_case(base, vcase) if vcase else base
+    now_sc = current(sc) if vcase else now
+    node_names = list(dict.fromkeys(n.name for n in _nodes(base) + _nodes(sc)))
     v = {}
     for key, value in values.items():
         k, node = _split(key)
+        if key in _CASE_KNOBS:
+            continue
         if node is not None and node not in node_names:
             raise CourseError("knob", f"unknown node {node!r} in {key!r}", ", ".join(node_names))
         label = f"{k.label} ({node})" if node else k.label
-        if key not in now and not (k.node_path and node is None and node_names):
+        if key not in now and key not in now_sc and not (k.node_path and node is None and node_names):
             raise CourseError(label, "this traffic case has no such field",
                               ", ".join(c.key for c in controls(base)))
         parsed = _parse(k, value, label)
-        was = now.get(key)
-        if was is not None and (str(parsed) if k.kind == "ip" else parsed) == was:
-            continue                              # untouched: the scenario's own value stays
+        shown = str(parsed) if k.kind == "ip" else parsed
+        if shown in [w for w in (now.get(key), now_sc.get(key)) if w is not None]:
+            continue                              # untouched: the scenario's (or the new case's) own value stays
+        if key not in now_sc and not (k.node_path and node is None):
+            raise CourseError(label, "this traffic case has no such field",
+                              ", ".join(c for c in now_sc if c in _BY_NAME or "." in c))
         v[key] = parsed
+    now = now_sc
+    node_names = [n.name for n in _nodes(sc)] + [n for n in node_names if n not in {m.name for m in _nodes(sc)}]
     cname, sname = sc.client.name, sc.request.service
     cn = sc.node(sc.client.node) if sc.client.node in node_names else None
     sn = sc.node(sc.server.node) if sc.server.node in node_names else None
@@ -283,7 +383,7 @@ def apply(base, values: dict):
         put(f"workloads.{workload}.replicas", replicas, "replicas" if "replicas" in v else "server_ip")
         put(f"workloads.{workload}.podIPs", ips, ip_key)
     if not ch:
-        return base
+        return sc
     try:
         from .conversation import fit_observations
         return fit_observations(sc, ch)
@@ -296,6 +396,68 @@ def apply(base, values: dict):
             raise
         k, node = _split(key)
         raise CourseError(f"{k.label} ({node})" if node else k.label, e.problem, e.allowed) from None
+
+
+_CASE_KNOBS = ("endpoint_node", "client", "target")
+
+
+def _apply_case(base, v: dict):
+    """``base`` with the case knobs in ``v`` applied: the workload moved, the request rewritten.
+
+    The new case is another connection: the base's per-packet observations
+    (times, the outer source port, TS lags) belong to the old one and are
+    dropped; the clock is read at the server's interface, which every request
+    that arrives crosses.
+    """
+    from .conversation import fit_observations
+    r = base.request
+    svc, ep = _service(base), _endpoint(base)
+    client = v.get("client", r.client)
+    target = v.get("target", _target_value(base))
+    http = {"method": r.method, "path": r.path, "userAgent": r.user_agent}
+    observed = {"observed.times": None, "observed.vxlanSourcePort": {}, "observed.tsLagTicks": {}}
+    ch: dict = {}
+    if svc is not None:
+        sp = base.service_port if base.case.via_service else svc.ports[0]
+    if "endpoint_node" in v:
+        w = _workload(base, ep)
+        ch[f"workloads.{w}.node"] = v["endpoint_node"]
+        ch[f"workloads.{w}.podIPs"] = None            # Docker's IPAM on the new node's bridge
+    if target.startswith("external:"):
+        x = base.external(target.split(":", 1)[1])
+        port = r.port if base.case.target == "external-ip" else 80
+        request = {"client": client, "service": None, "ip": str(x.ip), "port": port, **http}
+        server = (x.name, x.nic.name)
+    elif target == "pod-ip" and base.case.target == "pod-ip" and "endpoint_node" not in v:
+        request = {"client": client, "service": None, "ip": str(r.ip), "port": r.port, **http}
+        server = (base.server.name, "eth0")
+    else:
+        request = {"client": client, "service": svc.name, "port": sp.port, **http}
+        server = (ep.name, "eth0")
+        if target.startswith("nodeport:"):
+            request["node"] = target.split(":", 1)[1]
+            if sp.node_port is None:
+                ch[f"services.{svc.name}.ports.{svc.ports.index(sp)}.nodePort"] = ASSUMED_NODE_PORT
+    if server[0] == client and (target == "pod-ip" or target.startswith("external:")):
+        # connect() to one's own address is delivered through lo, which no capture here shows
+        raise CourseError(_BY_NAME["target"].label, f"{client} would call its own address: the kernel delivers "
+                          "that through lo and no interface of the model sees it",
+                          "another client or another target")
+    anchor = {"observed.anchor": {"node": server[0], "interface": server[1]}}
+    owner = {"request.client": "client", "workloads": "endpoint_node", "services": "target", "request": "target"}
+    try:
+        sc = fit_observations(base, {**ch, "request": request, **observed, **anchor})
+        if target == "pod-ip" and request.get("service"):
+            # the endpoint's address, where it now runs, as Docker's IPAM gave it
+            port = r.port if base.case.target == "pod-ip" else sp.target_port
+            moved = next(p for p in sc.pods if p.name == ep.name)
+            sc = fit_observations(sc, {"request": {"client": client, "service": None, "ip": str(moved.ip),
+                                                   "port": port, **http}})
+    except CourseError as e:
+        key = next((owner[p] for p in owner if (e.field == p or e.field.startswith(p + ".")) and owner[p] in v),
+                   next(k for k in _CASE_KNOBS if k in v))
+        raise CourseError(_BY_NAME[key].label, e.problem, e.allowed) from None
+    return sc
 
 
 def warnings(sc) -> list[str]:
@@ -503,10 +665,11 @@ def views(sc, node: str | None = None, iface: str | None = None, flt: str = "", 
     text = "".join(line + "\n" for line in lines)
     rows = packet_rows(everything, frames, lines)
     notes = []
-    via_service = sc.request.ip is None and bool(sc.request.service) and hasattr(sc.server, "container_port")
-    if via_service and sc.service_port.target_port != (sc.server.container_port or sc.service_port.target_port):
+    if sc.case.via_service and sc.service_port.target_port != (sc.server.container_port or sc.service_port.target_port):
         notes.append(f"note: nginx listens on containerPort {sc.server.container_port}; a real pod would answer "
                      f"a SYN to port {sc.service_port.target_port} with a RST. The model follows the path only.")
+    for d in w.drops[:2]:                 # a drop is an outcome: say where the packet ended and why
+        notes.append(f"the kernel drops the {d.flow}'s segment {d.segment} at {d.node} {d.iface}: {d.reason}")
     selected, layers, dis = 0, [], "(no frame matches the filter)"
     if rows:
         nos = [r.no for r in rows]
@@ -553,7 +716,11 @@ def hop_table(w, segment: int = 0) -> str:
         rows.append((str(o.hop + 1), f"{o.node} {o.iface}", o.direction, f"{ip.src}:{tcp.sport} -> {ip.dst}:{tcp.dport}",
                      str(ip.ttl), outer or "-", why))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
+    text = "\n".join("  ".join(c.ljust(wd) for c, wd in zip(r[:-1], widths)) + "  " + r[-1] for r in rows)
+    if len(rows) == 1:                              # not one hop: say where and why it ended
+        why = next((f"{d.node}: {d.reason}" for d in w.drops if d.segment == segment), "nothing was sent")
+        text += f"\n(no hop: the segment never left its socket -- {why})"
+    return text
 
 
 def _forward_verdicts(w) -> dict:

@@ -52,7 +52,7 @@ from .vxlan import VXLAN_HEADROOM
 
 __all__ = [
     "Scenario", "Node", "Nic", "Docker", "Flannel", "KubeProxy", "Pod",
-    "Service", "ServicePort", "Request", "Observed", "Timing", "ExternalHost", "HostClient",
+    "Service", "ServicePort", "Request", "Observed", "Timing", "ExternalHost", "HostClient", "TrafficCase",
     "load_scenario", "default_scenario", "scenario_from_dict", "raw_scenario", "as_scenario",
     "data_dir", "docker_mac", "VXLAN_OVERHEAD",
 ]
@@ -227,6 +227,31 @@ class ExternalHost:
 
 
 @dataclass(frozen=True)
+class TrafficCase:
+    """The shape of a scenario's request: who calls, what it calls, and the nodes in between.
+
+    One description shared by everything that depends on the case (the
+    explorer's fields, the pictures' node order), read from ``request:``.
+
+    Taught in: 08-network-model.
+    """
+    client: str                  # "pod", "node" (a process in the node's own namespace), "external" (underlay host)
+    target: str                  # "service" (its cluster IP), "nodeport", "pod-ip", "external-ip"
+    client_node: str | None      # the node the client runs on (None: an external host)
+    entry_node: str | None       # the node whose address a NodePort request calls (None otherwise)
+    server_node: str | None      # the node the server runs on (None: an external host)
+    nodes: tuple[str, ...]       # the nodes on the path, in reading order: the client's, the NodePort's, the server's
+
+    CLIENTS = ("pod", "node", "external")
+    TARGETS = ("service", "nodeport", "pod-ip", "external-ip")
+
+    @property
+    def via_service(self) -> bool:
+        """The request goes through a Service (kube-proxy's DNAT picks the server)."""
+        return self.target in ("service", "nodeport")
+
+
+@dataclass(frozen=True)
 class Observed:
     """Values the kernel or the clock chose: inputs, not computed."""
     client_port: int
@@ -358,6 +383,26 @@ class Scenario:
     def target_port(self) -> int:
         """The port the server listens on: the Service port's targetPort or ``request.port``."""
         return self.request.port if self.request.ip is not None else self.service_port.target_port
+
+    @property
+    def case(self) -> TrafficCase:
+        """Who calls, what it calls and the nodes on the way (:class:`TrafficCase`), from ``request:``."""
+        nodes = {n.name for n in self.nodes}
+        r = self.request
+        pod = next((p for p in self.pods if p.name == r.client), None)
+        client = "node" if r.client in nodes else ("pod" if pod is not None else "external")
+        client_node = r.client if client == "node" else (pod.node if pod is not None else None)
+        if r.ip is not None:
+            owner = next((p for p in self.pods if p.ip == r.ip), None)
+            target, server_node = ("pod-ip", owner.node) if owner is not None else ("external-ip", None)
+        else:
+            target = "nodeport" if r.node is not None else "service"
+            server_node = self.server.node
+        path: list[str] = []
+        for name in (client_node, r.node, server_node):
+            if name in nodes and name not in path:
+                path.append(name)
+        return TrafficCase(client, target, client_node, r.node, server_node, tuple(path))
 
     def external(self, name: str) -> ExternalHost | None:
         return next((x for x in self.externals if x.name == name), None)

@@ -349,6 +349,8 @@ class Explorer(_Widgety):
         for c in self.fields:
             if c.knob.kind == "bool":
                 w = W.Checkbox(value=bool(c.value), description="", indent=False)
+            elif c.knob.kind == "choice":          # a case knob: its menu comes from the scenario
+                w = W.Dropdown(options=list(c.options), value=c.value, layout=W.Layout(width="360px"))
             else:
                 w = W.Text(value=str(c.value), continuous_update=False, layout=W.Layout(width="160px"))
             w.add_class(f"pw-{c.key.replace('.', '-')}")
@@ -431,6 +433,25 @@ class Explorer(_Widgety):
             finally:
                 self._rebuilding = False
 
+    def _fields(self, sc) -> None:
+        """Menus rebuilt from the applied scenario; a field the applied case does not have is greyed out."""
+        now, before = ex.current(sc), getattr(self, "_case_now", None)
+        self._case_now = now
+        self._rebuilding = True
+        try:
+            for c in self.fields:
+                w = self.controls[c.key]
+                w.disabled = c.key not in now and not (c.knob.node_path and c.node is None)
+                if before and c.key in now and c.key in before and str(w.value) == str(before[c.key]):
+                    w.value = type(w.value)(now[c.key])     # an untouched field shows the new case's value
+                if c.knob.kind == "choice" and c.key in now:
+                    opts = ex.options(sc, c.key)
+                    if list(w.options) != opts and w.value in [val for _, val in opts]:
+                        value, w.options = w.value, opts
+                        w.value = value
+        finally:
+            self._rebuilding = False
+
     @property
     def label(self) -> str:
         return f"Explorer({self.base.name}: {', '.join(k.name for k in self.knobs)})"
@@ -480,6 +501,7 @@ class Explorer(_Widgety):
         self.scenario, self.views = sc, v
         self._clear_errors()
         self._menu(sc, v.node, v.iface)
+        self._fields(sc)
         if self.packet.value != v.selected:
             self._rebuilding = True
             try:

@@ -38,6 +38,12 @@ ARTICLE = {
     "05.probability": "0.33332999982", "05.whatif-clusterip": "no", "05.whatif-reply-masq": "no",
     "06.reply-ttl": 62, "06.reply-rewrites": 2, "06.whatif-rewrites-nomasq": 1,
     "07.lab-nomasq": "172.30.83.9", "07.lab-vni": 42,
+    # 08: bridged port to port, never routed; without br_netfilter no un-DNAT on the bridge; MASQUERADE takes
+    # the egress device's address (docker0 .1 for the hairpin, flannel.1's /32 for node and NodePort traffic,
+    # enp4s0 to the underlay); Docker's rule hides busybox unless flanneld -ip-masq replaces it
+    "08.same-node-ttl": 64, "08.no-brnf-reply-src": "172.30.83.2", "08.hairpin-src": "172.30.20.1",
+    "08.node-src": "172.30.83.0", "08.no-default-route": "no", "08.nodeport-src": "172.30.83.0",
+    "08.world-src": "10.167.226.38", "08.p2p-src": "172.30.83.0", "08.whatif-ipmasq": "172.30.83.9",
 }
 
 ACCEPT = {
@@ -90,6 +96,20 @@ ACCEPT = {
     "07.lab-nomasq": ["172.30.83.9", "src 172.30.83.9", "172.30.83.9 ", "ip 172.30.83.9",
                       ipaddress.IPv4Address("172.30.83.9")],
     "07.lab-vni": ["42", "instance 42", "vni 42", 42, "42."],
+    "08.same-node-ttl": ["64", 64, "TTL 64", "ttl=64", "64.", " 64 "],
+    "08.no-brnf-reply-src": ["172.30.83.2", "src 172.30.83.2", "from 172.30.83.2", "pod 172.30.83.2",
+                             ipaddress.IPv4Address("172.30.83.2")],
+    "08.hairpin-src": ["172.30.20.1", "src 172.30.20.1", "172.30.20.1 ", "ip 172.30.20.1",
+                       ipaddress.IPv4Address("172.30.20.1")],
+    "08.node-src": ["172.30.83.0", "source 172.30.83.0", "from 172.30.83.0", "'172.30.83.0'", "172.30.83.0."],
+    "08.no-default-route": ["no", "No, no route", "it fails", "nope", False, "no route", "unreachable"],
+    "08.nodeport-src": ["172.30.83.0", "src 172.30.83.0", "172.30.83.0\t", "ip 172.30.83.0",
+                        ipaddress.IPv4Address("172.30.83.0")],
+    "08.world-src": ["10.167.226.38", "node 10.167.226.38", "src 10.167.226.38", " 10.167.226.38",
+                     ipaddress.IPv4Address("10.167.226.38")],
+    "08.p2p-src": ["172.30.83.0", "client 172.30.83.0", "from 172.30.83.0", "172.30.83.0 ", "src 172.30.83.0"],
+    "08.whatif-ipmasq": ["172.30.83.9", "pod 172.30.83.9", "src 172.30.83.9", "busybox 172.30.83.9",
+                         ipaddress.IPv4Address("172.30.83.9")],
 }
 
 HEDGES = {
