@@ -61,6 +61,7 @@ __all__ = ["PREFIX", "FED", "FREE_FIELDS", "Lab", "requirements", "status", "lef
            "Report", "host_snapshot"]
 
 PREFIX = "pwlab-"
+_UNDERLAY = "_wire"          # the underlay's bridge namespace (not a Kubernetes name: never a node's or pod's)
 _counter = itertools.count(1)
 
 # What the comparison first feeds the model from the lab's captures (the kernel's or the
@@ -138,6 +139,30 @@ def _write_proc_sys(ns: str, values: dict[str, str]) -> dict[str, str]:
     if r.returncode != 0:
         failed["ip netns exec"] = r.stderr.strip() or f"exit status {r.returncode}"
     return failed
+
+
+def _warm_neighbours(sc) -> dict[str, list[tuple]]:
+    """Warm caches: every on-link peer of every namespace, {owner: [(ip, mac, dev)]}.
+
+    The model's warm caches resolve any on-link address without an ARP exchange on
+    the captures (it happened before them); the lab pre-installs the same answers:
+    the model's entries (:func:`coursekit.routing.neighbours`; flannel's permanent
+    ones are installed with the VTEP), each pod's neighbours on its own bridge, and
+    the underlay's hosts for every node and external host.
+    """
+    from .routing import neighbours
+    out: dict[str, list[tuple]] = {}
+    wire = [(n.nic.ip, n.nic.mac, n.name) for n in sc.nodes] + [(x.ip, x.mac, x.name) for x in sc.externals]
+    for n in sc.nodes:
+        out[n.name] = [(nb.ip, nb.mac, nb.dev) for nb in neighbours(sc, n.name) if nb.dev != sc.flannel.device]
+        have = {e[0] for e in out[n.name]}
+        out[n.name] += [(ip, mac, n.nic.name) for ip, mac, who in wire if who != n.name and ip not in have]
+    for p in sc.pods:
+        out[p.name] = [(nb.ip, nb.mac, nb.dev) for nb in neighbours(sc, p.name)]
+        out[p.name] += [(q.ip, q.mac, "eth0") for q in sc.pods_on(p.node) if q.name != p.name]
+    for x in sc.externals:
+        out[x.name] = [(ip, mac, x.nic.name) for ip, mac, who in wire if who != x.name]
+    return out
 
 
 def requirements() -> list[str]:
@@ -404,14 +429,16 @@ class Lab:
 
     def _build(self) -> None:
         sc = self.sc
-        client, server = sc.client, sc.server
-        nodes = [sc.node(client.node), sc.node(server.node)]
-        pods = [p for n in nodes for p in sc.pods_on(n.name)]
+        nodes, pods, externals = list(sc.nodes), list(sc.pods), list(sc.externals)
         dev = sc.flannel.device
-        self.progress(f"namespaces: {', '.join(self.ns(x.name) for x in nodes + pods)}")
-        for x in nodes + pods:
-            self._ip("netns", "add", self.ns(x.name), what=f"ip netns add {self.ns(x.name)}")
-            ns = self.ns(x.name)
+        owners = [x.name for x in nodes + pods + externals]
+        # the underlay: a veth pair between two NICs, a bridge in a namespace of its own for more
+        nics = [(n.name, n.nic) for n in nodes] + [(x.name, x.nic) for x in externals]
+        switch = self.ns(_UNDERLAY) if len(nics) > 2 else None
+        self.progress(f"namespaces: {', '.join(self.ns(x) for x in owners + ([_UNDERLAY] if switch else []))}")
+        for name in owners + ([_UNDERLAY] if switch else []):
+            ns = self.ns(name)
+            self._ip("netns", "add", ns, what=f"ip netns add {ns}")
             # no IPv6 chatter (router solicitations, MLD) in the captures (best effort)
             _write_proc_sys(ns, {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"})
             self._ip("link", "set", "lo", "up", ns=ns)
@@ -424,15 +451,35 @@ class Lab:
             if failed and n.br_netfilter:
                 raise CourseError("live lab", f"{n.name} needs br_netfilter (bridgeNfCallIptables: true)",
                                   "modprobe br_netfilter, or set bridgeNfCallIptables: false in the scenario")
-        a, b = nodes
-        self.progress(f"the wire: {a.nic.name} ({a.name}) <-> {b.nic.name} ({b.name}), a veth pair")
-        self._ip("link", "add", a.nic.name, "address", a.nic.mac, "mtu", str(a.nic.mtu), "type", "veth", "peer", "name",
-                 b.nic.name, "address", b.nic.mac, "mtu", str(b.nic.mtu), "netns", self.ns(b.name), ns=self.ns(a.name),
-                 what="create the wire")
+        if switch is None:
+            (a, an), (b, bn) = nics
+            self.progress(f"the wire: {an.name} ({a}) <-> {bn.name} ({b}), a veth pair")
+            self._ip("link", "add", an.name, "address", an.mac, "mtu", str(an.mtu), "type", "veth", "peer", "name",
+                     bn.name, "address", bn.mac, "mtu", str(bn.mtu), "netns", self.ns(b), ns=self.ns(a),
+                     what="create the wire")
+        else:
+            # the model's underlay delivers a frame to the NIC its MAC names (broadcast to all):
+            # a bridge that knows every NIC's port from the start (static FDB), iptables off
+            self.progress(f"the wire: a bridge joining {', '.join(f'{nic.name} ({o})' for o, nic in nics)}")
+            _write_proc_sys(switch, {"net.bridge.bridge-nf-call-iptables": "0"})
+            self._ip("link", "add", "wire", "type", "bridge", ns=switch)
+            self._ip("link", "set", "wire", "up", ns=switch)
+            for i, (o, nic) in enumerate(nics):
+                port = f"w{i}"
+                self._ip("link", "add", port, "mtu", str(nic.mtu), "type", "veth", "peer", "name", nic.name,
+                         "address", nic.mac, "mtu", str(nic.mtu), "netns", self.ns(o), ns=switch,
+                         what=f"wire {o}'s {nic.name}")
+                self._ip("link", "set", port, "master", "wire", "up", ns=switch)
+                _run([_tool("bridge") or "bridge", "-n", switch, "fdb", "replace", nic.mac, "dev", port, "master",
+                      "static"], "bridge fdb replace")
+        for o, nic in nics:
+            self._ip("addr", "add", f"{nic.ip}/{nic.network.prefixlen}", "dev", nic.name, ns=self.ns(o))
+            self._ip("link", "set", nic.name, "up", ns=self.ns(o))
         for n in nodes:
             ns = self.ns(n.name)
-            self._ip("addr", "add", f"{n.nic.ip}/{n.nic.network.prefixlen}", "dev", n.nic.name, ns=ns)
-            self._ip("link", "set", n.nic.name, "up", ns=ns)
+            if n.default_route:
+                gw = n.nic.network.network_address + 1
+                self._ip("route", "add", "default", "via", str(gw), "dev", n.nic.name, ns=ns)
             self.progress(f"{n.name}: docker0 bridge {n.docker.bridge_ip}/{n.subnet.prefixlen}, MTU {n.docker.mtu}")
             self._ip("link", "add", "docker0", "address", n.docker.bridge_mac, "mtu", str(n.docker.mtu), "type", "bridge",
                      ns=ns)
@@ -444,8 +491,8 @@ class Lab:
                      "dev", n.nic.name, "nolearning", *([] if sc.flannel.udp_checksum else ["noudpcsum"]), ns=ns)
             self._ip("addr", "add", f"{n.vtep_ip}/32", "dev", dev, ns=ns)
             self._ip("link", "set", dev, "up", ns=ns)
-            for other in sc.nodes:
-                if other.name == n.name or other not in nodes:
+            for other in nodes:
+                if other.name == n.name:
                     continue
                 # what flanneld's vxlan backend programs for each remote lease
                 self._ip("route", "add", str(other.subnet), "via", str(other.vtep_ip), "dev", dev, "onlink", ns=ns)
@@ -455,47 +502,49 @@ class Lab:
                       "dst", str(other.nic.ip), "self", "permanent"], "bridge fdb append")
         for p in pods:
             n = sc.node(p.node)
-            self.progress(f"pod {p.name}: eth0 {p.ip} (MTU {p.mtu}) <-> {p.veth} on {n.name}'s docker0")
+            self.progress(f"pod {p.name}: eth0 {p.ip} (MTU {p.mtu}) <-> {p.veth} on {n.name}'s docker0"
+                          + (", hairpin on" if n.hairpin_mode else ""))
             pns = self.ns(p.name)
             self._ip("link", "add", p.veth, "address", p.veth_mac, "mtu", str(p.mtu), "type", "veth", "peer", "name",
                      "eth0", "address", p.mac, "mtu", str(p.mtu), "netns", pns, ns=self.ns(n.name))
             self._ip("link", "set", p.veth, "master", "docker0", "up", ns=self.ns(n.name))
+            if n.hairpin_mode:                # kubelet --hairpin-mode=hairpin-veth
+                self._ip("link", "set", p.veth, "type", "bridge_slave", "hairpin", "on", ns=self.ns(n.name))
             self._ip("addr", "add", f"{p.ip}/{n.subnet.prefixlen}", "dev", "eth0", ns=pns)
             self._ip("link", "set", "eth0", "up", ns=pns)
             self._ip("route", "add", "default", "via", str(n.docker.bridge_ip), "dev", "eth0", ns=pns)
         if self.warm:
-            from .routing import neighbours
             self.progress("neighbour caches and bridge FDBs: warm, as in the article's captures")
             for p in pods:
                 # a bridge learns a port's MACs from the frames it receives; pods that have
                 # not spoken yet would get their first frames flooded to every port
                 _run([_tool("bridge") or "bridge", "-n", self.ns(p.node), "fdb", "replace", p.mac, "dev", p.veth,
                       "master", "static"], "bridge fdb replace")
-            for owner in [x.name for x in nodes + pods]:
-                for nb in neighbours(sc, owner):
-                    if nb.dev == dev:
-                        continue            # flannel's permanent entries are already there
-                    self._ip("neigh", "replace", str(nb.ip), "lladdr", nb.mac, "dev", nb.dev, "nud", "permanent",
+            for owner, entries in _warm_neighbours(sc).items():
+                for ip, mac, on in entries:
+                    self._ip("neigh", "replace", str(ip), "lladdr", mac, "dev", on, "nud", "permanent",
                              ns=self.ns(owner))
-        from .netfilter import nat_save
+        from .netfilter import filter_save, nat_save
         for n in nodes:
-            self.progress(f"{n.name}: iptables-restore the model's nat table ({len(nat_save(sc, n.name).splitlines())} lines)")
+            nat, filt = nat_save(sc, n.name), filter_save(sc, n.name)
+            self.progress(f"{n.name}: iptables-restore the model's nat table ({len(nat.splitlines())} lines) and "
+                          f"filter table ({len(filt.splitlines())} lines)")
             try:
-                _iptables_restore(self.ns(n.name), nat_save(sc, n.name))
+                _iptables_restore(self.ns(n.name), nat + filt)
             except CourseError as e:
                 raise CourseError("live lab", f"{n.name}: {e.problem}") from None
         self.points = []
-        for n in nodes:
-            for iface in sc.interfaces(n.name):
-                self.points.append(Point(self.ns(n.name), n.name, iface))
-        for p in pods:
-            self.points.append(Point(self.ns(p.name), p.name, "eth0"))
-        self.progress(f"built: {len(nodes)} nodes, {len(pods)} pods, {len(self.points)} interfaces to capture")
+        for name in owners:
+            for iface in sc.interfaces(name):
+                self.points.append(Point(self.ns(name), name, iface))
+        self.progress(f"built: {len(nodes)} nodes, {len(pods)} pods"
+                      + (f", {len(externals)} external hosts" if externals else "")
+                      + f", {len(self.points)} interfaces to capture")
 
-    def iptables_save(self, node: str) -> str:
-        """``iptables-save -t nat`` in a node's namespace, without comments and with zero counters."""
+    def iptables_save(self, node: str, table: str = "nat") -> str:
+        """``iptables-save -t <table>`` in a node's namespace, without comments and with zero counters."""
         import re
-        text = self._exec(self.ns(node), _tool("iptables-save"), "-t", "nat").stdout
+        text = self._exec(self.ns(node), _tool("iptables-save"), "-t", table).stdout
         return "\n".join(re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines()
                          if not line.startswith("#")) + "\n"
 
@@ -549,28 +598,29 @@ class Lab:
 
     # -- the request -------------------------------------------------------------------
     def request(self, timeout: float = 20) -> str:
-        """nginx's answer (233 + 612 bytes) from a server in the nginx pod, fetched by a busybox-like client."""
+        """nginx's answer (233 + 612 bytes) from a server in each possible server, fetched by a busybox-like
+        client in the client's namespace (a pod's, a node's own, or an external host's)."""
         sc = self.sc
-        svc = sc.service(sc.request.service)
-        eps = sc.endpoints(svc)
+        # every replica kube-proxy might pick listens; a request to an address has one server
+        servers_at = [sc.server] if sc.request.ip is not None else sc.endpoints(sc.service(sc.request.service))
         env = _child_env()
         servers = []
-        for p in eps:
-            args = json.dumps({"ip": str(p.ip), "port": sc.service_port.target_port, "scenario": sc.source,
-                               "raw": sc.raw})
-            proc = subprocess.Popen(_in_netns(self.ns(p.name), sys.executable, "-c",
-                                              "import sys, json; from coursekit.lab import _serve; "
-                                              "_serve(json.loads(sys.argv[1]))", args),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            if proc.stdout.readline().strip() != "ready":
-                proc.kill()
-                proc.communicate()
-                raise CourseError("live lab", f"the server in {p.name} did not start: {proc.stderr.read().strip()}")
-            servers.append(proc)
-        self.progress(f"server listening in {', '.join(p.name for p in eps)} on :{sc.service_port.target_port}")
-        args = json.dumps({"ip": str(svc.cluster_ip), "port": sc.request.port, "raw": sc.raw})
         try:
-            r = subprocess.run(_in_netns(self.ns(sc.client.name), sys.executable, "-c",
+            for p in servers_at:
+                args = json.dumps({"ip": str(p.ip), "port": sc.target_port, "scenario": sc.source, "raw": sc.raw})
+                proc = subprocess.Popen(_in_netns(self.ns(p.name), sys.executable, "-c",
+                                                  "import sys, json; from coursekit.lab import _serve; "
+                                                  "_serve(json.loads(sys.argv[1]))", args),
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                servers.append(proc)
+                if proc.stdout.readline().strip() != "ready":
+                    proc.kill()
+                    _, err = proc.communicate()
+                    raise CourseError("live lab", f"the server in {p.name} did not start: {err.strip()}")
+            self.progress(f"server listening in {', '.join(p.name for p in servers_at)} on :{sc.target_port}")
+            client = sc.client
+            args = json.dumps({"ip": str(sc.target_ip), "port": sc.target_dport, "raw": sc.raw})
+            r = subprocess.run(_in_netns(self.ns(client.name), sys.executable, "-c",
                                          "import sys, json; from coursekit.lab import _fetch; "
                                          "_fetch(json.loads(sys.argv[1]))", args),
                                capture_output=True, text=True, env=env, timeout=timeout)
@@ -871,12 +921,28 @@ def _serve(cfg: dict) -> None:
 
 
 def _fetch(cfg: dict) -> None:
-    """busybox wget: one 81-byte request, read to the end, close."""
+    """busybox wget: one 81-byte request, read to the end, close.
+
+    A connection the network refuses (a reset) or drops is an outcome the model
+    predicts too, not a lab failure: it is printed.  The client gives up before the
+    kernel's first SYN retransmission (after 1 s, ``TCP_TIMEOUT_INIT``), which the
+    model does not follow.
+    """
     from .conversation import wget_request
     from .scenario import scenario_from_dict
     sc = scenario_from_dict(cfg["raw"])
     req = wget_request(f"{cfg['ip']}:{cfg['port']}", sc.request.path, sc.request.user_agent, sc.request.method)
-    s = socket.create_connection((cfg["ip"], cfg["port"]), timeout=10)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(cfg.get("connectTimeout", 0.8))
+    try:
+        s.connect((cfg["ip"], cfg["port"]))
+    except OSError as e:
+        s.close()
+        why = "timed out (no answer before the first SYN retransmission)" if isinstance(e, socket.timeout) \
+            else (e.strerror or str(e))
+        print(f"connect to {cfg['ip']}:{cfg['port']} failed: {why}")
+        return
+    s.settimeout(10)
     s.sendall(req)
     got = b""
     while True:
