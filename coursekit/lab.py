@@ -78,7 +78,7 @@ FED = {
     "endpoint": "which replica kube-proxy's random rule picked",
     "vxlanSourcePort": "each node's outer UDP source port (a hash with a per-boot random seed)",
     "ipId": "each socket's first IP id (a random start per connection)",
-    "times": "when each segment crossed the server node's docker0 (the clock)",
+    "times": "when each segment crossed a point on its whole path (the server node's docker0 where it can)",
 }
 
 # Fields the kernel (or the clock) chooses freely; compared for presence, not value.
@@ -524,6 +524,27 @@ class Lab:
                 for ip, mac, on in entries:
                     self._ip("neigh", "replace", str(ip), "lladdr", mac, "dev", on, "nud", "permanent",
                              ns=self.ns(owner))
+            # A neighbour entry caches its Ethernet header at its first use (neigh_hh_init).
+            # Until then a frame br_netfilter DNATs to a pod behind the same bridge leaves
+            # through docker0's own transmit (br_nf_pre_routing_finish_bridge: neigh->output,
+            # then br_nf_pre_routing_finish_bridge_slow), and tcpdump on docker0 sees it once,
+            # with docker0's MAC as source.  Caches in use before the capture have it: each
+            # node sends every pod of its bridge one UDP datagram and waits for its answer.
+            code = ("import socket, sys\n"
+                    "for a in sys.argv[1:]:\n"
+                    "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                    "    s.settimeout(2)\n"
+                    "    s.connect((a, 9))\n"
+                    "    s.send(b'')\n"
+                    "    try:\n"
+                    "        s.recv(1)\n"
+                    "    except OSError:\n"
+                    "        pass\n"
+                    "    s.close()\n")
+            for n in nodes:
+                on = [str(p.ip) for p in sc.pods_on(n.name)]
+                if on:
+                    self._exec(self.ns(n.name), sys.executable, "-c", code, *on, what="warm the neighbour entries")
         from .netfilter import filter_save, nat_save
         for n in nodes:
             nat, filt = nat_save(sc, n.name), filter_save(sc, n.name)
@@ -562,7 +583,12 @@ class Lab:
                 cmd = _in_netns(pt.ns, sys.executable, str(Path(__file__).with_name("lab_capture.py")), pt.iface,
                                 pt.pcap)
             else:
-                cmd = _in_netns(pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap,
+                # -p: not in promiscuous mode, as the rootless capture (libpcap's default).  A
+                # promiscuous bridge passes a copy of every frame it forwards up to its host
+                # (br_handle_frame_finish: local_rcv = IFF_PROMISC); a copy of a frame DNATed
+                # inside the bridge is still PACKET_HOST and the host routes it out again: the
+                # pod would get every segment twice.  The lab observes the kernel untouched.
+                cmd = _in_netns(pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap, "-p",
                                 "-s", "262144", "--immediate-mode", "-U", "-nn")
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
             self._captures.append((proc, pt))
@@ -1093,39 +1119,88 @@ class ConversationShape(CourseError):
     """The kernel's segments are not the model's (one missing, merged or extra)."""
 
 
+def _first_segment(frames, flags: int, ack: int | None = None):
+    """The first TCP header with exactly ``flags`` (and acknowledging ``ack``) among captured frames."""
+    from scapy.layers.inet import TCP
+    for f in frames:
+        tcp = _inner(f.data)[TCP]
+        if tcp.flags == flags and (ack is None or tcp.ack == ack):
+            return tcp
+    return None
+
+
+def _anchor(sc, w) -> tuple[str, str] | None:
+    """Where the lab's times are read: a point that sees every segment of the walk ``w``.
+
+    The server node's docker0 when every segment crosses it (the article's cases), else
+    the scenario's anchor, else the first such point in the explorer's order.
+    """
+    seen: dict = {}
+    for o in w.observations:
+        if o.segment >= 0:
+            seen.setdefault((o.node, o.iface), set()).add(o.segment)
+    every = set(range(len(w.segments)))
+    full = sorted((k for k, v in seen.items() if v == every), key=lambda k: _order(sc, k))
+    for pref in ((sc.server.node, "docker0"), tuple(sc.observed.anchor)):
+        if pref in full:
+            return pref
+    return full[0] if full else None
+
+
 def observe(sc, captured: dict) -> tuple[dict, dict]:
     """Read what the kernel chose from the lab's captures (frames keyed (node or pod, interface)):
-    overrides for the scenario, and a summary."""
+    overrides for the scenario, and a summary.
+
+    The client's SYN is read where the model first sees it (the client pod's eth0, a
+    node's flannel.1 for a process on the node, an external host's NIC); the rest at a
+    point that sees every segment of the conversation the model predicts (:func:`_anchor`),
+    which may end early (a drop, a reset).  A conversation of another shape there (a
+    segment missing, merged or extra) raises :class:`ConversationShape`, naming them.
+    """
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
     from .conversation import segments
-    frames, _ = _tcp_frames(captured[(sc.client.name, "eth0")], sc)
-    if not frames:
-        raise CourseError("live lab", f"no TCP on {sc.client.name} eth0: the request did not leave the pod")
-    syn = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x02), None)
-    synack = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x12), None)
-    if syn is None or synack is None:
-        raise CourseError("live lab", "no complete handshake on the client's eth0")
-    cport, isn_c, isn_s = syn.sport, syn.seq, synack.seq
-    ws = (dict(syn.options).get("WScale", 0), dict(synack.options).get("WScale", 0))
+    from .datapath import walk
+    base = walk(sc)
+    if not base.observations:
+        # nothing leaves the client (connect() fails in the model: no route); nothing to read
+        return {}, {}
+    first = min((o for o in base.observations if o.segment == 0), key=lambda o: o.hop)
+    where = (first.node, first.iface)
+    frames, _ = _tcp_frames(captured.get(where, []), sc)
+    syn = _first_segment(frames, 0x02)
+    if syn is None:
+        raise CourseError("live lab", f"no SYN on {where[0]} {where[1]}: the request did not leave {sc.client.name}")
+    cport, isn_c = syn.sport, syn.seq
+    synack = _first_segment(frames, 0x12, (isn_c + 1) & 0xFFFFFFFF)
+    for key in sorted(captured, key=lambda k: _order(sc, k)):
+        if synack is None:
+            synack = _first_segment(_tcp_frames(captured[key], sc)[0], 0x12, (isn_c + 1) & 0xFFFFFFFF)
+    # no SYN-ACK anywhere: the model must drop the SYN too (the comparison checks it)
+    isn_s = synack.seq if synack is not None else sc.observed.server_isn
+    ws = (dict(syn.options).get("WScale", 0),
+          dict(synack.options).get("WScale", 0) if synack is not None else sc.observed.wscale[1])
     # which endpoint answered (kube-proxy's random pick with several replicas)
-    eps = sc.endpoints(sc.service(sc.request.service))
+    eps = sc.endpoints(sc.service(sc.request.service)) if sc.request.ip is None else [sc.server]
     endpoint = 0
     for i, p in enumerate(eps):
-        f = captured.get((p.name, "eth0"))
-        if f and any(_inner(x.data)[IP].src == str(p.ip) for x in _tcp_frames(f, sc)[0]):
-            endpoint = i                    # this pod answered
+        f = captured.get((p.name, sc.interfaces(p.name)[0]))
+        if f and any(_inner(x.data)[TCP].flags == 0x12 and _inner(x.data)[IP].src == str(p.ip)
+                     for x in _tcp_frames(f, sc)[0]):
+            endpoint = i                    # this one answered
     probe = sc.with_changes({"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
                              "observed.wscale": {"client": ws[0], "server": ws[1]}, "observed.windows": None,
                              "observed.endpoint": endpoint, "observed.times": None, "observed.tsLagTicks": {}})
-    segs = segments(probe)
+    pw = walk(probe)
+    segs = pw.segments                      # as the model ends it (a drop, a reset)
+    n_all = len(segments(probe))            # observed.times/windows are given for the whole conversation
     sig_index = _segment_index(segs, isn_c, isn_s)
-    anchor = (probe.server.node, "docker0")
+    anchor = _anchor(probe, pw) or where
     times: dict[int, int] = {}
     windows: dict[int, int] = {}
     ids: dict[int, int] = {}
     unknown = []
-    for f in _tcp_frames(captured[anchor], sc)[0]:
+    for f in _tcp_frames(captured.get(anchor, []), sc)[0]:
         inner = _inner(f.data)
         tcp = inner[TCP]
         sig = _signature(tcp, isn_c, isn_s, cport)
@@ -1143,21 +1218,28 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
             + (f"; not seen: {', '.join(missing)}" if missing else "")
             + (f"; unexpected (sender, flags, length, rel. seq, rel. ack): {unknown[:3]}" if unknown else ""))
     sports = {}
-    for node in (probe.client.node, probe.server.node):
-        n = probe.node(node)
-        for f in captured[(node, n.nic.name)]:
+    for n in probe.nodes:
+        for f in captured.get((n.name, n.nic.name), []):
             p = Ether(f.data)
             if p.haslayer(UDP) and p[UDP].dport == probe.flannel.port and p[IP].src == str(n.nic.ip):
-                sports[node] = p[UDP].sport
+                sports[n.name] = p[UDP].sport
                 break
-    iso = [_iso(times[i]) for i in range(len(segs))]
+    # segments the conversation never reaches (after a drop or a reset) get the last
+    # time seen: observed.times and .windows are given for the whole conversation
+    last = max(times.values())
+    tus = [times.get(i, last) for i in range(n_all)]
+    wins = [windows.get(i, 0) for i in range(n_all)]
+    iso = [_iso(t) for t in tus]
     # each connected socket's first IP id (its counter: random at connect/accept); the
     # model counts on from there, and gives 0 where no socket counter is used
-    first_id = {who: ids[next(s.index for s in segs if s.sender == who and s.sent_from == "socket")]
-                for who in ("client", "server")}
+    first_id = {}
+    for who in ("client", "server"):
+        first = next((s.index for s in segs if s.sender == who and s.sent_from == "socket"), None)
+        if first is not None:
+            first_id[who] = ids[first]
     over = {"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
             "observed.wscale": {"client": ws[0], "server": ws[1]},
-            "observed.windows": [windows[i] for i in range(len(segs))], "observed.endpoint": endpoint,
+            "observed.windows": wins, "observed.endpoint": endpoint,
             "observed.times": iso, "observed.anchor": {"node": anchor[0], "interface": anchor[1]},
             "observed.tsLagTicks": {}, "observed.vxlanSourcePort": sports, "observed.ipId": dict(sc.observed.ip_id, **first_id),
             "utcOffset": "+00:00",
@@ -1168,7 +1250,7 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
     values = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s, "wscale": list(ws),
               "windows": [windows[i] for i in range(len(segs))], "endpoint": str(eps[endpoint].ip),
               "vxlanSourcePort": sports, "ipId": first_id,
-              "times": f"{len(iso)} segment times at {anchor[0]} {anchor[1]}"}
+              "times": f"{len(segs)} segment times at {anchor[0]} {anchor[1]}"}
     fed = {k: values[k] for k in FED}             # the report names exactly what FED documents
     return over, fed
 
@@ -1218,6 +1300,7 @@ def compare(sc, pcaps: dict) -> Report:
     sender_of = {seg.index: seg.sender for seg in w.segments}
     cold = sc.neighbour_caches == "cold"
     results = []
+    _lab_keys, _model_keys = {}, {}
     for owner, iface in sorted(captured, key=lambda k: _order(sc, k)):
         lab_all = captured[(owner, iface)]
         kinds: dict = {}
@@ -1236,22 +1319,27 @@ def compare(sc, pcaps: dict) -> Report:
             for i, (a, b) in enumerate(zip(lab_arp, model_arp)):
                 _compare_fields(r, a.data, b.data, f"ARP frame {i + 1}")
         lab_by = _by_segment(lab, index, over)
-        model_by = {f.observation.segment: f for f in model}
-        missing = sorted(set(model_by) - set(lab_by))
-        extra = sorted((set(lab_by) - set(model_by)), key=str)
-        if missing or extra or len(lab) != len(model):
-            r.differences.append(f"segments: lab has {len(lab)} TCP frames, model {len(model)}"
-                                 + (f"; not in the lab: {missing}" if missing else "")
-                                 + (f"; not in the model: {extra}" if extra else ""))
+        model_by = _by_sighting((f.observation.segment, f) for f in model)
+        missing = [k for k in model_by if k not in lab_by]
+        extra = [k for k in lab_by if k not in model_by]
+        _lab_keys[(owner, iface)], _model_keys[(owner, iface)] = list(lab_by), list(model_by)
+        if missing:
+            r.differences.append("the model's " + "; ".join(_sighting_name(w, k) for k in missing)
+                                 + " not in the lab's capture")
+        if extra:
+            r.differences.append("the lab's " + "; ".join(_sighting_name(w, k) for k in extra)
+                                 + " not in the model")
         # each sender's segments must appear in the model's order; how the two
         # directions interleave on an interface follows the timing (a free field)
         for sender in ("client", "server"):
-            lo = [i for i in lab_by if isinstance(i, int) and sender_of[i] == sender]
-            mo = [f.observation.segment for f in model if sender_of[f.observation.segment] == sender]
-            if [i for i in lo if i in mo] != [i for i in mo if i in lo]:
-                r.differences.append(f"{sender} segments out of order: lab {lo}, model {mo}")
-        for seg in sorted(k for k in set(lab_by) & set(model_by)):
-            _compare_fields(r, lab_by[seg].data, model_by[seg].data, f"segment {seg}")
+            lo = [k for k in lab_by if isinstance(k[0], int) and sender_of[k[0]] == sender]
+            mo = [k for k in model_by if sender_of[k[0]] == sender]
+            if [k for k in lo if k in mo] != [k for k in mo if k in lo]:
+                r.differences.append(f"{sender} segments out of order: lab {[k[0] for k in lo]}, "
+                                     f"model {[k[0] for k in mo]}")
+        for key in (k for k in model_by if k in lab_by):
+            what = f"segment {key[0]}" + (f" (sighting {key[1] + 1})" if key[1] else "")
+            _compare_fields(r, lab_by[key].data, model_by[key].data, what)
         results.append(r)
     notes = []
     if cold:
@@ -1261,6 +1349,14 @@ def compare(sc, pcaps: dict) -> Report:
                      + (")" if cold else ", ARP with cold caches)")
                      + " are counted apart: the model follows the conversation"
                      + ("." if cold else " with warm neighbour caches."))
+    for d in w.drops:
+        seen = [f"{r.node} {r.iface}" for r in results
+                if any(isinstance(k[0], int) and k[0] == d.segment and
+                       not any(m for m in _model_keys.get((r.node, r.iface), ()) if m[0] == d.segment)
+                       for k in _lab_keys.get((r.node, r.iface), ()))]
+        notes.append(f"The model drops segment {d.segment} ({w.segments[d.segment].label}) at {d.node} {d.iface}: "
+                     f"{d.reason}; " + (f"the kernel's captures show it past that point on {', '.join(seen)}."
+                                        if seen else "no capture of the kernel shows it past that point."))
     return Report(sc.name, fed, results, notes)
 
 
@@ -1280,15 +1376,41 @@ def _compare_fields(r: InterfaceResult, lab: bytes, model: bytes, what: str) -> 
             r.differences.append(f"{what}: {key[0]} {key[1]}: lab {fa.get(key)} model {fb.get(key)}")
 
 
+def _by_sighting(pairs) -> dict:
+    """{(segment, k): frame}: the k-th sighting (0, 1, ...) of each segment on one interface, in order.
+
+    A hairpinned segment crosses a pod's eth0 and its veth twice, once each way."""
+    out, n = {}, {}
+    for seg, f in pairs:
+        k = n.get(seg, 0)
+        n[seg] = k + 1
+        out[(seg, k)] = f
+    return out
+
+
 def _by_segment(frames, index: dict, over: dict) -> dict:
-    """Lab frames keyed by the model's segment index (first copy of each)."""
+    """Lab frames keyed (the model's segment index, sighting) (:func:`_by_sighting`);
+    a frame that is no model segment is keyed by its signature."""
     from scapy.layers.inet import TCP
     isn_c, isn_s, cport = over["observed.clientISN"], over["observed.serverISN"], over["observed.clientPort"]
-    out = {}
-    for f in frames:
+
+    def key(f):
         sig = _signature(_inner(f.data)[TCP], isn_c, isn_s, cport)
-        out.setdefault(index.get(sig, ("unknown", sig)), f)
-    return out
+        return index.get(sig, ("unknown", sig))
+    return _by_sighting((key(f), f) for f in frames)
+
+
+def _sighting_name(w, key) -> str:
+    """A sighting as the report names it: 'segment 7 (ACK of header)', or what an unknown segment was."""
+    seg, k = key
+    nth = "" if k == 0 else f" (sighting {k + 1})"
+    if isinstance(seg, int):
+        return f"segment {seg} ({w.segments[seg].label}){nth}"
+    sender, flags, length, rseq, rack = seg[1]
+    names = "".join(n for bit, n in ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x20, "U"))
+                    if flags & bit) + ("." if flags & 0x10 else "")
+    return (f"{sender} segment [{names or 'none'}] seq +{rseq} ack +{rack} length {length}{nth} "
+            "(no segment of the model's conversation)")
 
 
 def _order(sc, key):
