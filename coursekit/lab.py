@@ -1247,7 +1247,9 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
             # observed time causal, and each sender's order is what is compared
             "timing": {k: 0 for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
                                       "processUs")}}
-    values = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s, "wscale": list(ws),
+    unseen = "not seen (no SYN-ACK: the scenario's value)"
+    values = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s if synack is not None else unseen,
+              "wscale": list(ws) if synack is not None else [ws[0], unseen],
               "windows": [windows[i] for i in range(len(segs))], "endpoint": str(eps[endpoint].ip),
               "vxlanSourcePort": sports, "ipId": first_id,
               "times": f"{len(segs)} segment times at {anchor[0]} {anchor[1]}"}
