@@ -308,7 +308,12 @@ def test_cold_caches_arp_matches_the_model(ready, article, tmp_path, replicas):
     report = lab.run_all(sc, tmp_path)
     assert report.ok, report.text()
     frames = {(r.node, r.iface): r.model_frames for r in report.interfaces}
-    assert frames[("busybox", "eth0")] == frames[("xiaomi", "enp4s0")] == frames[("meizu", "docker0")] == 13
+    assert frames[("xiaomi", "enp4s0")] == frames[("meizu", "docker0")] == 13
+    # busybox's broadcast ARP request comes back to it: the bridge floods to the ingress port
+    # too when that port is in hairpin mode (br_flood -> should_deliver), as the kernel does
+    assert frames[("busybox", "eth0")] == 14
+    off = sc.with_changes({"nodes.xiaomi.hairpinMode": False})
+    assert len(ck.capture(off, "busybox", "eth0")) == 13
     assert frames[("xiaomi", "flannel.1")] == 11                    # no ARP on the VTEP: flannel's entries
     if replicas == 3:                # the ARP request is flooded to every pod; one answers and serves
         pods = sorted(frames[(f"nginx-{i}", "eth0")] for i in (1, 2, 3))
@@ -596,3 +601,15 @@ def test_a_missing_or_doubled_sighting_is_named_not_counted(tmp_path):
     text = report.text()
     assert "the model's segment 0 (SYN) (sighting 2) not in the lab's capture" in text, text
     assert f"the lab's segment {get} (HTTP request) (sighting 3) not in the model" in text, text
+
+
+def test_a_hairpin_port_gets_its_own_broadcast_back_in_the_model():
+    """br_flood delivers to every port that should_deliver allows: the ingress port too when it is
+    in hairpin mode.  busybox's ARP request for its gateway comes back to it (the kernel agrees:
+    test_cold_caches_arp_matches_the_model)."""
+    sc = ck.load_scenario("article", {"neighbourCaches": "cold"})
+    arp = [(o.direction, o.frame[21]) for o in ck.walk(sc).at("busybox", "eth0") if o.flow == "arp"]
+    assert arp == [("out", 1), ("in", 1), ("in", 2)]          # request out, the request back, the reply
+    off = ck.load_scenario("article", {"neighbourCaches": "cold", "nodes.xiaomi.hairpinMode": False})
+    assert [(o.direction, o.frame[21]) for o in ck.walk(off).at("busybox", "eth0") if o.flow == "arp"] == \
+        [("out", 1), ("in", 2)]
