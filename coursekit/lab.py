@@ -61,6 +61,7 @@ __all__ = ["PREFIX", "FED", "FREE_FIELDS", "Lab", "requirements", "status", "lef
            "Report", "host_snapshot"]
 
 PREFIX = "pwlab-"
+_UNDERLAY = "_wire"          # the underlay's bridge namespace (not a Kubernetes name: never a node's or pod's)
 _counter = itertools.count(1)
 
 # What the comparison first feeds the model from the lab's captures (the kernel's or the
@@ -77,7 +78,7 @@ FED = {
     "endpoint": "which replica kube-proxy's random rule picked",
     "vxlanSourcePort": "each node's outer UDP source port (a hash with a per-boot random seed)",
     "ipId": "each socket's first IP id (a random start per connection)",
-    "times": "when each segment crossed the server node's docker0 (the clock)",
+    "times": "when each segment crossed a point on its whole path (the server node's docker0 where it can)",
 }
 
 # Fields the kernel (or the clock) chooses freely; compared for presence, not value.
@@ -138,6 +139,30 @@ def _write_proc_sys(ns: str, values: dict[str, str]) -> dict[str, str]:
     if r.returncode != 0:
         failed["ip netns exec"] = r.stderr.strip() or f"exit status {r.returncode}"
     return failed
+
+
+def _warm_neighbours(sc) -> dict[str, list[tuple]]:
+    """Warm caches: every on-link peer of every namespace, {owner: [(ip, mac, dev)]}.
+
+    The model's warm caches resolve any on-link address without an ARP exchange on
+    the captures (it happened before them); the lab pre-installs the same answers:
+    the model's entries (:func:`coursekit.routing.neighbours`; flannel's permanent
+    ones are installed with the VTEP), each pod's neighbours on its own bridge, and
+    the underlay's hosts for every node and external host.
+    """
+    from .routing import neighbours
+    out: dict[str, list[tuple]] = {}
+    wire = [(n.nic.ip, n.nic.mac, n.name) for n in sc.nodes] + [(x.ip, x.mac, x.name) for x in sc.externals]
+    for n in sc.nodes:
+        out[n.name] = [(nb.ip, nb.mac, nb.dev) for nb in neighbours(sc, n.name) if nb.dev != sc.flannel.device]
+        have = {e[0] for e in out[n.name]}
+        out[n.name] += [(ip, mac, n.nic.name) for ip, mac, who in wire if who != n.name and ip not in have]
+    for p in sc.pods:
+        out[p.name] = [(nb.ip, nb.mac, nb.dev) for nb in neighbours(sc, p.name)]
+        out[p.name] += [(q.ip, q.mac, "eth0") for q in sc.pods_on(p.node) if q.name != p.name]
+    for x in sc.externals:
+        out[x.name] = [(ip, mac, x.nic.name) for ip, mac, who in wire if who != x.name]
+    return out
 
 
 def requirements() -> list[str]:
@@ -404,14 +429,16 @@ class Lab:
 
     def _build(self) -> None:
         sc = self.sc
-        client, server = sc.client, sc.server
-        nodes = [sc.node(client.node), sc.node(server.node)]
-        pods = [p for n in nodes for p in sc.pods_on(n.name)]
+        nodes, pods, externals = list(sc.nodes), list(sc.pods), list(sc.externals)
         dev = sc.flannel.device
-        self.progress(f"namespaces: {', '.join(self.ns(x.name) for x in nodes + pods)}")
-        for x in nodes + pods:
-            self._ip("netns", "add", self.ns(x.name), what=f"ip netns add {self.ns(x.name)}")
-            ns = self.ns(x.name)
+        owners = [x.name for x in nodes + pods + externals]
+        # the underlay: a veth pair between two NICs, a bridge in a namespace of its own for more
+        nics = [(n.name, n.nic) for n in nodes] + [(x.name, x.nic) for x in externals]
+        switch = self.ns(_UNDERLAY) if len(nics) > 2 else None
+        self.progress(f"namespaces: {', '.join(self.ns(x) for x in owners + ([_UNDERLAY] if switch else []))}")
+        for name in owners + ([_UNDERLAY] if switch else []):
+            ns = self.ns(name)
+            self._ip("netns", "add", ns, what=f"ip netns add {ns}")
             # no IPv6 chatter (router solicitations, MLD) in the captures (best effort)
             _write_proc_sys(ns, {"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"})
             self._ip("link", "set", "lo", "up", ns=ns)
@@ -424,15 +451,35 @@ class Lab:
             if failed and n.br_netfilter:
                 raise CourseError("live lab", f"{n.name} needs br_netfilter (bridgeNfCallIptables: true)",
                                   "modprobe br_netfilter, or set bridgeNfCallIptables: false in the scenario")
-        a, b = nodes
-        self.progress(f"the wire: {a.nic.name} ({a.name}) <-> {b.nic.name} ({b.name}), a veth pair")
-        self._ip("link", "add", a.nic.name, "address", a.nic.mac, "mtu", str(a.nic.mtu), "type", "veth", "peer", "name",
-                 b.nic.name, "address", b.nic.mac, "mtu", str(b.nic.mtu), "netns", self.ns(b.name), ns=self.ns(a.name),
-                 what="create the wire")
+        if switch is None:
+            (a, an), (b, bn) = nics
+            self.progress(f"the wire: {an.name} ({a}) <-> {bn.name} ({b}), a veth pair")
+            self._ip("link", "add", an.name, "address", an.mac, "mtu", str(an.mtu), "type", "veth", "peer", "name",
+                     bn.name, "address", bn.mac, "mtu", str(bn.mtu), "netns", self.ns(b), ns=self.ns(a),
+                     what="create the wire")
+        else:
+            # the model's underlay delivers a frame to the NIC its MAC names (broadcast to all):
+            # a bridge that knows every NIC's port from the start (static FDB), iptables off
+            self.progress(f"the wire: a bridge joining {', '.join(f'{nic.name} ({o})' for o, nic in nics)}")
+            _write_proc_sys(switch, {"net.bridge.bridge-nf-call-iptables": "0"})
+            self._ip("link", "add", "wire", "type", "bridge", ns=switch)
+            self._ip("link", "set", "wire", "up", ns=switch)
+            for i, (o, nic) in enumerate(nics):
+                port = f"w{i}"
+                self._ip("link", "add", port, "mtu", str(nic.mtu), "type", "veth", "peer", "name", nic.name,
+                         "address", nic.mac, "mtu", str(nic.mtu), "netns", self.ns(o), ns=switch,
+                         what=f"wire {o}'s {nic.name}")
+                self._ip("link", "set", port, "master", "wire", "up", ns=switch)
+                _run([_tool("bridge") or "bridge", "-n", switch, "fdb", "replace", nic.mac, "dev", port, "master",
+                      "static"], "bridge fdb replace")
+        for o, nic in nics:
+            self._ip("addr", "add", f"{nic.ip}/{nic.network.prefixlen}", "dev", nic.name, ns=self.ns(o))
+            self._ip("link", "set", nic.name, "up", ns=self.ns(o))
         for n in nodes:
             ns = self.ns(n.name)
-            self._ip("addr", "add", f"{n.nic.ip}/{n.nic.network.prefixlen}", "dev", n.nic.name, ns=ns)
-            self._ip("link", "set", n.nic.name, "up", ns=ns)
+            if n.default_route:
+                gw = n.nic.network.network_address + 1
+                self._ip("route", "add", "default", "via", str(gw), "dev", n.nic.name, ns=ns)
             self.progress(f"{n.name}: docker0 bridge {n.docker.bridge_ip}/{n.subnet.prefixlen}, MTU {n.docker.mtu}")
             self._ip("link", "add", "docker0", "address", n.docker.bridge_mac, "mtu", str(n.docker.mtu), "type", "bridge",
                      ns=ns)
@@ -444,8 +491,8 @@ class Lab:
                      "dev", n.nic.name, "nolearning", *([] if sc.flannel.udp_checksum else ["noudpcsum"]), ns=ns)
             self._ip("addr", "add", f"{n.vtep_ip}/32", "dev", dev, ns=ns)
             self._ip("link", "set", dev, "up", ns=ns)
-            for other in sc.nodes:
-                if other.name == n.name or other not in nodes:
+            for other in nodes:
+                if other.name == n.name:
                     continue
                 # what flanneld's vxlan backend programs for each remote lease
                 self._ip("route", "add", str(other.subnet), "via", str(other.vtep_ip), "dev", dev, "onlink", ns=ns)
@@ -455,47 +502,70 @@ class Lab:
                       "dst", str(other.nic.ip), "self", "permanent"], "bridge fdb append")
         for p in pods:
             n = sc.node(p.node)
-            self.progress(f"pod {p.name}: eth0 {p.ip} (MTU {p.mtu}) <-> {p.veth} on {n.name}'s docker0")
+            self.progress(f"pod {p.name}: eth0 {p.ip} (MTU {p.mtu}) <-> {p.veth} on {n.name}'s docker0"
+                          + (", hairpin on" if n.hairpin_mode else ""))
             pns = self.ns(p.name)
             self._ip("link", "add", p.veth, "address", p.veth_mac, "mtu", str(p.mtu), "type", "veth", "peer", "name",
                      "eth0", "address", p.mac, "mtu", str(p.mtu), "netns", pns, ns=self.ns(n.name))
             self._ip("link", "set", p.veth, "master", "docker0", "up", ns=self.ns(n.name))
+            if n.hairpin_mode:                # kubelet --hairpin-mode=hairpin-veth
+                self._ip("link", "set", p.veth, "type", "bridge_slave", "hairpin", "on", ns=self.ns(n.name))
             self._ip("addr", "add", f"{p.ip}/{n.subnet.prefixlen}", "dev", "eth0", ns=pns)
             self._ip("link", "set", "eth0", "up", ns=pns)
             self._ip("route", "add", "default", "via", str(n.docker.bridge_ip), "dev", "eth0", ns=pns)
         if self.warm:
-            from .routing import neighbours
             self.progress("neighbour caches and bridge FDBs: warm, as in the article's captures")
             for p in pods:
                 # a bridge learns a port's MACs from the frames it receives; pods that have
                 # not spoken yet would get their first frames flooded to every port
                 _run([_tool("bridge") or "bridge", "-n", self.ns(p.node), "fdb", "replace", p.mac, "dev", p.veth,
                       "master", "static"], "bridge fdb replace")
-            for owner in [x.name for x in nodes + pods]:
-                for nb in neighbours(sc, owner):
-                    if nb.dev == dev:
-                        continue            # flannel's permanent entries are already there
-                    self._ip("neigh", "replace", str(nb.ip), "lladdr", nb.mac, "dev", nb.dev, "nud", "permanent",
+            for owner, entries in _warm_neighbours(sc).items():
+                for ip, mac, on in entries:
+                    self._ip("neigh", "replace", str(ip), "lladdr", mac, "dev", on, "nud", "permanent",
                              ns=self.ns(owner))
-        from .netfilter import nat_save
+            # A neighbour entry caches its Ethernet header at its first use (neigh_hh_init).
+            # Until then a frame br_netfilter DNATs to a pod behind the same bridge leaves
+            # through docker0's own transmit (br_nf_pre_routing_finish_bridge: neigh->output,
+            # then br_nf_pre_routing_finish_bridge_slow), and tcpdump on docker0 sees it once,
+            # with docker0's MAC as source.  Caches in use before the capture have it: each
+            # node sends every pod of its bridge one UDP datagram and waits for its answer.
+            code = ("import socket, sys\n"
+                    "for a in sys.argv[1:]:\n"
+                    "    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                    "    s.settimeout(2)\n"
+                    "    s.connect((a, 9))\n"
+                    "    s.send(b'')\n"
+                    "    try:\n"
+                    "        s.recv(1)\n"
+                    "    except OSError:\n"
+                    "        pass\n"
+                    "    s.close()\n")
+            for n in nodes:
+                on = [str(p.ip) for p in sc.pods_on(n.name)]
+                if on:
+                    self._exec(self.ns(n.name), sys.executable, "-c", code, *on, what="warm the neighbour entries")
+        from .netfilter import filter_save, nat_save
         for n in nodes:
-            self.progress(f"{n.name}: iptables-restore the model's nat table ({len(nat_save(sc, n.name).splitlines())} lines)")
+            nat, filt = nat_save(sc, n.name), filter_save(sc, n.name)
+            self.progress(f"{n.name}: iptables-restore the model's nat table ({len(nat.splitlines())} lines) and "
+                          f"filter table ({len(filt.splitlines())} lines)")
             try:
-                _iptables_restore(self.ns(n.name), nat_save(sc, n.name))
+                _iptables_restore(self.ns(n.name), nat + filt)
             except CourseError as e:
                 raise CourseError("live lab", f"{n.name}: {e.problem}") from None
         self.points = []
-        for n in nodes:
-            for iface in sc.interfaces(n.name):
-                self.points.append(Point(self.ns(n.name), n.name, iface))
-        for p in pods:
-            self.points.append(Point(self.ns(p.name), p.name, "eth0"))
-        self.progress(f"built: {len(nodes)} nodes, {len(pods)} pods, {len(self.points)} interfaces to capture")
+        for name in owners:
+            for iface in sc.interfaces(name):
+                self.points.append(Point(self.ns(name), name, iface))
+        self.progress(f"built: {len(nodes)} nodes, {len(pods)} pods"
+                      + (f", {len(externals)} external hosts" if externals else "")
+                      + f", {len(self.points)} interfaces to capture")
 
-    def iptables_save(self, node: str) -> str:
-        """``iptables-save -t nat`` in a node's namespace, without comments and with zero counters."""
+    def iptables_save(self, node: str, table: str = "nat") -> str:
+        """``iptables-save -t <table>`` in a node's namespace, without comments and with zero counters."""
         import re
-        text = self._exec(self.ns(node), _tool("iptables-save"), "-t", "nat").stdout
+        text = self._exec(self.ns(node), _tool("iptables-save"), "-t", table).stdout
         return "\n".join(re.sub(r"\[\d+:\d+\]", "[0:0]", line) for line in text.splitlines()
                          if not line.startswith("#")) + "\n"
 
@@ -513,7 +583,12 @@ class Lab:
                 cmd = _in_netns(pt.ns, sys.executable, str(Path(__file__).with_name("lab_capture.py")), pt.iface,
                                 pt.pcap)
             else:
-                cmd = _in_netns(pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap,
+                # -p: not in promiscuous mode, as the rootless capture (libpcap's default).  A
+                # promiscuous bridge passes a copy of every frame it forwards up to its host
+                # (br_handle_frame_finish: local_rcv = IFF_PROMISC); a copy of a frame DNATed
+                # inside the bridge is still PACKET_HOST and the host routes it out again: the
+                # pod would get every segment twice.  The lab observes the kernel untouched.
+                cmd = _in_netns(pt.ns, _tool("tcpdump"), "-i", pt.iface, "-w", pt.pcap, "-p",
                                 "-s", "262144", "--immediate-mode", "-U", "-nn")
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
             self._captures.append((proc, pt))
@@ -549,28 +624,29 @@ class Lab:
 
     # -- the request -------------------------------------------------------------------
     def request(self, timeout: float = 20) -> str:
-        """nginx's answer (233 + 612 bytes) from a server in the nginx pod, fetched by a busybox-like client."""
+        """nginx's answer (233 + 612 bytes) from a server in each possible server, fetched by a busybox-like
+        client in the client's namespace (a pod's, a node's own, or an external host's)."""
         sc = self.sc
-        svc = sc.service(sc.request.service)
-        eps = sc.endpoints(svc)
+        # every replica kube-proxy might pick listens; a request to an address has one server
+        servers_at = [sc.server] if sc.request.ip is not None else sc.endpoints(sc.service(sc.request.service))
         env = _child_env()
         servers = []
-        for p in eps:
-            args = json.dumps({"ip": str(p.ip), "port": sc.service_port.target_port, "scenario": sc.source,
-                               "raw": sc.raw})
-            proc = subprocess.Popen(_in_netns(self.ns(p.name), sys.executable, "-c",
-                                              "import sys, json; from coursekit.lab import _serve; "
-                                              "_serve(json.loads(sys.argv[1]))", args),
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            if proc.stdout.readline().strip() != "ready":
-                proc.kill()
-                proc.communicate()
-                raise CourseError("live lab", f"the server in {p.name} did not start: {proc.stderr.read().strip()}")
-            servers.append(proc)
-        self.progress(f"server listening in {', '.join(p.name for p in eps)} on :{sc.service_port.target_port}")
-        args = json.dumps({"ip": str(svc.cluster_ip), "port": sc.request.port, "raw": sc.raw})
         try:
-            r = subprocess.run(_in_netns(self.ns(sc.client.name), sys.executable, "-c",
+            for p in servers_at:
+                args = json.dumps({"ip": str(p.ip), "port": sc.target_port, "scenario": sc.source, "raw": sc.raw})
+                proc = subprocess.Popen(_in_netns(self.ns(p.name), sys.executable, "-c",
+                                                  "import sys, json; from coursekit.lab import _serve; "
+                                                  "_serve(json.loads(sys.argv[1]))", args),
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                servers.append(proc)
+                if proc.stdout.readline().strip() != "ready":
+                    proc.kill()
+                    _, err = proc.communicate()
+                    raise CourseError("live lab", f"the server in {p.name} did not start: {err.strip()}")
+            self.progress(f"server listening in {', '.join(p.name for p in servers_at)} on :{sc.target_port}")
+            client = sc.client
+            args = json.dumps({"ip": str(sc.target_ip), "port": sc.target_dport, "raw": sc.raw})
+            r = subprocess.run(_in_netns(self.ns(client.name), sys.executable, "-c",
                                          "import sys, json; from coursekit.lab import _fetch; "
                                          "_fetch(json.loads(sys.argv[1]))", args),
                                capture_output=True, text=True, env=env, timeout=timeout)
@@ -894,12 +970,28 @@ def _serve(cfg: dict) -> None:
 
 
 def _fetch(cfg: dict) -> None:
-    """busybox wget: one 81-byte request, read to the end, close."""
+    """busybox wget: one 81-byte request, read to the end, close.
+
+    A connection the network refuses (a reset) or drops is an outcome the model
+    predicts too, not a lab failure: it is printed.  The client gives up before the
+    kernel's first SYN retransmission (after 1 s, ``TCP_TIMEOUT_INIT``), which the
+    model does not follow.
+    """
     from .conversation import wget_request
     from .scenario import scenario_from_dict
     sc = scenario_from_dict(cfg["raw"])
     req = wget_request(f"{cfg['ip']}:{cfg['port']}", sc.request.path, sc.request.user_agent, sc.request.method)
-    s = socket.create_connection((cfg["ip"], cfg["port"]), timeout=10)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(cfg.get("connectTimeout", 0.8))
+    try:
+        s.connect((cfg["ip"], cfg["port"]))
+    except OSError as e:
+        s.close()
+        why = "timed out (no answer before the first SYN retransmission)" if isinstance(e, socket.timeout) \
+            else (e.strerror or str(e))
+        print(f"connect to {cfg['ip']}:{cfg['port']} failed: {why}")
+        return
+    s.settimeout(10)
     s.sendall(req)
     got = b""
     while True:
@@ -1027,39 +1119,88 @@ class ConversationShape(CourseError):
     """The kernel's segments are not the model's (one missing, merged or extra)."""
 
 
+def _first_segment(frames, flags: int, ack: int | None = None):
+    """The first TCP header with exactly ``flags`` (and acknowledging ``ack``) among captured frames."""
+    from scapy.layers.inet import TCP
+    for f in frames:
+        tcp = _inner(f.data)[TCP]
+        if tcp.flags == flags and (ack is None or tcp.ack == ack):
+            return tcp
+    return None
+
+
+def _anchor(sc, w) -> tuple[str, str] | None:
+    """Where the lab's times are read: a point that sees every segment of the walk ``w``.
+
+    The server node's docker0 when every segment crosses it (the article's cases), else
+    the scenario's anchor, else the first such point in the explorer's order.
+    """
+    seen: dict = {}
+    for o in w.observations:
+        if o.segment >= 0:
+            seen.setdefault((o.node, o.iface), set()).add(o.segment)
+    every = set(range(len(w.segments)))
+    full = sorted((k for k, v in seen.items() if v == every), key=lambda k: _order(sc, k))
+    for pref in ((sc.server.node, "docker0"), tuple(sc.observed.anchor)):
+        if pref in full:
+            return pref
+    return full[0] if full else None
+
+
 def observe(sc, captured: dict) -> tuple[dict, dict]:
     """Read what the kernel chose from the lab's captures (frames keyed (node or pod, interface)):
-    overrides for the scenario, and a summary."""
+    overrides for the scenario, and a summary.
+
+    The client's SYN is read where the model first sees it (the client pod's eth0, a
+    node's flannel.1 for a process on the node, an external host's NIC); the rest at a
+    point that sees every segment of the conversation the model predicts (:func:`_anchor`),
+    which may end early (a drop, a reset).  A conversation of another shape there (a
+    segment missing, merged or extra) raises :class:`ConversationShape`, naming them.
+    """
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import Ether
     from .conversation import segments
-    frames, _ = _tcp_frames(captured[(sc.client.name, "eth0")], sc)
-    if not frames:
-        raise CourseError("live lab", f"no TCP on {sc.client.name} eth0: the request did not leave the pod")
-    syn = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x02), None)
-    synack = next((_inner(f.data)[TCP] for f in frames if _inner(f.data)[TCP].flags == 0x12), None)
-    if syn is None or synack is None:
-        raise CourseError("live lab", "no complete handshake on the client's eth0")
-    cport, isn_c, isn_s = syn.sport, syn.seq, synack.seq
-    ws = (dict(syn.options).get("WScale", 0), dict(synack.options).get("WScale", 0))
+    from .datapath import walk
+    base = walk(sc)
+    if not base.observations:
+        # nothing leaves the client (connect() fails in the model: no route); nothing to read
+        return {}, {}
+    first = min((o for o in base.observations if o.segment == 0), key=lambda o: o.hop)
+    where = (first.node, first.iface)
+    frames, _ = _tcp_frames(captured.get(where, []), sc)
+    syn = _first_segment(frames, 0x02)
+    if syn is None:
+        raise CourseError("live lab", f"no SYN on {where[0]} {where[1]}: the request did not leave {sc.client.name}")
+    cport, isn_c = syn.sport, syn.seq
+    synack = _first_segment(frames, 0x12, (isn_c + 1) & 0xFFFFFFFF)
+    for key in sorted(captured, key=lambda k: _order(sc, k)):
+        if synack is None:
+            synack = _first_segment(_tcp_frames(captured[key], sc)[0], 0x12, (isn_c + 1) & 0xFFFFFFFF)
+    # no SYN-ACK anywhere: the model must drop the SYN too (the comparison checks it)
+    isn_s = synack.seq if synack is not None else sc.observed.server_isn
+    ws = (dict(syn.options).get("WScale", 0),
+          dict(synack.options).get("WScale", 0) if synack is not None else sc.observed.wscale[1])
     # which endpoint answered (kube-proxy's random pick with several replicas)
-    eps = sc.endpoints(sc.service(sc.request.service))
+    eps = sc.endpoints(sc.service(sc.request.service)) if sc.request.ip is None else [sc.server]
     endpoint = 0
     for i, p in enumerate(eps):
-        f = captured.get((p.name, "eth0"))
-        if f and any(_inner(x.data)[IP].src == str(p.ip) for x in _tcp_frames(f, sc)[0]):
-            endpoint = i                    # this pod answered
+        f = captured.get((p.name, sc.interfaces(p.name)[0]))
+        if f and any(_inner(x.data)[TCP].flags == 0x12 and _inner(x.data)[IP].src == str(p.ip)
+                     for x in _tcp_frames(f, sc)[0]):
+            endpoint = i                    # this one answered
     probe = sc.with_changes({"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
                              "observed.wscale": {"client": ws[0], "server": ws[1]}, "observed.windows": None,
                              "observed.endpoint": endpoint, "observed.times": None, "observed.tsLagTicks": {}})
-    segs = segments(probe)
+    pw = walk(probe)
+    segs = pw.segments                      # as the model ends it (a drop, a reset)
+    n_all = len(segments(probe))            # observed.times/windows are given for the whole conversation
     sig_index = _segment_index(segs, isn_c, isn_s)
-    anchor = (probe.server.node, "docker0")
+    anchor = _anchor(probe, pw) or where
     times: dict[int, int] = {}
     windows: dict[int, int] = {}
     ids: dict[int, int] = {}
     unknown = []
-    for f in _tcp_frames(captured[anchor], sc)[0]:
+    for f in _tcp_frames(captured.get(anchor, []), sc)[0]:
         inner = _inner(f.data)
         tcp = inner[TCP]
         sig = _signature(tcp, isn_c, isn_s, cport)
@@ -1077,21 +1218,28 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
             + (f"; not seen: {', '.join(missing)}" if missing else "")
             + (f"; unexpected (sender, flags, length, rel. seq, rel. ack): {unknown[:3]}" if unknown else ""))
     sports = {}
-    for node in (probe.client.node, probe.server.node):
-        n = probe.node(node)
-        for f in captured[(node, n.nic.name)]:
+    for n in probe.nodes:
+        for f in captured.get((n.name, n.nic.name), []):
             p = Ether(f.data)
             if p.haslayer(UDP) and p[UDP].dport == probe.flannel.port and p[IP].src == str(n.nic.ip):
-                sports[node] = p[UDP].sport
+                sports[n.name] = p[UDP].sport
                 break
-    iso = [_iso(times[i]) for i in range(len(segs))]
+    # segments the conversation never reaches (after a drop or a reset) get the last
+    # time seen: observed.times and .windows are given for the whole conversation
+    last = max(times.values())
+    tus = [times.get(i, last) for i in range(n_all)]
+    wins = [windows.get(i, 0) for i in range(n_all)]
+    iso = [_iso(t) for t in tus]
     # each connected socket's first IP id (its counter: random at connect/accept); the
     # model counts on from there, and gives 0 where no socket counter is used
-    first_id = {who: ids[next(s.index for s in segs if s.sender == who and s.sent_from == "socket")]
-                for who in ("client", "server")}
+    first_id = {}
+    for who in ("client", "server"):
+        first = next((s.index for s in segs if s.sender == who and s.sent_from == "socket"), None)
+        if first is not None:
+            first_id[who] = ids[first]
     over = {"observed.clientPort": cport, "observed.clientISN": isn_c, "observed.serverISN": isn_s,
             "observed.wscale": {"client": ws[0], "server": ws[1]},
-            "observed.windows": [windows[i] for i in range(len(segs))], "observed.endpoint": endpoint,
+            "observed.windows": wins, "observed.endpoint": endpoint,
             "observed.times": iso, "observed.anchor": {"node": anchor[0], "interface": anchor[1]},
             "observed.tsLagTicks": {}, "observed.vxlanSourcePort": sports, "observed.ipId": dict(sc.observed.ip_id, **first_id),
             "utcOffset": "+00:00",
@@ -1099,10 +1247,12 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
             # observed time causal, and each sender's order is what is compared
             "timing": {k: 0 for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
                                       "processUs")}}
-    values = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s, "wscale": list(ws),
+    unseen = "not seen (no SYN-ACK: the scenario's value)"
+    values = {"clientPort": cport, "clientISN": isn_c, "serverISN": isn_s if synack is not None else unseen,
+              "wscale": list(ws) if synack is not None else [ws[0], unseen],
               "windows": [windows[i] for i in range(len(segs))], "endpoint": str(eps[endpoint].ip),
               "vxlanSourcePort": sports, "ipId": first_id,
-              "times": f"{len(iso)} segment times at {anchor[0]} {anchor[1]}"}
+              "times": f"{len(segs)} segment times at {anchor[0]} {anchor[1]}"}
     fed = {k: values[k] for k in FED}             # the report names exactly what FED documents
     return over, fed
 
@@ -1152,6 +1302,7 @@ def compare(sc, pcaps: dict) -> Report:
     sender_of = {seg.index: seg.sender for seg in w.segments}
     cold = sc.neighbour_caches == "cold"
     results = []
+    _lab_keys, _model_keys = {}, {}
     for owner, iface in sorted(captured, key=lambda k: _order(sc, k)):
         lab_all = captured[(owner, iface)]
         kinds: dict = {}
@@ -1170,22 +1321,27 @@ def compare(sc, pcaps: dict) -> Report:
             for i, (a, b) in enumerate(zip(lab_arp, model_arp)):
                 _compare_fields(r, a.data, b.data, f"ARP frame {i + 1}")
         lab_by = _by_segment(lab, index, over)
-        model_by = {f.observation.segment: f for f in model}
-        missing = sorted(set(model_by) - set(lab_by))
-        extra = sorted((set(lab_by) - set(model_by)), key=str)
-        if missing or extra or len(lab) != len(model):
-            r.differences.append(f"segments: lab has {len(lab)} TCP frames, model {len(model)}"
-                                 + (f"; not in the lab: {missing}" if missing else "")
-                                 + (f"; not in the model: {extra}" if extra else ""))
+        model_by = _by_sighting((f.observation.segment, f) for f in model)
+        missing = [k for k in model_by if k not in lab_by]
+        extra = [k for k in lab_by if k not in model_by]
+        _lab_keys[(owner, iface)], _model_keys[(owner, iface)] = list(lab_by), list(model_by)
+        if missing:
+            r.differences.append("the model's " + "; ".join(_sighting_name(w, k) for k in missing)
+                                 + " not in the lab's capture")
+        if extra:
+            r.differences.append("the lab's " + "; ".join(_sighting_name(w, k) for k in extra)
+                                 + " not in the model")
         # each sender's segments must appear in the model's order; how the two
         # directions interleave on an interface follows the timing (a free field)
         for sender in ("client", "server"):
-            lo = [i for i in lab_by if isinstance(i, int) and sender_of[i] == sender]
-            mo = [f.observation.segment for f in model if sender_of[f.observation.segment] == sender]
-            if [i for i in lo if i in mo] != [i for i in mo if i in lo]:
-                r.differences.append(f"{sender} segments out of order: lab {lo}, model {mo}")
-        for seg in sorted(k for k in set(lab_by) & set(model_by)):
-            _compare_fields(r, lab_by[seg].data, model_by[seg].data, f"segment {seg}")
+            lo = [k for k in lab_by if isinstance(k[0], int) and sender_of[k[0]] == sender]
+            mo = [k for k in model_by if sender_of[k[0]] == sender]
+            if [k for k in lo if k in mo] != [k for k in mo if k in lo]:
+                r.differences.append(f"{sender} segments out of order: lab {[k[0] for k in lo]}, "
+                                     f"model {[k[0] for k in mo]}")
+        for key in (k for k in model_by if k in lab_by):
+            what = f"segment {key[0]}" + (f" (sighting {key[1] + 1})" if key[1] else "")
+            _compare_fields(r, lab_by[key].data, model_by[key].data, what)
         results.append(r)
     notes = []
     if cold:
@@ -1195,6 +1351,14 @@ def compare(sc, pcaps: dict) -> Report:
                      + (")" if cold else ", ARP with cold caches)")
                      + " are counted apart: the model follows the conversation"
                      + ("." if cold else " with warm neighbour caches."))
+    for d in w.drops:
+        seen = [f"{r.node} {r.iface}" for r in results
+                if any(isinstance(k[0], int) and k[0] == d.segment and
+                       not any(m for m in _model_keys.get((r.node, r.iface), ()) if m[0] == d.segment)
+                       for k in _lab_keys.get((r.node, r.iface), ()))]
+        notes.append(f"The model drops segment {d.segment} ({w.segments[d.segment].label}) at {d.node} {d.iface}: "
+                     f"{d.reason}; " + (f"the kernel's captures show it past that point on {', '.join(seen)}."
+                                        if seen else "no capture of the kernel shows it past that point."))
     return Report(sc.name, fed, results, notes)
 
 
@@ -1214,15 +1378,41 @@ def _compare_fields(r: InterfaceResult, lab: bytes, model: bytes, what: str) -> 
             r.differences.append(f"{what}: {key[0]} {key[1]}: lab {fa.get(key)} model {fb.get(key)}")
 
 
+def _by_sighting(pairs) -> dict:
+    """{(segment, k): frame}: the k-th sighting (0, 1, ...) of each segment on one interface, in order.
+
+    A hairpinned segment crosses a pod's eth0 and its veth twice, once each way."""
+    out, n = {}, {}
+    for seg, f in pairs:
+        k = n.get(seg, 0)
+        n[seg] = k + 1
+        out[(seg, k)] = f
+    return out
+
+
 def _by_segment(frames, index: dict, over: dict) -> dict:
-    """Lab frames keyed by the model's segment index (first copy of each)."""
+    """Lab frames keyed (the model's segment index, sighting) (:func:`_by_sighting`);
+    a frame that is no model segment is keyed by its signature."""
     from scapy.layers.inet import TCP
     isn_c, isn_s, cport = over["observed.clientISN"], over["observed.serverISN"], over["observed.clientPort"]
-    out = {}
-    for f in frames:
+
+    def key(f):
         sig = _signature(_inner(f.data)[TCP], isn_c, isn_s, cport)
-        out.setdefault(index.get(sig, ("unknown", sig)), f)
-    return out
+        return index.get(sig, ("unknown", sig))
+    return _by_sighting((key(f), f) for f in frames)
+
+
+def _sighting_name(w, key) -> str:
+    """A sighting as the report names it: 'segment 7 (ACK of header)', or what an unknown segment was."""
+    seg, k = key
+    nth = "" if k == 0 else f" (sighting {k + 1})"
+    if isinstance(seg, int):
+        return f"segment {seg} ({w.segments[seg].label}){nth}"
+    sender, flags, length, rseq, rack = seg[1]
+    names = "".join(n for bit, n in ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x20, "U"))
+                    if flags & bit) + ("." if flags & 0x10 else "")
+    return (f"{sender} segment [{names or 'none'}] seq +{rseq} ack +{rack} length {length}{nth} "
+            "(no segment of the model's conversation)")
 
 
 def _order(sc, key):

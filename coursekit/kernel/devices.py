@@ -131,7 +131,8 @@ class Bridge(Device):
         if dst[0] & 1:                                   # broadcast/multicast: the host and every other port
             self._up(net, skb.copy(), tb, [])
             for p in self.ports:
-                if p is not port:
+                # br_flood -> should_deliver: the ingress port too when it is in hairpin mode
+                if p is not port or p.hairpin:
                     p.xmit(net, skb.copy(), tb, [])
             return
         self._forward(net, port, skb, tb, [], hooks=("PREROUTING", "FORWARD", "POSTROUTING") if nf else ())
