@@ -178,10 +178,10 @@ class Conntrack:
         """
         pre = hook in ("PREROUTING", "OUTPUT")
         if self.is_orig(t):
-            return replace(t, dst=self.reply.src, dport=self.reply.sport) if pre else \
-                replace(t, src=self.reply.dst, sport=self.reply.dport)
-        return replace(t, dst=self.orig.src, dport=self.orig.sport) if pre else \
-            replace(t, src=self.orig.dst, sport=self.orig.dport)
+            return Tuple5(t.proto, t.src, t.sport, self.reply.src, self.reply.sport) if pre else \
+                Tuple5(t.proto, self.reply.dst, self.reply.dport, t.dst, t.dport)
+        return Tuple5(t.proto, t.src, t.sport, self.orig.src, self.orig.sport) if pre else \
+            Tuple5(t.proto, self.orig.dst, self.orig.dport, t.dst, t.dport)
 
     def conntrack_l(self, state: str | None = None, timeout: int | None = None, *,
                     unreplied: bool | None = None, assured: bool | None = None, mark: int = 0, use: int = 1) -> str:

@@ -29,6 +29,30 @@ _PROTO = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 _PROTO_NUM = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 
+class _Addr(ipaddress.IPv4Address):
+    """An IPv4Address that formats itself once (a walk prints the same few addresses in every decision).
+
+    Equal to, hashes like, and prints like the IPv4Address it stands for.
+    """
+    __slots__ = ("_text",)
+
+    def __str__(self) -> str:
+        try:
+            return self._text
+        except AttributeError:                      # made by ipaddress itself (``a + 1``)
+            self._text = ipaddress.IPv4Address.__str__(self)
+            return self._text
+
+    def __format__(self, fmt: str) -> str:
+        return str(self) if not fmt else ipaddress.IPv4Address.__format__(self, fmt)
+
+    def __repr__(self) -> str:
+        return f"IPv4Address('{self}')"
+
+    def __reduce__(self):
+        return ipaddress.IPv4Address, (int(self),)
+
+
 _ADDR: dict[bytes, ipaddress.IPv4Address] = {}
 
 
@@ -39,7 +63,8 @@ def addr(b) -> ipaddress.IPv4Address:
     if a is None:
         if len(_ADDR) > 4096:
             _ADDR.clear()
-        a = _ADDR[b] = ipaddress.IPv4Address(b)
+        a = _ADDR[b] = _Addr(b)
+        str(a)
     return a
 
 
