@@ -41,6 +41,7 @@ class Namespace:
         self.nat_rules: list = []
         self.filter_rules: dict = {}                     # chain -> rules, in order
         self.filter_policy: dict = {}
+        self.filter_verdicts: dict = {}                  # (hook, tuple, in, out, marks, ctstate) -> FilterVerdict
         self.udp_tunnels: dict[int, object] = {}        # UDP port -> VXLAN device
         self.sockets = None                              # set by the engine: a Sockets view
         self.local: set[ipaddress.IPv4Address] = set()
