@@ -512,8 +512,7 @@ class Explorer(_Widgety):
             _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
         else:
             line = next(r.line for r in v.rows if r.no == v.selected)
-            # the tree at once, then again with each field's provenance label (which dissects once per field)
-            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected))
+            # the tree with each field's provenance label, sent once (provenance dissects a frame once)
             _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected,
                                                   _provenance(v.scenario, f.observation)))
         self._draw_hops()
