@@ -133,11 +133,15 @@ def bench_walk(n=100):
     import oldwalk
     sc = ck.load_scenario("article")
     cold = sc.with_changes({"neighbourCaches": "cold"})
-    out = {}
-    for name, fn, s in (("engine", ck.walk, sc), ("engine_cold", ck.walk, cold), ("ten_hop", oldwalk.walk, sc)):
-        fn(s)
+    # what an explorer change walks: a scenario just made (and validated) from the article, a new one each time
+    fresh = [sc.with_changes({"flannel.vni": 2 + i}) for i in range(n)]
+    out = {"load_average_1min_before": os.getloadavg()[0]}
+    for name, fn, ss in (("engine", ck.walk, [sc]), ("engine_new_scenario", ck.walk, fresh),
+                         ("engine_cold", ck.walk, [cold]), ("ten_hop", oldwalk.walk, [sc])):
+        fn(ss[0])
         xs, cpu = [], []
-        for _ in range(n):
+        for i in range(n):
+            s = ss[i % len(ss)]
             t, c = time.perf_counter(), time.process_time()
             fn(s)
             xs.append(time.perf_counter() - t)
@@ -346,8 +350,12 @@ def main(argv):
         t = time.perf_counter()
         if name in results:
             results.setdefault("previous", {})[name] = results[name]
+        load = os.getloadavg()[0]
         results[name] = BENCHES[name]()
         results[name]["bench_wall_s"] = round(time.perf_counter() - t, 1)
+        # a shared machine: the 1-minute load average when the benchmark started and when it ended
+        results[name]["load_1min_start"] = round(load, 2)
+        results[name]["load_1min_end"] = round(os.getloadavg()[0], 2)
         print(json.dumps(results[name], indent=2), flush=True)
     results_file.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}", "",
