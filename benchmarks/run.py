@@ -358,15 +358,26 @@ def main(argv):
         results[name]["load_1min_end"] = round(os.getloadavg()[0], 2)
         print(json.dumps(results[name], indent=2), flush=True)
     results_file.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    # "baseline": figures a later session compares against (kept by hand in results.json: {"label", bench: {...}})
+    base = results.get("baseline") or {}
+    label = base.get("label", "baseline")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}", "",
-             "| benchmark | figure | value | previous run |", "|---|---|---|---|"]
+             "Medians unless the name says otherwise; the machine is shared (2 cores), so each benchmark "
+             "records the 1-minute load average at its start and end.", "",
+             f"| benchmark | figure | value | previous run | {label} | value / {label} |", "|---|---|---|---|---|---|"]
 
     def fmt(v):
         return "" if v is None else (round(v, 3) if isinstance(v, float) else v)
+
+    def ratio(v, b):
+        ok = isinstance(v, (int, float)) and isinstance(b, (int, float)) and not isinstance(v, bool) and b
+        return f"{v / b:.2f}" if ok else ""
     for name in BENCHES:
         before = results.get("previous", {}).get(name) or {}
+        then = base.get(name) or {}
         for k, v in (results.get(name) or {}).items():
-            lines.append(f"| {name} | {k} | {fmt(v)} | {fmt(before.get(k))} |")
+            lines.append(f"| {name} | {k} | {fmt(v)} | {fmt(before.get(k))} | {fmt(then.get(k))} | "
+                         f"{ratio(v, then.get(k)) if k.endswith('_ms') else ''} |")
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -537,8 +537,8 @@ class Explorer(_Widgety):
             return
         if self._diagram_for is self.views.scenario:
             return
-        from .diagrams import walk_diagram
-        svg = figure_svg(walk_diagram(self.scenario, self.views.walk))
+        from .diagrams import walk_svg         # walk_diagram's picture, drawn without matplotlib
+        svg = walk_svg(self.scenario, self.views.walk)
         _set(self.diagram, f'<div class="pw-figure">{svg}</div>')
         self._diagram_for = self.views.scenario
 

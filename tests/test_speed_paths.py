@@ -90,3 +90,44 @@ def test_a_changed_scenario_is_walked_afresh_and_the_same_one_alike(article):
     assert outer and all(f[36:38] == (4789).to_bytes(2, "big") and f[46:49] == (7).to_bytes(3, "big")
                          for f in outer[:1])
     assert all(d.entry != "flannel.1: vxlan id 1" for o in w.observations for d in o.decisions)
+
+
+def test_walk_svg_draws_what_walk_diagram_draws_for_every_scenario():
+    import glob
+    import os
+    import re
+    import xml.dom.minidom
+
+    import pytest
+
+    from coursekit.diagrams import _layout, walk_svg
+    from coursekit.errors import CourseError
+    names = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(os.path.dirname(__file__), "..", "data",
+                                                                             "scenarios", "*.yaml")))
+    assert len(names) >= 8
+    for name in names:
+        sc = ck.load_scenario(name)
+        w = ck.walk(sc)
+        svg = walk_svg(sc, w)
+        xml.dom.minidom.parseString(svg)                          # well-formed
+        _, _, boxes = _layout(sc)
+        want = 0
+        for fl in ("request", "reply"):
+            segs = [s for s in range(len(w.segments)) if any(o.flow == fl and o.segment == s for o in w.observations)]
+            if segs:
+                want += sum((o.node, o.iface) in boxes for o in w.path(segs[0]))
+        assert svg.count('class="pw-hop-no"') == want, name
+        assert f"VNI {sc.flannel.vni}, UDP {sc.flannel.port})" in svg
+        for n in sc.nodes[:2]:
+            assert f"node {n.name}<" in svg and re.search(rf">{re.escape(n.nic.name)}  {n.nic.ip}/", svg)
+    with pytest.raises(CourseError):
+        walk_svg(ck.load_scenario("article"), "not a walk")
+
+
+def test_the_explorers_diagram_tab_is_the_svg_picture(article):
+    from coursekit import widgets as wg
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0")
+    e.tabs.selected_index = 3
+    assert 'class="pw-walksvg"' in e.diagram.value and "VNI 1," in e.diagram.value
+    e.controls["vni"].value = "9"
+    assert "VNI 9," in e.diagram.value
