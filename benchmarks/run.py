@@ -68,7 +68,7 @@ def bench_explorer(n=200):
     import coursekit as ck
     from coursekit import explore as ex
     from coursekit import widgets as wg
-    from coursekit.diagrams import walk_diagram
+    from coursekit.diagrams import walk_diagram, walk_svg
     base = ck.load_scenario("article")
     changes = [{"vxlan_port": 4789}, {"vxlan_port": 8472}, {"vni": 7}, {"client_ip": "172.30.83.20"},
                {"masquerade": False}, {"service_port": 8080}, {"replicas": 2}]
@@ -78,13 +78,17 @@ def bench_explorer(n=200):
         sc = ex.apply(base, changes[i % len(changes)])
         ex.views(sc, "meizu", "enp4s0", "", "-nn")
         pure.append(time.perf_counter() - t)
-    diag = []
+    diag, figure = [], []
     for i in range(30):
         sc = ex.apply(base, changes[i % len(changes)])
         w = ck.walk(sc)
         t = time.perf_counter()
-        wg.figure_svg(walk_diagram(sc, w))      # what the explorer shows
+        walk_svg(sc, w)                         # what the explorer's diagram tab shows
         diag.append(time.perf_counter() - t)
+        if i < 10:
+            t = time.perf_counter()
+            wg.figure_svg(walk_diagram(sc, w))  # the same picture as a matplotlib figure (the chapters' static one)
+            figure.append(time.perf_counter() - t)
     e = wg.explorer(base, ["vxlan_port", "vni", "client_ip"], node="meizu", iface="enp4s0")
     widget = []
     values = ["4789", "8472"]
@@ -119,6 +123,7 @@ def bench_explorer(n=200):
     ms = 1000
     return {"pure_views_median_ms": _median(pure) * ms, "pure_views_p95_ms": _p95(pure) * ms, "pure_runs": n,
             "diagram_svg_median_ms": _median(diag) * ms, "diagram_svg_p95_ms": _p95(diag) * ms,
+            "diagram_matplotlib_median_ms": _median(figure) * ms,
             "widget_text_views_median_ms": _median(widget) * ms, "widget_text_views_p95_ms": _p95(widget) * ms,
             "widget_interface_change_median_ms": _median(iface) * ms,
             "widget_packet_click_median_ms": _median(rows) * ms,
@@ -133,11 +138,15 @@ def bench_walk(n=100):
     import oldwalk
     sc = ck.load_scenario("article")
     cold = sc.with_changes({"neighbourCaches": "cold"})
-    out = {}
-    for name, fn, s in (("engine", ck.walk, sc), ("engine_cold", ck.walk, cold), ("ten_hop", oldwalk.walk, sc)):
-        fn(s)
+    # what an explorer change walks: a scenario just made (and validated) from the article, a new one each time
+    fresh = [sc.with_changes({"flannel.vni": 2 + i}) for i in range(n)]
+    out = {"load_average_1min_before": os.getloadavg()[0]}
+    for name, fn, ss in (("engine", ck.walk, [sc]), ("engine_new_scenario", ck.walk, fresh),
+                         ("engine_cold", ck.walk, [cold]), ("ten_hop", oldwalk.walk, [sc])):
+        fn(ss[0])
         xs, cpu = [], []
-        for _ in range(n):
+        for i in range(n):
+            s = ss[i % len(ss)]
             t, c = time.perf_counter(), time.process_time()
             fn(s)
             xs.append(time.perf_counter() - t)
@@ -346,19 +355,34 @@ def main(argv):
         t = time.perf_counter()
         if name in results:
             results.setdefault("previous", {})[name] = results[name]
+        load = os.getloadavg()[0]
         results[name] = BENCHES[name]()
         results[name]["bench_wall_s"] = round(time.perf_counter() - t, 1)
+        # a shared machine: the 1-minute load average when the benchmark started and when it ended
+        results[name]["load_1min_start"] = round(load, 2)
+        results[name]["load_1min_end"] = round(os.getloadavg()[0], 2)
         print(json.dumps(results[name], indent=2), flush=True)
     results_file.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    # "baseline": figures a later session compares against (kept by hand in results.json: {"label", bench: {...}})
+    base = results.get("baseline") or {}
+    label = base.get("label", "baseline")
     lines = ["# Benchmark results", "", f"Machine: {results['machine']}", "",
-             "| benchmark | figure | value | previous run |", "|---|---|---|---|"]
+             "Medians unless the name says otherwise; the machine is shared (2 cores), so each benchmark "
+             "records the 1-minute load average at its start and end.", "",
+             f"| benchmark | figure | value | previous run | {label} | value / {label} |", "|---|---|---|---|---|---|"]
 
     def fmt(v):
         return "" if v is None else (round(v, 3) if isinstance(v, float) else v)
+
+    def ratio(v, b):
+        ok = isinstance(v, (int, float)) and isinstance(b, (int, float)) and not isinstance(v, bool) and b
+        return f"{v / b:.2f}" if ok else ""
     for name in BENCHES:
         before = results.get("previous", {}).get(name) or {}
+        then = base.get(name) or {}
         for k, v in (results.get(name) or {}).items():
-            lines.append(f"| {name} | {k} | {fmt(v)} | {fmt(before.get(k))} |")
+            lines.append(f"| {name} | {k} | {fmt(v)} | {fmt(before.get(k))} | {fmt(then.get(k))} | "
+                         f"{ratio(v, then.get(k)) if k.endswith('_ms') else ''} |")
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     return 0
 

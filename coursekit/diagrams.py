@@ -1,7 +1,8 @@
 """Pictures: pure functions of a scenario, a walk or a frame that return a matplotlib Figure.
 
 * :func:`topology` -- both nodes, their pods and every interface with its address.
-* :func:`walk_diagram` -- the request's and the reply's hops, numbered, on the topology.
+* :func:`walk_diagram` -- the request's and the reply's hops, numbered, on the topology
+  (:func:`walk_svg`: the same picture as plain SVG, for the explorer's diagram tab).
 * :func:`timeline` -- the TCP conversation as one interface sees it (a sequence diagram).
 * :func:`encapsulation` -- the VXLAN frame as stacked layers with their sizes.
 * :func:`byte_map` -- a real frame's bytes, coloured by layer (the dissection as a picture).
@@ -28,8 +29,8 @@ from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 
 from .dissect import dissect, frame_bytes  # noqa: E402
 
-__all__ = ["topology", "walk_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg", "hook_order",
-           "LAYER_COLOURS"]
+__all__ = ["topology", "walk_diagram", "walk_svg", "timeline", "encapsulation", "byte_map", "hop_map_svg",
+           "hook_order", "LAYER_COLOURS"]
 
 # One colour per protocol; outer layers are the same hue, lighter.
 LAYER_COLOURS = {
@@ -101,6 +102,8 @@ def topology(sc, ax=None, title: str | None = None):
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 96)
     ax.axis("off")
+    ax.set_xticks([])                     # never drawn (axis off); matplotlib would still lay out a tick per
+    ax.set_yticks([])                     # number while it places the title, a fifth of the drawing time
     dev = sc.flannel.device
     for n in order:
         x0, y0, w, h = nodes[n.name]
@@ -201,6 +204,157 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
             ax.text(x, y, str(i), ha="center", va="center", fontsize=9, color="white", weight="bold",
                     bbox=dict(boxstyle="circle,pad=0.2", facecolor=colour, edgecolor="none"))
     return fig
+
+
+def walk_svg(sc, walk=None, title: str | None = None) -> str:
+    """:func:`walk_diagram` as plain inline SVG, drawn without matplotlib (for the explorer's diagram tab).
+
+    The same layout (:func:`_layout`), boxes, labels, colours, paths and hop
+    numbers as the figure; text stays text.  A few milliseconds instead of a
+    matplotlib drawing, so the tab follows a field change at once.
+
+    Taught in: every chapter's explorer (the diagram tab).
+    """
+    import html as _html
+    import math
+    from .datapath import Walk, walk as _walk
+    from .errors import CourseError
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
+    if walk is not None and not isinstance(walk, Walk):
+        raise CourseError("walk", f"a value of type {type(walk).__name__} is not a Walk", "None or ck.walk(scenario)")
+    w = walk if walk is not None else _walk(sc)
+    order, nodes, boxes = _layout(sc)
+    W, H = 1000, 620                       # the figure's 10 x 6.2 inches at 100 dpi
+    top = H * 0.06                         # the title's band; the drawing is the axes' 0..100 x 0..96
+    sy = (H - top) / 96
+
+    def X(x):
+        return round(x * W / 100, 1)
+
+    def Y(y):
+        return round(top + (96 - y) * sy, 1)
+
+    def esc(s):
+        return _html.escape(str(s))
+
+    out = [f'<svg class="pw-walksvg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" '
+           f'height="{H}" role="img" aria-label="the walk on the cluster" '
+           'style="font-family:DejaVu Sans,Bitstream Vera Sans,sans-serif;background:#ffffff">',
+           f'<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>']
+
+    def text(x, y, s, size=9, anchor="middle", valign="center", weight="normal", style="normal",
+             colour="#000000", spacing=1.2):
+        lines = str(s).split("\n")
+        px = round(size * 100 / 72, 1)
+        if valign == "center":
+            first = -(len(lines) - 1) / 2 * spacing
+        elif valign == "top":
+            first = 0.8
+        else:
+            first = -(len(lines) - 1) * spacing
+        spans = "".join(f'<tspan x="{X(x)}" dy="{(first if i == 0 else spacing):.2f}em">{esc(t)}</tspan>'
+                        for i, t in enumerate(lines))
+        base = ' dominant-baseline="central"' if valign == "center" else ""
+        out.append(f'<text y="{Y(y)}" font-size="{px}" text-anchor="{anchor}" font-weight="{weight}" '
+                   f'font-style="{style}" fill="{colour}"{base}>{spans}</text>')
+
+    def box(x, y, bw, bh, s, colour, dashed=False):
+        pad = 0.3
+        dash = ' stroke-dasharray="6 3"' if dashed else ""
+        out.append(f'<rect x="{X(x - pad)}" y="{Y(y + bh + pad)}" width="{X(bw + 2 * pad)}" '
+                   f'height="{round((bh + 2 * pad) * sy, 1)}" rx="3" fill="{colour}" stroke="#444444" '
+                   f'stroke-width="1"{dash}/>')
+        text(x + bw / 2, y + bh / 2, s)
+
+    def line(pts, colour="#444444", lw=1.0):
+        p = " ".join(f"{X(a)},{Y(b)}" for a, b in pts)
+        out.append(f'<polyline points="{p}" fill="none" stroke="{colour}" stroke-width="{lw}"/>')
+
+    dev = sc.flannel.device
+    for n in order:
+        x0, y0, nw, nh = nodes[n.name]
+        out.append(f'<rect x="{X(x0)}" y="{Y(y0 + nh)}" width="{X(nw)}" height="{round(nh * sy, 1)}" '
+                   'fill="#fbfbfb" stroke="#888888" stroke-width="1.2"/>')
+        text(x0 + 1, y0 + nh - 2.5, f"node {n.name}", size=10, anchor="start", valign="top", weight="bold")
+        text(x0 + nw - 1, y0 + nh - 2.5, f"pod subnet {n.subnet}", anchor="end", valign="top")
+        for p in sc.pods_on(n.name):
+            box(*boxes[(p.name, "eth0")], _pod_label(p, boxes[(p.name, "eth0")][2]), _IFACE["eth0"])
+            bx, by, bw, bh = boxes[(n.name, p.veth)]
+            box(bx, by, bw, bh, p.veth if bw >= 11 else p.veth[-4:], _IFACE["veth"])
+            ey = boxes[(p.name, "eth0")][1]
+            line([(bx + bw / 2, by + bh + 0.3), (bx + bw / 2, ey - 0.3)])
+            line([(bx + bw / 2, 47.3), (bx + bw / 2, by - 0.3)])
+        box(*boxes[(n.name, "docker0")], f"docker0 (bridge)  {n.docker.bridge_ip}/{n.subnet.prefixlen}"
+            f"  MTU {n.docker.mtu}", _IFACE["docker0"])
+        box(*boxes[(n.name, dev)], f"{dev} (VXLAN, VNI {sc.flannel.vni}, UDP {sc.flannel.port})\n"
+            f"{n.vtep_ip}/32  MTU {sc.mtu_of(n.name, dev)}", _IFACE["flannel.1"])
+        box(*boxes[(n.name, n.nic.name)], f"{n.nic.name}  {n.nic.ip}/{n.nic.network.prefixlen}  MTU {n.nic.mtu}",
+            _IFACE["nic"])
+        text(x0 + nw / 2, 37, "routing + netfilter (kube-proxy, Docker nat)", style="italic", colour="#555555",
+             valign="bottom")
+        text(x0 + nw / 2, 21, "the kernel's VXLAN driver encapsulates", style="italic", colour="#555555",
+             valign="bottom")
+    if len(order) > 1:
+        a = boxes[(order[0].name, order[0].nic.name)]
+        b = boxes[(order[1].name, order[1].nic.name)]
+        line([(a[0] + a[2] / 2, 8), (a[0] + a[2] / 2, 4.5), (b[0] + b[2] / 2, 4.5), (b[0] + b[2] / 2, 8)],
+             "#2ca02c", 2.5)
+        text(50, 15, f"underlay\n{order[0].nic.network.network_address}\n/{order[0].nic.network.prefixlen}",
+             colour="#1b7a1b", spacing=1.3)
+    if sc.request.ip is None and sc.request.service:
+        svc = sc.service(sc.request.service)
+        port = sc.service_port
+        eps = ", ".join(str(p.ip) for p in sc.endpoints(svc))
+        box(24, 87, 52, 6, f"Service {svc.name}  {svc.cluster_ip}:{port.port} -> targetPort {port.target_port}"
+            f"\nendpoints {eps}  (iptables nat on every node)", "#fff7bc", dashed=True)
+    title = title if title is not None else f"{sc.name}: the request (red) and the reply (blue), hop by hop"
+    out.append(f'<text x="{W / 2}" y="{round(top - 8, 1)}" font-size="{round(11 * 100 / 72, 1)}" '
+               f'text-anchor="middle">{esc(title)}</text>')
+    # the first segment of each flow, numbered hop by hop (as walk_diagram draws them)
+    marks = []
+    for fl in ("request", "reply"):
+        segs = [s for s in range(len(w.segments)) if any(o.flow == fl and o.segment == s for o in w.observations)]
+        if not segs:
+            continue
+        colour, left = (_REQ, True) if fl == "request" else (_REP, False)
+        out.append(f'<defs><marker id="pw-arrow-{fl}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="4" '
+                   f'markerHeight="4" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10" fill="none" '
+                   f'stroke="{colour}" stroke-width="1.6"/></marker></defs>')
+        pts = []
+        for o in w.path(segs[0]):
+            if (o.node, o.iface) not in boxes:
+                continue
+            x, y, bw, bh = boxes[(o.node, o.iface)]
+            if bw < 21:
+                pts.append((x if left else x + bw, y + bh if o.iface == "eth0" else y))
+                continue
+            pts.append((x + 1.8 if left else x + bw - 1.8, y + bh / 2))
+        for (x1, y1), (x2, y2) in zip(pts, pts[1:]):
+            if (x1, y1) == (x2, y2):
+                continue
+            ax, ay, bx2, by2 = X(x1), Y(y1), X(x2), Y(y2)
+            d = math.hypot(bx2 - ax, by2 - ay)
+            s = min(10.0, d / 3)                  # shrinkA/shrinkB: clear of the hop numbers
+            ux, uy = (bx2 - ax) / d, (by2 - ay) / d
+            ax, ay, bx2, by2 = ax + ux * s, ay + uy * s, bx2 - ux * s, by2 - uy * s
+            rad = 0.0 if y1 != y2 else (0.1 if x2 > x1 else -0.18)
+            if rad:
+                mx, my = (ax + bx2) / 2, (ay + by2) / 2
+                # arc3 in display coordinates (y up), written in the SVG's (y down)
+                cx, cy = mx - rad * (by2 - ay), my + rad * (bx2 - ax)
+                path = f"M{ax:.1f},{ay:.1f} Q{cx:.1f},{cy:.1f} {bx2:.1f},{by2:.1f}"
+            else:
+                path = f"M{ax:.1f},{ay:.1f} L{bx2:.1f},{by2:.1f}"
+            out.append(f'<path class="pw-hop-arrow" d="{path}" fill="none" stroke="{colour}" stroke-width="1.9" '
+                       f'stroke-opacity="0.85" marker-end="url(#pw-arrow-{fl})"/>')
+        for i, (x, y) in enumerate(pts, 1):
+            marks.append(f'<g class="pw-hop-no"><circle cx="{X(x)}" cy="{Y(y)}" r="9" fill="{colour}"/>'
+                         f'<text x="{X(x)}" y="{Y(y)}" font-size="12.5" font-weight="bold" fill="#ffffff" '
+                         f'text-anchor="middle" dominant-baseline="central">{i}</text></g>')
+    out += marks
+    out.append("</svg>")
+    return "".join(out)
 
 
 def hop_map_svg(sc, walk, at, width: int = 640) -> str:

@@ -240,11 +240,26 @@ def dissect(frame, vxlan_port: int | None = None) -> list[Layer]:
 
     Taught in: 01-physical-nic.
     """
-    from .vxlan import inner_frame
     port = vxlan_port_of(frame, vxlan_port)
     data = frame_bytes(frame)
     if len(data) < 14:
         raise CourseError("frame", f"{len(data)} bytes is shorter than an Ethernet header", "14 bytes or more")
+    got = _DISSECTED.get((data, port))
+    if got is not None:
+        return list(got)
+    layers = _dissect(data, port)
+    if len(_DISSECTED) >= 256:          # bounded: the frames of a few walks
+        _DISSECTED.clear()
+    _DISSECTED[(data, port)] = tuple(layers)
+    return layers
+
+
+#: (frame bytes, VXLAN port) -> its layers (immutable): the explorer, the stepper and provenance ask again
+_DISSECTED: dict[tuple[bytes, int | None], tuple[Layer, ...]] = {}
+
+
+def _dissect(data: bytes, port: int | None) -> list[Layer]:
+    from .vxlan import inner_frame
     # the scenario's port decides (vxlan.inner_frame, by offsets), not scapy's table of well-known ports
     by_port = port is not None and inner_frame(data, port) is not None
     found: list[tuple] = []             # (key parts..., fields) before the keys are known

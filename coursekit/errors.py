@@ -55,11 +55,27 @@ def public(fn):
     """
     sig = inspect.signature(fn)
     names = ", ".join(n for n, p in sig.parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+    params = list(sig.parameters.values())
+    simple = not any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    by_keyword = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    required = [(positional.index(p.name) if p.name in positional else None, p.name)
+                for p in params if p.default is p.empty]
+
+    def binds(args, kwargs) -> bool:
+        """What ``sig.bind`` would accept, checked without building a BoundArguments (a hot path)."""
+        if not simple or len(args) > len(positional):
+            return False
+        for k in kwargs:
+            if k not in by_keyword or k in positional[:len(args)]:
+                return False
+        return all((i is not None and i < len(args)) or n in kwargs for i, n in required)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            sig.bind(*args, **kwargs)
+            if not binds(args, kwargs):
+                sig.bind(*args, **kwargs)
         except TypeError as e:
             problem = str(e).replace("got an ", "")
             raise CourseError(fn.__name__, problem, f"{fn.__name__}({names})") from None

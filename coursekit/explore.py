@@ -562,11 +562,14 @@ class Row:
 _IP_LINE = re.compile(r"^IP (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))? > (\d+\.\d+\.\d+\.\d+)(?:\.(\d+))?: (.*)$")
 
 
-def packet_rows(all_frames, shown, lines: list[str]) -> list[Row]:
+def packet_rows(all_frames, shown, lines: list[str], style=None) -> list[Row]:
     """The packet list of ``shown`` (a filtered subset of ``all_frames``) with tcpdump's ``lines``.
 
     Columns come from tcpdump's ``-nn`` reading of each frame (its innermost
     line: the pod's packet inside VXLAN), so the list and the text agree.
+    ``style``: the :class:`~coursekit.tcpdump.Style` that printed ``lines``;
+    when it is ``-nn`` alone, a line's text after the timestamp is that reading
+    already, and the frame is not printed again.
 
     Taught in: every chapter's explorer.
     """
@@ -576,9 +579,15 @@ def packet_rows(all_frames, shown, lines: list[str]) -> list[Row]:
     index = {id(f): i for i, f in enumerate(all_frames)}
     t0 = all_frames[0].time_us if all_frames else 0
     printer = Printer(n=2)                   # tcpdump -nn over the same frames: same relative numbers
+    # only the timestamp (the time zone) tells -nn's lines from Printer(n=2)'s
+    plain = style is not None and (style.n, style.e, style.v, style.vxlan_style, style.local_time) == \
+        (printer.style.n, printer.style.e, printer.style.v, printer.style.vxlan_style, printer.style.local_time)
     rows = []
     for f, line in zip(shown, lines):
-        text = printer.frame(f.time_us, f.data, f.wire_len).split(" ", 1)[1]
+        if plain and getattr(f, "linktype", 1) == 1:
+            text = line.split(" ", 1)[1]
+        else:
+            text = printer.frame(f.time_us, f.data, f.wire_len).split(" ", 1)[1]
         parts = text.split("\n")
         inner = parts[-1].strip()
         encapsulated = len(parts) > 1 and parts[0].startswith("IP ") and inner.startswith(("IP ", "ARP"))
@@ -663,7 +672,7 @@ def views(sc, node: str | None = None, iface: str | None = None, flt: str = "", 
     style = Style.for_scenario(sc, **parse_flags(flags))
     lines = render_lines(frames, style)
     text = "".join(line + "\n" for line in lines)
-    rows = packet_rows(everything, frames, lines)
+    rows = packet_rows(everything, frames, lines, style)
     notes = []
     if sc.case.via_service and sc.service_port.target_port != (sc.server.container_port or sc.service_port.target_port):
         notes.append(f"note: nginx listens on containerPort {sc.server.container_port}; a real pod would answer "

@@ -178,10 +178,10 @@ class Conntrack:
         """
         pre = hook in ("PREROUTING", "OUTPUT")
         if self.is_orig(t):
-            return replace(t, dst=self.reply.src, dport=self.reply.sport) if pre else \
-                replace(t, src=self.reply.dst, sport=self.reply.dport)
-        return replace(t, dst=self.orig.src, dport=self.orig.sport) if pre else \
-            replace(t, src=self.orig.dst, sport=self.orig.dport)
+            return Tuple5(t.proto, t.src, t.sport, self.reply.src, self.reply.sport) if pre else \
+                Tuple5(t.proto, self.reply.dst, self.reply.dport, t.dst, t.dport)
+        return Tuple5(t.proto, t.src, t.sport, self.orig.src, self.orig.sport) if pre else \
+            Tuple5(t.proto, self.orig.dst, self.orig.dport, t.dst, t.dport)
 
     def conntrack_l(self, state: str | None = None, timeout: int | None = None, *,
                     unreplied: bool | None = None, assured: bool | None = None, mark: int = 0, use: int = 1) -> str:
@@ -663,6 +663,11 @@ def conntrack_entry(walk, node: str, *, after: int | None = None, at_us: int | N
         at_us = at
     elif not isinstance(at_us, int) or isinstance(at_us, bool):
         raise CourseError("at_us", f"{at_us!r} is not a time in microseconds", "an integer")
+    return _entry_at(walk, node, steps, at_us)
+
+
+def _entry_at(walk, node: str, steps: list, at_us: int) -> "ConntrackEntry | None":
+    """The entry after the last of ``steps`` (:func:`tcp_track`) at or before ``at_us``; None if none or expired."""
     done = [s for s in steps if s.time_us <= at_us]
     if not done:
         return None
@@ -804,9 +809,20 @@ def fill_conntrack_entries(walk) -> None:
     """Give each conntrack decision of a finished walk the entry as ``conntrack -L`` shows it
     just after that segment crossed that node (in place)."""
     from dataclasses import replace as _replace
+    tracked: dict = {}              # node -> ({segment: moment}, steps): one tcp_track per node, not per decision
+    lines: dict = {}                # (node, segment) -> the entry's line
     for i, o in enumerate(walk.observations):
         if any(d.entry == CONNTRACK_PENDING for d in o.decisions):
-            e = conntrack_entry(walk, o.node, after=o.segment)
-            line = e.line() if e is not None else "(no entry)"
+            line = lines.get((o.node, o.segment))
+            if line is None:
+                if o.node not in tracked and o.node in walk.conntrack:
+                    moments = _moments(walk, o.node)
+                    tracked[o.node] = ({seg.index: t for t, seg in moments}, tcp_track(moments))
+                times, steps = tracked.get(o.node, ({}, []))
+                # as conntrack_entry(walk, o.node, after=o.segment), which also says why when there is no moment
+                at = next((s.time_us for s in steps if s.segment == o.segment), times.get(o.segment))
+                e = _entry_at(walk, o.node, steps, at) if at is not None else \
+                    conntrack_entry(walk, o.node, after=o.segment)
+                line = lines[(o.node, o.segment)] = e.line() if e is not None else "(no entry)"
             walk.observations[i] = _replace(o, decisions=tuple(
                 _replace(d, entry=line) if d.entry == CONNTRACK_PENDING else d for d in o.decisions))

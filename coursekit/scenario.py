@@ -942,9 +942,26 @@ def _parse_offset(value: Any, field: str) -> int:
 # Manifests
 # --------------------------------------------------------------------------
 
+_MANIFESTS: dict[tuple[str, str], list] = {}       # (path, text) -> its YAML documents
+
+
+def _manifest_docs(p: Path) -> list:
+    """The manifests' documents; parsed once per file content (every explorer change re-validates them)."""
+    text = read_text(p, "manifests")
+    key = (str(p), text)
+    docs = _MANIFESTS.get(key)
+    if docs is None:
+        docs = read_yaml(p, "manifests", many=True)
+        if read_text(p, "manifests") == text:            # unchanged while it was parsed
+            if len(_MANIFESTS) >= 16:
+                _MANIFESTS.clear()
+            _MANIFESTS[key] = docs
+    return copy.deepcopy(docs)
+
+
 def _parse_manifests(path: str) -> tuple[list[dict], list[dict]]:
     p = Path(path)
-    docs = read_yaml(p, "manifests", many=True)
+    docs = _manifest_docs(p)
     deployments, services = [], []
     for i, d in enumerate(docs):
         if d is None:                      # an empty document between two '---'

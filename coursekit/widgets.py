@@ -534,8 +534,7 @@ class Explorer(_Widgety):
             _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
         else:
             line = next(r.line for r in v.rows if r.no == v.selected)
-            # the tree at once, then again with each field's provenance label (which dissects once per field)
-            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected))
+            # the tree with each field's provenance label, sent once (provenance dissects a frame once)
             _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected,
                                                   _provenance(v.scenario, f.observation)))
         self._draw_hops()
@@ -560,8 +559,8 @@ class Explorer(_Widgety):
             return
         if self._diagram_for is self.views.scenario:
             return
-        from .diagrams import walk_diagram
-        svg = figure_svg(walk_diagram(self.scenario, self.views.walk))
+        from .diagrams import walk_svg         # walk_diagram's picture, drawn without matplotlib
+        svg = walk_svg(self.scenario, self.views.walk)
         _set(self.diagram, f'<div class="pw-figure">{svg}</div>')
         self._diagram_for = self.views.scenario
 

@@ -116,7 +116,7 @@ class Bridge(Device):
                     nb = self.ns.resolve(net, self, after)
                     if nb is None:
                         return net.drop(port, f"neighbour {after} unresolved on {self.name}", dec)
-                    dec.append(Decision("bridge", "br_netfilter", route.ip_route().strip(),
+                    dec.append(Decision("bridge", "br_netfilter", self.ns.route_line(route),
                                         f"DNAT to {after}, which is behind {self.name} itself: the frame stays "
                                         f"bridged, destination MAC {nb.mac} (not routed: TTL unchanged)"))
                     set_macs(d, dst=nb.mac)
@@ -220,6 +220,25 @@ class Vxlan(Device):
         self.vni, self.port, self.local, self.lower, self.udp_csum = vni, port, local, lower, udp_csum
         self.fdb: dict[bytes, object] = {}               # inner MAC -> routing.FdbEntry
         self.outer_id = 0
+        self._seed = None                                # this node's flow-hash seed, once known
+        self._observed_sport = None                      # (port, how) when the scenario gives it
+
+    def _outer_sport(self, sc, t5) -> tuple[int, str]:
+        """The outer UDP source port and how it was found."""
+        ns = self.ns
+        if ns.name in sc.observed.vxlan_sport:
+            if self._observed_sport is None:
+                from ..provenance import of_path
+                sport = sc.observed.vxlan_sport[ns.name]
+                self._observed_sport = (sport, f"outer source port {sport} "
+                                               f"({of_path(sc, f'observed.vxlanSourcePort.{ns.name}').label})")
+            return self._observed_sport
+        if self._seed is None:
+            self._seed = node_seed(sc.observed.flow_hash_seed, ns.name)
+        h = flow_hash(t5.src, t5.dst, t5.sport, t5.dport, self._seed)
+        sport = udp_flow_src_port(h, *ns.ephemeral_ports)
+        return sport, (f"outer source port {sport} = udp_flow_src_port(hash of {t5}); the kernel keys that hash "
+                       "with a random per-boot seed, so the number is a stand-in, not a prediction")
 
     def xmit(self, net, skb, t, dec):
         net.observe(self, "out", t, skb, dec)
@@ -233,16 +252,7 @@ class Vxlan(Device):
                 "vxlan_xmit: no destination for the inner MAC; dropped")])
         dec.append(Decision("fdb", f"{self.name} fdb", entry.bridge_fdb(),
                             f"inner destination MAC {entry.mac} lives behind {entry.dst}"))
-        t5 = tuple_of(inner)
-        if ns.name in sc.observed.vxlan_sport:
-            from ..provenance import of_path
-            sport = sc.observed.vxlan_sport[ns.name]
-            how = f"outer source port {sport} ({of_path(sc, f'observed.vxlanSourcePort.{ns.name}').label})"
-        else:
-            h = flow_hash(t5.src, t5.dst, t5.sport, t5.dport, node_seed(sc.observed.flow_hash_seed, ns.name))
-            sport = udp_flow_src_port(h, *ns.ephemeral_ports)
-            how = (f"outer source port {sport} = udp_flow_src_port(hash of {t5}); the kernel keys that hash "
-                   "with a random per-boot seed, so the number is a stand-in, not a prediction")
+        sport, how = self._outer_sport(sc, tuple_of(inner))
         route = ns.route(entry.dst)
         if route is None:
             return net.drop(self, f"no route to the remote VTEP {entry.dst}", dec)
@@ -250,12 +260,12 @@ class Vxlan(Device):
         vx = len(dec)
         dec.append(None)                                  # the encapsulation's decision, once its size is known
         out = ns.devices[route.dev]
-        dec.append(Decision("route", "main", route.ip_route().strip(), f"outer packet leaves by {route.dev}"))
+        dec.append(Decision("route", "main", self.ns.route_line(route), f"outer packet leaves by {route.dev}"))
         nb = ns.resolve(net, out, route.via or entry.dst, entry.dst)
         if nb is None:
             del dec[vx]
             return net.drop(self, f"neighbour {route.via or entry.dst} unresolved", dec)
-        dec.append(Decision("neigh", f"{route.dev} neighbours", nb.ip_neigh(), f"outer destination MAC {nb.mac}"))
+        dec.append(Decision("neigh", f"{route.dev} neighbours", self.ns.neigh_line(nb), f"outer destination MAC {nb.mac}"))
         ip_id = self.outer_id & 0xFFFF
         self.outer_id += 1
         outer = vxlan_encap(inner, src_mac=out.mac, dst_mac=nb.mac, src_ip=self.local, dst_ip=entry.dst,

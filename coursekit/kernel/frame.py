@@ -29,6 +29,39 @@ _PROTO = {IPPROTO_TCP: "tcp", IPPROTO_UDP: "udp"}
 _PROTO_NUM = {"tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}
 
 
+class _Addr(ipaddress.IPv4Address):
+    """An IPv4Address that formats itself once (a walk prints the same few addresses in every decision).
+
+    Equal to, hashes like, and prints like the IPv4Address it stands for.
+    """
+    __slots__ = ("_text", "_hash")
+
+    def __hash__(self) -> int:
+        try:
+            return self._hash
+        except AttributeError:
+            self._hash = ipaddress.IPv4Address.__hash__(self)
+            return self._hash
+
+    __eq__ = ipaddress.IPv4Address.__eq__             # (a class defining __hash__ keeps its parent's __eq__)
+
+    def __str__(self) -> str:
+        try:
+            return self._text
+        except AttributeError:                      # made by ipaddress itself (``a + 1``)
+            self._text = ipaddress.IPv4Address.__str__(self)
+            return self._text
+
+    def __format__(self, fmt: str) -> str:
+        return str(self) if not fmt else ipaddress.IPv4Address.__format__(self, fmt)
+
+    def __repr__(self) -> str:
+        return f"IPv4Address('{self}')"
+
+    def __reduce__(self):
+        return ipaddress.IPv4Address, (int(self),)
+
+
 _ADDR: dict[bytes, ipaddress.IPv4Address] = {}
 
 
@@ -39,7 +72,8 @@ def addr(b) -> ipaddress.IPv4Address:
     if a is None:
         if len(_ADDR) > 4096:
             _ADDR.clear()
-        a = _ADDR[b] = ipaddress.IPv4Address(b)
+        a = _ADDR[b] = _Addr(b)
+        str(a)
     return a
 
 
@@ -51,8 +85,16 @@ def dst_of(b) -> ipaddress.IPv4Address:
     return addr(b[30:34])
 
 
+_MAC: dict[str, bytes] = {}
+
+
 def mac_bytes(mac: str) -> bytes:
-    return bytes.fromhex(mac.replace(":", ""))
+    b = _MAC.get(mac)
+    if b is None:
+        if len(_MAC) > 4096:
+            _MAC.clear()
+        b = _MAC[mac] = bytes.fromhex(mac.replace(":", ""))
+    return b
 
 
 def mac_str(b: bytes) -> str:
@@ -88,15 +130,29 @@ def l4_offset(b) -> int:
     return ETH_HLEN + (b[14] & 0x0F) * 4
 
 
+_TUPLES: dict[bytes, Tuple5] = {}
+
+
 def tuple_of(b) -> Tuple5:
-    """The 5-tuple conntrack keys on (TCP and UDP; other protocols get ports 0)."""
+    """The 5-tuple conntrack keys on (TCP and UDP; other protocols get ports 0).
+
+    Memoised by its 13 bytes (protocol, addresses, ports): a walk's packets share a few tuples.
+    """
     proto = b[23]
-    src = addr(b[26:30])
-    dst = addr(b[30:34])
-    if proto in _PROTO:
-        l4 = l4_offset(b)
-        return Tuple5(_PROTO[proto], src, (b[l4] << 8) | b[l4 + 1], dst, (b[l4 + 2] << 8) | b[l4 + 3])
-    return Tuple5(str(proto), src, 0, dst, 0)
+    l4 = ETH_HLEN + (b[14] & 0x0F) * 4
+    key = bytes(b[23:24] + b[26:34] + b[l4:l4 + 4]) if proto in _PROTO else bytes(b[23:24] + b[26:34])
+    t = _TUPLES.get(key)
+    if t is None:
+        src = addr(b[26:30])
+        dst = addr(b[30:34])
+        if proto in _PROTO:
+            t = Tuple5(_PROTO[proto], src, (b[l4] << 8) | b[l4 + 1], dst, (b[l4 + 2] << 8) | b[l4 + 3])
+        else:
+            t = Tuple5(str(proto), src, 0, dst, 0)
+        if len(_TUPLES) > 4096:
+            _TUPLES.clear()
+        _TUPLES[key] = t
+    return t
 
 
 def _l4_csum_off(b) -> int | None:

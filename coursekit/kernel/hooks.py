@@ -102,8 +102,12 @@ def _nat(ns, hook, skb, dec, net, in_if, out_if):
 def _filter(ns, hook, skb, dec, net, in_if, out_if):
     if not ns.filter_rules:
         return None
-    v = filter_verdict(ns.filter_rules, ns.filter_policy, hook, tuple_of(skb.data), in_if=in_if, out_if=out_if,
-                       marks=skb.marks, ctstate="NEW" if skb.ct is None else "ESTABLISHED")
+    # the verdict is a function of these alone (the rules do not change during a walk): asked once each
+    key = (hook, tuple_of(skb.data), in_if, out_if, skb.marks, "NEW" if skb.ct is None else "ESTABLISHED")
+    v = ns.filter_verdicts.get(key)
+    if v is None:
+        v = ns.filter_verdicts[key] = filter_verdict(ns.filter_rules, ns.filter_policy, hook, key[1], in_if=in_if,
+                                                     out_if=out_if, marks=skb.marks, ctstate=key[5])
     net.filter_traces.setdefault((ns.name, hook), v)
     if v.verdict == "ACCEPT":
         return None                 # accepted: recorded in Walk.filter_traces, not among the frame's decisions

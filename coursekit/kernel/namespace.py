@@ -32,7 +32,7 @@ class Namespace:
         self.name, self.kind = name, kind
         self.devices: dict = {}
         self.addrs: dict[str, list[ipaddress.IPv4Interface]] = {}
-        self.routes: list = []
+        self.routes = []
         self.neigh: dict[tuple[str, ipaddress.IPv4Address], Neighbour] = {}
         self.default_ttl = default_ttl
         self.forwarding = forwarding
@@ -41,12 +41,38 @@ class Namespace:
         self.nat_rules: list = []
         self.filter_rules: dict = {}                     # chain -> rules, in order
         self.filter_policy: dict = {}
+        self.filter_verdicts: dict = {}                  # (hook, tuple, in, out, marks, ctstate) -> FilterVerdict
         self.udp_tunnels: dict[int, object] = {}        # UDP port -> VXLAN device
         self.sockets = None                              # set by the engine: a Sockets view
         self.local: set[ipaddress.IPv4Address] = set()
 
     def __repr__(self):
         return f"<netns {self.name}>"
+
+    @property
+    def routes(self) -> list:
+        """The main table; assign a new list to change it (lookups are remembered until then)."""
+        return self._routes
+
+    @routes.setter
+    def routes(self, value: list) -> None:
+        self._routes = value
+        self._fib: dict = {}                             # destination -> route (fib_lookup's answer)
+        self._lines: dict = {}                           # id(route or neighbour) -> (it, the line the tool prints)
+
+    def route_line(self, route) -> str:
+        """``ip route``'s line for ``route``, without the trailing space (formatted once per route)."""
+        got = self._lines.get(id(route))
+        if got is None or got[0] is not route:
+            got = self._lines[id(route)] = (route, route.ip_route().strip())
+        return got[1]
+
+    def neigh_line(self, nb) -> str:
+        """``ip neigh``'s line for ``nb`` (formatted once per entry)."""
+        got = self._lines.get(id(nb))
+        if got is None or got[0] is not nb:
+            got = self._lines[id(nb)] = (nb, nb.ip_neigh())
+        return got[1]
 
     # -- configuration -----------------------------------------------------
     def add_address(self, dev: str, iface: str) -> None:
@@ -61,10 +87,17 @@ class Namespace:
 
     def route(self, dst: ipaddress.IPv4Address):
         """Longest-prefix match in the main table (``fib_lookup``)."""
+        try:
+            return self._fib[dst]
+        except KeyError:
+            pass
         best = None
-        for r in self.routes:
+        for r in self._routes:
             if dst in r.dst and (best is None or r.dst.prefixlen > best.dst.prefixlen):
                 best = r
+        if len(self._fib) > 1024:
+            self._fib.clear()
+        self._fib[dst] = best
         return best
 
     def owner_of_mac(self, mac: str) -> str:
@@ -165,7 +198,7 @@ class Namespace:
         if route is None:
             dec.append(Decision("route", "main", "(no route)", f"no route to {dst}: ICMP network unreachable"))
             return net.drop(in_dev, "no route", dec)
-        dec.append(Decision("route", "main", route.ip_route().strip(),
+        dec.append(Decision("route", "main", self.route_line(route),
                             f"{dst} leaves by {route.dev}" + (f" via {route.via}" if route.via else "")))
         ttl = d[22]
         if ttl <= 1:
@@ -197,7 +230,7 @@ class Namespace:
             dec.append(Decision("neigh", f"{out.name} neighbours", f"{gw} dev {out.name} FAILED",
                                 "no answer to ARP: dropped"))
             return net.drop(where, f"neighbour {gw} unresolved on {out.name}", dec)
-        dec.append(Decision("neigh", f"{out.name} neighbours", nb.ip_neigh(),
+        dec.append(Decision("neigh", f"{out.name} neighbours", self.neigh_line(nb),
                             f"destination MAC {nb.mac}, source MAC {out.mac} ({out.name})"))
         set_macs(d, src=out.mac, dst=nb.mac)
         out.xmit(net, skb, t, dec)
@@ -231,7 +264,7 @@ class Namespace:
             eff = f"{dst} is on-link on {route.dev}"
         if self.kind == "node":
             eff += f"; source address {src_of(d)} chosen from this route at connect()"
-        dec.append(Decision("route", f"{self.name} main", route.ip_route().strip(), eff))
+        dec.append(Decision("route", f"{self.name} main", self.route_line(route), eff))
         if self.ct is not None:
             why = run_hook(self, "OUTPUT", skb, dec, net, out_if=out.name)
             if why:
@@ -243,7 +276,7 @@ class Namespace:
                     return net.drop(None, f"no route to {new_dst}", dec, ns=self)
                 out = self.devices[route.dev]
                 dst, gw = new_dst, route.via or new_dst
-                dec.append(Decision("route", f"{self.name} main", route.ip_route().strip(),
+                dec.append(Decision("route", f"{self.name} main", self.route_line(route),
                                     f"rerouted after DNAT: {dst} leaves by {route.dev}"
                                     + (f" via {route.via}" if route.via else "")))
         if self.ct is not None:
@@ -255,7 +288,7 @@ class Namespace:
             dec.append(Decision("neigh", f"{self.name} {out.name} neighbours", f"{gw} dev {out.name} FAILED",
                                 "no answer to ARP: dropped"))
             return net.drop(None, f"neighbour {gw} unresolved on {out.name}", dec, ns=self)
-        dec.append(Decision("neigh", f"{self.name} {out.name} neighbours", nb.ip_neigh(),
+        dec.append(Decision("neigh", f"{self.name} {out.name} neighbours", self.neigh_line(nb),
                             f"destination MAC {nb.mac} ({net.mac_owner(nb.mac, self)})"))
         set_macs(d, src=out.mac, dst=nb.mac)
         out.xmit(net, skb, t, dec)

@@ -18,18 +18,48 @@ Taught in: 06-the-whole-walk (the engine behind the walk).
 
 from __future__ import annotations
 
+import weakref
+
 from .. import routing
 from ..netfilter import filter_table, nat_table
 from .devices import Bridge, Nic, Veth, Vxlan, Wire
 from .frame import mac_bytes
 from .namespace import Namespace
 
-__all__ = ["build", "links", "tables"]
+__all__ = ["build", "links", "tables", "per_scenario"]
+
+_MEMO: dict[int, tuple] = {}          # id(scenario) -> (weak reference, {what: value})
+
+
+def per_scenario(sc, what, compute):
+    """``compute()``, once per scenario object: for what depends on the scenario alone.
+
+    A Scenario is immutable (a change makes a new one), so a value computed
+    from it holds as long as it lives; the entry goes with the scenario.
+    """
+    got = _MEMO.get(id(sc))
+    if got is None or got[0]() is not sc:
+        key = id(sc)
+        try:
+            ref = weakref.ref(sc, lambda _r, key=key: _MEMO.pop(key, None))
+        except TypeError:                                 # not weakly referenceable: no memo
+            return compute()
+        got = _MEMO[key] = (ref, {})
+    memo = got[1]
+    if what not in memo:
+        memo[what] = compute()
+    return memo[what]
 
 
 def tables(sc) -> dict:
-    """Each node's netfilter tables: nat rules, filter rules by chain and chain policies."""
-    return {n.name: (nat_table(sc, n.name)[0],) + filter_table(sc, n.name) for n in sc.nodes}
+    """Each node's netfilter tables: nat rules, filter rules by chain and chain policies (once per scenario)."""
+    return per_scenario(sc, "tables", lambda: {n.name: (nat_table(sc, n.name)[0],) + filter_table(sc, n.name)
+                                               for n in sc.nodes})
+
+
+def _tables_of(sc, table: str, name: str) -> tuple:
+    """``routing.routes``/``neighbours``/``fdb`` of one namespace, once per scenario (their entries are immutable)."""
+    return per_scenario(sc, (table, name), lambda: tuple(getattr(routing, table)(sc, name)))
 
 
 def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Namespace], Wire]:
@@ -51,7 +81,7 @@ def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Name
         vx.outer_id = sc.observed.ip_id.get(n.name, int.from_bytes(n.name.encode()[:2].ljust(2, b"\0"), "big"))
         ns.add_address(vx.name, f"{n.vtep_ip}/32")
         ns.udp_tunnels[fl.port] = vx
-        for e in routing.fdb(sc, n.name):
+        for e in _tables_of(sc, "fdb", n.name):
             vx.fdb[mac_bytes(e.mac)] = e
         br = Bridge(ns, "docker0", n.docker.bridge_mac, n.docker.mtu, n.br_netfilter)
         ns.add_address(br.name, f"{n.docker.bridge_ip}/{n.subnet.prefixlen}")
@@ -66,11 +96,12 @@ def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Name
             if warm:
                 br.fdb[mac_bytes(p.mac)] = host
             pns.add_address("eth0", f"{p.ip}/{n.subnet.prefixlen}")
-            pns.routes = routing.routes(sc, p.name)
-            pns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, p.name) if warm or e.permanent}
-        ns.routes = routing.routes(sc, n.name)
-        ns.neigh = {(e.dev, e.ip): e for e in routing.neighbours(sc, n.name) if warm or e.permanent}
-        ns.nat_rules, rules, ns.filter_policy = nf[n.name]
+            pns.routes = list(_tables_of(sc, "routes", p.name))
+            pns.neigh = {(e.dev, e.ip): e for e in _tables_of(sc, "neighbours", p.name) if warm or e.permanent}
+        ns.routes = list(_tables_of(sc, "routes", n.name))
+        ns.neigh = {(e.dev, e.ip): e for e in _tables_of(sc, "neighbours", n.name) if warm or e.permanent}
+        nat, rules, policy = nf[n.name]
+        ns.nat_rules, ns.filter_policy = list(nat), dict(policy)     # the namespace's own copies
         ns.filter_rules = {}
         for r in rules:                                   # grouped by chain once, not per packet
             ns.filter_rules.setdefault(r.chain, []).append(r)
