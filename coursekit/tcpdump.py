@@ -63,6 +63,13 @@ _IPOPTS = {0: "EOL", 1: "NOP", 68: "timestamp", 130: "security", 7: "RR", 137: "
 _IGMPV3_REPORT = {1: "is_in", 2: "is_ex", 3: "to_in", 4: "to_ex", 5: "allow", 6: "block"}
 _ETHERTYPES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q"}
 VXLAN_PORT, VXLAN_LINUX_PORT = 4789, 8472
+NAMESERVER_PORT = 53
+# print-domain.c: opcodes, rcodes and the record types the course's DNS exchanges carry
+_NS_OPS = ["", " inv_q", " stat", " op3", " notify", " update", " op6", " op7", " op8", " updateA", " updateD",
+           " updateDA", " updateM", " updateMA", " zoneInit", " zoneRef"]
+_NS_RCODES = {0: "", 1: " FormErr", 2: " ServFail", 3: " NXDomain", 4: " NotImp", 5: " Refused", 6: " YXDomain",
+              7: " YXRRSet", 8: " NXRRSet", 9: " NotAuth", 10: " NotZone"}
+_NS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV"}
 # link type -> printer (print-ether.c, print-raw.c, print-sll.c)
 _LINK_PRINTERS = {1: "_ether", 101: "_raw", 228: "_raw_ipv4", 113: "_sll", 276: "_sll2"}
 _SLL_PKTTYPES = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
@@ -593,7 +600,9 @@ class Printer:
         if off + 8 > len(b.data):
             raise _Trunc("udp")
         poff = off + 8
-        if VXLAN_LINUX_PORT in (sport, dport):
+        if NAMESERVER_PORT in (sport, dport):
+            self._domain(b, poff, length, out)
+        elif VXLAN_LINUX_PORT in (sport, dport):
             if self.style.vxlan_style == "vxlan":
                 self._vxlan(b, poff, length, out)
             else:
@@ -602,6 +611,129 @@ class Printer:
             self._vxlan(b, poff, length, out)
         else:
             out.append(f"UDP, length {length}")
+
+    # --- DNS (print-domain.c, 4.99) ----------------------------------------------
+    def _domain(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        """``domain_print``: id, flags, counts, the question (query) or the answers (response), ``(length)``.
+
+        The record types this view decodes are the ones the course's exchanges
+        carry (A, AAAA, SOA, names); a record of another type prints as
+        ``[<type> not decoded by coursekit; see tcpdump -r]``.
+        """
+        if length < 12:
+            out.append(f"domain [length {length} < 12] (invalid)")
+            return
+        b.need(off, 12, "domain")
+        ident, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", b.data, off)
+        opcode, rcode = (flags >> 11) & 0xF, flags & 0xF
+        cp = off + 12
+        if flags & 0x8000:
+            out.append(f"{ident}{_NS_OPS[opcode]}{_NS_RCODES.get(rcode, f' Resp{rcode}')}"
+                       f"{'*' if flags & 0x0400 else ''}{'' if flags & 0x0080 else '-'}"
+                       f"{'|' if flags & 0x0200 else ''}{'$' if flags & 0x0020 else ''}")
+            if qd != 1:
+                out.append(f" [{qd}q]")
+            for i in range(qd):
+                if i:
+                    out.append(",")
+                cp = self._dns_skip(b, cp, off) + 4
+            out.append(f" {an}/{ns}/{ar}")
+            for i in range(an):
+                if i:
+                    out.append(",")
+                cp = self._dns_rr(b, cp, off, out)
+        else:
+            out.append(f"{ident}{_NS_OPS[opcode]}{'+' if flags & 0x0100 else ''}{'%' if flags & 0x0010 else ''}")
+            if flags & 0x6cf:
+                out.append(f" [b2&3=0x{flags:x}]")
+            if opcode == 1:
+                if qd:
+                    out.append(f" [{qd}q]")
+                if an != 1:
+                    out.append(f" [{an}a]")
+            else:
+                if an:
+                    out.append(f" [{an}a]")
+                if qd != 1:
+                    out.append(f" [{qd}q]")
+            if ns:
+                out.append(f" [{ns}n]")
+            if ar:
+                out.append(f" [{ar}au]")
+            for i in range(qd):
+                if i:
+                    out.append(",")
+                end = self._dns_skip(b, cp, off)
+                qtype, qclass = b.u16(end, "domain"), b.u16(end + 2, "domain")
+                out.append(f" {_NS_TYPES.get(qtype, f'Type{qtype}')}")
+                if qclass != 1:
+                    out.append(f" (Class {qclass})")
+                out.append("? ")
+                out.append(self._dns_name(b, cp, off)[0])
+                cp = end + 4
+        out.append(f" ({length})")
+
+    def _dns_skip(self, b: _Buf, cp: int, base: int) -> int:
+        """``ns_nskip``: past one name (a pointer ends it)."""
+        while True:
+            n = b.u8(cp, "domain")
+            if n & 0xC0 == 0xC0:
+                b.u8(cp + 1, "domain")
+                return cp + 2
+            if n & 0xC0:
+                raise _Trunc("domain")
+            cp += 1 + n
+            if n == 0:
+                return cp
+
+    def _dns_name(self, b: _Buf, cp: int, base: int) -> tuple[str, int]:
+        """``fqdn_print``: the name with its trailing dot, following compression pointers; and where it ends."""
+        labels, end, hops = [], None, 0
+        while True:
+            n = b.u8(cp, "domain")
+            if n & 0xC0 == 0xC0:
+                if end is None:
+                    end = cp + 2
+                cp = base + (((n & 0x3F) << 8) | b.u8(cp + 1, "domain"))
+                hops += 1
+                if hops > 255:
+                    raise _Trunc("domain")
+                continue
+            if n & 0xC0:
+                raise _Trunc("domain")
+            if n == 0:
+                return ("".join(f"{x}." for x in labels) or "."), (end if end is not None else cp + 1)
+            raw = b.need(cp + 1, n, "domain")
+            labels.append("".join(chr(c) if 0x20 < c < 0x7F else f"\\{c:03o}" for c in raw))
+            cp += 1 + n
+
+    def _dns_rr(self, b: _Buf, cp: int, base: int, out: list[str]) -> int:
+        """``ns_rprint``: (the owner with -v,) the type, and the data of A, AAAA and SOA (with -v) records."""
+        if self.style.v:
+            name, cp = self._dns_name(b, cp, base)
+            out.append(" " + name)
+        else:
+            cp = self._dns_skip(b, cp, base)
+        typ, cls = b.u16(cp, "domain"), b.u16(cp + 2, "domain")
+        rdlen = b.u16(cp + 8, "domain")
+        cp += 10
+        if cls != 1 and typ != 41:
+            out.append(f" (Class {cls})")
+        out.append(f" {_NS_TYPES.get(typ, f'Type{typ}')}")
+        b.need(cp, rdlen, "domain")
+        if typ == 1:
+            out.append(" " + str(ipaddress.IPv4Address(b.need(cp, 4, "domain"))))
+        elif typ == 28:
+            out.append(" " + str(ipaddress.IPv6Address(b.need(cp, 16, "domain"))))
+        elif typ == 6:
+            if self.style.v:
+                mname, p = self._dns_name(b, cp, base)
+                rname, p = self._dns_name(b, p, base)
+                nums = struct.unpack_from("!IIIII", b.need(p, 20, "domain"))
+                out.append(f" {mname} {rname} " + " ".join(map(str, nums)))
+        else:
+            out.append(f" [{_NS_TYPES.get(typ, typ)} not decoded by coursekit; see tcpdump -r]")
+        return cp + rdlen
 
     def _vxlan(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
         out.append("VXLAN")
