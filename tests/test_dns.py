@@ -221,3 +221,30 @@ def test_coredns_on_the_clients_node_keeps_the_queries_off_the_overlay(sc):
     q, a = legs(w2, 1)
     assert q[-1].node == "coredns" and not [o for o in q + a if o.iface in ("flannel.1", "enp4s0")]
     assert udp(q[-1]) == "172.30.83.9:51709 > 172.30.83.2:53"        # DNAT in the bridge, no masquerade
+
+
+def test_a_dropped_query_means_no_connection(sc):
+    """flannel before v0.9.1 adds no FORWARD ACCEPT: Docker's FORWARD policy DROP kills the query on meizu,
+    getaddrinfo fails and wget never sends its SYN."""
+    w2 = ck.walk(sc.with_changes({"flannel.version": "v0.9.0"}))
+    assert [(d.node, d.iface, d.reason, d.flow) for d in w2.drops] == [
+        ("meizu", "flannel.1", "FORWARD policy DROP", "dns")]
+    assert w2.segments == [] and w2.dns[0].answer_us is None and len(w2.dns) == 1
+    assert not [o for o in w2.observations if o.node == "coredns"]
+
+
+def test_cold_caches_arp_during_the_first_query_not_the_syn(sc):
+    s2 = sc.with_changes({"neighbourCaches": "cold"})
+    w2 = ck.walk(s2)
+    arp = [o for o in w2.observations if o.flow == "arp"]
+    # busybox's gateway and meizu's underlay address are learned for the first query ...
+    for node, iface in [("busybox", "eth0"), ("xiaomi", "enp4s0")]:
+        assert [o.time_us < w2.dns[0].query_us + 100 for o in arp if (o.node, o.iface) == (node, iface)] == [True] * 2
+    # ... so only the nginx pod, never asked for before, is resolved when the SYN arrives on meizu (the
+    # request broadcast on docker0 reaches every port, CoreDNS's too)
+    late = {(o.node, o.iface) for o in arp if o.time_us > w2.segments[0].send_us}
+    assert late == {("meizu", "docker0"), ("meizu", "veth9f02b5d"), ("nginx-1", "eth0"),
+                    ("meizu", "veth2d8e61a"), ("coredns", "eth0")}
+    first = ck.tcpdump(s2, "busybox", "eth0", "", "-nn").splitlines()
+    assert "ARP, Request who-has 172.30.83.1 tell 172.30.83.9" in first[1]
+    assert "AAAA?" in first[3]
