@@ -18,9 +18,19 @@ crosses the wire; each is modelled from its source::
         The next candidate only after NXDOMAIN/SERVFAIL.  Each query: id = last_id + 1 (a static
         counter that starts at 1, so a fresh process asks 2, 3, ...), RD set, one question, no EDNS,
         from a new socket connect()ed to the nameserver (the kernel picks the UDP source port)
-    CoreDNS (the kubernetes plugin, zone <domain>, no ``ttl`` line: 5 s)   answers with AA set and
-        RA clear: <svc>.<ns>.svc.<domain> A -> the cluster IP; AAAA of it -> no data (NOERROR, the
-        zone's SOA in authority); any other name in the zone -> NXDOMAIN with that SOA
+    CoreDNS 1.3.1 (Kubernetes 1.14's; the kubernetes plugin, zone <domain>; no ``ttl`` line in the
+        Corefile: defaultTTL 5 s)   answers with AA set and RA clear (msg.SetReply, Authoritative;
+        BackendError for "no data"/NXDOMAIN): <svc>.<ns>.svc.<domain> A -> the cluster IP; AAAA of it
+        -> no data (NOERROR, the zone's SOA in authority: plugin.SOA, ns.dns.<zone>,
+        hostmaster.<zone>, 7200 1800 86400 <ttl>); any other name in the zone -> NXDOMAIN with that
+        SOA.  Names uncompressed (request.Scrub turns compression off while the reply fits 512
+        bytes).  ``cache 30`` clamps the TTLs it passes on to [5, 30] s.
+
+Sources read: busybox 1_31_0 libbb/xconnect.c, networking/wget.c; uClibc-ng e94e6f4 (July 2019)
+libc/inet/resolv.c (__dns_lookup), getaddrinfo.c (gaih_inet); docker-library/official-images
+library/busybox; coredns v1.3.1 plugin/kubernetes/{handler,kubernetes}.go, plugin/backend_lookup.go,
+request/request.go, plugin/cache/cache.go.  kubelet's resolv.conf (search list, ndots:5) is as
+Kubernetes documents it for ClusterFirst; its 1.14 source was not read.
 
 Values the kernel or the cluster chose (each query's UDP source port, the
 socket's first IP id, the SOA serial) are inputs of the scenario's ``dns:``
@@ -49,6 +59,14 @@ RCODE_NAMES = {NOERROR: "NOERROR", SERVFAIL: "SERVFAIL", NXDOMAIN: "NXDOMAIN"}
 NDOTS = 5
 #: the DNS port (NAMESERVER_PORT)
 DNS_PORT = 53
+#: Kubernetes 1.14's Corefile has ``cache 30``: the cache plugin rewrites every TTL of a reply it passes on to
+#: the message's lowest TTL clamped to [5 s, 30 s] (plugin/cache computeTTL, dnsutil.MinimalDefaultTTL)
+CACHE_MIN_TTL, CACHE_MAX_TTL = 5, 30
+
+
+def wire_ttl(ttl: int) -> int:
+    """The TTL busybox sees: the kubernetes plugin's, through the cache plugin's clamp."""
+    return min(max(ttl, CACHE_MIN_TTL), CACHE_MAX_TTL)
 
 
 @dataclass(frozen=True)
@@ -127,8 +145,8 @@ def answer(sc, qname: str, qtype: int) -> Answer:
     for svc in sc.services:
         if name == f"{svc.name}.{svc.namespace}.svc.{zone}":
             if qtype == T_A:
-                return Answer(NOERROR, ((qname, T_A, d.ttl, svc.cluster_ip.packed),), (),
-                              f"Service {svc.namespace}/{svc.name}: A {svc.cluster_ip}, TTL {d.ttl}")
+                return Answer(NOERROR, ((qname, T_A, wire_ttl(d.ttl), svc.cluster_ip.packed),), (),
+                              f"Service {svc.namespace}/{svc.name}: A {svc.cluster_ip}, TTL {wire_ttl(d.ttl)}")
             return Answer(NOERROR, (), (soa,), f"Service {svc.namespace}/{svc.name} has no "
                           f"{TYPE_NAMES.get(qtype, qtype)} record: no data, the zone's SOA in authority")
     return Answer(NXDOMAIN, (), (soa,), f"no Service named {qname}: NXDOMAIN, the zone's SOA in authority")
@@ -139,7 +157,7 @@ def _soa(d: DnsConfig) -> tuple:
     # expire 86400, minimum = the plugin's TTL; the record's own TTL is min(300, that TTL)
     rdata = (_name_bytes(f"ns.dns.{d.domain}") + _name_bytes(f"hostmaster.{d.domain}")
              + struct.pack("!IIIII", d.soa_serial, 7200, 1800, 86400, d.ttl))
-    return (d.domain, T_SOA, min(300, d.ttl), rdata)
+    return (d.domain, T_SOA, wire_ttl(min(300, d.ttl)), rdata)
 
 
 def plan(sc, check_ports: bool = True) -> list[tuple[Query, Answer]]:

@@ -248,3 +248,10 @@ def test_cold_caches_arp_during_the_first_query_not_the_syn(sc):
     lines = [x for x in ck.tcpdump(s2, "busybox", "eth0", "", "-nn").splitlines() if x[:2].isdigit()]
     assert "ARP, Request who-has 172.30.83.1 tell 172.30.83.9" in lines[0] and "ARP, Reply" in lines[1]
     assert "2+ AAAA?" in lines[2]
+
+
+@pytest.mark.parametrize("ttl,wire", [(5, 5), (0, 5), (3, 5), (30, 30), (3600, 30)])
+def test_the_cache_plugin_clamps_the_ttl_on_the_wire(sc, ttl, wire):
+    (_q6, aaaa), (_q4, a) = dns.plan(sc.with_changes({"dns.ttl": ttl}))
+    assert a.answers[0][2] == wire and aaaa.authority[0][2] == wire
+    assert aaaa.authority[0][3][-4:] == ttl.to_bytes(4, "big")          # the SOA's minimum keeps the plugin's ttl
