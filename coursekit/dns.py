@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from .errors import CourseError
 
-__all__ = ["DnsConfig", "Query", "Answer", "resolv_conf", "search_list", "candidates", "plan",
+__all__ = ["DnsConfig", "Query", "Answer", "resolv_conf", "search_list", "candidates", "plan", "path",
            "encode_query", "encode_answer", "answer", "T_A", "T_AAAA", "T_SOA", "NOERROR", "NXDOMAIN"]
 
 T_A, T_SOA, T_AAAA = 1, 6, 28
@@ -117,7 +117,7 @@ def resolv_conf(sc, pod=None) -> str:
 
     Taught in: 08-network-model.
     """
-    d = _need_dns(sc)
+    sc, d = _need_dns(sc)
     pod = pod or sc.client
     ns = getattr(pod, "namespace", "default")
     return (f"nameserver {d.cluster_ip}\nsearch {' '.join(search_list(ns, d.domain))}\n"
@@ -138,7 +138,7 @@ def candidates(name: str, search: list[str]) -> list[str]:
 
 def answer(sc, qname: str, qtype: int) -> Answer:
     """CoreDNS's kubernetes plugin (zone ``dns.domain``): the answer to one question."""
-    d = _need_dns(sc)
+    sc, d = _need_dns(sc)
     zone = d.domain
     name = qname.rstrip(".").lower()
     soa = _soa(d)
@@ -169,7 +169,7 @@ def plan(sc, check_ports: bool = True) -> list[tuple[Query, Answer]]:
 
     Taught in: 08-network-model.
     """
-    d = _need_dns(sc)
+    sc, d = _need_dns(sc)
     cands = candidates(d.name, search_list(getattr(sc.client, "namespace", "default"), d.domain))
     out: list[tuple[Query, Answer]] = []
     qid = 1                                             # uClibc-ng: static uint16_t last_id = 1
@@ -203,6 +203,30 @@ def resolved(sc) -> ipaddress.IPv4Address | None:
     return None
 
 
+def path(walk, exchange: int = 0, leg: str = "query") -> list:
+    """The observations of one DNS datagram, hop by hop: ``leg`` ``"query"`` or ``"answer"`` of
+    ``walk.dns[exchange]``.
+
+    >>> [(o.node, o.iface) for o in ck.dns.path(w, 1, "answer")]    # doctest: +SKIP
+
+    Taught in: 08-network-model.
+    """
+    ex = getattr(walk, "dns", None)
+    if not ex:
+        raise CourseError("walk", "this walk resolved no name", "ck.walk of a scenario with a dns: section")
+    if isinstance(exchange, bool) or not isinstance(exchange, int) or not 0 <= exchange < len(ex):
+        raise CourseError("exchange", f"{exchange!r} is not an exchange of this walk", f"0..{len(ex) - 1}")
+    if leg not in ("query", "answer"):
+        raise CourseError("leg", f"{leg!r} is not a leg", "query, answer")
+    e = ex[exchange]
+    lo, hi = (e.query_us, e.answer_us) if leg == "query" else (e.answer_us, e.done_us)
+    if lo is None:
+        return []
+    hi = hi if hi is not None else lo + 10**9
+    inside = (lambda t: lo <= t < hi) if leg == "query" else (lambda t: lo <= t <= hi)
+    return sorted((o for o in walk.observations if o.flow == "dns" and inside(o.time_us)), key=lambda o: o.hop)
+
+
 # --- wire format (RFC 1035) ---------------------------------------------------
 
 def _name_bytes(name: str) -> bytes:
@@ -228,8 +252,10 @@ def encode_answer(q: Query, a: Answer) -> bytes:
     return out
 
 
-def _need_dns(sc) -> DnsConfig:
+def _need_dns(sc):
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
     d = getattr(sc, "dns", None)
     if d is None:
         raise CourseError("dns", "this scenario resolves no name", "a scenario with a dns: section (e.g. 'dns')")
-    return d
+    return sc, d

@@ -34,11 +34,7 @@ def w(sc):
 
 def legs(w, i):
     """The observations of exchange i: the query's, then the answer's (each in path order)."""
-    e = w.dns[i]
-    obs = [o for o in w.observations if o.flow == "dns"]
-    q = sorted((o for o in obs if e.query_us <= o.time_us < e.answer_us), key=lambda o: o.hop)
-    a = sorted((o for o in obs if e.answer_us <= o.time_us <= e.done_us), key=lambda o: o.hop)
-    return q, a
+    return dns.path(w, i, "query"), dns.path(w, i, "answer")
 
 
 def where(obs):
@@ -255,3 +251,18 @@ def test_the_cache_plugin_clamps_the_ttl_on_the_wire(sc, ttl, wire):
     (_q6, aaaa), (_q4, a) = dns.plan(sc.with_changes({"dns.ttl": ttl}))
     assert a.answers[0][2] == wire and aaaa.authority[0][2] == wire
     assert aaaa.authority[0][3][-4:] == ttl.to_bytes(4, "big")          # the SOA's minimum keeps the plugin's ttl
+
+
+def test_dns_path_refuses_what_is_not_an_exchange(w, article_walk):
+    for args, field in [((article_walk,), "walk"), ((w, 2), "exchange"), ((w, True), "exchange"),
+                        ((w, 0, "reply"), "leg")]:
+        with pytest.raises(CourseError) as e:
+            dns.path(*args)
+        assert e.value.field == field
+
+
+def test_the_functions_take_a_scenario_name_too():
+    assert dns.resolv_conf("dns").startswith("nameserver 10.254.0.2\n")
+    with pytest.raises(CourseError) as e:
+        dns.plan("article")
+    assert e.value.field == "dns"
