@@ -95,6 +95,7 @@ def build_data(root: Path | None = None) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         points = [(n.name, i) for n in sc.nodes for i in sc.interfaces(n.name)]
         points += [(p.name, "eth0") for p in (sc.client, sc.server) if p.name not in {n.name for n in sc.nodes}]
+        points += [(p.name, "eth0") for p in sc.pods if (p.name, "eth0") not in points]   # e.g. the DNS server
         for node, iface in points:
             frames = capture(sc, node, iface, walk=w)
             if not frames:

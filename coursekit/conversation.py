@@ -145,7 +145,9 @@ def segments(scenario) -> list[Segment]:
     client, server = scenario.client, scenario.server
     c_mss, s_mss = client.mtu - 40, server.mtu - 40
     c, s = o.client_isn, o.server_isn
-    request = wget_request(f"{scenario.target_ip}:{scenario.target_dport}", scenario.request.path,
+    # wget's Host header is the URL's host as typed: the name it resolved first (dns:), else the address
+    host = scenario.dns.name if getattr(scenario, "dns", None) is not None else scenario.target_ip
+    request = wget_request(f"{host}:{scenario.target_dport}", scenario.request.path,
                            scenario.request.user_agent, scenario.request.method)
     body = served_file(scenario)
     header_len = len(nginx_response_header(0, len(body), o.nginx_mtime))

@@ -71,6 +71,7 @@ class Walk:
     nat_traces: dict = field(default_factory=dict)    # (node, hook) -> Verdict of the first packet
     drops: list = field(default_factory=list)         # coursekit.kernel.Drop: where and why a packet died
     filter_traces: dict = field(default_factory=dict)  # (node, hook) -> FilterVerdict of the first packet
+    dns: list = field(default_factory=list)           # coursekit.kernel.dns.DnsExchange: the name resolved first
 
     def at(self, node: str, iface: str) -> list[Observation]:
         """What tcpdump on ``node``/``iface`` records, in time order."""

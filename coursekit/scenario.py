@@ -309,6 +309,7 @@ class Scenario:
     provenance: tuple = ()
     source: str = ""
     raw: dict = field(default_factory=dict, compare=False, repr=False)
+    dns: Any = None                                  # coursekit.dns.DnsConfig: resolve a name first (case 6)
 
     # --- look-ups -------------------------------------------------------
     def node(self, name: str) -> Node:
@@ -1249,6 +1250,8 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
                                     ports=tuple(ports),
                                     selector=_labels(spec.get("selector"), f + ".selector")))
 
+    dns = _parse_dns(raw, add_pod, pods, services, service_cidr, node_by)
+
     # request ----------------------------------------------------------------
     rr = _get(raw, "request", "")
     client = str(_get(rr, "client", "request"))
@@ -1385,13 +1388,91 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         flannel=flannel, service_cidr=service_cidr, kube_proxy=kube_proxy, nodes=tuple(nodes),
         pods=tuple(pods), services=tuple(services), request=request, observed=observed, timing=timing,
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
-        externals=tuple(externals), provenance=parse_entries(raw.get("provenance")), source=source, raw=raw)
+        externals=tuple(externals), provenance=parse_entries(raw.get("provenance")), source=source, raw=raw,
+        dns=dns)
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",
                           ", ".join(sc.interfaces(sc.observed.anchor[0])))
     _cross_checks(sc, raw)
+    if dns is not None:
+        _check_dns(sc)
     return sc
+
+
+def _parse_dns(raw: dict, add_pod, pods: list, services: list, service_cidr, node_by: dict):
+    """``dns:``: kube-dns (a CoreDNS pod in kube-system and its Service) and what the client resolves.
+
+    The Service is CoreDNS's add-on manifest of Kubernetes 1.14 (ports dns 53/UDP,
+    dns-tcp 53/TCP, metrics 9153/TCP; selector k8s-app: kube-dns); the pod gets
+    the next free address of its node, as Docker's IPAM hands it out.
+    """
+    dr = raw.get("dns")
+    if dr is None:
+        return None
+    from .dns import DnsConfig
+    f = "dns"
+    sr = _get(dr, "server", f, {}) or {}
+    node = str(_get(sr, "node", f + ".server"))
+    if node not in node_by:
+        raise CourseError(f + ".server.node", f"unknown node {node!r}", ", ".join(node_by))
+    sname = _name(_get(sr, "name", f + ".server", "coredns"), f + ".server.name")
+    if sname in {p.name for p in pods} or sname in node_by:
+        raise CourseError(f + ".server.name", f"{sname!r} is already a pod or a node", "a name of its own")
+    ip = sr.get("ip")
+    if ip is None:
+        taken = {str(p.ip) for p in pods}
+        n = node_by[node]
+        ip = next((h for h in n.subnet.hosts() if h != n.docker.bridge_ip and str(h) not in taken), None)
+        if ip is None:
+            raise CourseError(f + ".server.ip", f"{node}'s pod subnet has no free address", "a free address")
+    add_pod(sname, "kube-system", node, _ip(ip, f + ".server.ip"), f + ".server", {"k8s-app": "kube-dns"}, 53, sr)
+    domain = str(_get(dr, "domain", f, "cluster.local")).rstrip(".").lower()
+    if not _HOSTNAME.match(domain) or len(domain) > 200 or ".." in domain:
+        raise CourseError(f + ".domain", f"{domain!r} is not a DNS domain", "e.g. cluster.local")
+    cip = _ip(_get(dr, "clusterIP", f, str(service_cidr.network_address + 10)), f + ".clusterIP")
+    if cip not in service_cidr or cip in (service_cidr.network_address, service_cidr.broadcast_address):
+        raise CourseError(f + ".clusterIP", f"{cip} is not a usable address of serviceCIDR {service_cidr}",
+                          f"{service_cidr[1]}-{service_cidr[-2]}")
+    if cip in {x.cluster_ip for x in services}:
+        raise CourseError(f + ".clusterIP", f"{cip} is already another Service's", "one cluster IP per Service")
+    if "kube-dns" in {x.name for x in services}:
+        raise CourseError(f, "the manifests already define a Service kube-dns", "no kube-dns in the manifests")
+    services.append(Service(name="kube-dns", namespace="kube-system", cluster_ip=cip, ports=(
+        ServicePort("dns", 53, 53, "UDP"), ServicePort("dns-tcp", 53, 53, "TCP"),
+        ServicePort("metrics", 9153, 9153, "TCP")), selector=(("k8s-app", "kube-dns"),)))
+    name = str(_get(dr, "name", f))
+    labels = name.rstrip(".").split(".")
+    if not name or len(name) > 200 or not all(re.match(r"^[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\Z", x)
+                                             for x in labels):
+        raise CourseError(f + ".name", f"{name!r} is not a host name", "e.g. nginx.default.svc.cluster.local or nginx")
+    ports = dr.get("sourcePorts") or []
+    ids = dr.get("ipIds") or []
+    return DnsConfig(
+        name=name, domain=domain, cluster_ip=cip, server=sname,
+        source_ports=tuple(_int(p, f"{f}.sourcePorts.{i}", 1024, 65535, "a UDP source port the kernel picks")
+                           for i, p in enumerate(ports)),
+        ip_ids=tuple(_int(x, f"{f}.ipIds.{i}", 0, 65535) for i, x in enumerate(ids)),
+        ttl=_int(_get(dr, "ttl", f, 5), f + ".ttl", 0, 3600, "the kubernetes plugin's ttl (0-3600)"),
+        soa_serial=_int(_get(dr, "soaSerial", f, 0), f + ".soaSerial", 0, 2**32 - 1),
+        start_us=None)
+
+
+def _check_dns(sc: Scenario) -> None:
+    """The name must resolve, inside the cluster zone, to the address the request then connects to."""
+    from .dns import plan, resolved
+    d = sc.dns
+    if not hasattr(sc.client, "namespace"):
+        raise CourseError("dns", f"the client {sc.client.name} is not a pod (only a pod's resolv.conf is modelled)",
+                          "request.client: a pod")
+    ip = resolved(sc)                                 # every name asked inside the zone
+    if ip is None:
+        raise CourseError("dns.name", f"{d.name} does not resolve (no Service of that name)",
+                          ", ".join(f"{s.name}.{s.namespace}.svc.{d.domain}" for s in sc.services))
+    if sc.request.ip is not None or sc.request.node is not None or ip != sc.target_ip:
+        raise CourseError("dns.name", f"{d.name} resolves to {ip}, but the request goes to {sc.target_ip}",
+                          "the name of request.service's Service")
+    plan(sc)                                          # one source port per query
 
 
 
@@ -1426,6 +1507,7 @@ def _cross_checks(sc: Scenario, raw: dict) -> None:
         owners = {"lo": "the loopback device", sc.flannel.device: "flannel's VTEP", "docker0": "Docker's bridge"}
         for name, f, what in [(n.nic.name, f"nodes.{n.name}.nic.name", "the NIC")] + \
                 [(p.veth, f"pods.{p.name}.veth" if p.name in (raw.get("pods") or {}) else
+                  "dns.server.veth" if sc.dns is not None and p.name == sc.dns.server else
                   f"workloads.{p.name.rsplit('-', 1)[0]}.pods.{p.name.rsplit('-', 1)[1]}.veth", f"{p.name}'s veth")
                  for p in sc.pods_on(n.name)]:
             if name in owners:

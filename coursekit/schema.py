@@ -244,6 +244,10 @@ SCENARIO = Map({
     "request": Map({"client": V, "service": V, "port": V, "method": V, "path": V, "userAgent": V,
                     "ip": V, "node": V}, nullable=False),
     "externalHosts": Dict(Map({"nic": _NIC}, nullable=False)),
+    # traffic case 6: the client resolves a name through kube-dns first (coursekit.dns)
+    "dns": Map({"name": V, "domain": V, "clusterIP": V, "ttl": V, "soaSerial": V,
+                "server": Map({"name": V, "node": V, "ip": V, "veth": V, "mac": V}),
+                "sourcePorts": List(V), "ipIds": List(V)}),
     "observed": Map({
         "clientPort": V, "clientISN": V, "serverISN": V, "clientTSOffsetUs": V, "serverTSOffsetUs": V,
         "start": V, "times": List(V), "anchor": Map({"node": V, "interface": V}), "windows": List(V),

@@ -63,6 +63,23 @@ _IPOPTS = {0: "EOL", 1: "NOP", 68: "timestamp", 130: "security", 7: "RR", 137: "
 _IGMPV3_REPORT = {1: "is_in", 2: "is_ex", 3: "to_in", 4: "to_ex", 5: "allow", 6: "block"}
 _ETHERTYPES = {0x0800: "IPv4", 0x0806: "ARP", 0x86DD: "IPv6", 0x8100: "802.1Q"}
 VXLAN_PORT, VXLAN_LINUX_PORT = 4789, 8472
+NAMESERVER_PORT = 53
+# print-domain.c: opcodes, rcodes and the record types the course's DNS exchanges carry
+_NS_OPS = ["", " inv_q", " stat", " op3", " notify", " update", " op6", " op7", " op8", " updateA", " updateD",
+           " updateDA", " updateM", " updateMA", " zoneInit", " zoneRef"]
+# ns_resp[] (tcpdump 4.99.3 prints 17 and 21 without the leading space, as here)
+_NS_RCODES = ["", " FormErr", " ServFail", " NXDomain", " NotImp", " Refused", " YXDomain", " YXRRSet", " NXRRSet",
+              " NotAuth", " NotZone", " Resp11", " Resp12", " Resp13", " Resp14", " NoChange", " BadVers", "Resp17",
+              " Resp18", " Resp19", " Resp20", "Resp21", " Resp22", " BadCookie"]
+_NS_CLASSES = {1: "IN", 3: "CHAOS", 4: "HS", 255: "ANY"}
+# ns_type2str[] (nameser.h's numbers)
+_NS_TYPES = dict(zip(
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+     31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 99, 100, 101, 102, 103, 104, 249, 250,
+     251, 252, 253, 254, 255, 256],
+    "A NS MD MF CNAME SOA MB MG MR NULL WKS PTR HINFO MINFO MX TXT RP AFSDB X25 ISDN RT NSAP NSAP_PTR SIG KEY PX GPOS "
+    "AAAA LOC NXT EID NIMLOC SRV ATMA NAPTR KX CERT A6 DNAME SINK OPT APL DS SSHFP IPSECKEY RRSIG NSEC DNSKEY SPF "
+    "UINFO UID GID UNSPEC UNSPECA TKEY TSIG IXFR AXFR MAILB MAILA ANY URI".split()))
 # link type -> printer (print-ether.c, print-raw.c, print-sll.c)
 _LINK_PRINTERS = {1: "_ether", 101: "_raw", 228: "_raw_ipv4", 113: "_sll", 276: "_sll2"}
 _SLL_PKTTYPES = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
@@ -593,7 +610,9 @@ class Printer:
         if off + 8 > len(b.data):
             raise _Trunc("udp")
         poff = off + 8
-        if VXLAN_LINUX_PORT in (sport, dport):
+        if NAMESERVER_PORT in (sport, dport):
+            self._domain(b, poff, length, out)
+        elif VXLAN_LINUX_PORT in (sport, dport):
             if self.style.vxlan_style == "vxlan":
                 self._vxlan(b, poff, length, out)
             else:
@@ -602,6 +621,147 @@ class Printer:
             self._vxlan(b, poff, length, out)
         else:
             out.append(f"UDP, length {length}")
+
+    # --- DNS (print-domain.c, 4.99) ----------------------------------------------
+    def _domain(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
+        """``domain_print``: id, flags, counts, the question (query) or the answers (response), ``(length)``.
+
+        The record types this view decodes are the ones the course's exchanges
+        carry (A, AAAA, SOA, names); a record of another type prints as
+        ``[<type> not decoded by coursekit; see tcpdump -r]``.
+        """
+        if length < 12:
+            out.append(f"domain [length {length} < 12] (invalid)")
+            return
+        b.need(off, 12, "domain")
+        ident, flags, qd, an, ns, ar = struct.unpack_from("!HHHHHH", b.data, off)
+        opcode, rcode = (flags >> 11) & 0xF, flags & 0xF
+        cp = off + 12
+        if flags & 0x8000:
+            out.append(f"{ident}{_NS_OPS[opcode]}{_NS_RCODES[rcode]}"
+                       f"{'*' if flags & 0x0400 else ''}{'' if flags & 0x0080 else '-'}"
+                       f"{'|' if flags & 0x0200 else ''}{'$' if flags & 0x0020 else ''}")
+            if qd != 1:
+                out.append(f" [{qd}q]")
+            for i in range(qd):
+                if i:
+                    out.append(",")
+                cp = self._dns_skip(b, cp, off)
+                if cp is None:
+                    raise _Trunc("domain")
+                cp += 4
+            out.append(f" {an}/{ns}/{ar}")
+            for i in range(an):
+                if i:
+                    if cp >= len(b.data):              # while (cp < snapend && ancount): else [|domain]
+                        raise _Trunc("domain")
+                    out.append(",")
+                cp = self._dns_rr(b, cp, off, out)
+        else:
+            out.append(f"{ident}{_NS_OPS[opcode]}{'+' if flags & 0x0100 else ''}{'%' if flags & 0x0010 else ''}")
+            if flags & 0x6cf:
+                out.append(f" [b2&3=0x{flags:x}]")
+            if opcode == 1:
+                if qd:
+                    out.append(f" [{qd}q]")
+                if an != 1:
+                    out.append(f" [{an}a]")
+            else:
+                if an:
+                    out.append(f" [{an}a]")
+                if qd != 1:
+                    out.append(f" [{qd}q]")
+            if ns:
+                out.append(f" [{ns}n]")
+            if ar:
+                out.append(f" [{ar}au]")
+            for i in range(qd):
+                if i and cp >= len(b.data):
+                    raise _Trunc("domain")
+                end = self._dns_skip(b, cp, off)
+                if end is None:
+                    raise _Trunc("domain")
+                qtype, qclass = b.u16(end, "domain"), b.u16(end + 2, "domain")
+                out.append(f" {_NS_TYPES.get(qtype, f'Type{qtype}')}")
+                if qclass != 1:
+                    out.append(f" {_NS_CLASSES.get(qclass, f'(Class {qclass})')}")
+                out.append("? ")
+                self._dns_name(b, cp, off, out)
+                cp = end + 4
+        out.append(f" ({length})")
+
+    def _dns_skip(self, b: _Buf, cp: int, base: int) -> int | None:
+        """``ns_nskip``: past one name (a pointer ends it); None where tcpdump's returns NULL."""
+        while True:
+            if cp >= len(b.data):
+                return None
+            n = b.data[cp]
+            if n & 0xC0 == 0xC0:
+                return cp + 2
+            if n & 0xC0:                                  # EDNS0 extended or reserved label types
+                return None
+            cp += 1 + n
+            if n == 0:
+                return cp
+
+    def _dns_name(self, b: _Buf, cp: int, base: int, out: list[str]) -> int:
+        """``fqdn_print``: each label and a dot, following compression pointers (only backwards, as
+        tcpdump requires: ``<BAD PTR>``); a name that is only the root prints ``.``.  Returns where it ends."""
+        n = b.u8(cp, "domain")
+        if n == 0:
+            out.append(".")
+            return cp + 1
+        end, max_offset = None, cp - base
+        while n:
+            if n & 0xC0 == 0xC0:
+                if end is None:
+                    end = cp + 2
+                offset = ((n & 0x3F) << 8) | b.u8(cp + 1, "domain")
+                if offset >= max_offset:
+                    out.append("<BAD PTR>")
+                    raise _Trunc("domain")
+                max_offset = offset
+                cp = base + offset
+            elif n & 0xC0:
+                out.append("<BAD LABEL TYPE>" if n & 0xC0 == 0x80 else f"<ELT {n & 0x3F}>")
+                raise _Trunc("domain")
+            else:
+                raw = b.need(cp + 1, n, "domain")
+                out.append("".join(map(_safe, raw)) + ".")          # nd_printn: M- and ^ escapes
+                cp += 1 + n
+            n = b.u8(cp, "domain")
+        return end if end is not None else cp + 1
+
+    def _dns_rr(self, b: _Buf, cp: int, base: int, out: list[str]) -> int:
+        """``ns_rprint``: (the owner with -v,) the type, and the data of A, AAAA and SOA (with -v) records."""
+        if self.style.v:
+            out.append(" ")
+            cp = self._dns_name(b, cp, base, out)
+        else:
+            cp = self._dns_skip(b, cp, base)
+        if cp is None or cp + 10 > len(b.data):
+            return len(b.data)                        # tcpdump returns snapend: nothing more is printed
+        typ, cls = b.u16(cp, "domain"), b.u16(cp + 2, "domain")
+        rdlen = b.u16(cp + 8, "domain")
+        cp += 10
+        if cls != 1 and typ != 41:
+            out.append(f" {_NS_CLASSES.get(cls, f'(Class {cls})')}")
+        out.append(f" {_NS_TYPES.get(typ, f'Type{typ}')}")
+        b.need(cp, rdlen, "domain")
+        if typ == 1:
+            out.append(" " + str(ipaddress.IPv4Address(b.need(cp, 4, "domain"))))
+        elif typ == 28:
+            out.append(" " + str(ipaddress.IPv6Address(b.need(cp, 16, "domain"))))
+        elif typ == 6:
+            if self.style.v:
+                out.append(" ")
+                p = self._dns_name(b, cp, base, out)
+                out.append(" ")
+                p = self._dns_name(b, p, base, out)
+                out.append(" " + " ".join(map(str, struct.unpack_from("!IIIII", b.need(p, 20, "domain")))))
+        else:
+            out.append(f" [{_NS_TYPES.get(typ, typ)} not decoded by coursekit; see tcpdump -r]")
+        return cp + rdlen
 
     def _vxlan(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
         out.append("VXLAN")

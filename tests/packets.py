@@ -206,3 +206,58 @@ def linked_frame(draw, lt):
     elif shape == 1:
         wire = draw(st.sampled_from([0, max(0, len(frame) - 3)]))  # a header tcpdump calls invalid
     return frame, wire
+
+
+# --- DNS over UDP 53 (traffic case 6) ------------------------------------------------------------
+_LABELS = st.one_of(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, max_size=12),
+                    st.binary(min_size=1, max_size=6))          # any byte: tcpdump's M- and ^ escapes
+
+
+def _dns_name(labels) -> bytes:
+    return b"".join(bytes([len(x)]) + (x.encode() if isinstance(x, str) else x) for x in labels) + b"\0"
+
+
+@st.composite
+def dns_message(draw):
+    """A DNS query or response as resolvers and CoreDNS send them: any id and flags, one question (or none,
+    or two), A/AAAA/SOA records, names plain or compressed to the question's (a pointer to offset 12)."""
+    qname = draw(st.lists(_LABELS, min_size=0, max_size=5))
+    flags = draw(st.integers(0, 0xFFFF))
+    response = bool(flags & 0x8000)
+    qd = draw(st.sampled_from([1, 1, 1, 0, 2]))
+    records = []
+    if response:
+        for _ in range(draw(st.integers(0, 3))):
+            owner = draw(st.sampled_from([b"\xc0\x0c", b"\xc0\x0c", b"\xc1\x00", b"\x80\x00"])) \
+                if qd and draw(st.booleans()) else _dns_name(draw(st.lists(_LABELS, max_size=4)))
+            typ = draw(st.sampled_from([1, 28, 6]))
+            if typ == 1:
+                rdata = draw(ip4)
+            elif typ == 28:
+                rdata = draw(st.binary(min_size=16, max_size=16))
+            else:
+                rdata = (_dns_name(draw(st.lists(_LABELS, max_size=3))) + _dns_name(draw(st.lists(_LABELS, max_size=3)))
+                         + struct.pack("!IIIII", *(draw(st.integers(0, 2**32 - 1)) for _ in range(5))))
+            records.append(owner + struct.pack("!HHIH", typ, draw(st.sampled_from([1, 1, 3])),
+                                               draw(st.integers(0, 2**32 - 1)), len(rdata)) + rdata)
+    an = draw(st.integers(0, len(records)))
+    question = _dns_name(qname) + struct.pack("!HH", draw(st.sampled_from([1, 28, 6, 255])),
+                                              draw(st.sampled_from([1, 1, 1, 3])))
+    ancount, nscount = (an, len(records) - an) if response else (draw(st.sampled_from([0, 0, 1])), 0)
+    return struct.pack("!HHHHHH", draw(st.integers(0, 0xFFFF)), flags, qd, ancount, nscount, 0) + \
+        question * qd + b"".join(records)
+
+
+@st.composite
+def dns_frame(draw):
+    """Ethernet/IPv4/UDP carrying a DNS message to or from port 53, checksum right."""
+    msg = draw(dns_message())
+    src, dst = draw(ip4), draw(ip4)
+    eph = draw(st.integers(32768, 48000))
+    sport, dport = (eph, 53) if draw(st.booleans()) else (53, eph)
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(msg), 0) + msg
+    c = _sum16(src + dst + struct.pack("!BBH", 0, 17, len(udp)) + udp) or 0xFFFF
+    udp = udp[:6] + struct.pack("!H", c) + udp[8:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), draw(st.integers(0, 0xFFFF)), 0x4000, 64, 17, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", _sum16(ip)) + ip[12:]
+    return draw(mac) + draw(mac) + b"\x08\x00" + ip + udp

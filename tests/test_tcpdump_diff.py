@@ -17,7 +17,7 @@ import coursekit as ck
 from coursekit.capture import Frame, parse_pcap, pcap_bytes
 from coursekit.tcpdump import Style, parse_flags, render
 from conftest import ROOT, require_tool
-from packets import captured_frame, linked_capture
+from packets import captured_frame, dns_frame, linked_capture
 
 MODES = [["-nn"], ["-nn", "-e"], ["-nn", "-v"], ["-nnev"]]
 COUNT = {"packets": 0, "differ": 0}
@@ -82,6 +82,25 @@ def test_random_frames_of_every_link_type(tmp_path_factory, cap, mode):
     lt, frames = cap
     fr = [Frame(1566962722_000000 + i * 1000, d, w, None, lt) for i, (d, w) in enumerate(frames)]
     path = tmp_path_factory.mktemp("diff") / "linked.pcap"
+    path.write_bytes(pcap_bytes(fr))
+    expected = real_tcpdump(path, mode)
+    got = ours(parse_pcap(path.read_bytes())[1], mode)
+    COUNT["packets"] += len(fr)
+    if got != expected:
+        COUNT["differ"] += len(fr)
+    assert got == expected
+
+
+@settings(max_examples=int(os.environ.get("DIFF_EXAMPLES", "300")), deadline=None,
+          derandomize=os.environ.get("DIFF_RANDOM") != "1",
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(frames=st.lists(dns_frame(), min_size=1, max_size=6), mode=st.sampled_from(MODES))
+def test_random_dns_messages(tmp_path_factory, frames, mode):
+    """Traffic case 6: queries and answers (ids, flags, rcodes, counts, A/AAAA/SOA, compressed names)
+    print as tcpdump prints them."""
+    require_tool("tcpdump")
+    fr = [Frame(1566962722_000000 + i * 1000, d) for i, d in enumerate(frames)]
+    path = tmp_path_factory.mktemp("diff") / "dns.pcap"
     path.write_bytes(pcap_bytes(fr))
     expected = real_tcpdump(path, mode)
     got = ours(parse_pcap(path.read_bytes())[1], mode)

@@ -13,6 +13,7 @@
                     reroute after DNAT), neighbours and ARP
       topology.py   the scenario -> namespaces and devices (nodes, pods, external hosts)
       engine.py     the walk loop: sockets send, devices hand frames on; observations, drops, RST
+      dns.py        traffic case 6: the resolver's queries and CoreDNS's answers, walked before the request
 
 Drops are outcomes with reasons (``Walk.drops``): no route, neighbour
 unresolved, TTL expired, DF larger than the egress MTU, FORWARD policy DROP,

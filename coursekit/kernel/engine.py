@@ -97,6 +97,8 @@ class Net:
         self.listen: dict[str, set] = {}       # ns -> {(ip, port)}
         self.conns: dict[str, dict] = {}       # ns -> {(lip, lport, rip, rport): tuple as received}
         self.accepted: dict[str, list] = {}    # ns -> the connections its listener accepted (tuple as received)
+        self.udp_listen: dict[str, set] = {}   # ns -> {(ip, port)}: unconnected UDP sockets (CoreDNS on :53)
+        self.udp_received: dict[str, list] = {}  # ns -> the datagrams those sockets took (tuple as received)
         self._mac_owner = {}
         self._addr_owner = {}
         for ns in self.nss.values():
@@ -145,6 +147,9 @@ class Net:
         if t5.proto == "tcp" and flags & conv.SYN and (t5.dst, t5.dport) in self.listen.get(ns.name, set()):
             conns[key] = t5
             self.accepted.setdefault(ns.name, []).append(t5)
+            return self._delivered(ns, t5, dec)
+        if t5.proto == "udp" and (t5.dst, t5.dport) in self.udp_listen.get(ns.name, set()):
+            self.udp_received.setdefault(ns.name, []).append(t5)
             return self._delivered(ns, t5, dec)
         self.drop(dev, f"no socket for {t5}: the kernel answers with RST" if t5.proto == "tcp"
                   else f"no socket for {t5}: ICMP port unreachable", dec)
@@ -341,6 +346,14 @@ def walk(sc) -> Walk:
     observations: list[Observation] = []
     arp_obs: list[Observation] = []
     drops: list[Drop] = []
+    exchanges: list = []
+    if getattr(sc, "dns", None) is not None:           # traffic case 6: the name is resolved first
+        from .dns import resolve
+        dns_obs, dns_drops, exchanges = resolve(sc, net, segs[0].send_us if segs else 0)
+        observations += dns_obs
+        drops += dns_drops
+        if dns_drops:
+            del segs[:]                                # getaddrinfo failed: wget never connects
 
     def take(seg, rec):
         flow = "request" if seg.sender == "client" else "reply"
@@ -362,6 +375,6 @@ def walk(sc) -> Walk:
     from ..netfilter import fill_conntrack_entries
     w = Walk(scenario=sc, segments=segs, observations=observations + arp_obs,
              conntrack=dict(net.conntrack), nat_traces=net.nat_traces, drops=drops,
-             filter_traces=net.filter_traces)
+             filter_traces=net.filter_traces, dns=exchanges)
     fill_conntrack_entries(w)          # the entries' states need every segment's moment
     return w

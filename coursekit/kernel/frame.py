@@ -19,7 +19,7 @@ import sys
 from ..netfilter import Tuple5
 
 __all__ = ["csum", "csum_update", "tuple_of", "set_tuple", "set_macs", "dec_ttl", "vxlan_encap",
-           "vxlan_header", "ETH_P_IP", "ETH_P_ARP", "mac_bytes", "mac_str"]
+           "vxlan_header", "ETH_P_IP", "ETH_P_ARP", "mac_bytes", "mac_str", "udp_frame"]
 
 ETH_HLEN = 14
 ETH_P_IP = 0x0800
@@ -250,3 +250,15 @@ def tcp_frame(src_mac: str, dst_mac: str, t: Tuple5, ttl: int, ip_id: int, seg, 
                                 IPPROTO_TCP, 0, t.src.packed, t.dst.packed))
     iph[10:12] = csum(bytes(iph)).to_bytes(2, "big")
     return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + bytes(iph) + bytes(tcp)
+
+
+def udp_frame(src_mac: str, dst_mac: str, t: Tuple5, ttl: int, ip_id: int, payload: bytes, df: bool = True) -> bytes:
+    """An Ethernet/IPv4/UDP datagram as bytes, every field set, UDP checksum computed (RFC 768)."""
+    udp_len = 8 + len(payload)
+    pseudo = t.src.packed + t.dst.packed + struct.pack("!BBH", 0, IPPROTO_UDP, udp_len)
+    ck = csum(pseudo + struct.pack("!HHHH", t.sport, t.dport, udp_len, 0) + payload) or 0xFFFF
+    iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, ip_id, 0x4000 if df else 0, ttl,
+                                IPPROTO_UDP, 0, t.src.packed, t.dst.packed))
+    iph[10:12] = csum(bytes(iph)).to_bytes(2, "big")
+    return (mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + bytes(iph)
+            + struct.pack("!HHHH", t.sport, t.dport, udp_len, ck) + payload)
