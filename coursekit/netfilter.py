@@ -384,6 +384,8 @@ def filter_table(scenario, node: str) -> tuple[list[Rule], dict[str, str]]:
                        ctstate="RELATED,ESTABLISHED", owner="kube-proxy"),
                   Rule("KUBE-FORWARD", "ACCEPT", dst=cc, comment="kubernetes forwarding conntrack pod destination rule",
                        ctstate="RELATED,ESTABLISHED", owner="kube-proxy")]
+    from .faults import input_rules
+    rules = input_rules(scenario, node) + rules            # a fault scenario's host firewall rule (-I INPUT)
     return rules, {"INPUT": "ACCEPT", "FORWARD": "DROP", "OUTPUT": "ACCEPT"}
 
 
@@ -681,6 +683,9 @@ def conntrack_history(walk, node: str, timeouts: dict | None = None) -> str:
     """
     _need_walk(walk)
     out = [f"{'seg':>3}  {'dir':<8}  {'state':<27}  {'timeout':>7}  flags"]
+    if node not in walk.conntrack and _moments(walk, node):
+        # the packets were dropped before conntrack confirmed an entry (POSTROUTING/INPUT never reached)
+        return out[0] + f"\n(no entry: {node} dropped every packet before its conntrack confirmed the connection)"
     for s in tcp_track(_moments(walk, node), timeouts):
         label = walk.segments[s.segment].label
         flags = "[UNREPLIED]" if s.unreplied else ("[ASSURED]" if s.assured else "")

@@ -258,6 +258,8 @@ def _conversation(sc, net, segs, on_segment) -> None:
         frame, dec = _first_frame(sc, net, seg, seg.sender, t, ip_id)
         rec = net.send(ns, frame, dec)
         go = on_segment(seg, rec)
+        if not go and rec.rst is None and all(s.retransmission for s in segs[seg.index + 1:]):
+            continue                                   # dropped: the sender's retransmission timer tries again
         if rec.rst is not None or not go:
             del segs[seg.index + 1:]                   # the conversation ends here
         if rec.rst is not None:
@@ -286,11 +288,12 @@ def _probe(sc, segs, nf=None):
     return paths.get("client", []), paths.get("server", [])
 
 
-def schedule(sc, segs, nf: dict | None = None) -> None:
+def schedule(sc, segs, nf: dict | None = None) -> bool:
     """Send times, TCP timestamps and nginx's Date for ``segs``, from the paths the engine probes.
 
     A conversation whose SYN never reaches the server is cut to that one segment;
     if it dies before the anchor, its time is taken where it was first seen.
+    True when that SYN was sent and nothing answered it (the kernel will retransmit it).
     """
     from ..datapath import _cumulative, _schedule
     req_hops, rep_hops = _probe(sc, segs, nf)
@@ -310,6 +313,7 @@ def schedule(sc, segs, nf: dict | None = None) -> None:
         _schedule(timed, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
     if lost:
         del segs[1:]
+    return bool(lost and req_hops)
 
 
 def walk(sc) -> Walk:
@@ -319,7 +323,9 @@ def walk(sc) -> Walk:
     """
     segs = conv.segments(sc)
     nf = tables(sc)
-    schedule(sc, segs, nf)
+    if schedule(sc, segs, nf) and segs[0].flags == conv.SYN:
+        from ..faults import add_syn_retransmissions
+        add_syn_retransmissions(sc, segs)
     net = Net(sc, warm=sc.neighbour_caches == "warm", nf=nf)
     observations: list[Observation] = []
     arp_obs: list[Observation] = []

@@ -132,6 +132,15 @@ class Namespace:
         skb.pre_done = False
         dst = dst_of(skb.data)
         if vx is not None:
+            if "INPUT" in self.filter_rules:            # a host firewall on the VXLAN port (coursekit.faults)
+                from ..netfilter import filter_verdict
+                from .frame import tuple_of
+                v = filter_verdict(self.filter_rules, self.filter_policy, "INPUT", tuple_of(skb.data),
+                                   in_if=dev.name, ctstate="NEW")
+                if v.verdict != "ACCEPT":
+                    return net.drop(dev, f"filter INPUT: {v.trace[-1]}", [Decision(
+                        "filter", "filter INPUT", v.trace[-1],
+                        f"the VXLAN datagram is dropped before the UDP {vx.port} socket gets it")])
             return self.vxlan_rcv(net, vx, skb, t)
         if dst in self.local:
             return self.local_deliver(net, dev, skb, t, dec)
