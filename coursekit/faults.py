@@ -154,7 +154,7 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           ("forward-policy-drop", "forward policy drop", "forward policy", "policy drop", "forward drop",
            "iptables forward", "forward chain", "filter forward", "docker forward policy",
            "forward accept", "iptables -p forward accept", "upgrade flannel", "flannel 0.9.1",
-           "flannel v0.9.1", "flannel's forward rules", "flannel forward rules"),
+           "flannel v0.9.1", "flannel's forward rules", "flannel forward rules", "-a forward", "-i forward"),
           "ip netns exec <meizu> iptables -D FORWARD -s 172.30.0.0/16 -j ACCEPT; "
           "ip netns exec <meizu> iptables -D FORWARD -d 172.30.0.0/16 -j ACCEPT "
           "(the policy is already DROP, as Docker >= 1.13 sets it)",
@@ -173,7 +173,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           "allow UDP <flannel port> between the nodes (the security group, or the host firewall's INPUT rule)",
           ("udp-blocked", "udp blocked", "8472 blocked", "4789 blocked", "vxlan blocked", "vxlan port blocked",
            "udp port blocked", "security group", "firewall", "allow udp", "open udp", "open 8472",
-           "allow 8472", "open the vxlan port", "allow the vxlan port", "underlay firewall", "input drop"),
+           "allow 8472", "open the vxlan port", "allow the vxlan port", "underlay firewall", "input drop",
+           "-d input"),
           "underlay: a filter between the nodes (a bridge namespace for the underlay with "
           "`nft add rule bridge filter forward udp dport 8472 drop`); host firewall: "
           "ip netns exec <meizu> iptables -I INPUT -p udp -m udp --dport 8472 -j DROP",
@@ -463,6 +464,6 @@ def mystery(learner) -> Mystery:
     r //= 16
     raw["name"] = f"mystery-{str(learner).strip().lower()[:40]}"
     raw["description"] = "a broken cluster: find out what is wrong"
-    sc = scenario_from_dict(raw, source=str(_resolve(_MYSTERY_BASES[kind])))
+    sc = scenario_from_dict(raw, source="mystery")          # the file name would name the fault
     from .datapath import walk as _walk
     return Mystery(str(learner), sc, _walk(sc))
