@@ -38,7 +38,8 @@ __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "w
            "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
            "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "__version__"]
 
-_LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing")
+_LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing",
+         "faults")
 
 
 def __getattr__(name):

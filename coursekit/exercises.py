@@ -577,7 +577,7 @@ EXERCISES = [
              _diagnosis, "fault",
              "Follow the request interface by interface (m.hint(1), m.hint(2), ...): where is it last seen? Then "
              "read that node's tables (m.tables(node)) for the entry that should have sent it on.",
-             before="## Your mystery"),
+             before="## Summary"),
 ]
 
 

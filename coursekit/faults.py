@@ -294,7 +294,13 @@ class Row:
     direction: str
     healthy: int           # frames tcpdump records there in the healthy cluster
     broken: int
-    syn: str               # "same", "differs", "absent" (only healthy), "extra" (only broken), "-" (neither)
+    syn: str               # "same", "differs", "absent" (only healthy), "extra" (only broken)
+
+    def __str__(self) -> str:
+        what = {"same": "the same SYN", "differs": "a different SYN", "absent": "the SYN is missing",
+                "extra": "a SYN the healthy cluster never shows there"}[self.syn]
+        return (f"{self.node} {self.iface} ({self.direction}): {what}; frames healthy {self.healthy}, "
+                f"broken {self.broken}")
 
 
 @dataclass(frozen=True)
@@ -391,8 +397,9 @@ class Mystery:
         out += [(p.name, "eth0") for p in sc.pods if p.name != sc.client.name and p.name == sc.server.name]
         return out
 
-    def tcpdump(self, node: str, iface: str) -> str:
-        """``tcpdump -nn -i <iface>`` on ``node`` (or in a pod), for the whole failed attempt."""
+    def tcpdump(self, node: str, iface: str):
+        """``tcpdump -nn -i <iface>`` on ``node`` (or in a pod), for the whole failed attempt (a Transcript:
+        ``repr`` shows the command and the packet count)."""
         from . import tcpdump as _tcpdump
         return _tcpdump(self.scenario, node, iface, flags="-nn")
 
