@@ -16,6 +16,9 @@ and the walk all show the same broken state::
     fault: {kind: udp-blocked, node: meizu, at: input}
         a host firewall rule on meizu, ``-A INPUT -p udp -m udp --dport 8472 -j DROP``
         (coursekit.netfilter.filter_table; the datagram is seen on meizu's enp4s0)
+    fault: {kind: no-endpoints, service: nginx}
+        the Service selects no ready pod: kube-proxy writes no KUBE-SVC chain and a filter
+        REJECT instead (coursekit.kubeproxy); the client gets ICMP port unreachable
 
 :data:`FAULTS` lists every fault the course models with its fix, the words
 a learner may use for it, and what to do on a real kernel to break and fix
@@ -60,7 +63,7 @@ TCP_SYN_RETRIES = 6
 #: net.ipv4.tcp_syn_linear_timeouts: 0 on the article's 3.10 kernel (the sysctl exists from 6.5, default 4)
 TCP_SYN_LINEAR_TIMEOUTS = 0
 
-_KINDS = {"missing-fdb": ("node", "peer"), "udp-blocked": ("node", "port", "at")}
+_KINDS = {"missing-fdb": ("node", "peer"), "udp-blocked": ("node", "port", "at"), "no-endpoints": ("service",)}
 _AT = ("underlay", "input")
 
 
@@ -68,8 +71,9 @@ _AT = ("underlay", "input")
 class FaultSpec:
     """The ``fault:`` block of a scenario, checked."""
     kind: str
-    node: str
+    node: str | None = None
     peer: str | None = None
+    service: str | None = None       # no-endpoints: the Service whose selector matches no pod
     port: int | None = None          # udp-blocked: the UDP port dropped (default: flannel's port)
     at: str = "underlay"             # udp-blocked: "underlay" (security group) or "input" (host firewall)
 
@@ -84,6 +88,12 @@ def parse_fault(raw, sc) -> FaultSpec:
     for k in raw:
         if k != "kind" and k not in _KINDS[kind]:
             raise CourseError(f"fault.{k}", f"a {kind} fault has no {k}", ", ".join(_KINDS[kind]))
+    if kind == "no-endpoints":
+        svcs = [s.name for s in sc.services]
+        svc = raw.get("service", sc.request.service)
+        if svc not in svcs:
+            raise CourseError("fault.service", f"{svc!r} is not a Service of the scenario", ", ".join(svcs))
+        return FaultSpec(kind, service=svc)
     names = [n.name for n in sc.nodes]
     node = raw.get("node")
     if node not in names:
@@ -109,6 +119,14 @@ def fdb_missing(sc, node: str, peer: str) -> bool:
     """Does the scenario's fault remove ``peer``'s entry from ``node``'s flannel.1 FDB?"""
     f = sc.fault
     return f is not None and f.kind == "missing-fdb" and f.node == node and f.peer == peer
+
+
+def service_endpoints(sc, svc) -> list:
+    """The Service's endpoints as kube-proxy sees them: none when the fault empties its selector's match."""
+    f = sc.fault
+    if f is not None and f.kind == "no-endpoints" and f.service == svc.name:
+        return []
+    return sc.endpoints(svc)
 
 
 def input_rules(sc, node: str) -> list:
@@ -179,6 +197,19 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           "`nft add rule bridge filter forward udp dport 8472 drop`); host firewall: "
           "ip netns exec <meizu> iptables -I INPUT -p udp -m udp --dport 8472 -j DROP",
           "remove that rule (iptables -D INPUT -p udp -m udp --dport 8472 -j DROP)"),
+    Fault("no-endpoints", "the Service selects no ready pod: kube-proxy REJECTs its ClusterIP",
+          "faults/no-endpoints", "faults/healthy",
+          "make the Service's selector match the pods' labels (kubectl get endpoints shows none), "
+          "or get its pods Ready",
+          ("no-endpoints", "no endpoints", "endpoints", "selector", "labels", "label", "has no endpoints",
+           "kubectl get endpoints", "reject", "icmp port unreachable", "port unreachable", "no ready pod",
+           "no pods", "scale up", "readiness"),
+          "ip netns exec <xiaomi> iptables -t nat -D KUBE-SERVICES <the nginx ClusterIP rule>; "
+          "ip netns exec <xiaomi> iptables -N KUBE-SERVICES; ip netns exec <xiaomi> iptables -I FORWARD 2 -m conntrack "
+          "--ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES; "
+          "ip netns exec <xiaomi> iptables -A KUBE-SERVICES -d 10.254.40.119/32 -p tcp -m comment --comment "
+          "\"default/nginx: has no endpoints\" -m tcp --dport 4432 -j REJECT",
+          "undo those three rules (kube-proxy does it when the Service has endpoints again)"),
     Fault("no-br-netfilter", "br_netfilter off on a node whose pod calls a Service served on the same node",
           "same-node-no-br-netfilter", "same-node",
           "modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1",
@@ -265,6 +296,10 @@ def outcome(walk) -> str:
         return ("the client receives a reset" + (" from a peer it never called (its kernel answers the "
                                                  "unexpected SYN-ACK with RST)" if rst[0].sender == "client" else
                                                  ": connect() fails with ECONNREFUSED (Connection refused)"))
+    client = walk.scenario.client.name
+    if any(o.flow == "icmp" and o.node == client and o.direction == "in" for o in walk.observations):
+        return ("an ICMP port unreachable answers the SYN: connect() fails at once with ECONNREFUSED "
+                "(Connection refused)")
     rtx = [s for s in segs if getattr(s, "retransmission", 0)]
     if rtx:
         _t, give_up = syn_retransmit_times()
@@ -364,7 +399,8 @@ def compare(healthy, broken) -> Comparison:
 # -- mysteries --------------------------------------------------------------------------
 
 #: The faults a mystery draws from, with the parameters that vary (seeded).
-MYSTERY_FAULTS = ("forward-policy-drop", "missing-fdb", "udp-blocked", "udp-blocked-input", "no-br-netfilter")
+MYSTERY_FAULTS = ("forward-policy-drop", "missing-fdb", "udp-blocked", "udp-blocked-input", "no-br-netfilter",
+                  "no-endpoints")
 
 
 def _seed(learner) -> int:
@@ -445,7 +481,7 @@ class Mystery:
 
 _MYSTERY_BASES = {"forward-policy-drop": "faults/forward-policy-drop", "missing-fdb": "faults/missing-fdb",
                   "udp-blocked": "faults/udp-blocked", "udp-blocked-input": "faults/udp-blocked-input",
-                  "no-br-netfilter": "same-node-no-br-netfilter"}
+                  "no-br-netfilter": "same-node-no-br-netfilter", "no-endpoints": "faults/no-endpoints"}
 
 
 def mystery(learner) -> Mystery:

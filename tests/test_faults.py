@@ -190,8 +190,8 @@ def test_filter_tables_show_the_missing_and_the_extra_rule():
     assert "-A FORWARD -s 172.30.0.0/16 -j ACCEPT\n" in ok and "-A FORWARD -s 172.30.0.0/16" not in fwd
     assert ":FORWARD DROP [0:0]" in fwd
     inp = filter_save(ck.load_scenario("faults/udp-blocked-input"), "meizu")
-    assert "-A INPUT -p udp -m udp --dport 8472 -j DROP\n" in inp and "-A INPUT" not in ok
-    assert "-A INPUT" not in filter_save(ck.load_scenario("faults/udp-blocked-input"), "xiaomi")
+    assert "-A INPUT -p udp -m udp --dport 8472 -j DROP\n" in inp and "-A INPUT -p udp" not in ok
+    assert "-A INPUT -p udp" not in filter_save(ck.load_scenario("faults/udp-blocked-input"), "xiaomi")
 
 
 def test_conntrack_on_the_dropping_node_lists_nothing(walks):
@@ -275,7 +275,8 @@ def test_a_mystery_is_the_same_for_the_same_learner_and_varies_across_a_class():
 def test_check_accepts_the_fault_by_name_or_fix_and_refuses_the_others():
     fixes = {"forward-policy-drop": "iptables -A FORWARD -s 172.30.0.0/16 -j ACCEPT",
              "missing-fdb": "bridge fdb append the VTEP MAC to flannel.1", "udp-blocked": "open UDP 8472 in the "
-             "security group", "no-br-netfilter": "modprobe br_netfilter"}
+             "security group", "no-br-netfilter": "modprobe br_netfilter",
+             "no-endpoints": "fix the Service's selector so it matches the pods"}
     seen = set()
     for i in range(60):
         m = mystery(i)
@@ -313,3 +314,40 @@ def test_chapter_09_exercises_compute_their_answers():
     assert ck.exercises.expected("09.input-sees") == "yes"
     assert ck.exercises.expected("09.mystery") == "healthy"
     assert ck.check("09.mystery", "nothing is wrong").correct
+
+
+# -- no endpoints: kube-proxy's REJECT and the ICMP error -------------------------------------
+
+def test_no_endpoints_rejects_in_forward_and_writes_no_service_chain():
+    sc = ck.load_scenario("faults/no-endpoints")
+    text = filter_save(sc, "xiaomi")
+    # proxier.go (1.14): "%s has no endpoints", -j REJECT; jumps from INPUT, FORWARD, OUTPUT for NEW connections
+    assert ('-A KUBE-SERVICES -d 10.254.40.119/32 -p tcp -m comment --comment "default/nginx: has no endpoints" '
+            "-m tcp --dport 4432 -j REJECT --reject-with icmp-port-unreachable\n") in text
+    assert ('-A FORWARD -m conntrack --ctstate NEW -m comment --comment "kubernetes service portals" '
+            "-j KUBE-SERVICES\n") in text
+    assert "has no endpoints" not in filter_save(ck.load_scenario(HEALTHY), "xiaomi")
+    assert "KUBE-SVC-" not in ck.nat_save(sc, "xiaomi") and "KUBE-SVC-" in ck.nat_save(ck.load_scenario(HEALTHY), "xiaomi")
+
+
+def test_the_rejected_syn_is_answered_with_icmp_port_unreachable_and_not_retransmitted():
+    sc = ck.load_scenario("faults/no-endpoints")
+    w = ck.walk(sc)
+    assert [s.label for s in w.segments] == ["SYN"] and len(w.drops) == 1
+    assert w.drops[0].node == "xiaomi" and "-j REJECT" in w.drops[0].reason
+    icmp = [o for o in w.at("busybox", "eth0") if o.flow == "icmp"]
+    (o,) = icmp
+    f = o.frame
+    assert f[23] == 1 and f[34:36] == bytes([3, 3])                      # destination unreachable, port
+    assert f[15] == 0xC0 and f[20] & 0x40 == 0                           # TOS internet control, no DF
+    assert ".".join(map(str, f[26:30])) == "172.30.83.1"                 # docker0's address, on the route back
+    assert f[42 + 8] == 63                                               # the quoted SYN, TTL already decremented
+    assert "Connection refused" in outcome(w)
+    text = str(ck.tcpdump(sc, "busybox", "eth0", flags="-nn"))
+    assert "IP 172.30.83.1 > 172.30.83.9: ICMP 10.254.40.119 tcp port 4432 unreachable, length 68" in text
+    assert ck.tcpdump(sc, "xiaomi", "flannel.1").packets == 0
+
+
+def test_no_endpoints_first_differs_at_docker0_where_dnat_did_not_happen():
+    c = compare(HEALTHY, "faults/no-endpoints")
+    assert (c.first.node, c.first.iface, c.first.syn) == ("xiaomi", "docker0", "differs")
