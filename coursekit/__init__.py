@@ -39,7 +39,7 @@ __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "w
            "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "__version__"]
 
 _LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing",
-         "cases", "dns")
+         "cases", "dns", "faults")
 
 
 def __getattr__(name):

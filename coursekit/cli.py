@@ -80,7 +80,7 @@ def build_data(root: Path | None = None) -> list[Path]:
     """
     from .capture import capture, write_pcap
     from .datapath import walk
-    from .netfilter import iptables_save, nat_table
+    from .netfilter import filter_save, iptables_save, nat_table
     from .outputs import output_dir, write_file
     from .routing import bridge_fdb, ip_neigh, ip_route, route_n
     from .scenario import data_dir, load_scenario
@@ -88,10 +88,13 @@ def build_data(root: Path | None = None) -> list[Path]:
 
     root = Path(root) if root else data_dir()
     written = []
-    for sfile in sorted((data_dir() / "scenarios").glob("*.yaml")):
+    scen = data_dir() / "scenarios"
+    # the fault scenarios (coursekit.faults) under captures/faults/<name>, their state with the filter table
+    for sfile in sorted(scen.glob("*.yaml")) + sorted(scen.glob("faults/*.yaml")):
         sc = load_scenario(sfile)
         w = walk(sc)
-        out = output_dir(root / "captures" / sc.name, "data")
+        fault = sfile.parent.name == "faults"
+        out = output_dir(root / "captures" / ("faults" if fault else "") / sc.name, "data")
         out.mkdir(parents=True, exist_ok=True)
         points = [(n.name, i) for n in sc.nodes for i in sc.interfaces(n.name)]
         points += [(p.name, "eth0") for p in (sc.client, sc.server) if p.name not in {n.name for n in sc.nodes}]
@@ -109,6 +112,8 @@ def build_data(root: Path | None = None) -> list[Path]:
                     f"# {n.name}: ip neigh\n{ip_neigh(sc, n.name)}\n# {n.name}: bridge fdb show dev "
                     f"{sc.flannel.device}\n{bridge_fdb(sc, n.name)}\n# {n.name}: iptables-save -t nat\n"
                     f"{iptables_save(rules, chains)}")
+            if fault:
+                text += f"\n# {n.name}: iptables-save -t filter\n{filter_save(sc, n.name)}"
             written.append(write_file(out / f"{n.name}-state.txt", text, "data"))
     return written
 

@@ -90,6 +90,7 @@ class Segment:
     # request sock) or "time-wait" (tcp_v4_timewait_ack): both carry IP id 0
     sent_from: str = "socket"
     notes: list[str] = field(default_factory=list)
+    retransmission: int = 0          # n: the n-th retransmission of an unanswered segment (coursekit.faults)
 
 
 def served_file(scenario=None) -> bytes:

@@ -29,7 +29,7 @@ from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 
 from .dissect import dissect, frame_bytes  # noqa: E402
 
-__all__ = ["topology", "walk_diagram", "walk_svg", "timeline", "encapsulation", "byte_map", "hop_map_svg",
+__all__ = ["topology", "walk_diagram", "walk_svg", "drop_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg",
            "hook_order", "LAYER_COLOURS"]
 
 # One colour per protocol; outer layers are the same hue, lighter.
@@ -355,6 +355,35 @@ def walk_svg(sc, walk=None, title: str | None = None) -> str:
     out += marks
     out.append("</svg>")
     return "".join(out)
+def drop_diagram(sc, walk=None):
+    """The request's path (red) up to where the kernel dropped it, the drop marked with a cross and its reason.
+
+    A healthy walk draws as :func:`walk_diagram` does (the request only).
+
+    Taught in: 09-when-it-breaks.
+    """
+    from .datapath import walk as _walk
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
+    w = walk if walk is not None else _walk(sc)
+    fig = walk_diagram(sc, w, flow="request", segment=0)
+    ax = fig.axes[0]
+    drops = [d for d in w.drops if d.segment == 0]
+    if not drops:
+        ax.set_title(f"{sc.name}: the request reaches its socket", fontsize=10)
+        return fig
+    d = drops[0]
+    _, _, boxes = _layout(sc)
+    where = boxes.get((d.node, d.iface))
+    if where is None:                       # a socket or a device off the picture: the sender's own box
+        where = boxes.get((w.path(0)[-1].node, w.path(0)[-1].iface)) if w.path(0) else None
+    if where is not None:
+        x, y, bw, bh = where
+        ax.text(x + bw - 2.5, y + bh / 2, "\u2718", ha="center", va="center", fontsize=26, color=_REQ,
+                weight="bold", zorder=10)
+    reason = d.reason if len(d.reason) <= 90 else d.reason[:87] + "..."
+    ax.set_title(f"{sc.name}: dropped at {d.node} {d.iface}\n{reason}", fontsize=10)
+    return fig
 
 
 def hop_map_svg(sc, walk, at, width: int = 640) -> str:

@@ -395,6 +395,41 @@ def _reaches_server(sc) -> str:
 
 
 _NO_ROUTE = _paths(lambda sc: {f"nodes.{sc.case.client_node}.defaultRoute": False})
+def _fault_change(kind, **extra):
+    """The scenario with a ``fault:`` block between the client's node and the server's (coursekit.faults)."""
+    def fields(sc):
+        if kind == "missing-fdb":
+            return {"fault": {"kind": kind, "node": sc.client.node, "peer": sc.server.node}}
+        return {"fault": {"kind": kind, "node": sc.server.node, **extra}}
+    return _paths(fields)
+
+
+def _syn_count(sc):
+    """SYNs (first and retransmitted) tcpdump on the client's eth0 records."""
+    return sum(1 for o in _walk(sc).at(sc.client.name, "eth0") if o.flow == "request")
+
+
+def _give_up_seconds(sc):
+    from .faults import outcome, syn_retransmit_times
+    w = _walk(sc)
+    if "ETIMEDOUT" not in outcome(w):
+        raise CourseError("exercise", f"{sc.name}: connect() does not time out in this scenario")
+    return syn_retransmit_times()[1] // 1_000_000
+
+
+def _last_client_node_iface(sc):
+    """The last interface of the client's node where tcpdump sees the SYN."""
+    return [o.iface for o in _walk(sc).path(0) if o.node == sc.client.node][-1]
+
+
+def _seen_on_server_nic(sc) -> str:
+    n = sc.node(sc.server.node)
+    return "yes" if any(o.segment == 0 for o in _walk(sc).at(n.name, n.nic.name)) else "no"
+
+
+def _diagnosis(sc) -> str:
+    from .faults import diagnose
+    return diagnose(sc)
 
 
 _NO = ("no", ("unchanged", "the same", "same", "stays the same", "it stays the same", "does not change",
@@ -692,6 +727,36 @@ EXERCISES = [
              "network, and Docker's rule is gone: does anything rewrite the source?",
              before="## Pod to pod: the model's rule", whatif="busybox calls nginx's pod IP; flanneld -ip-masq",
              words=("busybox",)),
+    # -- 09 when it breaks
+    Exercise("09.syn-count", "Suppose flannel.1 on busybox's node had no FDB entry for nginx's node. How many SYNs "
+             "would tcpdump on busybox's eth0 print before wget gives up?",
+             _under(_fault_change("missing-fdb"), _syn_count), "int",
+             "Nothing answers a SYN that is dropped: the client's kernel sends it again when its retransmission "
+             "timer fires, net.ipv4.tcp_syn_retries times.",
+             before="## Silence has a rhythm", whatif="no FDB entry for the server's node on the client's flannel.1",
+             words=("syns", "syn", "packets", "times", "segments")),
+    Exercise("09.give-up", "In that cluster, how many seconds after the first SYN does connect() fail?",
+             _under(_fault_change("missing-fdb"), _give_up_seconds), "int",
+             "The first retransmission waits 1 s, and each wait doubles; after the last retransmission the "
+             "kernel waits once more before it gives up.",
+             before="## Silence has a rhythm", whatif="no FDB entry for the server's node on the client's flannel.1",
+             words=("s", "seconds", "sec", "secs", "after")),
+    Exercise("09.last-seen-fdb", "In that cluster, which interface of busybox's node is the last one where "
+             "tcpdump sees the SYN?",
+             _under(_fault_change("missing-fdb"), _last_client_node_iface), "word",
+             "tcpdump on a device sees what is handed to its driver; the VXLAN driver looks up its FDB after that.",
+             before="## Fault: no FDB entry", whatif="no FDB entry for the server's node on the client's flannel.1",
+             words=("interface", "on", "device")),
+    Exercise("09.input-sees", "Suppose nginx's node had a host firewall rule `-I INPUT -p udp -m udp --dport 8472 "
+             "-j DROP`. Would tcpdump on that node's enp4s0 see the VXLAN datagram?",
+             _under(_fault_change("udp-blocked", at="input"), _seen_on_server_nic), "choice",
+             "Where does tcpdump tap an incoming frame: before or after netfilter's hooks?",
+             before="## Fault: UDP 8472 blocked", whatif="a host INPUT rule dropping UDP 8472 on the server's node"),
+    Exercise("09.mystery", "What is broken in this cluster? Name the fault, or the fix.",
+             _diagnosis, "fault",
+             "Follow the request interface by interface (m.hint(1), m.hint(2), ...): where is it last seen? Then "
+             "read that node's tables (m.tables(node)) for the entry that should have sent it on.",
+             before="## Summary"),
 ]
 
 
@@ -892,9 +957,26 @@ def _choice(text: str, ex: Exercise) -> str:
     return value
 
 
+_HEALTHY = ("healthy", "nothing", "nothing is broken", "nothing is wrong", "no fault", "it works", "works")
+
+
+def _fault(text: str, ex: Exercise) -> str:
+    """A fault of coursekit.faults.FAULTS named by its name, a word for it, or its fix (or "healthy")."""
+    from .faults import FAULTS, fault_named
+    t = " ".join(text.lower().split())
+    if any(w in _HEDGES for w in re.findall(r"[a-z']+", t)):
+        raise _Unreadable("give one answer, without hedging")
+    if t.strip(" .!") in _HEALTHY:
+        return "healthy"
+    name = fault_named(t)
+    if name is None:
+        raise _Unreadable("name one fault or its fix, e.g. " + ", ".join(FAULTS))
+    return name
+
+
 KINDS: dict[str, Callable] = {
     "ip": _ip, "endpoint": _endpoint, "int": _int, "mac": _mac, "probability": _probability,
-    "chain": _chain, "hook": _hook, "choice": _choice, "word": _word,
+    "chain": _chain, "hook": _hook, "choice": _choice, "word": _word, "fault": _fault,
 }
 """Answer kind -> normaliser(text, exercise): the one canonical value the text names, or _Unreadable."""
 

@@ -24,7 +24,7 @@ import hashlib
 
 from .netfilter import Rule
 
-__all__ = ["service_chain", "endpoint_chain", "kube_proxy_rules", "service_port_name"]
+__all__ = ["service_chain", "endpoint_chain", "kube_proxy_rules", "kube_proxy_filter_rules", "service_port_name"]
 
 
 def _hash16(text: str) -> str:
@@ -68,9 +68,12 @@ def kube_proxy_rules(scenario) -> tuple[list[Rule], list[str]]:
              mark=mark, owner="kube-proxy"),
     ]
     chains = ["KUBE-MARK-DROP", "KUBE-MARK-MASQ", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-SERVICES"]
+    from .faults import service_endpoints
     for svc in sorted(scenario.services, key=lambda s: (s.namespace, s.name)):
-        eps = scenario.endpoints(svc)
+        eps = service_endpoints(scenario, svc)
         for sp in svc.ports:
+            if not eps:
+                continue         # proxier.go: no KUBE-SVC chain; a filter REJECT (kube_proxy_filter_rules)
             spn = service_port_name(svc.namespace, svc.name, sp.name)
             proto = sp.protocol.lower()
             svc_chain = service_chain(svc.namespace, svc.name, sp.name, sp.protocol)
@@ -104,3 +107,26 @@ def kube_proxy_rules(scenario) -> tuple[list[Rule], list[str]]:
                       comment="kubernetes service nodeports; NOTE: this must be the last rule in this chain",
                       addrtype_local=True, owner="kube-proxy"))
     return rules, chains
+
+
+def kube_proxy_filter_rules(scenario) -> list[Rule]:
+    """kube-proxy 1.14's filter-table rules: its jumps (``iptablesJumpChains``, prepended) and a REJECT for
+    every Service port without endpoints (``"%s has no endpoints"``, ``-j REJECT``: iptables' default
+    ``--reject-with icmp-port-unreachable``).  ``KUBE-FORWARD`` is :func:`coursekit.netfilter.filter_table`'s.
+
+    Taught in: 09-when-it-breaks.
+    """
+    from .faults import service_endpoints
+    new = dict(ctstate="NEW", ct_first=True, owner="kube-proxy")
+    rules = [Rule("INPUT", "KUBE-SERVICES", comment="kubernetes service portals", **new),
+             Rule("INPUT", "KUBE-EXTERNAL-SERVICES", comment="kubernetes externally-visible service portals", **new),
+             Rule("OUTPUT", "KUBE-SERVICES", comment="kubernetes service portals", **new)]
+    for svc in sorted(scenario.services, key=lambda s: (s.namespace, s.name)):
+        if service_endpoints(scenario, svc):
+            continue
+        for sp in svc.ports:
+            spn = service_port_name(svc.namespace, svc.name, sp.name)
+            rules.append(Rule("KUBE-SERVICES", "REJECT", dst=f"{svc.cluster_ip}/32", proto=sp.protocol.lower(),
+                              comment=f"{spn} has no endpoints", dport=sp.port,
+                              target_args="--reject-with icmp-port-unreachable", owner="kube-proxy"))
+    return rules

@@ -72,6 +72,7 @@ class Rule:
     ctstate: str | None = None        # -m conntrack --ctstate RELATED,ESTABLISHED
     target_args: str = ""             # "--to-destination 172.30.20.2:80"
     owner: str = ""                   # who installs it: kube-proxy, docker, flannel
+    ct_first: bool = False            # -m conntrack given before -m comment (kube-proxy's jump rules' extraArgs)
 
     def save(self) -> str:
         """The line as ``iptables-save`` prints it (iptables 1.8, either backend)."""
@@ -89,13 +90,15 @@ class Rule:
             p.append(("! " if self.out_neg else "") + f"-o {self.out_if}")
         if self.proto:
             p.append(f"-p {self.proto}")
+        if self.ctstate and self.ct_first:
+            p.append(f"-m conntrack --ctstate {self.ctstate}")
         if self.comment is not None:
             p.append(f'-m comment --comment "{self.comment}"')
         if self.proto and (self.dport is not None or self.target == "DNAT"):
             p.append(f"-m {self.proto}" + (f" --dport {self.dport}" if self.dport is not None else ""))
         if self.mark:
             p.append(f"-m mark --mark {self.mark}")
-        if self.ctstate:
+        if self.ctstate and not self.ct_first:
             p.append(f"-m conntrack --ctstate {self.ctstate}")
         if self.addrtype_local:
             p.append("-m addrtype --dst-type LOCAL")
@@ -362,6 +365,8 @@ def filter_table(scenario, node: str) -> tuple[list[Rule], dict[str, str]]:
     bit = 1 << kp.masquerade_bit
     mark = f"0x{bit:x}/0x{bit:x}"
     rules = [Rule("FORWARD", "KUBE-FORWARD", comment="kubernetes forwarding rules", owner="kube-proxy"),
+             Rule("FORWARD", "KUBE-SERVICES", comment="kubernetes service portals", ctstate="NEW", ct_first=True,
+                  owner="kube-proxy"),
              Rule("FORWARD", "DOCKER-USER", owner="docker"),
              Rule("FORWARD", "DOCKER-ISOLATION-STAGE-1", owner="docker"),
              Rule("FORWARD", "ACCEPT", out_if="docker0", ctstate="RELATED,ESTABLISHED", owner="docker"),
@@ -384,6 +389,10 @@ def filter_table(scenario, node: str) -> tuple[list[Rule], dict[str, str]]:
                        ctstate="RELATED,ESTABLISHED", owner="kube-proxy"),
                   Rule("KUBE-FORWARD", "ACCEPT", dst=cc, comment="kubernetes forwarding conntrack pod destination rule",
                        ctstate="RELATED,ESTABLISHED", owner="kube-proxy")]
+    from .faults import input_rules
+    rules = input_rules(scenario, node) + rules            # a fault scenario's host firewall rule (-I INPUT)
+    from .kubeproxy import kube_proxy_filter_rules
+    rules += kube_proxy_filter_rules(scenario)
     return rules, {"INPUT": "ACCEPT", "FORWARD": "DROP", "OUTPUT": "ACCEPT"}
 
 
@@ -412,7 +421,7 @@ def filter_verdict(rules: list[Rule], policies: dict, hook: str, t: Tuple5, *, i
             if not r.matches(t, out_if, in_if, marks, set(), ctstate):
                 continue
             trace.append(r.save())
-            if r.target in ("ACCEPT", "DROP"):
+            if r.target in ("ACCEPT", "DROP", "REJECT"):
                 return r.target
             if r.target == "RETURN":
                 return None
@@ -686,6 +695,9 @@ def conntrack_history(walk, node: str, timeouts: dict | None = None) -> str:
     """
     _need_walk(walk)
     out = [f"{'seg':>3}  {'dir':<8}  {'state':<27}  {'timeout':>7}  flags"]
+    if node not in walk.conntrack and _moments(walk, node):
+        # the packets were dropped before conntrack confirmed an entry (POSTROUTING/INPUT never reached)
+        return out[0] + f"\n(no entry: {node} dropped every packet before its conntrack confirmed the connection)"
     for s in tcp_track(_moments(walk, node), timeouts):
         label = walk.segments[s.segment].label
         flags = "[UNREPLIED]" if s.unreplied else ("[ASSURED]" if s.assured else "")

@@ -153,8 +153,10 @@ def neighbour(scenario, node: str, dev: str, ip: ipaddress.IPv4Address) -> Neigh
 
 def fdb(scenario, node: str) -> list[FdbEntry]:
     """flannel.1's forwarding database: remote VTEP MAC -> remote node IP."""
+    from .faults import fdb_missing
     n = scenario.node(node)
-    return [FdbEntry(o.vtep_mac, scenario.flannel.device, o.nic.ip) for o in scenario.nodes if o.name != n.name]
+    return [FdbEntry(o.vtep_mac, scenario.flannel.device, o.nic.ip) for o in scenario.nodes
+            if o.name != n.name and not fdb_missing(scenario, n.name, o.name)]
 
 
 def ip_route(scenario, node: str) -> str:

@@ -41,6 +41,7 @@ import hashlib
 import ipaddress
 import os
 import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -308,6 +309,7 @@ class Scenario:
     # ((scenario path, "computed"|"observed"|"assumed", why), ...): coursekit.provenance
     provenance: tuple = ()
     source: str = ""
+    fault: object = None                             # coursekit.faults.FaultSpec: the one broken thing (fault:)
     raw: dict = field(default_factory=dict, compare=False, repr=False)
     dns: Any = None                                  # coursekit.dns.DnsConfig: resolve a name first (case 6)
 
@@ -1390,6 +1392,9 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
         host_names=host_names, service_names=tuple(sorted(service_names)), neighbour_caches=caches,
         externals=tuple(externals), provenance=parse_entries(raw.get("provenance")), source=source, raw=raw,
         dns=dns)
+    if raw.get("fault") is not None:
+        from .faults import parse_fault
+        sc = dataclasses.replace(sc, fault=parse_fault(raw["fault"], sc))
     # anchor must be a real interface
     if sc.observed.anchor[1] not in sc.interfaces(sc.observed.anchor[0]):
         raise CourseError("observed.anchor.interface", f"unknown interface {sc.observed.anchor[1]!r}",

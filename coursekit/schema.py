@@ -256,6 +256,8 @@ SCENARIO = Map({
     "timing": Map({k: V for k in ("vethUs", "bridgeUs", "forwardUs", "encapUs", "wireUs", "decapUs",
                                   "processUs", "arpUs")}),
     "names": Map({"hosts": Dict(V, key="any"), "services": Dict(V, key="any")}),
+    # the one broken thing of a fault scenario (coursekit.faults; docs/scenario-format.md)
+    "fault": Map({"kind": V, "node": V, "peer": V, "port": V, "at": V, "service": V}),
     # {scenario path: "label: why"}: see coursekit.provenance
     "provenance": Dict(V, key="any"),
 }, nullable=False)

@@ -574,9 +574,20 @@ class Printer:
     # --- ICMP -------------------------------------------------------------------
     def _icmp(self, b: _Buf, off: int, length: int, out: list[str], fragmented: int) -> None:
         typ, code = b.u8(off, "icmp"), b.u8(off + 1, "icmp")
+        quoted = None
         if typ in (0, 8):
             ident, seq = b.u16(off + 4, "icmp"), b.u16(off + 6, "icmp")
             out.append(f"ICMP echo {'reply' if typ == 0 else 'request'}, id {ident}, seq {seq}, length {length}")
+        elif typ == 3 and code == 3 and off + 28 <= len(b.data):
+            # print-icmp.c ICMP_UNREACH_PORT: the quoted packet's destination, protocol and port
+            q = off + 8
+            qp, qh = b.u8(q + 9, "icmp"), (b.u8(q, "icmp") & 0x0F) * 4
+            qdst = b.data[q + 16:q + 20]
+            dport = b.u16(q + qh + 2, "icmp") if q + qh + 4 <= len(b.data) else 0
+            what = (f"tcp port {self.port(dport, 'tcp')}" if qp == 6 else
+                    f"udp port {self.port(dport, 'udp')}" if qp == 17 else f"protocol {qp} port {dport}")
+            out.append(f"ICMP {self.host(qdst)} {what} unreachable, length {length}")
+            quoted = q
         else:
             out.append(f"ICMP type-#{typ}, length {length}")
         if self.style.v and not fragmented and off + length <= len(b.data):
@@ -584,6 +595,10 @@ class Printer:
             if s != 0xFFFF and s != 0:
                 field = b.u16(off + 2, "icmp")
                 out.append(f" (wrong icmp cksum {field:x} (->{_fix(field, b.data[off:off + length]):x})!)")
+        if self.style.v and quoted is not None:
+            # ICMP_ERRTYPE with -v: the quoted packet, printed by ip_print after a newline and a tab
+            out.append("\n\t")
+            self._ip(b, quoted, b.u16(quoted + 2, "icmp"), out)
 
     # --- UDP --------------------------------------------------------------------
     def _udp(self, b: _Buf, off: int, length: int, src: bytes, dst: bytes, out: list[str], mf: int) -> None:

@@ -196,6 +196,13 @@ class Nic(Device):
         got = False
         for other in self.wire.nics:
             if other is not self and (dst == other.mac_b or dst[0] & 1):
+                from ..faults import wire_blocks
+                why = wire_blocks(net.sc, bytes(skb.data), other.ns.name)
+                if why:                                   # a fault scenario: filtered between the nodes
+                    got = True
+                    net.drop(self, why, [Decision("wire", "underlay", f"{self.ns.name}:{self.name} -> "
+                                                  f"{other.ns.name}:{other.name}", why)])
+                    continue
                 got = True
                 other.receive(net, skb.copy() if dst[0] & 1 else skb, tw,
                               [Decision("wire", "underlay", f"{self.ns.name}:{self.name} -> {other.ns.name}:{other.name}",

@@ -71,6 +71,7 @@ class _Recording:
         self.delivered: int | None = None
         self.drops: list[tuple] = []
         self.rst = None                   # (ns, tuple, flags, seq, ack, length, t): a segment no socket wanted
+        self.refused = None               # (ns, ICMP type, code): an ICMP error ended the sender's connect()
 
 
 def _arp_frame(op: int, src_mac: str, dst_mac: str, psrc, pdst, target_mac: str) -> bytes:
@@ -93,6 +94,7 @@ class Net:
         self.arp_waiting: dict[str, set] = {}
         self.arp_done: list = []               # (recording, rtt, anchor index in the segment's recording)
         self._deferred: list = []
+        self.icmp_done: list = []              # recordings of ICMP errors the kernel sent
         self._rtt = None
         self.listen: dict[str, set] = {}       # ns -> {(ip, port)}
         self.conns: dict[str, dict] = {}       # ns -> {(lip, lport, rip, rport): tuple as received}
@@ -141,6 +143,16 @@ class Net:
         t5 = tuple_of(d)
         key = (t5.dst, t5.dport, t5.src, t5.sport)
         conns = self.conns.setdefault(ns.name, {})
+        if d[23] == 1 and d[14 + (d[14] & 0xF) * 4] == 3:
+            # an ICMP destination unreachable quoting one of this namespace's connections: tcp_v4_err
+            # (a hard error in SYN_SENT: connect() fails; port unreachable = ECONNREFUSED)
+            q = 14 + (d[14] & 0xF) * 4 + 8
+            qt = tuple_of(bytes(14) + d[q:])
+            if (qt.src, qt.sport, qt.dst, qt.dport) in conns:
+                self.rec.refused = (ns.name, 3, d[14 + (d[14] & 0xF) * 4 + 1])
+                dec.append(Decision("socket", "tcp_v4_err", f"ICMP unreachable for {qt}",
+                                    "connect() fails: ECONNREFUSED (Connection refused)"))
+                return self._delivered(ns, t5, dec)
         if key in conns:
             return self._delivered(ns, t5, dec)
         flags = d[14 + (d[14] & 0xF) * 4 + 13] if t5.proto == "tcp" else 0
@@ -185,6 +197,15 @@ class Net:
             ans = f"{rdev.name} answers with its MAC" if rdev.kind == "bridge" else f"{rns.name} answers"
             what = {1: (f"{ip} dev {dev.name} INCOMPLETE", ask), 2: (nb.ip_neigh(), ans)}
             self.arp_done.append((arp_rec, self._rtt, len(main.obs), what))
+
+    def icmp_error(self, ns, skb, t, typ, code) -> None:
+        """``icmp_send`` from ``ns``: recorded apart from the segment it answers (like ARP), delivered at once."""
+        main = self.rec
+        self.rec = _Recording()
+        ns.icmp_error(self, skb, t, typ, code)
+        icmp_rec, self.rec = self.rec, main
+        main.refused = icmp_rec.refused
+        self.icmp_done.append(icmp_rec)
 
     def arp_reply(self, ns, dev, psrc, pdst, dst_mac, t) -> None:
         self._deferred.append((ns, dev, psrc, pdst, dst_mac, t))
@@ -263,6 +284,8 @@ def _conversation(sc, net, segs, on_segment) -> None:
         frame, dec = _first_frame(sc, net, seg, seg.sender, t, ip_id)
         rec = net.send(ns, frame, dec)
         go = on_segment(seg, rec)
+        if not go and rec.rst is None and all(s.retransmission for s in segs[seg.index + 1:]):
+            continue                                   # dropped: the sender's retransmission timer tries again
         if rec.rst is not None or not go:
             del segs[seg.index + 1:]                   # the conversation ends here
         if rec.rst is not None:
@@ -305,17 +328,18 @@ def _probe_paths(sc, segs, nf):
             paths[seg.sender] = out
         return len(paths) < 2
     _conversation(sc, net, segs[:2], take)
-    return paths.get("client", []), paths.get("server", [])
+    return paths.get("client", []), paths.get("server", []), bool(net.icmp_done)
 
 
-def schedule(sc, segs, nf: dict | None = None) -> None:
+def schedule(sc, segs, nf: dict | None = None) -> bool:
     """Send times, TCP timestamps and nginx's Date for ``segs``, from the paths the engine probes.
 
     A conversation whose SYN never reaches the server is cut to that one segment;
     if it dies before the anchor, its time is taken where it was first seen.
+    True when that SYN was sent and nothing answered it (the kernel will retransmit it).
     """
     from ..datapath import _cumulative, _schedule
-    req_hops, rep_hops = _probe(sc, segs, nf)
+    req_hops, rep_hops, answered = _probe(sc, segs, nf)
     timed, lost = sc, not rep_hops
     if lost:
         # The SYN never reaches the server: the conversation is that one segment.
@@ -332,6 +356,7 @@ def schedule(sc, segs, nf: dict | None = None) -> None:
         _schedule(timed, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
     if lost:
         del segs[1:]
+    return bool(lost and req_hops and not answered)
 
 
 def walk(sc) -> Walk:
@@ -341,7 +366,9 @@ def walk(sc) -> Walk:
     """
     segs = conv.segments(sc)
     nf = tables(sc)
-    schedule(sc, segs, nf)
+    if schedule(sc, segs, nf) and segs[0].flags == conv.SYN:
+        from ..faults import add_syn_retransmissions
+        add_syn_retransmissions(sc, segs)
     net = Net(sc, warm=sc.neighbour_caches == "warm", nf=nf)
     observations: list[Observation] = []
     arp_obs: list[Observation] = []
@@ -368,6 +395,10 @@ def walk(sc) -> Walk:
                 arp_obs.append(Observation(ns, dev, d, base + t, frame, -1, "arp", -1,
                                            (Decision("neigh", f"{dev} neighbours", entry, effect),)))
         net.arp_done.clear()
+        for icmp_rec in net.icmp_done:
+            for ns, dev, d, t, frame, dec in icmp_rec.obs:
+                arp_obs.append(Observation(ns, dev, d, seg.send_us + t, frame, -1, "icmp", -1, dec))
+        net.icmp_done.clear()
         for node, iface, reason, dec in rec.drops:
             drops.append(Drop(node, iface, reason, seg.index, flow, seg.send_us, dec))
         return not rec.drops or rec.delivered is not None

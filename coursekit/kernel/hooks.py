@@ -113,7 +113,9 @@ def _filter(ns, hook, skb, dec, net, in_if, out_if):
         return None                 # accepted: recorded in Walk.filter_traces, not among the frame's decisions
     by_policy = v.trace[-1].startswith("-P")
     dec.append(Decision("filter", f"filter {hook}", v.trace[-1],
-                        f"{hook} policy DROP: no rule accepted the packet" if by_policy else "DROP"))
+                        f"{hook} policy DROP: no rule accepted the packet" if by_policy else
+                        "REJECT: dropped, and the kernel answers the sender with ICMP port unreachable"
+                        if v.verdict == "REJECT" else "DROP"))
     return f"{hook} policy DROP" if by_policy else f"filter {hook}: {v.trace[-1]}"
 
 

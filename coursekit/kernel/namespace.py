@@ -20,7 +20,8 @@ import struct
 
 from ..datapath import Decision
 from ..routing import Neighbour
-from .frame import ETH_P_ARP, ETH_P_IP, dec_ttl, dst_of, ethertype, l4_offset, mac_str, set_macs, src_of
+from .frame import (ETH_P_ARP, ETH_P_IP, csum, dec_ttl, dst_of, ethertype, l4_offset, mac_bytes, mac_str,
+                    set_macs, src_of)
 from .hooks import ConntrackTable, run_hook
 
 __all__ = ["Namespace"]
@@ -165,6 +166,15 @@ class Namespace:
         skb.pre_done = False
         dst = dst_of(skb.data)
         if vx is not None:
+            if "INPUT" in self.filter_rules:            # a host firewall on the VXLAN port (coursekit.faults)
+                from ..netfilter import filter_verdict
+                from .frame import tuple_of
+                v = filter_verdict(self.filter_rules, self.filter_policy, "INPUT", tuple_of(skb.data),
+                                   in_if=dev.name, ctstate="NEW")
+                if v.verdict != "ACCEPT":
+                    return net.drop(dev, f"filter INPUT: {v.trace[-1]}", [Decision(
+                        "filter", "filter INPUT", v.trace[-1],
+                        f"the VXLAN datagram is dropped before the UDP {vx.port} socket gets it")])
             return self.vxlan_rcv(net, vx, skb, t)
         if dst in self.local:
             return self.local_deliver(net, dev, skb, t, dec)
@@ -209,7 +219,10 @@ class Namespace:
         out = self.devices[route.dev]
         why = run_hook(self, "FORWARD", skb, dec, net, in_if=in_dev.name, out_if=out.name)
         if why:
-            return net.drop(in_dev, why, dec)
+            net.drop(in_dev, why, dec)
+            if "-j REJECT" in why:                      # ipt_REJECT: nf_send_unreach -> icmp_send
+                net.icmp_error(self, skb, t + net.timing.forward_us, 3, 3)
+            return
         self._finish_output(net, out, route, skb, t + net.timing.forward_us, dec, in_dev)
 
     def _finish_output(self, net, out, route, skb, t, dec, where) -> None:
@@ -295,3 +308,39 @@ class Namespace:
 
     def _owner_name(self, net, ip) -> str:
         return net.addr_owner(ip)
+
+    # -- ICMP errors the kernel sends -------------------------------------------------
+    def icmp_error(self, net, skb, t: int, typ: int, code: int) -> None:
+        """``icmp_send``: an ICMP error about ``skb`` back to its sender, routed like any local packet.
+
+        Source: for a packet that was not addressed to this host, the address the route back
+        chooses (``saddr = 0``, then the route's ``src``); TOS 0xc0 (``IPTOS_PREC_INTERNETCONTROL``);
+        no DF (the ICMP socket's ``IP_PMTUDISC_DONT``); the quoted packet as it stood, up to 576
+        bytes in all.  Its IP id comes from the kernel's hashed counters (``ip_select_ident``):
+        not predictable, so the model writes 0, a stand-in.  The error crosses no rule that
+        rewrites it (conntrack treats it as RELATED), so it passes the hooks unrecorded.
+        """
+        d = bytes(skb.data)
+        orig_src, orig_dst = src_of(d), dst_of(d)
+        route = self.route(orig_src)
+        if route is None:
+            return
+        src = orig_dst if orig_dst in self.local else (route.src or self.primary_address(route.dev))
+        total_orig = (d[16] << 8) | d[17]
+        quoted = d[14:14 + min(total_orig, 576 - 28)]
+        icmp = bytearray(struct.pack("!BBHI", typ, code, 0, 0) + quoted)
+        struct.pack_into("!H", icmp, 2, csum(bytes(icmp)))
+        ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(icmp), 0, 0, self.default_ttl, 1, 0,
+                                   src.packed, orig_src.packed))
+        struct.pack_into("!H", ip, 10, csum(bytes(ip)))
+        out = self.devices[route.dev]
+        gw = route.via or orig_src
+        nb = self.resolve(net, out, gw, src)
+        if nb is None:
+            return
+        frame = bytearray(mac_bytes(nb.mac) + mac_bytes(out.mac) + b"\x08\x00") + ip + icmp
+        kind = "port" if code == 3 else f"code {code}"
+        dec = [Decision("icmp", "icmp_send", f"ICMP type {typ} code {code} ({kind} unreachable) to {orig_src}",
+                        f"from {src}, the address of {route.dev} on the route back; quotes the "
+                        f"{len(quoted)}-byte packet it answers")]
+        out.xmit(net, type(skb)(frame), t, dec)
