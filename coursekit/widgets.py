@@ -33,21 +33,48 @@ import ipywidgets as W
 from . import explore as ex
 from .errors import CourseError
 
-__all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast",
+__all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast", "css_colour", "over",
            "packet_list_html", "dissection_html", "hop_table_html"]
 
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
 
-# (foreground, background) per role and theme; JupyterLab's own variables for everything else.
+# (foreground, background) per role and theme, as CSS: JupyterLab's own variables (the light
+# theme's values as fallbacks, for a page without them), mixed where no variable alone reads at
+# 4.5:1 (orange on white, red on #111).  tests/test_widgets.py resolves every pair against the
+# installed JupyterLab themes.
+_BG = "var(--jp-layout-color0,#ffffff)"
+_INK = "var(--jp-ui-font-color0,#000000)"
+
+
+def _mix(a: str, pct: int, b: str) -> str:
+    return f"color-mix(in srgb,{a} {pct}%,{b})"
+
+
 PALETTE = {
-    "light": {"text": ("#1f1f1f", "#ffffff"), "muted": ("#595959", "#ffffff"), "error": ("#b00020", "#ffffff"),
-              "ok": ("#1b5e20", "#ffffff"), "warn": ("#6d4400", "#fff8e1"), "changed": ("#3d2e00", "#fff3cd"),
-              "selected": ("#0b1f3a", "#cfe3ff"), "request": ("#b71c1c", "#ffffff"), "reply": ("#0d47a1", "#ffffff"),
-              "stale": ("#6d4400", "#fff8e1"), "head": ("#1f1f1f", "#eeeeee")},
-    "dark": {"text": ("#eeeeee", "#111111"), "muted": ("#b0b0b0", "#111111"), "error": ("#ff8a80", "#111111"),
-             "ok": ("#81c784", "#111111"), "warn": ("#ffd180", "#2b2100"), "changed": ("#ffe9a8", "#4a3800"),
-             "selected": ("#ffffff", "#1e3a5f"), "request": ("#ff8a80", "#111111"), "reply": ("#90caf9", "#111111"),
-             "stale": ("#ffd180", "#2b2100"), "head": ("#eeeeee", "#2a2a2a")},
+    "light": {"text": (_INK, _BG),
+              "muted": ("var(--jp-ui-font-color2,rgba(0,0,0,.54))", _BG),
+              "error": ("var(--jp-error-color0,#b71c1c)", _BG),
+              "ok": ("var(--jp-success-color0,#1b5e20)", _BG),
+              "warn": (_mix("var(--jp-warn-color0,#e65100)", 70, _INK), _mix("var(--jp-warn-color3,#ffe0b2)", 50, _BG)),
+              "changed": (_INK, _mix("var(--jp-warn-color3,#ffe0b2)", 80, _BG)),
+              "selected": (_INK, "var(--jp-brand-color3,#bbdefb)"),
+              "request": ("var(--jp-error-color0,#b71c1c)", _BG),
+              "reply": ("var(--jp-brand-color0,#0d47a1)", _BG),
+              "stale": (_mix("var(--jp-warn-color0,#e65100)", 70, _INK), _mix("var(--jp-warn-color3,#ffe0b2)", 50, _BG)),
+              "head": (_INK, "var(--jp-layout-color2,#eeeeee)")},
+    "dark": {"text": ("var(--jp-ui-font-color0,#ffffff)", "var(--jp-layout-color0,#111111)"),
+             "muted": ("var(--jp-ui-font-color2,rgba(255,255,255,.54))", "var(--jp-layout-color0,#111111)"),
+             "error": ("var(--jp-error-color2,#e57373)", "var(--jp-layout-color0,#111111)"),
+             "ok": ("var(--jp-success-color2,#81c784)", "var(--jp-layout-color0,#111111)"),
+             "warn": ("var(--jp-warn-color2,#ffb74d)", _mix("var(--jp-warn-color0,#f57c00)", 20, "var(--jp-layout-color0,#111111)")),
+             "changed": ("var(--jp-ui-font-color0,#ffffff)", _mix("var(--jp-warn-color0,#f57c00)", 35,
+                                                                  "var(--jp-layout-color0,#111111)")),
+             "selected": ("var(--jp-ui-font-color0,#ffffff)", _mix("var(--jp-brand-color0,#1976d2)", 55,
+                                                                   "var(--jp-layout-color0,#111111)")),
+             "request": ("var(--jp-error-color2,#e57373)", "var(--jp-layout-color0,#111111)"),
+             "reply": ("var(--jp-brand-color2,#64b5f6)", "var(--jp-layout-color0,#111111)"),
+             "stale": ("var(--jp-warn-color2,#ffb74d)", _mix("var(--jp-warn-color0,#f57c00)", 20, "var(--jp-layout-color0,#111111)")),
+             "head": ("var(--jp-ui-font-color0,#ffffff)", "var(--jp-layout-color2,#424242)")},
 }
 
 
@@ -59,6 +86,67 @@ def contrast(fg: str, bg: str) -> float:
         return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
     a, b = sorted((lum(fg), lum(bg)), reverse=True)
     return (a + 0.05) / (b + 0.05)
+
+
+_NAMED = {"white": (255, 255, 255, 1.0), "black": (0, 0, 0, 1.0), "transparent": (0, 0, 0, 0.0)}
+
+
+def css_colour(expr: str, variables: dict[str, str]) -> tuple[float, float, float, float]:
+    """An RGBA value of a CSS colour expression as a browser computes it, given the custom properties.
+
+    Knows what :data:`PALETTE` and JupyterLab's themes use: ``#rgb``/``#rrggbb``, ``rgb()``/``rgba()``,
+    ``white``/``black``, ``var(--x, fallback)`` and ``color-mix(in srgb, a p%, b)``.
+    """
+    e = expr.strip()
+
+    def split(args):                      # top-level commas only
+        out, depth, cur = [], 0, ""
+        for ch in args:
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == "," and depth == 0:
+                out.append(cur)
+                cur = ""
+            else:
+                cur += ch
+        return out + [cur]
+    if e.startswith("var("):
+        name, *fb = split(e[4:-1])
+        value = variables.get(name.strip())
+        if value is None:
+            if not fb:
+                raise ValueError(f"{name.strip()} is not defined")
+            value = ",".join(fb)
+        return css_colour(value, variables)
+    if e.startswith("color-mix("):
+        space, a, b = split(e[10:-1])
+        if space.strip() != "in srgb":
+            raise ValueError(f"color-mix {space!r}")
+        a, pct = a.strip().rsplit(" ", 1)
+        p = float(pct.rstrip("%")) / 100
+        ca, cb = css_colour(a, variables), css_colour(b, variables)
+        alpha = ca[3] * p + cb[3] * (1 - p)          # premultiplied, as CSS Color 5 mixes
+        if alpha == 0:
+            return (0.0, 0.0, 0.0, 0.0)
+        return tuple((ca[i] * ca[3] * p + cb[i] * cb[3] * (1 - p)) / alpha for i in range(3)) + (alpha,)
+    if e.startswith("#"):
+        h = e[1:]
+        if len(h) in (3, 4):
+            h = "".join(c * 2 for c in h)
+        vals = [int(h[i:i + 2], 16) for i in range(0, len(h), 2)]
+        return (float(vals[0]), float(vals[1]), float(vals[2]), vals[3] / 255 if len(vals) > 3 else 1.0)
+    if e.startswith(("rgb(", "rgba(")):
+        parts = [float(x) for x in e[e.index("(") + 1:-1].replace("/", ",").split(",")]
+        return (parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else 1.0)
+    if e in _NAMED:
+        return tuple(float(v) for v in _NAMED[e])
+    raise ValueError(f"unknown colour {expr!r}")
+
+
+def over(fg: tuple, bg: tuple) -> str:
+    """``fg`` composited over an opaque ``bg`` as ``#rrggbb`` (what the eye sees)."""
+    a = fg[3]
+    return "#" + "".join(f"{int(round(fg[i] * a + bg[i] * (1 - a))):02x}" for i in range(3))
 
 
 _CJK_FONT = "Packet Walk CJK"
