@@ -65,6 +65,13 @@ class Transcript(str):
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(repr(self))
 
+    def _repr_html_(self) -> str:
+        # JupyterLab: the same text in a box that scrolls instead of wrapping or filling the page
+        from .textbox import scroll_box
+        head, _, body = repr(self).partition("\n")
+        count, _, rest = body.partition("\n")
+        return scroll_box(rest, f"{head}\n{count}")
+
 
 @public
 def tcpdump(scenario, node: str, interface: str, flt: str = "", flags: str = "") -> Transcript:

@@ -20,16 +20,20 @@ map), 03-docker0 (hook order), 05-the-service (walk, hook order),
 
 from __future__ import annotations
 
+import io
+import textwrap
+
 import matplotlib
 
 matplotlib.rcParams["svg.hashsalt"] = "packet-walk"     # stable ids if a figure is saved as SVG
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 
 from .dissect import dissect, frame_bytes  # noqa: E402
 
 __all__ = ["topology", "walk_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg", "hook_order",
-           "LAYER_COLOURS"]
+           "LAYER_COLOURS", "Picture", "figure_png", "figure_svg"]
 
 # One colour per protocol; outer layers are the same hue, lighter.
 LAYER_COLOURS = {
@@ -41,8 +45,57 @@ _IFACE = {"eth0": "#ffffff", "veth": "#f7f7f7", "docker0": "#9ecae1", "flannel.1
 _REQ, _REP = "#d62728", "#1f77b4"
 
 
+DPI = 100      # 9 pt text is 12.5 px at this resolution: 9 CSS points or more when shown at natural size
+
+
+class Picture(Figure):
+    """A Figure that a notebook shows at its natural size (``DPI`` pixels an inch), never shrunk.
+
+    JupyterLab shrinks an image to the notebook's width, which turns 9 pt labels
+    into 6 pt at 900 px; this one keeps its size (``unconfined``) and the
+    output scrolls sideways instead.  The PNG has no timestamp; the plain text
+    is matplotlib's own (``<Figure size 1000x620 with 1 Axes>``), so nbval
+    compares what it compared before.
+    """
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace(f"<{type(self).__name__} ", "<Figure ", 1)
+
+    def _ipython_display_(self) -> None:
+        import base64
+        from IPython.display import display
+        w, h = (round(v * self.dpi) for v in self.get_size_inches())
+        png = base64.b64encode(figure_png(self, dpi=self.dpi)).decode("ascii")      # as nbformat stores it
+        display({"image/png": png, "text/plain": repr(self)},
+                metadata={"image/png": {"width": w, "height": h, "unconfined": True}}, raw=True)
+
+
+def figure_png(fig, dpi: int = DPI) -> bytes:
+    """A figure as PNG bytes without a timestamp or software stamp (deterministic)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def figure_svg(fig) -> str:
+    """A figure as inline SVG markup: text stays text (3x faster than a PNG), no date, fixed ids.
+
+    The ``<svg>`` keeps its natural width as a CSS minimum (``min-width:720pt`` for a 10 inch
+    figure), so its 9 pt labels are 9 CSS points or more however narrow the page: a narrow
+    page scrolls the figure instead of shrinking it.
+    """
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "packet-walk"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    head = text[:text.index(">")]
+    width = head.split(' width="', 1)[1].split('"', 1)[0]
+    return text.replace("<svg ", f'<svg style="min-width:{width}" ', 1)
+
+
 def _figure(w: float, h: float):
-    fig = plt.figure(figsize=(w, h), dpi=100)
+    fig = plt.figure(figsize=(w, h), dpi=DPI, FigureClass=Picture)
     plt.close(fig)                        # returned, not auto-shown: a notebook displays it once
     return fig
 
@@ -231,7 +284,7 @@ def hop_map_svg(sc, walk, at, width: int = 640) -> str:
     colour = "var(--pw-request,#b71c1c)" if at.flow == "request" else "var(--pw-reply,#0d47a1)"
     out = [f'<svg class="pw-hopmap" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
            f'width="{width}" height="{height}" role="img" aria-label="the hop on the cluster map" '
-           f'style="max-width:100%;height:auto;font-family:var(--jp-ui-font-family,sans-serif);font-size:11px">']
+           f'style="font-family:var(--jp-ui-font-family,sans-serif);font-size:12px">']
     for name, (x, y, w, h) in nodes.items():
         out.append(f'<rect x="{X(x)}" y="{Y(min(y + h, top))}" width="{X(w)}" height="{round((min(y + h, top) - y) * sy, 1)}" '
                    f'fill="none" stroke="var(--pw-muted,#595959)" stroke-dasharray="4 3"/>'
@@ -245,6 +298,11 @@ def hop_map_svg(sc, walk, at, width: int = 640) -> str:
     for (owner, iface), (x, y, w, h) in boxes.items():
         here = (owner, iface) == (at.node, at.iface)
         label = f"{owner} {iface}" if iface == "eth0" else iface
+        room = X(w) - 6                      # 12 px text: about 7 px a character; shorter where it would not fit
+        if len(label) * 7 > room:
+            label = owner if iface == "eth0" else iface
+        if len(label) * 7 > room:
+            label = (owner.rsplit("-", 1)[-1] if iface == "eth0" else iface[-4:])
         fill = "var(--pw-selected-bg,#cfe3ff)" if here else "var(--pw-text-bg,#ffffff)"
         stroke = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-muted,#595959)"
         text = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-text,#1f1f1f)"
@@ -442,62 +500,85 @@ def hook_order(ingress: str = "enp4s0", egress: str = "flannel.1", bridge: str |
     """
     from .netfilter import hook_order as tables
 
+    HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
     def hook_text(hook):
         return hook + "\n" + "\n".join(f"{t} {p}" if p < 10**6 else t for t, p in tables(hook))
 
-    top = [("in", f"frame arrives\non {ingress}", "#ffffff"),
-           ("tap", f"tcpdump -i\n{ingress}\nsees it here", _TAP)]
+    first = [("in", f"frame arrives\non {ingress}", "#ffffff"),
+             ("tap", f"tcpdump -i\n{ingress}\nsees it here", _TAP)]
     if bridge and br_netfilter:
-        top += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nbr_netfilter runs\nPREROUTING here", _BRIDGE),
-                ("PREROUTING", hook_text("PREROUTING"), _HOOK),
-                ("tap", f"tcpdump -i\n{bridge}\nsees it here\n(ip_rcv skips\nPREROUTING now)", _TAP)]
+        first += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nbr_netfilter runs\n"
+                             "PREROUTING here", _BRIDGE),
+                  ("PREROUTING", hook_text("PREROUTING"), _HOOK),
+                  ("tap", f"tcpdump -i\n{bridge}\nsees it here\n(ip_rcv skips\nPREROUTING now)", _TAP)]
     elif bridge:
-        top += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nno br_netfilter", _BRIDGE),
-                ("tap", f"tcpdump -i\n{bridge}\nsees it here", _TAP),
-                ("PREROUTING", hook_text("PREROUTING"), _HOOK)]
+        first += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nno br_netfilter", _BRIDGE),
+                  ("tap", f"tcpdump -i\n{bridge}\nsees it here", _TAP),
+                  ("PREROUTING", hook_text("PREROUTING"), _HOOK)]
     else:
-        top += [("PREROUTING", hook_text("PREROUTING"), _HOOK)]
-    top += [("route", "routing\ndecision", "#eeeeee"), ("FORWARD", hook_text("FORWARD"), _HOOK),
-            ("POSTROUTING", hook_text("POSTROUTING"), _HOOK),
-            ("tap", f"tcpdump -i\n{egress}\nsees it here\n(after the qdisc)", _TAP),
-            ("out", f"frame leaves\nby {egress}", "#ffffff")]
-    w, gap = 10.0, 2.2
-    width = len(top) * (w + gap)
-    fig = _figure(12, 4.4)
-    ax = fig.add_axes((0.005, 0.07, 0.99, 0.83))
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, 50)
+        first += [("PREROUTING", hook_text("PREROUTING"), _HOOK)]
+    # Three rows read like lines of text, so 9 pt labels fit a notebook's width: the way in; then
+    # routing and the forwarded path out; under them the local branch (INPUT, a socket, OUTPUT).
+    second = [("route", "routing\ndecision", "#eeeeee"), ("FORWARD", hook_text("FORWARD"), _HOOK),
+              ("POSTROUTING", hook_text("POSTROUTING"), _HOOK),
+              ("tap", f"tcpdump -i\n{egress}\nsees it here\n(after the qdisc)", _TAP),
+              ("out", f"frame leaves\nby {egress}", "#ffffff")]
+    third = [("INPUT", hook_text("INPUT"), _HOOK), ("socket", "a local socket\n(this host)", "#ffffff"),
+             ("OUTPUT", hook_text("OUTPUT"), _HOOK)]
+    note = textwrap.fill("Each hook runs its tables in priority order (lower first; NF_IP_PRI_* in netfilter_ipv4.h); "
+                         "nat chains see a connection's first packet only, conntrack rewrites the rest.", 118) + "\n" + \
+        textwrap.fill("Red, dashed: where tcpdump's AF_PACKET tap copies the frame (net/core/dev.c): on the way in "
+                      "before the bridge and before ip_rcv's PREROUTING, on the way out after POSTROUTING.", 118)
+    # units of 0.1 inch both ways; a text line at 9 pt is 1.5 units
+    cols, w, gap, left = 5, 16.6, 2.75, 2.6
+    def height(row):
+        return 1.55 * max(t.count("\n") + 1 for _, t, _ in row) + 1.6
+    heights = [height(first), height(second), height(third)]
+    rowgap, title_h, note_h = 5.5, 5.0, 1.55 * (note.count("\n") + 1) + 2.5
+    total = title_h + sum(heights) + 2 * rowgap + note_h
+    fig = _figure(10, total / 10)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, total)
     ax.axis("off")
-    y, h = 31, 15
-    x_of = {}
-    for i, (key, text, colour) in enumerate(top):
-        x = 1 + i * (w + gap)
-        x_of.setdefault(key, x)
-        _box(ax, x, y, w, h, text, colour, dashed=key == "tap", fontsize=6.5,
-             weight="bold" if key in ("PREROUTING", "FORWARD", "POSTROUTING") else "normal")
-        if i:
-            ax.annotate("", (x - 0.35, y + h / 2), (x - gap + 0.35, y + h / 2),
-                        arrowprops=dict(arrowstyle="->", color="#444444", lw=1))
-    # the local branch: routing -> INPUT -> socket -> OUTPUT -> (routing) -> POSTROUTING
-    yb, hb = 1, 15
-    xr, xf, xp = x_of["route"], x_of["FORWARD"], x_of["POSTROUTING"]
-    _box(ax, xr, yb, w, hb, hook_text("INPUT"), _HOOK, fontsize=6.5, weight="bold")
-    _box(ax, xf, yb, w, hb, "a local socket\n(this host)", "#ffffff", fontsize=6.5)
-    _box(ax, xp, yb, w, hb, hook_text("OUTPUT"), _HOOK, fontsize=6.5, weight="bold")
+    tops = [total - title_h]
+    tops += [tops[0] - heights[0] - rowgap, tops[0] - heights[0] - heights[1] - 2 * rowgap]
     arrow = dict(arrowstyle="->", color="#444444", lw=1)
-    ax.annotate("", (xr + w / 2, yb + hb + 0.3), (xr + w / 2, y - 0.6), arrowprops=arrow)
-    ax.text(xr + w / 2 + 0.4, (y + yb + hb) / 2, "for this host", fontsize=6, va="center")
-    ax.annotate("", (xf - 0.35, yb + hb / 2), (xr + w + 0.35, yb + hb / 2), arrowprops=arrow)
-    ax.annotate("", (xp - 0.35, yb + hb / 2), (xf + w + 0.35, yb + hb / 2), arrowprops=arrow)
-    ax.annotate("", (xp + w / 2, y - 0.6), (xp + w / 2, yb + hb + 0.3), arrowprops=arrow)
-    ax.text(xp + w / 2 + 0.4, (y + yb + hb) / 2, "routed", fontsize=6, va="center")
-    ax.text(xf + w / 2, y + h + 1.2, "not for this host: forwarded", ha="center", fontsize=6)
-    note = ("Each hook runs its tables in priority order (lower first; NF_IP_PRI_* in netfilter_ipv4.h); "
-            "nat chains see a connection's first packet only, conntrack rewrites the rest.\n"
-            "Red: where tcpdump's AF_PACKET tap copies the frame (net/core/dev.c): on the way in before "
-            "the bridge and before ip_rcv's PREROUTING, on the way out after POSTROUTING.")
-    fig.suptitle(title or f"netfilter hook order: in by {ingress}"
-                 + (f" (a port of {bridge}" + (", br_netfilter on)" if br_netfilter else ", br_netfilter off)")
-                    if bridge else "") + f", out by {egress}", fontsize=10)
-    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=6.5, color="#444444")
+    x_of = {}
+
+    def row(boxes, r, gid, start=0):
+        h = heights[r]
+        y = tops[r] - h
+        for i, (key, text, colour) in enumerate(boxes):
+            x = left + i * (w + gap)
+            x_of.setdefault((r, key), x)
+            _box(ax, x, y, w, h, text, colour, dashed=key == "tap", fontsize=9,
+                 weight="bold" if key in HOOKS else "normal")
+            ax.texts[-1].set_gid(f"{gid}-{start + i}")      # the reading order, for a test
+            if i:
+                ax.annotate("", (x - 0.45, y + h / 2), (x - gap + 0.45, y + h / 2), arrowprops=arrow)
+        return y, h
+
+    y1, h1 = row(first, 0, "path")
+    y2, h2 = row(second, 1, "path", len(first))
+    y3, h3 = row(third, 2, "local")
+    # the line break of the way in: down from its last box, back left, down into routing
+    xl = left + (len(first) - 1) * (w + gap) + w / 2
+    xr = left + w / 2
+    ym = y1 - 1.3
+    ax.plot([xl, xl, xr], [y1 - 0.5, ym, ym], color="#444444", lw=1)
+    ax.annotate("", (xr, y2 + h2 + 0.5), (xr, ym), arrowprops=arrow)
+    ax.text(left + (w + gap) + w / 2, y2 + h2 + 1.3, "not for this host: forwarded", ha="center", va="bottom",
+            fontsize=9)
+    # the local branch: routing -> INPUT -> socket -> OUTPUT -> (routing) -> POSTROUTING
+    ax.annotate("", (xr, y3 + h3 + 0.5), (xr, y2 - 0.5), arrowprops=arrow)
+    ax.text(xr + 0.8, (y2 + y3 + h3) / 2, "for this host", fontsize=9, va="center")
+    xp = left + 2 * (w + gap) + w / 2
+    ax.annotate("", (xp, y2 - 0.5), (xp, y3 + h3 + 0.5), arrowprops=arrow)
+    ax.text(xp + 0.8, (y2 + y3 + h3) / 2, "routed", fontsize=9, va="center")
+    ax.text(50, total - title_h / 2, title or f"netfilter hook order: in by {ingress}"
+            + (f" (a port of {bridge}" + (", br_netfilter on)" if br_netfilter else ", br_netfilter off)")
+               if bridge else "") + f", out by {egress}", ha="center", va="center", fontsize=11)
+    ax.text(left, 0.8, note, ha="left", va="bottom", fontsize=9, color="#444444", linespacing=1.25)
     return fig

@@ -10,10 +10,11 @@ class ``pw-<name>`` so a browser test can find it.
 The explorer looks like Wireshark's three panes: a packet list (one row per
 packet; click a row to dissect it), the layer tree and the bytes (click a
 field to highlight its bytes).  tcpdump's own text stays in its own tab,
-byte for byte.  In a notebook that shows an explorer, text outputs wrap
-only between words (JupyterLab breaks them anywhere, even inside a number)
-and scroll after 32 lines.  Colours come from one palette per JupyterLab theme
-(:data:`PALETTE`), each pair readable at 4.5:1 or better.
+byte for byte.  In a notebook that shows an explorer, printed text wraps
+only between words (JupyterLab breaks it anywhere, even inside a number) and
+scrolls after 32 lines (:mod:`coursekit.textbox`).  Colours come from
+JupyterLab's own CSS variables (:data:`PALETTE`, one choice per theme, light
+and dark), each pair readable at 4.5:1 or better.
 
 Displaying an explorer writes nothing to stdout, and its plain-text form is a
 short, stable line, so nbval can check the cell.
@@ -176,11 +177,12 @@ def _css() -> str:
     # the article's title and quotes in a course notebook: a fallback after the theme's own fonts
     cjk = (f'{face}\n.jp-Notebook:has(.pw-root) .jp-RenderedHTMLCommon,.pw-root{{font-family:'
            f'var(--jp-content-font-family),"{_CJK_FONT}"}}') if face else ""
+    from .textbox import PRINTED_TEXT_CSS
     return f"""<style>
 {cjk}
 .pw-root{{{block("light")}}}
 body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
-.jp-Notebook:has(.pw-root) .jp-OutputArea-output pre{{word-break:normal;overflow-wrap:normal;max-height:32em}}
+{PRINTED_TEXT_CSS}
 .pw-root .widget-html-content{{line-height:1.4}}
 .pw-root .pw-label .widget-html-content{{line-height:var(--jp-widgets-inline-height,28px)}}
 .pw-root .pw-panes{{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}
@@ -221,7 +223,9 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 .pw-root .pw-reply{{color:var(--pw-reply);background:var(--pw-reply-bg)}}
 .pw-root .pw-diagram,.pw-root .pw-diagram .widget-html-content{{min-width:0;max-width:100%;flex:1 1 auto}}
 .pw-root .pw-figure{{overflow-x:auto;max-width:100%}}
-.pw-root .pw-figure svg{{min-width:860px;width:100%;height:auto}}
+.pw-root .pw-figure svg{{width:100%;height:auto}}
+.pw-root .pw-map{{overflow-x:auto}}
+.pw-root .pw-map svg{{max-width:none}}
 @keyframes pw-flash-a{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
 @keyframes pw-flash-b{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
 .pw-root .pw-flash-a{{animation:pw-flash-a 0.8s ease-out}}
@@ -229,21 +233,16 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 </style>"""
 
 
-def figure_png(fig, dpi: int = 85) -> bytes:
-    """A figure as PNG bytes without a timestamp or software stamp (deterministic)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """:func:`coursekit.diagrams.figure_png` (kept here for the chapters that call it from widgets)."""
+    from .diagrams import figure_png as png
+    return png(fig, dpi)
 
 
 def figure_svg(fig) -> str:
-    """A figure as inline SVG markup: text stays text (3x faster than a PNG), no date, fixed ids."""
-    import matplotlib
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "packet-walk"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    text = buf.getvalue()
-    return text[text.index("<svg"):]
+    """:func:`coursekit.diagrams.figure_svg` (kept here for the chapters that call it from widgets)."""
+    from .diagrams import figure_svg as svg
+    return svg(fig)
 
 
 def _e(text) -> str:

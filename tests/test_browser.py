@@ -69,6 +69,13 @@ def _contrast(page, element, own_background: bool = True) -> float:
     return contrast(over(_rgba(fg), back), over(back, back))
 
 
+def _smallest_svg_text_px(svg) -> float:
+    """The smallest text of an inline SVG as drawn on screen, in CSS px (12 px = 9 pt)."""
+    return svg.evaluate("""s => { const vb = s.viewBox.baseVal, scale = s.getBoundingClientRect().width / vb.width;
+        return Math.min(...[...s.querySelectorAll('text')].filter(t => t.textContent.trim())
+                                .map(t => parseFloat(getComputedStyle(t).fontSize) * scale)); }""")
+
+
 def _hex_rgba(h: str) -> tuple:
     return tuple(float(int(h[i:i + 2], 16)) for i in (1, 3, 5)) + (1.0,)
 
@@ -173,10 +180,20 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         # at 900 px the diagram keeps its width and scrolls rather than shrink its text
         page.set_viewport_size({"width": 900, "height": 1000})
         page.wait_for_timeout(500)
-        assert svg.bounding_box()["width"] >= 859
+        assert _smallest_svg_text_px(svg) >= 12 - 0.01                   # 9 CSS points
         figure = explorer.locator(".pw-figure")
         assert figure.evaluate("e => e.scrollWidth > e.clientWidth")
         explorer.screenshot(path=str(ARTIFACTS / "explorer-diagram-900.png"))
+        # the chapter's own figures (PNG): shown at their natural size, the output scrolls sideways
+        images = page.locator(".jp-OutputArea-output img")
+        assert images.count() >= 2
+        for k in range(images.count()):
+            img = images.nth(k)
+            img.scroll_into_view_if_needed()
+            natural, shown, scrolls = img.evaluate("""i => [i.naturalWidth, i.getBoundingClientRect().width,
+                i.closest('.jp-OutputArea-output').scrollWidth > i.closest('.jp-OutputArea-output').clientWidth]""")
+            assert abs(shown - natural) < 1 and natural >= 900 and scrolls, (k, natural, shown, scrolls)
+        page.locator(".jp-OutputArea-output img").last.screenshot(path=str(ARTIFACTS / "figure-900.png"))
         page.set_viewport_size({"width": 1400, "height": 1000})
 
         # the stepper: back disabled at the start, forward twice, back once, the map follows
@@ -188,6 +205,7 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(back).to_be_disabled()
         here = stepper.locator(".pw-map .pw-map-here")
         expect(here).to_have_attribute("data-where", "busybox eth0")
+        assert _smallest_svg_text_px(stepper.locator(".pw-map svg")) >= 12 - 0.01
         body_height = stepper.locator(".pw-step").bounding_box()["height"]
         nxt.click()
         nxt.click()
@@ -250,9 +268,10 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         explorer.screenshot(path=str(ARTIFACTS / "explorer-dark.png"))
 
         # printed text outputs wrap between words only, never inside a number, and scroll when long
-        out = page.locator(".jp-OutputArea-output[data-mime-type='text/plain'] pre").first
-        assert out.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
-        assert out.evaluate("e => getComputedStyle(e).maxHeight") != "none"
+        for mime in ("text/plain", "application/vnd.jupyter.stdout"):
+            out = page.locator(f".jp-OutputArea-output[data-mime-type='{mime}'] pre").first
+            style = out.evaluate("e => { const s = getComputedStyle(e); return [s.wordBreak, s.maxHeight, s.overflowY]; }")
+            assert style[0] == "normal" and style[1] != "none" and style[2] == "auto", (mime, style)
 
         # the embedded CJK fallback font decodes and covers the article's title
         status = page.evaluate("""async () => {

@@ -49,7 +49,10 @@ def _figures(article, walk):
     three = apply(article, {"replicas": 3})
     return [dg.topology(article), dg.walk_diagram(article, walk), dg.walk_diagram(three),
             dg.timeline(walk.at("meizu", "docker0")), dg.encapsulation(walk.at("meizu", "enp4s0")[3]),
-            dg.byte_map(walk.at("meizu", "enp4s0")[3])]
+            dg.byte_map(walk.at("meizu", "enp4s0")[3]),
+            dg.hook_order(ingress="veth4c1a3e7", bridge="docker0", egress="flannel.1"),
+            dg.hook_order(ingress="veth4c1a3e7", bridge="docker0", egress="flannel.1", br_netfilter=False),
+            dg.hook_order()]
 
 
 def test_text_is_at_least_9_points(article, article_walk):
@@ -91,6 +94,8 @@ def _crossings(fig):
 
 def test_no_label_is_crossed_by_a_line(article, article_walk):
     assert _crossings(dg.walk_diagram(article, article_walk)) == []
+    for bridge, on in ((None, True), ("docker0", True), ("docker0", False)):
+        assert _crossings(dg.hook_order(ingress="veth4c1a3e7", bridge=bridge, egress="flannel.1", br_netfilter=on)) == []
     assert _crossings(dg.walk_diagram(apply(article, {"replicas": 3}))) == []
     assert _crossings(dg.topology(article)) == []
 
@@ -154,3 +159,37 @@ def test_hop_map_marks_one_box(article, article_walk):
         assert svg.startswith("<svg ") and svg.count("pw-map-here") == 1
         o = st.observation
         assert f'class="pw-map-box pw-map-here" data-where="{o.node} {o.iface}"' in svg
+
+
+def test_a_notebook_shows_every_figure_at_its_natural_size(article, article_walk):
+    """Never shrunk to the notebook's width (JupyterLab's default): 9 pt stays 12.5 px, the output scrolls."""
+    from unittest import mock
+    for fig in _figures(article, article_walk):
+        assert isinstance(fig, dg.Picture) and fig.dpi == dg.DPI >= 96            # 9 pt >= 12 px = 9 CSS pt
+        with mock.patch("IPython.display.display") as shown:
+            fig._ipython_display_()
+        (bundle,), kw = shown.call_args
+        meta = kw["metadata"]["image/png"]
+        assert meta["unconfined"] is True
+        assert (meta["width"], meta["height"]) == tuple(round(v * dg.DPI) for v in fig.get_size_inches())
+        import base64
+        import struct
+        png = base64.b64decode(bundle["image/png"])
+        assert png.startswith(b"\x89PNG") and bundle["text/plain"].startswith("<Figure size ")
+        assert struct.unpack(">II", png[16:24]) == (meta["width"], meta["height"])
+
+
+def test_svg_figures_keep_their_natural_width(article, article_walk):
+    svg = dg.figure_svg(dg.walk_diagram(article, article_walk))
+    head = svg[:svg.index(">")]
+    assert head.startswith('<svg style="min-width:720pt" ') and ' width="720pt"' in head
+
+
+def test_hop_map_text_is_12_px_and_fits_its_boxes(article):
+    three = apply(article, {"replicas": 3})
+    w = ck.walk(three)
+    svg = dg.hop_map_svg(three, w, w.path(0)[0])
+    assert "font-size:12px" in svg and "font-size:11px" not in svg
+    import re
+    for box, label in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"[^>]*/><text[^>]*>([^<]*)</text>', svg):
+        assert len(label) * 7 <= float(box) - 6 or len(label) <= 4, (label, box)

@@ -353,3 +353,28 @@ def test_every_traffic_case_gets_an_explorer_a_stepper_and_its_pictures(name):
         assert "service_ip" not in keys
         with pytest.raises(ck.CourseError, match="no such field"):
             explore.apply(sc, {"service_ip": "10.254.0.9"})
+
+
+def test_a_transcript_shows_as_a_scroll_box_that_never_wraps(article):
+    """The same text as nbval's text/plain, in a box that scrolls rather than wraps or fills the page."""
+    import html
+    from coursekit import textbox
+    t = ck.tcpdump(article, "meizu", "enp4s0", "udp", "-nn -e -v")
+    page = t._repr_html_()
+    head, count, body = repr(t).split("\n", 2)
+    assert f">{html.escape(head)}\n{count}</div>" in page
+    assert f">{html.escape(body)}</pre>" in page and html.escape(str(t)) in page    # every line, whole
+    box = page[page.index('<pre class="pw-text-box"'):]
+    assert "white-space:pre;" in box and "word-break:normal" in box and "break-all" not in page
+    assert len(body.splitlines()) > textbox.MAX_LINES and "max-height:" in box and "overflow:auto" in box
+    short = ck.tcpdump(article, "meizu", "enp4s0", "dst 172.30.20.9")
+    assert "max-height" not in short._repr_html_()[short._repr_html_().index("<pre"):]      # short: no scroll box
+    assert short._repr_html_() == short._repr_html_()                                      # deterministic
+
+
+def test_printed_text_is_limited_in_course_notebooks_only():
+    from coursekit import textbox
+    css = textbox.PRINTED_TEXT_CSS
+    assert css.startswith(".jp-Notebook:has(.pw-text,.pw-root)") and "max-height:32em" in css and "overflow:auto" in css
+    assert "application/vnd.jupyter.stdout" in css and "word-break:normal" in css
+    assert css in wg._css() and css in textbox.scroll_box("x")
