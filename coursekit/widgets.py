@@ -486,6 +486,7 @@ class Explorer(_Widgety):
         self.recomputed = 0
         self._walks = {}                 # scenario id -> walk: a filter or interface change reuses it
         self._diagram_for = None
+        self._drawn = {}                 # knob values -> the diagram's HTML, the last few
         self.tabs.observe(lambda _change: (self._draw_hops(), self._draw_diagram()), names="selected_index")
         self.refresh()
         for w in list(self.controls.values()) + [self.iface, self.filter, self.flags]:
@@ -599,8 +600,13 @@ class Explorer(_Widgety):
             _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
         else:
             line = next(r.line for r in v.rows if r.no == v.selected)
-            # the tree at once, then again with each field's provenance label (which dissects once per field)
-            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected))
+            # A new packet: its tree at once, then again with each field's provenance label (which
+            # dissects once per field).  The same packet as before: no interim tree, so a view that
+            # does not change is not drawn twice.
+            plain = dissection_html(f.data, v.layers, line, v.selected)
+            if plain != getattr(self, "_dissected", None):
+                _set(self.dissection, plain)
+                self._dissected = plain
             _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected,
                                                   _provenance(v.scenario, f.observation)))
         self._draw_hops()
@@ -625,9 +631,15 @@ class Explorer(_Widgety):
             return
         if self._diagram_for is self.views.scenario:
             return
-        from .diagrams import walk_diagram
-        svg = figure_svg(walk_diagram(self.scenario, self.views.walk))
-        _set(self.diagram, f'<div class="pw-figure">{svg}</div>')
+        key = getattr(self, "_applied_key", None)
+        page = self._drawn.get(key)
+        if page is None:                 # knob values seen before (4789, back to 8472): drawn then
+            from .diagrams import walk_diagram
+            page = f'<div class="pw-figure">{figure_svg(walk_diagram(self.scenario, self.views.walk))}</div>'
+            self._drawn[key] = page
+            while len(self._drawn) > 8:
+                self._drawn.pop(next(iter(self._drawn)))
+        _set(self.diagram, page)
         self._diagram_for = self.views.scenario
 
     def _clear_errors(self) -> None:

@@ -378,3 +378,30 @@ def test_printed_text_is_limited_in_course_notebooks_only():
     assert css.startswith(".jp-Notebook:has(.pw-text,.pw-root)") and "max-height:32em" in css and "overflow:auto" in css
     assert "application/vnd.jupyter.stdout" in css and "word-break:normal" in css
     assert css in wg._css() and css in textbox.scroll_box("x")
+
+
+def test_no_redraw_of_a_view_that_did_not_change(article):
+    """A knob that leaves the packets alone sends neither the packet list nor the dissection again."""
+    e = wg.explorer(article, ["node_mtu", "vni"], node="meizu", iface="enp4s0", diagram=False)
+    sent = []
+    for name in ("packets", "dissection", "tcpdump"):
+        getattr(e, name).observe(lambda ch, name=name: sent.append(name), names="value")
+    e.controls["node_mtu"].value = "1400"                  # the pinned pod MTU wins: the same packets
+    assert "recomputed (#2" in e.status.value and sent == []
+    e.controls["vni"].value = "7"                          # the VNI is in every outer frame
+    assert sent.count("tcpdump") == 1 and sent.count("packets") == 1
+    assert 1 <= sent.count("dissection") <= 2              # the tree at once, then with provenance labels
+
+
+def test_a_diagram_seen_before_is_not_drawn_again(article, monkeypatch):
+    from coursekit import diagrams
+    drawn = []
+    real = diagrams.walk_diagram
+    monkeypatch.setattr(diagrams, "walk_diagram", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0")
+    e.tabs.selected_index = 3
+    first = e.diagram.value
+    e.controls["vni"].value = "7"
+    assert "VNI 7" in e.diagram.value and len(drawn) == 2
+    e.controls["vni"].value = "1"                          # back to the chapter's value: the first drawing
+    assert e.diagram.value is first and len(drawn) == 2
