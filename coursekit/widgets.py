@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import html
-import io
 import time
 
 import ipywidgets as W
@@ -39,43 +38,43 @@ __all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "fi
 
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
 
-# (foreground, background) per role and theme, as CSS: JupyterLab's own variables (the light
-# theme's values as fallbacks, for a page without them), mixed where no variable alone reads at
-# 4.5:1 (orange on white, red on #111).  tests/test_widgets.py resolves every pair against the
-# installed JupyterLab themes.
-_BG = "var(--jp-layout-color0,#ffffff)"
-_INK = "var(--jp-ui-font-color0,#000000)"
-
 
 def _mix(a: str, pct: int, b: str) -> str:
     return f"color-mix(in srgb,{a} {pct}%,{b})"
 
+
+# (foreground, background) per role and theme, as CSS: JupyterLab's own variables (the light
+# theme's values as fallbacks, for a page without them), mixed where no variable alone reads at
+# 4.5:1 (orange on white, red on #111).  tests/test_widgets.py resolves every pair against the
+# installed JupyterLab themes.
+_BG, _INK = "var(--jp-layout-color0,#ffffff)", "var(--jp-ui-font-color0,#000000)"
+_DBG, _DINK = "var(--jp-layout-color0,#111111)", "var(--jp-ui-font-color0,#ffffff)"
+_WARN = (_mix("var(--jp-warn-color0,#e65100)", 70, _INK), _mix("var(--jp-warn-color3,#ffe0b2)", 50, _BG))
+_DWARN = ("var(--jp-warn-color2,#ffb74d)", _mix("var(--jp-warn-color0,#f57c00)", 20, _DBG))
 
 PALETTE = {
     "light": {"text": (_INK, _BG),
               "muted": ("var(--jp-ui-font-color2,rgba(0,0,0,.54))", _BG),
               "error": ("var(--jp-error-color0,#b71c1c)", _BG),
               "ok": ("var(--jp-success-color0,#1b5e20)", _BG),
-              "warn": (_mix("var(--jp-warn-color0,#e65100)", 70, _INK), _mix("var(--jp-warn-color3,#ffe0b2)", 50, _BG)),
+              "warn": _WARN,
               "changed": (_INK, _mix("var(--jp-warn-color3,#ffe0b2)", 80, _BG)),
               "selected": (_INK, "var(--jp-brand-color3,#bbdefb)"),
               "request": ("var(--jp-error-color0,#b71c1c)", _BG),
               "reply": ("var(--jp-brand-color0,#0d47a1)", _BG),
-              "stale": (_mix("var(--jp-warn-color0,#e65100)", 70, _INK), _mix("var(--jp-warn-color3,#ffe0b2)", 50, _BG)),
+              "stale": _WARN,
               "head": (_INK, "var(--jp-layout-color2,#eeeeee)")},
-    "dark": {"text": ("var(--jp-ui-font-color0,#ffffff)", "var(--jp-layout-color0,#111111)"),
-             "muted": ("var(--jp-ui-font-color2,rgba(255,255,255,.54))", "var(--jp-layout-color0,#111111)"),
-             "error": ("var(--jp-error-color2,#e57373)", "var(--jp-layout-color0,#111111)"),
-             "ok": ("var(--jp-success-color2,#81c784)", "var(--jp-layout-color0,#111111)"),
-             "warn": ("var(--jp-warn-color2,#ffb74d)", _mix("var(--jp-warn-color0,#f57c00)", 20, "var(--jp-layout-color0,#111111)")),
-             "changed": ("var(--jp-ui-font-color0,#ffffff)", _mix("var(--jp-warn-color0,#f57c00)", 35,
-                                                                  "var(--jp-layout-color0,#111111)")),
-             "selected": ("var(--jp-ui-font-color0,#ffffff)", _mix("var(--jp-brand-color0,#1976d2)", 55,
-                                                                   "var(--jp-layout-color0,#111111)")),
-             "request": ("var(--jp-error-color2,#e57373)", "var(--jp-layout-color0,#111111)"),
-             "reply": ("var(--jp-brand-color2,#64b5f6)", "var(--jp-layout-color0,#111111)"),
-             "stale": ("var(--jp-warn-color2,#ffb74d)", _mix("var(--jp-warn-color0,#f57c00)", 20, "var(--jp-layout-color0,#111111)")),
-             "head": ("var(--jp-ui-font-color0,#ffffff)", "var(--jp-layout-color2,#424242)")},
+    "dark": {"text": (_DINK, _DBG),
+             "muted": ("var(--jp-ui-font-color2,rgba(255,255,255,.54))", _DBG),
+             "error": ("var(--jp-error-color2,#e57373)", _DBG),          # error-color0 is 3.6:1 on #111
+             "ok": ("var(--jp-success-color2,#81c784)", _DBG),
+             "warn": _DWARN,
+             "changed": (_DINK, _mix("var(--jp-warn-color0,#f57c00)", 35, _DBG)),
+             "selected": (_DINK, _mix("var(--jp-brand-color0,#1976d2)", 55, _DBG)),
+             "request": ("var(--jp-error-color2,#e57373)", _DBG),
+             "reply": ("var(--jp-brand-color2,#64b5f6)", _DBG),
+             "stale": _DWARN,
+             "head": (_DINK, "var(--jp-layout-color2,#424242)")},
 }
 
 
