@@ -68,7 +68,7 @@ def bench_explorer(n=200):
     import coursekit as ck
     from coursekit import explore as ex
     from coursekit import widgets as wg
-    from coursekit.diagrams import walk_diagram
+    from coursekit.diagrams import walk_svg
     base = ck.load_scenario("article")
     changes = [{"vxlan_port": 4789}, {"vxlan_port": 8472}, {"vni": 7}, {"client_ip": "172.30.83.20"},
                {"masquerade": False}, {"service_port": 8080}, {"replicas": 2}]
@@ -83,7 +83,7 @@ def bench_explorer(n=200):
         sc = ex.apply(base, changes[i % len(changes)])
         w = ck.walk(sc)
         t = time.perf_counter()
-        wg.figure_svg(walk_diagram(sc, w))      # what the explorer shows
+        walk_svg(sc, w)                         # what the explorer shows
         diag.append(time.perf_counter() - t)
     e = wg.explorer(base, ["vxlan_port", "vni", "client_ip"], node="meizu", iface="enp4s0")
     widget = []

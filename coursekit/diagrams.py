@@ -33,7 +33,7 @@ from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 from .dissect import dissect, frame_bytes  # noqa: E402
 
 __all__ = ["topology", "walk_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg", "hook_order",
-           "LAYER_COLOURS", "Picture", "figure_png", "figure_svg"]
+           "LAYER_COLOURS", "Picture", "figure_png", "figure_svg", "walk_svg"]
 
 # One colour per protocol; outer layers are the same hue, lighter.
 LAYER_COLOURS = {
@@ -226,8 +226,16 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
     w = walk if walk is not None else _walk(sc)
     if segment is not None:
         w.path(segment)                      # refuses a string or an out-of-range segment, naming the range
-    fig = topology(sc, title=f"{sc.name}: the request (red) and the reply (blue), hop by hop")
-    ax = fig.axes[0]
+    fig = topology(sc, title=_WALK_TITLE.format(name=sc.name))
+    _draw_paths(fig.axes[0], sc, w, flow, segment)
+    return fig
+
+
+_WALK_TITLE = "{name}: the request (red) and the reply (blue), hop by hop"
+
+
+def _draw_paths(ax, sc, w, flow, segment) -> None:
+    """The request's and the reply's hops on a drawn topology: numbered markers, arrows between them."""
     _, _, boxes = _layout(sc)
     flows = ["request", "reply"] if flow == "both" else [flow]
     for fl in flows:
@@ -257,7 +265,129 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
         for i, (x, y) in enumerate(pts, 1):
             ax.text(x, y, str(i), ha="center", va="center", fontsize=9, color="white", weight="bold",
                     bbox=dict(boxstyle="circle,pad=0.2", facecolor=colour, edgecolor="none"))
-    return fig
+
+
+class _SvgAxes:
+    """Just enough of a matplotlib Axes for :func:`topology` and :func:`_draw_paths`, written as plain SVG.
+
+    The same drawing code, so the explorer's picture is the notebook's, without matplotlib's text
+    layout (about a second on a busy machine, a few milliseconds here).  Units are points, as in
+    :func:`figure_svg`, for a 10 x 6.2 inch figure whose axes fill the lower 94 %.
+    """
+
+    W, H, TOP = 720.0, 446.4, 0.94
+
+    def __init__(self):
+        self.out: list[str] = []
+        self.figure = self
+        self.xlim, self.ylim = (0.0, 1.0), (0.0, 1.0)
+        self.title = ("", 11)
+
+    def set_xlim(self, a, b):
+        self.xlim = (a, b)
+
+    def set_ylim(self, a, b):
+        self.ylim = (a, b)
+
+    def axis(self, _):
+        pass
+
+    def set_title(self, text, fontsize=11):
+        self.title = (text, fontsize)
+
+    def X(self, x):
+        return (x - self.xlim[0]) / (self.xlim[1] - self.xlim[0]) * self.W
+
+    def Y(self, y):
+        return self.H - (y - self.ylim[0]) / (self.ylim[1] - self.ylim[0]) * self.H * self.TOP
+
+    @staticmethod
+    def _colour(c):
+        from matplotlib.colors import to_hex
+        return to_hex(c)
+
+    def add_patch(self, p):
+        x, y, w, h = p.get_x(), p.get_y(), p.get_width(), p.get_height()
+        pad, rx = 0.0, 0.0
+        if isinstance(p, FancyBboxPatch):
+            pad = p.get_boxstyle().pad
+            rx = pad * self.W / (self.xlim[1] - self.xlim[0])
+        dash = ' stroke-dasharray="4 2"' if p.get_linestyle() in ("--", "dashed") else ""
+        x0, y0 = self.X(x - pad), self.Y(y + h + pad)
+        self.out.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{self.X(x + w + pad) - x0:.1f}" '
+                        f'height="{self.Y(y - pad) - y0:.1f}" rx="{rx:.1f}" fill="{self._colour(p.get_facecolor())}" '
+                        f'stroke="{self._colour(p.get_edgecolor())}" stroke-width="{p.get_linewidth():g}"{dash}/>')
+
+    def plot(self, xs, ys, color="#000000", lw=1.0):
+        pts = " ".join(f"{self.X(x):.1f},{self.Y(y):.1f}" for x, y in zip(xs, ys))
+        self.out.append(f'<polyline points="{pts}" fill="none" stroke="{self._colour(color)}" stroke-width="{lw:g}"/>')
+
+    def text(self, x, y, s, ha="left", va="baseline", fontsize=10, weight="normal", style="normal",
+             color="#000000", linespacing=1.2, bbox=None):
+        import html as _html
+        lines = str(s).split("\n")
+        block = (len(lines) - 1) * fontsize * linespacing + fontsize
+        top = {"center": self.Y(y) - block / 2, "top": self.Y(y), "bottom": self.Y(y) - block}.get(va, self.Y(y) - block)
+        if bbox is not None:                     # a hop marker: a disc behind the number
+            r = max(0.6 * fontsize, 0.32 * fontsize * len(str(s))) + bbox.get("pad", 0.2) * fontsize
+            if "boxstyle" in bbox:
+                r += float(str(bbox["boxstyle"]).split("pad=")[-1]) * fontsize - 0.2 * fontsize
+            self.out.append(f'<circle cx="{self.X(x):.1f}" cy="{self.Y(y):.1f}" r="{r:.1f}" '
+                            f'fill="{self._colour(bbox.get("facecolor", "#ffffff"))}"/>')
+        anchor = {"center": "middle", "left": "start", "right": "end"}[ha]
+        spans = "".join(f'<tspan x="{self.X(x):.1f}" y="{top + 0.78 * fontsize + k * fontsize * linespacing:.1f}">'
+                        f"{_html.escape(line)}</tspan>" for k, line in enumerate(lines))
+        extra = (' font-weight="bold"' if weight == "bold" else "") + (' font-style="italic"' if style == "italic" else "")
+        self.out.append(f'<text text-anchor="{anchor}" font-size="{fontsize:g}" fill="{self._colour(color)}"'
+                        f"{extra}>{spans}</text>")
+
+    def annotate(self, _text, xy, xytext, arrowprops):
+        import math
+        (x1, y1), (x2, y2) = (self.X(xytext[0]), -self.Y(xytext[1])), (self.X(xy[0]), -self.Y(xy[1]))
+        rad = float(arrowprops.get("connectionstyle", "arc3,rad=0").split("rad=")[-1])
+        cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)     # matplotlib's arc3
+
+        def toward(ax_, ay, bx, by, d):
+            n = math.hypot(bx - ax_, by - ay) or 1.0
+            return ax_ + (bx - ax_) * d / n, ay + (by - ay) * d / n
+        x1, y1 = toward(x1, y1, cx, cy, arrowprops.get("shrinkA", 2))
+        x2, y2 = toward(x2, y2, cx, cy, arrowprops.get("shrinkB", 2))
+        colour = self._colour(arrowprops.get("color", "#000000"))
+        lw, alpha = arrowprops.get("lw", 1.0), arrowprops.get("alpha", 1.0)
+        ang = math.atan2(y2 - cy, x2 - cx) if (cx, cy) != (x2, y2) else math.atan2(y2 - y1, x2 - x1)
+        head = [(x2 - 5 * math.cos(ang + s), y2 - 5 * math.sin(ang + s)) for s in (0.45, -0.45)]
+        d = (f"M{x1:.1f},{-y1:.1f} Q{cx:.1f},{-cy:.1f} {x2:.1f},{-y2:.1f} "
+             f"M{head[0][0]:.1f},{-head[0][1]:.1f} L{x2:.1f},{-y2:.1f} L{head[1][0]:.1f},{-head[1][1]:.1f}")
+        self.out.append(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="{lw:g}" '
+                        f'stroke-opacity="{alpha:g}"/>')
+
+    def svg(self) -> str:
+        import html as _html
+        text, size = self.title
+        title = (f'<text x="{self.W / 2:.1f}" y="{self.H * (1 - self.TOP) - 6:.1f}" text-anchor="middle" '
+                 f'font-size="{size:g}">{_html.escape(text)}</text>')
+        return (f'<svg style="min-width:{self.W:g}pt" xmlns="http://www.w3.org/2000/svg" width="{self.W:g}pt" '
+                f'height="{self.H:g}pt" viewBox="0 0 {self.W:g} {self.H:g}" role="img" '
+                f'font-family="DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif" style="white-space:pre">'
+                f'<rect width="{self.W:g}" height="{self.H:g}" fill="#ffffff"/>{title}{"".join(self.out)}</svg>')
+
+
+def walk_svg(sc, walk=None, flow: str = "both", segment: int | None = None) -> str:
+    """:func:`walk_diagram`'s picture as inline SVG, drawn by the same code without matplotlib's renderer.
+
+    Milliseconds instead of most of a second: the explorer's diagram tab.  A light card in
+    both themes, its natural width a CSS minimum (it scrolls rather than shrink its 9 pt text).
+
+    Taught in: every chapter's explorer (the diagram tab).
+    """
+    from .datapath import walk as _walk
+    from .scenario import as_scenario
+    sc = as_scenario(sc)
+    w = walk if walk is not None else _walk(sc)
+    ax = _SvgAxes()
+    topology(sc, ax=ax, title=_WALK_TITLE.format(name=sc.name))
+    _draw_paths(ax, sc, w, flow, segment)
+    return ax.svg()
 
 
 def hop_map_svg(sc, walk, at, width: int = 640) -> str:

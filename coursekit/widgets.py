@@ -633,8 +633,8 @@ class Explorer(_Widgety):
         key = getattr(self, "_applied_key", None)
         page = self._drawn.get(key)
         if page is None:                 # knob values seen before (4789, back to 8472): drawn then
-            from .diagrams import walk_diagram
-            page = f'<div class="pw-figure">{figure_svg(walk_diagram(self.scenario, self.views.walk))}</div>'
+            from .diagrams import walk_svg
+            page = f'<div class="pw-figure">{walk_svg(self.scenario, self.views.walk)}</div>'
             self._drawn[key] = page
             while len(self._drawn) > 8:
                 self._drawn.pop(next(iter(self._drawn)))

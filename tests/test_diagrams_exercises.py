@@ -193,3 +193,31 @@ def test_hop_map_text_is_12_px_and_fits_its_boxes(article):
     import re
     for box, label in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"[^>]*/><text[^>]*>([^<]*)</text>', svg):
         assert len(label) * 7 <= float(box) - 6 or len(label) <= 4, (label, box)
+
+
+def _svg_texts(svg):
+    import re
+    return sorted(re.findall(r"<tspan [^>]*>([^<]*)</tspan>", svg) + re.findall(r'font-size="11">([^<]*)</text>', svg))
+
+
+@pytest.mark.parametrize("changes", [{}, {"replicas": 3}, {"vni": 7, "vxlan_port": 4789}])
+def test_the_explorers_svg_is_the_notebooks_picture(article, changes):
+    """walk_svg draws with walk_diagram's own code: the same labels, the same markers at the same places."""
+    import html
+    import re
+    sc = apply(article, changes) if changes else article
+    w = ck.walk(sc)
+    fig = dg.walk_diagram(sc, w)
+    svg = dg.walk_svg(sc, w)
+    ax = fig.axes[0]
+    lines = sorted(line for t in ax.texts for line in t.get_text().split("\n") if t.get_text().strip())
+    assert [html.unescape(t) for t in _svg_texts(svg)] == sorted(lines + [ax.get_title()])
+    shim = dg._SvgAxes()
+    shim.set_xlim(*ax.get_xlim())
+    shim.set_ylim(*ax.get_ylim())
+    markers = sorted((round(shim.X(t.get_position()[0]), 1), round(shim.Y(t.get_position()[1]), 1))
+                     for t in ax.texts if t.get_text().isdigit())
+    circles = sorted((float(x), float(y)) for x, y in re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', svg))
+    assert circles == markers and len(markers) == 20
+    sizes = [float(s) for s in re.findall(r'font-size="([\d.]+)"', svg)]
+    assert min(sizes) >= 9 and svg.startswith('<svg style="min-width:720pt" ')     # 9 pt at natural width

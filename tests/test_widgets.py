@@ -396,8 +396,8 @@ def test_no_redraw_of_a_view_that_did_not_change(article):
 def test_a_diagram_seen_before_is_not_drawn_again(article, monkeypatch):
     from coursekit import diagrams
     drawn = []
-    real = diagrams.walk_diagram
-    monkeypatch.setattr(diagrams, "walk_diagram", lambda *a, **k: drawn.append(1) or real(*a, **k))
+    real = diagrams.walk_svg
+    monkeypatch.setattr(diagrams, "walk_svg", lambda *a, **k: drawn.append(1) or real(*a, **k))
     e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0")
     e.tabs.selected_index = 3
     first = e.diagram.value
