@@ -184,12 +184,22 @@ def bench_browser(n=20):
             return took
 
         load_before = os.getloadavg()[0]
+        # the browser's own work per change (Chrome's counters): styles, layout, scripts
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+
+        def counters():
+            return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        before = counters()
         # field change -> every view (packet list, tcpdump text, dissection, status) updated on screen
         port = explorer.locator(".pw-vxlan_port input")
         for i in range(n):
             port.fill("4789" if i % 2 == 0 else "8472")
             times.append(recomputed(lambda: port.press("Enter")))
         field_python = list(python_ms)
+        after = counters()
+        browser_ms = {f"per_change_browser_{k[:-8].lower()}_ms": round((after[k] - before[k]) * 1000 / n, 1)
+                      for k in ("RecalcStyleDuration", "LayoutDuration", "ScriptDuration")}
         # a click on a row -> that packet's dissection on screen
         for i in range(n):
             no = 2 + i % 9
@@ -223,7 +233,8 @@ def bench_browser(n=20):
             "roundtrip_transport_and_drawing_median_ms": _median([t * 1000 - p for t, p in zip(times, field_python)]),
             "row_click_median_ms": _median(rows) * 1000, "diagram_first_time_median_ms": _median(diagram) * 1000,
             "diagram_first_time_p95_ms": _p95(diagram) * 1000, "diagram_seen_before_median_ms": _median(again) * 1000,
-            "load_average_1min_before": round(load_before, 1), "load_average_1min_after": round(os.getloadavg()[0], 1)}
+            "load_average_1min_before": round(load_before, 1), "load_average_1min_after": round(os.getloadavg()[0], 1),
+            **browser_ms}
 
 
 def bench_explorer_ab(ref="main"):

@@ -3,10 +3,13 @@
 Opens chapter 06, runs every cell, clicks row 3 of the packet list and reads
 packet 3's dissection, changes the VXLAN port (OTV turns into VXLAN) and the
 VNI (the interface menu offers flannel.7), types an invalid IP and reads the
-inline message, steps the stepper to both ends on its map, then switches to
-the dark theme and measures the contrast of the highlights.  Screenshots go to
-``test-artifacts/browser/``.  Needs /usr/bin/chromium and playwright: skips
-on a laptop without them, fails in CI.
+inline message, draws the diagram and, at 900 px, checks that it and the
+chapter's own figures keep their natural size (9 pt text, scrolling instead),
+steps the stepper to both ends on its map, then switches to the dark theme and
+measures the contrast of the highlights, the status line and an error message
+(computed colours, WCAG 4.5:1).  Screenshots go to ``test-artifacts/browser/``.
+Needs /usr/bin/chromium and playwright: skips on a laptop without them, fails
+in CI.
 """
 
 from __future__ import annotations
