@@ -17,6 +17,7 @@ module per concept:
 * :mod:`~coursekit.dissect` -- every layer and field with its byte offsets (``ck.tree``)
 * :mod:`~coursekit.diagrams` -- pictures (matplotlib), loaded on first use
 * :mod:`~coursekit.explore`, :mod:`~coursekit.widgets` -- explorers and the stepper
+* :mod:`~coursekit.textbox` -- long text (a transcript) as a scroll box that never wraps inside a word
 * :mod:`~coursekit.exercises` -- predict, then ``ck.check``
 * :mod:`~coursekit.lab` -- the live lab on a real kernel
 * :mod:`~coursekit.glossary` -- the terms, in English and Chinese (``data/glossary.yaml``)
