@@ -336,7 +336,8 @@ class _SvgAxes:
                             f'fill="{self._colour(bbox.get("facecolor", "#ffffff"))}"/>')
         anchor = {"center": "middle", "left": "start", "right": "end"}[ha]
         spans = "".join(f'<tspan x="{self.X(x):.1f}" y="{top + 0.78 * fontsize + k * fontsize * linespacing:.1f}">'
-                        f"{_html.escape(line)}</tspan>" for k, line in enumerate(lines))
+                        f"{_html.escape(line).replace('  ', chr(0xa0) + ' ')}</tspan>"    # SVG collapses spaces
+                        for k, line in enumerate(lines))
         extra = (' font-weight="bold"' if weight == "bold" else "") + (' font-style="italic"' if style == "italic" else "")
         self.out.append(f'<text text-anchor="{anchor}" font-size="{fontsize:g}" fill="{self._colour(color)}"'
                         f"{extra}>{spans}</text>")
@@ -368,7 +369,7 @@ class _SvgAxes:
                  f'font-size="{size:g}">{_html.escape(text)}</text>')
         return (f'<svg style="min-width:{self.W:g}pt" xmlns="http://www.w3.org/2000/svg" width="{self.W:g}pt" '
                 f'height="{self.H:g}pt" viewBox="0 0 {self.W:g} {self.H:g}" role="img" '
-                f'font-family="DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif" style="white-space:pre">'
+                f'font-family="DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif">'
                 f'<rect width="{self.W:g}" height="{self.H:g}" fill="#ffffff"/>{title}{"".join(self.out)}</svg>')
 
 

@@ -211,7 +211,7 @@ def test_the_explorers_svg_is_the_notebooks_picture(article, changes):
     svg = dg.walk_svg(sc, w)
     ax = fig.axes[0]
     lines = sorted(line for t in ax.texts for line in t.get_text().split("\n") if t.get_text().strip())
-    assert [html.unescape(t) for t in _svg_texts(svg)] == sorted(lines + [ax.get_title()])
+    assert sorted(html.unescape(t).replace("\xa0", " ") for t in _svg_texts(svg)) == sorted(lines + [ax.get_title()])
     shim = dg._SvgAxes()
     shim.set_xlim(*ax.get_xlim())
     shim.set_ylim(*ax.get_ylim())
