@@ -34,7 +34,7 @@ from . import explore as ex
 from .errors import CourseError
 
 __all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast", "css_colour", "over",
-           "packet_list_html", "dissection_html", "hop_table_html"]
+           "packet_list_html", "selection_css", "dissection_html", "hop_table_html"]
 
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
 
@@ -254,13 +254,19 @@ def _pre(text: str, cls: str) -> str:
 
 # -- pure HTML views (tested without a browser) ------------------------------------------
 
-# One handler per table (not per row): a click on a row marks it at once and sets the packet No.
+# One handler per table (not per row).  A click on a row (or Enter, or the arrow keys, as in
+# Wireshark's list) moves the selection at once -- a rule in the explorer's selection <style>,
+# so the list itself is not drawn again and keeps the keyboard focus -- and sets the packet No.
 # field, which recomputes the dissection in Python.
-_PICK = ("var r=event.target.closest('tr.pw-row');if(!r)return;"
-         "r.parentNode.querySelectorAll('tr.pw-sel').forEach(function(x){x.classList.remove('pw-sel')});"
-         "r.classList.add('pw-sel');"
-         "var i=r.closest('.pw-explorer').querySelector('.pw-packet-no input');"
+_PICK = ("var s=r.closest('.pw-explorer');var st=s&&s.querySelector('.pw-selection style');"
+         "if(st)st.textContent=st.textContent.replace(/data-no=\"\\d+\"/,'data-no=\"'+r.dataset.no+'\"');"
+         "var i=s.querySelector('.pw-packet-no input');"
          "i.value=r.dataset.no;i.dispatchEvent(new Event('change',{bubbles:true}));")
+_CLICK = "var r=event.target.closest('tr.pw-row');if(!r)return;" + _PICK
+_KEYS = ("var c=event.target.closest('tr.pw-row');if(!c)return;var k=event.key,"
+         "r=k==='ArrowDown'?c.nextElementSibling:k==='ArrowUp'?c.previousElementSibling:"
+         "k==='Home'?c.parentNode.firstElementChild:k==='End'?c.parentNode.lastElementChild:k==='Enter'?c:null;"
+         "if(!r)return;event.preventDefault();r.focus();" + _PICK)
 # A click on a field highlights its bytes; no round trip to the kernel.
 _MARK = ("var f=event.target.closest('.pw-field');if(!f)return;var d=f.closest('.pw-dissect'),"
          "a=+f.dataset.off,b=a+(+f.dataset.len);"
@@ -269,8 +275,18 @@ _MARK = ("var f=event.target.closest('.pw-field');if(!f)return;var d=f.closest('
 _COPY = "navigator.clipboard&&navigator.clipboard.writeText(this.parentNode.querySelector('pre').textContent);"
 
 
-def packet_list_html(rows, selected: int = 0) -> str:
-    """The packet list: one row per packet, tcpdump's full text on hover; the selected row marked."""
+def selection_css(scope: str, no: int) -> str:
+    """The packet list's selected row, as a rule for one explorer (``scope``: its CSS class)."""
+    return (f'<style>.{scope} .pw-packets tr.pw-row[data-no="{int(no)}"] td{{color:var(--pw-selected);'
+            f"background:var(--pw-selected-bg)}}</style>")
+
+
+def packet_list_html(rows, selected: int | None = 0) -> str:
+    """The packet list: one row per packet, tcpdump's full text on hover; the selected row marked.
+
+    ``selected=None``: no row marked in the list itself (the explorer marks it with
+    :func:`selection_css`, so a new selection does not redraw the list).
+    """
     if not rows:
         return '<div class="pw-muted">(no packet matches the filter)</div>'
     head = "".join(f"<th>{h}</th>" for h in ("No.", "Time", "Source", "Destination", "Protocol", "Length", "Info"))
@@ -280,8 +296,8 @@ def packet_list_html(rows, selected: int = 0) -> str:
         body.append(f'<tr class="{cls}" data-no="{r.no}" title="{_e(r.line)}" tabindex="0">'
                     f'<td>{r.no}</td><td>{_e(r.time)}</td><td>{_e(r.source)}</td><td>{_e(r.destination)}</td>'
                     f'<td>{_e(r.protocol)}</td><td>{r.length}</td><td>{_e(r.info)}</td></tr>')
-    return (f'<div class="pw-list"><table class="pw-table pw-packet-table" onclick="{_e(_PICK)}" '
-            f'onkeydown="if(event.key===\'Enter\'){{{_e(_PICK)}}}"><thead><tr>{head}</tr></thead>'
+    return (f'<div class="pw-list"><table class="pw-table pw-packet-table" onclick="{_e(_CLICK)}" '
+            f'onkeydown="{_e(_KEYS)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -420,6 +436,8 @@ class Explorer(_Widgety):
     Taught in: every chapter.
     """
 
+    _made = 0
+
     def __init__(self, scenario=None, knobs=None, node=None, iface=None, flt: str = "", flags: str = "-nn",
                  diagram: bool = True):
         self.base = _scenario(scenario)
@@ -463,13 +481,17 @@ class Explorer(_Widgety):
         self.stale.add_class("pw-stale-note")
         self.packets = W.HTML("")
         self.packets.add_class("pw-packets")
+        Explorer._made += 1                     # a class per explorer: its selection rule touches only its list
+        self._scope = f"pw-x{Explorer._made}"
+        self.selection = W.HTML("")
+        self.selection.add_class("pw-selection")
         self.dissection = W.HTML("")
         self.dissection.add_class("pw-dissection")
         self.tcpdump = W.HTML("")
         self.tcpdump.add_class("pw-tcpdump")
         self.hops = W.HTML("")
         self.hops.add_class("pw-hops")
-        tabs = [W.VBox([self.packets, self.dissection]), self.tcpdump, self.hops]
+        tabs = [W.VBox([self.selection, self.packets, self.dissection]), self.tcpdump, self.hops]
         titles = ["packets", "tcpdump text", "hops"]
         self.diagram = None
         if diagram:
@@ -481,6 +503,7 @@ class Explorer(_Widgety):
         self.widget = W.VBox(rows + [self.status, self.stale, self.tabs])
         self.widget.add_class("pw-explorer")
         self.widget.add_class("pw-root")
+        self.widget.add_class(self._scope)
         self.scenario, self.views = self.base, None
         self.recomputed = 0
         self._walks = {}                 # scenario id -> walk: a filter or interface change reuses it
@@ -593,7 +616,8 @@ class Explorer(_Widgety):
     def _render(self, v) -> None:
         cmd = f"$ tcpdump -i {v.iface} {self.flags.value}" + (f" {self.filter.value!r}" if self.filter.value else "")
         _set(self.tcpdump, _pre(cmd, "pw-cmd") + _pre(v.tcpdump, "pw-out"))
-        _set(self.packets, packet_list_html(v.rows, v.selected))
+        _set(self.selection, selection_css(self._scope, v.selected))
+        _set(self.packets, packet_list_html(v.rows, None))
         f = v.frame
         if f is None:
             _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')

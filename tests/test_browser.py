@@ -105,10 +105,21 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(rows).to_have_count(11)
         row3 = explorer.locator(".pw-packets tr.pw-row[data-no='3']")
         row3.click()
-        expect(row3).to_have_class("pw-row pw-sel")
         dissection = explorer.locator(".pw-dissection")
         expect(dissection).to_contain_text("packet 3, as tcpdump prints it")
         expect(dissection.locator(".pw-fullline")).to_contain_text("Flags [.], ack 1, win 229")
+        # the selected row, and only it, is marked (its own background, readable)
+        marked = rows.evaluate_all("rs => rs.map(r => getComputedStyle(r.cells[0]).backgroundColor)")
+        assert [k for k, bg in enumerate(marked) if bg == marked[2]] == [2], marked
+        assert _contrast(page, row3.locator("td").first) >= 4.5
+        # the keyboard, as in Wireshark's list: down twice, up once; the list keeps the focus
+        for key, no in (("ArrowDown", 4), ("ArrowDown", 5), ("ArrowUp", 4)):
+            page.keyboard.press(key)
+            expect(dissection).to_contain_text(f"packet {no}, as tcpdump prints it")
+            expect(explorer.locator(".pw-packet-no input")).to_have_value(str(no))
+        assert page.evaluate("document.activeElement.dataset.no") == "4"
+        row3.click()
+        expect(dissection).to_contain_text("packet 3, as tcpdump prints it")
         # no row is wrapped: every row is one line high
         heights = rows.evaluate_all("rs => rs.map(r => r.getBoundingClientRect().height)")
         assert max(heights) < 1.6 * min(heights), heights
@@ -253,8 +264,10 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         stepper.screenshot(path=str(ARTIFACTS / "stepper-dark.png"))
         explorer.scroll_into_view_if_needed()
         explorer.get_by_role("tab", name="packets").click()
-        sel = explorer.locator(".pw-packets tr.pw-sel td").first
-        assert _contrast(page, sel) >= 4.5
+        row2 = explorer.locator(".pw-packets tr.pw-row[data-no='2']")
+        row2.click()
+        expect(explorer.locator(".pw-dissection")).to_contain_text("packet 2, as tcpdump prints it")
+        assert _contrast(page, row2.locator("td").first) >= 4.5
         for el in (explorer.locator(".pw-status .pw-ok").first, explorer.locator(".pw-packets td").first,
                    explorer.locator(".pw-label b").first):
             assert _contrast(page, el, own_background=False) >= 4.5

@@ -127,9 +127,12 @@ def test_menus_follow_replicas_and_vni(article):
 def test_click_a_row_dissects_that_packet(article):
     e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
     assert e.views.selected == 1 and 'data-no="1"' in e.packets.value
+    assert f'.{e._scope} .pw-packets tr.pw-row[data-no="1"] td' in e.selection.value
+    listed = e.packets.value
     e.packet.value = 4                                       # what a click on row 4 sets
     assert e.views.selected == 4
-    assert '<tr class="pw-row pw-sel" data-no="4"' in e.packets.value
+    assert f'.{e._scope} .pw-packets tr.pw-row[data-no="4"] td' in e.selection.value
+    assert e.packets.value is listed and 'class="pw-row pw-sel"' not in listed     # the list is not drawn again
     assert "HTTP: GET / HTTP/1.1" in e.dissection.value and "packet 4, as tcpdump prints it" in e.dissection.value
     e.packet.value = 40
     assert "packet 40 is not in the list" in e.errors["packet"].value
@@ -405,3 +408,10 @@ def test_a_diagram_seen_before_is_not_drawn_again(article, monkeypatch):
     assert "VNI 7" in e.diagram.value and len(drawn) == 2
     e.controls["vni"].value = "1"                          # back to the chapter's value: the first drawing
     assert e.diagram.value is first and len(drawn) == 2
+
+
+def test_each_explorer_marks_only_its_own_list(article):
+    a = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    b = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0", diagram=False)
+    assert a._scope != b._scope and a._scope in a.widget._dom_classes
+    assert wg.selection_css(a._scope, 3).startswith(f'<style>.{a._scope} .pw-packets tr.pw-row[data-no="3"] td{{')
