@@ -8,10 +8,14 @@
 * :func:`hook_order` -- netfilter's hooks and tables in order, where br_netfilter calls in and
   where tcpdump's taps sit.
 
+* :func:`walk_svg` -- :func:`walk_diagram` as plain SVG, drawn by the same code (the explorer's tab).
+* :func:`hop_map_svg` -- a small map with one hop highlighted (the stepper).
+
 Every figure is built from data alone: no wall clock, no random ids, fonts
 bundled with matplotlib (DejaVu), so the same scenario draws the same picture.
 Figures are closed in pyplot before they are returned, so a notebook shows
-each once.
+each once, at its natural size (:class:`Picture`: 9 pt text is never shrunk
+to fit a narrow notebook; the output scrolls).
 
 Taught in: 00-the-scenario (topology), 01-physical-nic (encapsulation, byte
 map), 03-docker0 (hook order), 05-the-service (walk, hook order),
