@@ -179,19 +179,36 @@ def bench_browser(n=20):
         def count():
             return int(status.inner_text().split("#", 1)[1].split(",", 1)[0])
 
+        python_ms = []
+
         def recomputed(action):
             """Seconds from the action to the status line's next 'recomputed (#n' on screen."""
             n = count()
             t = time.perf_counter()
             action()
             status.filter(has_text=f"recomputed (#{n + 1},").wait_for()
-            return time.perf_counter() - t
+            took = time.perf_counter() - t
+            # the kernel's own share, as the status line reports it: the rest is transport and drawing
+            python_ms.append(float(status.inner_text().split(f"#{n + 1}, ", 1)[1].split(" ms", 1)[0]))
+            return took
 
+        load_before = os.getloadavg()[0]
+        # the browser's own work per change (Chrome's counters): styles, layout, scripts
+        cdp = page.context.new_cdp_session(page)
+        cdp.send("Performance.enable")
+
+        def counters():
+            return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        before = counters()
         # field change -> every view (packet list, tcpdump text, dissection, status) updated on screen
         port = explorer.locator(".pw-vxlan_port input")
         for i in range(n):
             port.fill("4789" if i % 2 == 0 else "8472")
             times.append(recomputed(lambda: port.press("Enter")))
+        field_python = list(python_ms)
+        after = counters()
+        browser_ms = {f"per_change_browser_{k[:-8].lower()}_ms": round((after[k] - before[k]) * 1000 / n, 1)
+                      for k in ("RecalcStyleDuration", "LayoutDuration", "ScriptDuration")}
         # a click on a row -> that packet's dissection on screen
         for i in range(n):
             no = 2 + i % 9
@@ -209,10 +226,24 @@ def bench_browser(n=20):
             explorer.get_by_role("tab", name="diagram").click()
             explorer.locator(".pw-diagram svg").filter(has_text=f"VNI {10 + i},").wait_for()
             diagram.append(time.perf_counter() - t)
+        # the diagram tab for knob values drawn before (the explorer keeps the last few drawings)
+        again = []
+        for i in range(4):
+            explorer.get_by_role("tab", name="packets").click()
+            vni.fill(str(14 + i))
+            recomputed(lambda: vni.press("Enter"))
+            t = time.perf_counter()
+            explorer.get_by_role("tab", name="diagram").click()
+            explorer.locator(".pw-diagram svg").filter(has_text=f"VNI {14 + i},").wait_for()
+            again.append(time.perf_counter() - t)
         browser.close()
     return {"roundtrip_median_ms": _median(times) * 1000, "roundtrip_p95_ms": _p95(times) * 1000, "runs": n,
+            "roundtrip_kernel_median_ms": _median(field_python),
+            "roundtrip_transport_and_drawing_median_ms": _median([t * 1000 - p for t, p in zip(times, field_python)]),
             "row_click_median_ms": _median(rows) * 1000, "diagram_first_time_median_ms": _median(diagram) * 1000,
-            "diagram_first_time_p95_ms": _p95(diagram) * 1000}
+            "diagram_first_time_p95_ms": _p95(diagram) * 1000, "diagram_seen_before_median_ms": _median(again) * 1000,
+            "load_average_1min_before": round(load_before, 1), "load_average_1min_after": round(os.getloadavg()[0], 1),
+            **browser_ms}
 
 
 def bench_explorer_ab(ref="main"):

@@ -17,6 +17,7 @@ module per concept:
 * :mod:`~coursekit.dissect` -- every layer and field with its byte offsets (``ck.tree``)
 * :mod:`~coursekit.diagrams` -- pictures (matplotlib), loaded on first use
 * :mod:`~coursekit.explore`, :mod:`~coursekit.widgets` -- explorers and the stepper
+* :mod:`~coursekit.textbox` -- long text (a transcript) as a scroll box that never wraps inside a word
 * :mod:`~coursekit.exercises` -- predict, then ``ck.check``
 * :mod:`~coursekit.lab` -- the live lab on a real kernel
 * :mod:`~coursekit.glossary` -- the terms, in English and Chinese (``data/glossary.yaml``)
@@ -65,6 +66,13 @@ class Transcript(str):
 
     def _repr_pretty_(self, p, cycle) -> None:
         p.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        # JupyterLab: the same text in a box that scrolls instead of wrapping or filling the page
+        from .textbox import scroll_box
+        head, _, body = repr(self).partition("\n")
+        count, _, rest = body.partition("\n")
+        return scroll_box(rest, f"{head}\n{count}")
 
 
 @public

@@ -9,10 +9,14 @@
 * :func:`hook_order` -- netfilter's hooks and tables in order, where br_netfilter calls in and
   where tcpdump's taps sit.
 
+* :func:`walk_svg` -- :func:`walk_diagram` as plain SVG, drawn by the same code (the explorer's tab).
+* :func:`hop_map_svg` -- a small map with one hop highlighted (the stepper).
+
 Every figure is built from data alone: no wall clock, no random ids, fonts
 bundled with matplotlib (DejaVu), so the same scenario draws the same picture.
 Figures are closed in pyplot before they are returned, so a notebook shows
-each once.
+each once, at its natural size (:class:`Picture`: 9 pt text is never shrunk
+to fit a narrow notebook; the output scrolls).
 
 Taught in: 00-the-scenario (topology), 01-physical-nic (encapsulation, byte
 map), 03-docker0 (hook order), 05-the-service (walk, hook order),
@@ -21,16 +25,20 @@ map), 03-docker0 (hook order), 05-the-service (walk, hook order),
 
 from __future__ import annotations
 
+import io
+import textwrap
+
 import matplotlib
 
 matplotlib.rcParams["svg.hashsalt"] = "packet-walk"     # stable ids if a figure is saved as SVG
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 
 from .dissect import dissect, frame_bytes  # noqa: E402
 
 __all__ = ["topology", "walk_diagram", "walk_svg", "drop_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg",
-           "hook_order", "LAYER_COLOURS"]
+           "hook_order", "LAYER_COLOURS", "Picture", "figure_png", "figure_svg"]
 
 # One colour per protocol; outer layers are the same hue, lighter.
 LAYER_COLOURS = {
@@ -42,8 +50,57 @@ _IFACE = {"eth0": "#ffffff", "veth": "#f7f7f7", "docker0": "#9ecae1", "flannel.1
 _REQ, _REP = "#d62728", "#1f77b4"
 
 
+DPI = 100      # 9 pt text is 12.5 px at this resolution: 9 CSS points or more when shown at natural size
+
+
+class Picture(Figure):
+    """A Figure that a notebook shows at its natural size (``DPI`` pixels an inch), never shrunk.
+
+    JupyterLab shrinks an image to the notebook's width, which turns 9 pt labels
+    into 6 pt at 900 px; this one keeps its size (``unconfined``) and the
+    output scrolls sideways instead.  The PNG has no timestamp; the plain text
+    is matplotlib's own (``<Figure size 1000x620 with 1 Axes>``), so nbval
+    compares what it compared before.
+    """
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace(f"<{type(self).__name__} ", "<Figure ", 1)
+
+    def _ipython_display_(self) -> None:
+        import base64
+        from IPython.display import display
+        w, h = (round(v * self.dpi) for v in self.get_size_inches())
+        png = base64.b64encode(figure_png(self, dpi=self.dpi)).decode("ascii")      # as nbformat stores it
+        display({"image/png": png, "text/plain": repr(self)},
+                metadata={"image/png": {"width": w, "height": h, "unconfined": True}}, raw=True)
+
+
+def figure_png(fig, dpi: int = DPI) -> bytes:
+    """A figure as PNG bytes without a timestamp or software stamp (deterministic)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def figure_svg(fig) -> str:
+    """A figure as inline SVG markup: text stays text (3x faster than a PNG), no date, fixed ids.
+
+    The ``<svg>`` keeps its natural width as a CSS minimum (``min-width:720pt`` for a 10 inch
+    figure), so its 9 pt labels are 9 CSS points or more however narrow the page: a narrow
+    page scrolls the figure instead of shrinking it.
+    """
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "packet-walk"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    head = text[:text.index(">")]
+    width = head.split(' width="', 1)[1].split('"', 1)[0]
+    return text.replace("<svg ", f'<svg style="min-width:{width}" ', 1)
+
+
 def _figure(w: float, h: float):
-    fig = plt.figure(figsize=(w, h), dpi=100)
+    fig = plt.figure(figsize=(w, h), dpi=DPI, FigureClass=Picture)
     plt.close(fig)                        # returned, not auto-shown: a notebook displays it once
     return fig
 
@@ -172,8 +229,16 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
     w = walk if walk is not None else _walk(sc)
     if segment is not None:
         w.path(segment)                      # refuses a string or an out-of-range segment, naming the range
-    fig = topology(sc, title=f"{sc.name}: the request (red) and the reply (blue), hop by hop")
-    ax = fig.axes[0]
+    fig = topology(sc, title=_WALK_TITLE.format(name=sc.name))
+    _draw_paths(fig.axes[0], sc, w, flow, segment)
+    return fig
+
+
+_WALK_TITLE = "{name}: the request (red) and the reply (blue), hop by hop"
+
+
+def _draw_paths(ax, sc, w, flow, segment) -> None:
+    """The request's and the reply's hops on a drawn topology: numbered markers, arrows between them."""
     _, _, boxes = _layout(sc)
     flows = ["request", "reply"] if flow == "both" else [flow]
     for fl in flows:
@@ -203,158 +268,142 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
         for i, (x, y) in enumerate(pts, 1):
             ax.text(x, y, str(i), ha="center", va="center", fontsize=9, color="white", weight="bold",
                     bbox=dict(boxstyle="circle,pad=0.2", facecolor=colour, edgecolor="none"))
-    return fig
 
 
-def walk_svg(sc, walk=None, title: str | None = None) -> str:
-    """:func:`walk_diagram` as plain inline SVG, drawn without matplotlib (for the explorer's diagram tab).
+class _SvgAxes:
+    """Just enough of a matplotlib Axes for :func:`topology` and :func:`_draw_paths`, written as plain SVG.
 
-    The same layout (:func:`_layout`), boxes, labels, colours, paths and hop
-    numbers as the figure; text stays text.  A few milliseconds instead of a
-    matplotlib drawing, so the tab follows a field change at once.
+    The same drawing code, so the explorer's picture is the notebook's, without matplotlib's text
+    layout (about a second on a busy machine, a few milliseconds here).  Units are points, as in
+    :func:`figure_svg`, for a 10 x 6.2 inch figure whose axes fill the lower 94 %.
+    """
+
+    W, H, TOP = 720.0, 446.4, 0.94
+
+    def __init__(self):
+        self.out: list[str] = []
+        self.figure = self
+        self.xlim, self.ylim = (0.0, 1.0), (0.0, 1.0)
+        self.title = ("", 11)
+
+    def set_xlim(self, a, b):
+        self.xlim = (a, b)
+
+    def set_ylim(self, a, b):
+        self.ylim = (a, b)
+
+    def axis(self, _):
+        pass
+
+    def set_xticks(self, _):
+        pass
+
+    def set_yticks(self, _):
+        pass
+
+    def set_title(self, text, fontsize=11):
+        self.title = (text, fontsize)
+
+    def X(self, x):
+        return (x - self.xlim[0]) / (self.xlim[1] - self.xlim[0]) * self.W
+
+    def Y(self, y):
+        return self.H - (y - self.ylim[0]) / (self.ylim[1] - self.ylim[0]) * self.H * self.TOP
+
+    @staticmethod
+    def _colour(c):
+        from matplotlib.colors import to_hex
+        return to_hex(c)
+
+    def add_patch(self, p):
+        x, y, w, h = p.get_x(), p.get_y(), p.get_width(), p.get_height()
+        pad, rx = 0.0, 0.0
+        if isinstance(p, FancyBboxPatch):
+            pad = p.get_boxstyle().pad
+            rx = pad * self.W / (self.xlim[1] - self.xlim[0])
+        dash = ' stroke-dasharray="4 2"' if p.get_linestyle() in ("--", "dashed") else ""
+        x0, y0 = self.X(x - pad), self.Y(y + h + pad)
+        self.out.append(f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{self.X(x + w + pad) - x0:.1f}" '
+                        f'height="{self.Y(y - pad) - y0:.1f}" rx="{rx:.1f}" fill="{self._colour(p.get_facecolor())}" '
+                        f'stroke="{self._colour(p.get_edgecolor())}" stroke-width="{p.get_linewidth():g}"{dash}/>')
+
+    def plot(self, xs, ys, color="#000000", lw=1.0):
+        pts = " ".join(f"{self.X(x):.1f},{self.Y(y):.1f}" for x, y in zip(xs, ys))
+        self.out.append(f'<polyline points="{pts}" fill="none" stroke="{self._colour(color)}" stroke-width="{lw:g}"/>')
+
+    def text(self, x, y, s, ha="left", va="baseline", fontsize=10, weight="normal", style="normal",
+             color="#000000", linespacing=1.2, bbox=None):
+        import html as _html
+        lines = str(s).split("\n")
+        block = (len(lines) - 1) * fontsize * linespacing + fontsize
+        top = {"center": self.Y(y) - block / 2, "top": self.Y(y), "bottom": self.Y(y) - block}.get(va, self.Y(y) - block)
+        if bbox is not None:                     # a hop marker: a disc behind the number
+            r = max(0.6 * fontsize, 0.32 * fontsize * len(str(s))) + bbox.get("pad", 0.2) * fontsize
+            if "boxstyle" in bbox:
+                r += float(str(bbox["boxstyle"]).split("pad=")[-1]) * fontsize - 0.2 * fontsize
+            self.out.append(f'<circle cx="{self.X(x):.1f}" cy="{self.Y(y):.1f}" r="{r:.1f}" '
+                            f'fill="{self._colour(bbox.get("facecolor", "#ffffff"))}"/>')
+        anchor = {"center": "middle", "left": "start", "right": "end"}[ha]
+        spans = "".join(f'<tspan x="{self.X(x):.1f}" y="{top + 0.78 * fontsize + k * fontsize * linespacing:.1f}">'
+                        f"{_html.escape(line).replace('  ', chr(0xa0) + ' ')}</tspan>"    # SVG collapses spaces
+                        for k, line in enumerate(lines))
+        extra = (' font-weight="bold"' if weight == "bold" else "") + (' font-style="italic"' if style == "italic" else "")
+        self.out.append(f'<text text-anchor="{anchor}" font-size="{fontsize:g}" fill="{self._colour(color)}"'
+                        f"{extra}>{spans}</text>")
+
+    def annotate(self, _text, xy, xytext, arrowprops):
+        import math
+        (x1, y1), (x2, y2) = (self.X(xytext[0]), -self.Y(xytext[1])), (self.X(xy[0]), -self.Y(xy[1]))
+        rad = float(arrowprops.get("connectionstyle", "arc3,rad=0").split("rad=")[-1])
+        cx, cy = (x1 + x2) / 2 + rad * (y2 - y1), (y1 + y2) / 2 - rad * (x2 - x1)     # matplotlib's arc3
+
+        def toward(ax_, ay, bx, by, d):
+            n = math.hypot(bx - ax_, by - ay) or 1.0
+            return ax_ + (bx - ax_) * d / n, ay + (by - ay) * d / n
+        x1, y1 = toward(x1, y1, cx, cy, arrowprops.get("shrinkA", 2))
+        x2, y2 = toward(x2, y2, cx, cy, arrowprops.get("shrinkB", 2))
+        colour = self._colour(arrowprops.get("color", "#000000"))
+        lw, alpha = arrowprops.get("lw", 1.0), arrowprops.get("alpha", 1.0)
+        ang = math.atan2(y2 - cy, x2 - cx) if (cx, cy) != (x2, y2) else math.atan2(y2 - y1, x2 - x1)
+        head = [(x2 - 5 * math.cos(ang + s), y2 - 5 * math.sin(ang + s)) for s in (0.45, -0.45)]
+        d = (f"M{x1:.1f},{-y1:.1f} Q{cx:.1f},{-cy:.1f} {x2:.1f},{-y2:.1f} "
+             f"M{head[0][0]:.1f},{-head[0][1]:.1f} L{x2:.1f},{-y2:.1f} L{head[1][0]:.1f},{-head[1][1]:.1f}")
+        self.out.append(f'<path d="{d}" fill="none" stroke="{colour}" stroke-width="{lw:g}" '
+                        f'stroke-opacity="{alpha:g}"/>')
+
+    def svg(self) -> str:
+        import html as _html
+        text, size = self.title
+        title = (f'<text x="{self.W / 2:.1f}" y="{self.H * (1 - self.TOP) - 6:.1f}" text-anchor="middle" '
+                 f'font-size="{size:g}">{_html.escape(text)}</text>')
+        return (f'<svg style="min-width:{self.W:g}pt" xmlns="http://www.w3.org/2000/svg" width="{self.W:g}pt" '
+                f'height="{self.H:g}pt" viewBox="0 0 {self.W:g} {self.H:g}" role="img" '
+                f'font-family="DejaVu Sans, Bitstream Vera Sans, Verdana, sans-serif">'
+                f'<rect width="{self.W:g}" height="{self.H:g}" fill="#ffffff"/>{title}{"".join(self.out)}</svg>')
+
+
+def walk_svg(sc, walk=None, flow: str = "both", segment: int | None = None) -> str:
+    """:func:`walk_diagram`'s picture as inline SVG, drawn by the same code without matplotlib's renderer.
+
+    Milliseconds instead of most of a second: the explorer's diagram tab.  A light card in
+    both themes, its natural width a CSS minimum (it scrolls rather than shrink its 9 pt text).
 
     Taught in: every chapter's explorer (the diagram tab).
     """
-    import html as _html
-    import math
-    from .datapath import Walk, walk as _walk
-    from .errors import CourseError
+    from .datapath import walk as _walk
     from .scenario import as_scenario
+    from .datapath import Walk
+    from .errors import CourseError
     sc = as_scenario(sc)
     if walk is not None and not isinstance(walk, Walk):
-        raise CourseError("walk", f"a value of type {type(walk).__name__} is not a Walk", "None or ck.walk(scenario)")
+        raise CourseError("walk", f"a {type(walk).__name__} is not a walk", "ck.walk(scenario), or None")
     w = walk if walk is not None else _walk(sc)
-    order, nodes, boxes = _layout(sc)
-    W, H = 1000, 620                       # the figure's 10 x 6.2 inches at 100 dpi
-    top = H * 0.06                         # the title's band; the drawing is the axes' 0..100 x 0..96
-    sy = (H - top) / 96
+    ax = _SvgAxes()
+    topology(sc, ax=ax, title=_WALK_TITLE.format(name=sc.name))
+    _draw_paths(ax, sc, w, flow, segment)
+    return ax.svg()
 
-    def X(x):
-        return round(x * W / 100, 1)
 
-    def Y(y):
-        return round(top + (96 - y) * sy, 1)
-
-    def esc(s):
-        return _html.escape(str(s))
-
-    out = [f'<svg class="pw-walksvg" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" '
-           f'height="{H}" role="img" aria-label="the walk on the cluster" '
-           'style="font-family:DejaVu Sans,Bitstream Vera Sans,sans-serif;background:#ffffff">',
-           f'<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>']
-
-    def text(x, y, s, size=9, anchor="middle", valign="center", weight="normal", style="normal",
-             colour="#000000", spacing=1.2):
-        lines = str(s).split("\n")
-        px = round(size * 100 / 72, 1)
-        if valign == "center":
-            first = -(len(lines) - 1) / 2 * spacing
-        elif valign == "top":
-            first = 0.8
-        else:
-            first = -(len(lines) - 1) * spacing
-        spans = "".join(f'<tspan x="{X(x)}" dy="{(first if i == 0 else spacing):.2f}em">{esc(t)}</tspan>'
-                        for i, t in enumerate(lines))
-        base = ' dominant-baseline="central"' if valign == "center" else ""
-        out.append(f'<text y="{Y(y)}" font-size="{px}" text-anchor="{anchor}" font-weight="{weight}" '
-                   f'font-style="{style}" fill="{colour}"{base}>{spans}</text>')
-
-    def box(x, y, bw, bh, s, colour, dashed=False):
-        pad = 0.3
-        dash = ' stroke-dasharray="6 3"' if dashed else ""
-        out.append(f'<rect x="{X(x - pad)}" y="{Y(y + bh + pad)}" width="{X(bw + 2 * pad)}" '
-                   f'height="{round((bh + 2 * pad) * sy, 1)}" rx="3" fill="{colour}" stroke="#444444" '
-                   f'stroke-width="1"{dash}/>')
-        text(x + bw / 2, y + bh / 2, s)
-
-    def line(pts, colour="#444444", lw=1.0):
-        p = " ".join(f"{X(a)},{Y(b)}" for a, b in pts)
-        out.append(f'<polyline points="{p}" fill="none" stroke="{colour}" stroke-width="{lw}"/>')
-
-    dev = sc.flannel.device
-    for n in order:
-        x0, y0, nw, nh = nodes[n.name]
-        out.append(f'<rect x="{X(x0)}" y="{Y(y0 + nh)}" width="{X(nw)}" height="{round(nh * sy, 1)}" '
-                   'fill="#fbfbfb" stroke="#888888" stroke-width="1.2"/>')
-        text(x0 + 1, y0 + nh - 2.5, f"node {n.name}", size=10, anchor="start", valign="top", weight="bold")
-        text(x0 + nw - 1, y0 + nh - 2.5, f"pod subnet {n.subnet}", anchor="end", valign="top")
-        for p in sc.pods_on(n.name):
-            box(*boxes[(p.name, "eth0")], _pod_label(p, boxes[(p.name, "eth0")][2]), _IFACE["eth0"])
-            bx, by, bw, bh = boxes[(n.name, p.veth)]
-            box(bx, by, bw, bh, p.veth if bw >= 11 else p.veth[-4:], _IFACE["veth"])
-            ey = boxes[(p.name, "eth0")][1]
-            line([(bx + bw / 2, by + bh + 0.3), (bx + bw / 2, ey - 0.3)])
-            line([(bx + bw / 2, 47.3), (bx + bw / 2, by - 0.3)])
-        box(*boxes[(n.name, "docker0")], f"docker0 (bridge)  {n.docker.bridge_ip}/{n.subnet.prefixlen}"
-            f"  MTU {n.docker.mtu}", _IFACE["docker0"])
-        box(*boxes[(n.name, dev)], f"{dev} (VXLAN, VNI {sc.flannel.vni}, UDP {sc.flannel.port})\n"
-            f"{n.vtep_ip}/32  MTU {sc.mtu_of(n.name, dev)}", _IFACE["flannel.1"])
-        box(*boxes[(n.name, n.nic.name)], f"{n.nic.name}  {n.nic.ip}/{n.nic.network.prefixlen}  MTU {n.nic.mtu}",
-            _IFACE["nic"])
-        text(x0 + nw / 2, 37, "routing + netfilter (kube-proxy, Docker nat)", style="italic", colour="#555555",
-             valign="bottom")
-        text(x0 + nw / 2, 21, "the kernel's VXLAN driver encapsulates", style="italic", colour="#555555",
-             valign="bottom")
-    if len(order) > 1:
-        a = boxes[(order[0].name, order[0].nic.name)]
-        b = boxes[(order[1].name, order[1].nic.name)]
-        line([(a[0] + a[2] / 2, 8), (a[0] + a[2] / 2, 4.5), (b[0] + b[2] / 2, 4.5), (b[0] + b[2] / 2, 8)],
-             "#2ca02c", 2.5)
-        text(50, 15, f"underlay\n{order[0].nic.network.network_address}\n/{order[0].nic.network.prefixlen}",
-             colour="#1b7a1b", spacing=1.3)
-    if sc.request.ip is None and sc.request.service:
-        svc = sc.service(sc.request.service)
-        port = sc.service_port
-        eps = ", ".join(str(p.ip) for p in sc.endpoints(svc))
-        box(24, 87, 52, 6, f"Service {svc.name}  {svc.cluster_ip}:{port.port} -> targetPort {port.target_port}"
-            f"\nendpoints {eps}  (iptables nat on every node)", "#fff7bc", dashed=True)
-    title = title if title is not None else f"{sc.name}: the request (red) and the reply (blue), hop by hop"
-    out.append(f'<text x="{W / 2}" y="{round(top - 8, 1)}" font-size="{round(11 * 100 / 72, 1)}" '
-               f'text-anchor="middle">{esc(title)}</text>')
-    # the first segment of each flow, numbered hop by hop (as walk_diagram draws them)
-    marks = []
-    for fl in ("request", "reply"):
-        segs = [s for s in range(len(w.segments)) if any(o.flow == fl and o.segment == s for o in w.observations)]
-        if not segs:
-            continue
-        colour, left = (_REQ, True) if fl == "request" else (_REP, False)
-        out.append(f'<defs><marker id="pw-arrow-{fl}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="4" '
-                   f'markerHeight="4" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10" fill="none" '
-                   f'stroke="{colour}" stroke-width="1.6"/></marker></defs>')
-        pts = []
-        for o in w.path(segs[0]):
-            if (o.node, o.iface) not in boxes:
-                continue
-            x, y, bw, bh = boxes[(o.node, o.iface)]
-            if bw < 21:
-                pts.append((x if left else x + bw, y + bh if o.iface == "eth0" else y))
-                continue
-            pts.append((x + 1.8 if left else x + bw - 1.8, y + bh / 2))
-        for (x1, y1), (x2, y2) in zip(pts, pts[1:]):
-            if (x1, y1) == (x2, y2):
-                continue
-            ax, ay, bx2, by2 = X(x1), Y(y1), X(x2), Y(y2)
-            d = math.hypot(bx2 - ax, by2 - ay)
-            s = min(10.0, d / 3)                  # shrinkA/shrinkB: clear of the hop numbers
-            ux, uy = (bx2 - ax) / d, (by2 - ay) / d
-            ax, ay, bx2, by2 = ax + ux * s, ay + uy * s, bx2 - ux * s, by2 - uy * s
-            rad = 0.0 if y1 != y2 else (0.1 if x2 > x1 else -0.18)
-            if rad:
-                mx, my = (ax + bx2) / 2, (ay + by2) / 2
-                # arc3 in display coordinates (y up), written in the SVG's (y down)
-                cx, cy = mx - rad * (by2 - ay), my + rad * (bx2 - ax)
-                path = f"M{ax:.1f},{ay:.1f} Q{cx:.1f},{cy:.1f} {bx2:.1f},{by2:.1f}"
-            else:
-                path = f"M{ax:.1f},{ay:.1f} L{bx2:.1f},{by2:.1f}"
-            out.append(f'<path class="pw-hop-arrow" d="{path}" fill="none" stroke="{colour}" stroke-width="1.9" '
-                       f'stroke-opacity="0.85" marker-end="url(#pw-arrow-{fl})"/>')
-        for i, (x, y) in enumerate(pts, 1):
-            marks.append(f'<g class="pw-hop-no"><circle cx="{X(x)}" cy="{Y(y)}" r="9" fill="{colour}"/>'
-                         f'<text x="{X(x)}" y="{Y(y)}" font-size="12.5" font-weight="bold" fill="#ffffff" '
-                         f'text-anchor="middle" dominant-baseline="central">{i}</text></g>')
-    out += marks
-    out.append("</svg>")
-    return "".join(out)
 def drop_diagram(sc, walk=None):
     """The request's path (red) up to where the kernel dropped it, the drop marked with a cross and its reason.
 
@@ -410,7 +459,7 @@ def hop_map_svg(sc, walk, at, width: int = 640) -> str:
     colour = "var(--pw-request,#b71c1c)" if at.flow == "request" else "var(--pw-reply,#0d47a1)"
     out = [f'<svg class="pw-hopmap" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
            f'width="{width}" height="{height}" role="img" aria-label="the hop on the cluster map" '
-           f'style="max-width:100%;height:auto;font-family:var(--jp-ui-font-family,sans-serif);font-size:11px">']
+           f'style="font-family:var(--jp-ui-font-family,sans-serif);font-size:12px">']
     for name, (x, y, w, h) in nodes.items():
         out.append(f'<rect x="{X(x)}" y="{Y(min(y + h, top))}" width="{X(w)}" height="{round((min(y + h, top) - y) * sy, 1)}" '
                    f'fill="none" stroke="var(--pw-muted,#595959)" stroke-dasharray="4 3"/>'
@@ -424,6 +473,11 @@ def hop_map_svg(sc, walk, at, width: int = 640) -> str:
     for (owner, iface), (x, y, w, h) in boxes.items():
         here = (owner, iface) == (at.node, at.iface)
         label = f"{owner} {iface}" if iface == "eth0" else iface
+        room = X(w) - 6                      # 12 px text: about 7 px a character; shorter where it would not fit
+        if len(label) * 7 > room:
+            label = owner if iface == "eth0" else iface
+        if len(label) * 7 > room:
+            label = (owner.rsplit("-", 1)[-1] if iface == "eth0" else iface[-4:])
         fill = "var(--pw-selected-bg,#cfe3ff)" if here else "var(--pw-text-bg,#ffffff)"
         stroke = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-muted,#595959)"
         text = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-text,#1f1f1f)"
@@ -621,62 +675,85 @@ def hook_order(ingress: str = "enp4s0", egress: str = "flannel.1", bridge: str |
     """
     from .netfilter import hook_order as tables
 
+    HOOKS = ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING")
+
     def hook_text(hook):
         return hook + "\n" + "\n".join(f"{t} {p}" if p < 10**6 else t for t, p in tables(hook))
 
-    top = [("in", f"frame arrives\non {ingress}", "#ffffff"),
-           ("tap", f"tcpdump -i\n{ingress}\nsees it here", _TAP)]
+    first = [("in", f"frame arrives\non {ingress}", "#ffffff"),
+             ("tap", f"tcpdump -i\n{ingress}\nsees it here", _TAP)]
     if bridge and br_netfilter:
-        top += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nbr_netfilter runs\nPREROUTING here", _BRIDGE),
-                ("PREROUTING", hook_text("PREROUTING"), _HOOK),
-                ("tap", f"tcpdump -i\n{bridge}\nsees it here\n(ip_rcv skips\nPREROUTING now)", _TAP)]
+        first += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nbr_netfilter runs\n"
+                             "PREROUTING here", _BRIDGE),
+                  ("PREROUTING", hook_text("PREROUTING"), _HOOK),
+                  ("tap", f"tcpdump -i\n{bridge}\nsees it here\n(ip_rcv skips\nPREROUTING now)", _TAP)]
     elif bridge:
-        top += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nno br_netfilter", _BRIDGE),
-                ("tap", f"tcpdump -i\n{bridge}\nsees it here", _TAP),
-                ("PREROUTING", hook_text("PREROUTING"), _HOOK)]
+        first += [("bridge", f"bridge {bridge}\n(frame for its MAC:\nup to the host)\nno br_netfilter", _BRIDGE),
+                  ("tap", f"tcpdump -i\n{bridge}\nsees it here", _TAP),
+                  ("PREROUTING", hook_text("PREROUTING"), _HOOK)]
     else:
-        top += [("PREROUTING", hook_text("PREROUTING"), _HOOK)]
-    top += [("route", "routing\ndecision", "#eeeeee"), ("FORWARD", hook_text("FORWARD"), _HOOK),
-            ("POSTROUTING", hook_text("POSTROUTING"), _HOOK),
-            ("tap", f"tcpdump -i\n{egress}\nsees it here\n(after the qdisc)", _TAP),
-            ("out", f"frame leaves\nby {egress}", "#ffffff")]
-    w, gap = 10.0, 2.2
-    width = len(top) * (w + gap)
-    fig = _figure(12, 4.4)
-    ax = fig.add_axes((0.005, 0.07, 0.99, 0.83))
-    ax.set_xlim(0, width)
-    ax.set_ylim(0, 50)
+        first += [("PREROUTING", hook_text("PREROUTING"), _HOOK)]
+    # Three rows read like lines of text, so 9 pt labels fit a notebook's width: the way in; then
+    # routing and the forwarded path out; under them the local branch (INPUT, a socket, OUTPUT).
+    second = [("route", "routing\ndecision", "#eeeeee"), ("FORWARD", hook_text("FORWARD"), _HOOK),
+              ("POSTROUTING", hook_text("POSTROUTING"), _HOOK),
+              ("tap", f"tcpdump -i\n{egress}\nsees it here\n(after the qdisc)", _TAP),
+              ("out", f"frame leaves\nby {egress}", "#ffffff")]
+    third = [("INPUT", hook_text("INPUT"), _HOOK), ("socket", "a local socket\n(this host)", "#ffffff"),
+             ("OUTPUT", hook_text("OUTPUT"), _HOOK)]
+    note = textwrap.fill("Each hook runs its tables in priority order (lower first; NF_IP_PRI_* in netfilter_ipv4.h); "
+                         "nat chains see a connection's first packet only, conntrack rewrites the rest.", 118) + "\n" + \
+        textwrap.fill("Red, dashed: where tcpdump's AF_PACKET tap copies the frame (net/core/dev.c): on the way in "
+                      "before the bridge and before ip_rcv's PREROUTING, on the way out after POSTROUTING.", 118)
+    # units of 0.1 inch both ways; a text line at 9 pt is 1.5 units
+    cols, w, gap, left = 5, 16.6, 2.75, 2.6
+    def height(row):
+        return 1.55 * max(t.count("\n") + 1 for _, t, _ in row) + 1.6
+    heights = [height(first), height(second), height(third)]
+    rowgap, title_h, note_h = 5.5, 5.0, 1.55 * (note.count("\n") + 1) + 2.5
+    total = title_h + sum(heights) + 2 * rowgap + note_h
+    fig = _figure(10, total / 10)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, total)
     ax.axis("off")
-    y, h = 31, 15
-    x_of = {}
-    for i, (key, text, colour) in enumerate(top):
-        x = 1 + i * (w + gap)
-        x_of.setdefault(key, x)
-        _box(ax, x, y, w, h, text, colour, dashed=key == "tap", fontsize=6.5,
-             weight="bold" if key in ("PREROUTING", "FORWARD", "POSTROUTING") else "normal")
-        if i:
-            ax.annotate("", (x - 0.35, y + h / 2), (x - gap + 0.35, y + h / 2),
-                        arrowprops=dict(arrowstyle="->", color="#444444", lw=1))
-    # the local branch: routing -> INPUT -> socket -> OUTPUT -> (routing) -> POSTROUTING
-    yb, hb = 1, 15
-    xr, xf, xp = x_of["route"], x_of["FORWARD"], x_of["POSTROUTING"]
-    _box(ax, xr, yb, w, hb, hook_text("INPUT"), _HOOK, fontsize=6.5, weight="bold")
-    _box(ax, xf, yb, w, hb, "a local socket\n(this host)", "#ffffff", fontsize=6.5)
-    _box(ax, xp, yb, w, hb, hook_text("OUTPUT"), _HOOK, fontsize=6.5, weight="bold")
+    tops = [total - title_h]
+    tops += [tops[0] - heights[0] - rowgap, tops[0] - heights[0] - heights[1] - 2 * rowgap]
     arrow = dict(arrowstyle="->", color="#444444", lw=1)
-    ax.annotate("", (xr + w / 2, yb + hb + 0.3), (xr + w / 2, y - 0.6), arrowprops=arrow)
-    ax.text(xr + w / 2 + 0.4, (y + yb + hb) / 2, "for this host", fontsize=6, va="center")
-    ax.annotate("", (xf - 0.35, yb + hb / 2), (xr + w + 0.35, yb + hb / 2), arrowprops=arrow)
-    ax.annotate("", (xp - 0.35, yb + hb / 2), (xf + w + 0.35, yb + hb / 2), arrowprops=arrow)
-    ax.annotate("", (xp + w / 2, y - 0.6), (xp + w / 2, yb + hb + 0.3), arrowprops=arrow)
-    ax.text(xp + w / 2 + 0.4, (y + yb + hb) / 2, "routed", fontsize=6, va="center")
-    ax.text(xf + w / 2, y + h + 1.2, "not for this host: forwarded", ha="center", fontsize=6)
-    note = ("Each hook runs its tables in priority order (lower first; NF_IP_PRI_* in netfilter_ipv4.h); "
-            "nat chains see a connection's first packet only, conntrack rewrites the rest.\n"
-            "Red: where tcpdump's AF_PACKET tap copies the frame (net/core/dev.c): on the way in before "
-            "the bridge and before ip_rcv's PREROUTING, on the way out after POSTROUTING.")
-    fig.suptitle(title or f"netfilter hook order: in by {ingress}"
-                 + (f" (a port of {bridge}" + (", br_netfilter on)" if br_netfilter else ", br_netfilter off)")
-                    if bridge else "") + f", out by {egress}", fontsize=10)
-    fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=6.5, color="#444444")
+    x_of = {}
+
+    def row(boxes, r, gid, start=0):
+        h = heights[r]
+        y = tops[r] - h
+        for i, (key, text, colour) in enumerate(boxes):
+            x = left + i * (w + gap)
+            x_of.setdefault((r, key), x)
+            _box(ax, x, y, w, h, text, colour, dashed=key == "tap", fontsize=9,
+                 weight="bold" if key in HOOKS else "normal")
+            ax.texts[-1].set_gid(f"{gid}-{start + i}")      # the reading order, for a test
+            if i:
+                ax.annotate("", (x - 0.45, y + h / 2), (x - gap + 0.45, y + h / 2), arrowprops=arrow)
+        return y, h
+
+    y1, h1 = row(first, 0, "path")
+    y2, h2 = row(second, 1, "path", len(first))
+    y3, h3 = row(third, 2, "local")
+    # the line break of the way in: down from its last box, back left, down into routing
+    xl = left + (len(first) - 1) * (w + gap) + w / 2
+    xr = left + w / 2
+    ym = y1 - 1.3
+    ax.plot([xl, xl, xr], [y1 - 0.5, ym, ym], color="#444444", lw=1)
+    ax.annotate("", (xr, y2 + h2 + 0.5), (xr, ym), arrowprops=arrow)
+    ax.text(left + (w + gap) + w / 2, y2 + h2 + 1.3, "not for this host: forwarded", ha="center", va="bottom",
+            fontsize=9)
+    # the local branch: routing -> INPUT -> socket -> OUTPUT -> (routing) -> POSTROUTING
+    ax.annotate("", (xr, y3 + h3 + 0.5), (xr, y2 - 0.5), arrowprops=arrow)
+    ax.text(xr + 0.8, (y2 + y3 + h3) / 2, "for this host", fontsize=9, va="center")
+    xp = left + 2 * (w + gap) + w / 2
+    ax.annotate("", (xp, y2 - 0.5), (xp, y3 + h3 + 0.5), arrowprops=arrow)
+    ax.text(xp + 0.8, (y2 + y3 + h3) / 2, "routed", fontsize=9, va="center")
+    ax.text(50, total - title_h / 2, title or f"netfilter hook order: in by {ingress}"
+            + (f" (a port of {bridge}" + (", br_netfilter on)" if br_netfilter else ", br_netfilter off)")
+               if bridge else "") + f", out by {egress}", ha="center", va="center", fontsize=11)
+    ax.text(left, 0.8, note, ha="left", va="bottom", fontsize=9, color="#444444", linespacing=1.25)
     return fig

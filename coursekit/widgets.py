@@ -10,10 +10,11 @@ class ``pw-<name>`` so a browser test can find it.
 The explorer looks like Wireshark's three panes: a packet list (one row per
 packet; click a row to dissect it), the layer tree and the bytes (click a
 field to highlight its bytes).  tcpdump's own text stays in its own tab,
-byte for byte.  In a notebook that shows an explorer, text outputs wrap
-only between words (JupyterLab breaks them anywhere, even inside a number)
-and scroll after 32 lines.  Colours come from one palette per JupyterLab theme
-(:data:`PALETTE`), each pair readable at 4.5:1 or better.
+byte for byte.  In a notebook that shows an explorer, printed text wraps
+only between words (JupyterLab breaks it anywhere, even inside a number) and
+scrolls after 32 lines (:mod:`coursekit.textbox`).  Colours come from
+JupyterLab's own CSS variables (:data:`PALETTE`, one choice per theme, light
+and dark), each pair readable at 4.5:1 or better.
 
 Displaying an explorer writes nothing to stdout, and its plain-text form is a
 short, stable line, so nbval can check the cell.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import functools
 import html
-import io
 import time
 
 import ipywidgets as W
@@ -33,21 +33,48 @@ import ipywidgets as W
 from . import explore as ex
 from .errors import CourseError
 
-__all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast",
-           "packet_list_html", "dissection_html", "hop_table_html"]
+__all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast", "css_colour", "over",
+           "packet_list_html", "selection_css", "dissection_html", "hop_table_html"]
 
 _FLAGS = ["-nn", "-nn -e", "-nn -v", "-nn -e -v", ""]
 
-# (foreground, background) per role and theme; JupyterLab's own variables for everything else.
+
+def _mix(a: str, pct: int, b: str) -> str:
+    return f"color-mix(in srgb,{a} {pct}%,{b})"
+
+
+# (foreground, background) per role and theme, as CSS: JupyterLab's own variables (the light
+# theme's values as fallbacks, for a page without them), mixed where no variable alone reads at
+# 4.5:1 (orange on white, red on #111).  tests/test_widgets.py resolves every pair against the
+# installed JupyterLab themes.
+_BG, _INK = "var(--jp-layout-color0,#ffffff)", "var(--jp-ui-font-color0,#000000)"
+_DBG, _DINK = "var(--jp-layout-color0,#111111)", "var(--jp-ui-font-color0,#ffffff)"
+_WARN = (_mix("var(--jp-warn-color0,#e65100)", 70, _INK), _mix("var(--jp-warn-color3,#ffe0b2)", 50, _BG))
+_DWARN = ("var(--jp-warn-color2,#ffb74d)", _mix("var(--jp-warn-color0,#f57c00)", 20, _DBG))
+
 PALETTE = {
-    "light": {"text": ("#1f1f1f", "#ffffff"), "muted": ("#595959", "#ffffff"), "error": ("#b00020", "#ffffff"),
-              "ok": ("#1b5e20", "#ffffff"), "warn": ("#6d4400", "#fff8e1"), "changed": ("#3d2e00", "#fff3cd"),
-              "selected": ("#0b1f3a", "#cfe3ff"), "request": ("#b71c1c", "#ffffff"), "reply": ("#0d47a1", "#ffffff"),
-              "stale": ("#6d4400", "#fff8e1"), "head": ("#1f1f1f", "#eeeeee")},
-    "dark": {"text": ("#eeeeee", "#111111"), "muted": ("#b0b0b0", "#111111"), "error": ("#ff8a80", "#111111"),
-             "ok": ("#81c784", "#111111"), "warn": ("#ffd180", "#2b2100"), "changed": ("#ffe9a8", "#4a3800"),
-             "selected": ("#ffffff", "#1e3a5f"), "request": ("#ff8a80", "#111111"), "reply": ("#90caf9", "#111111"),
-             "stale": ("#ffd180", "#2b2100"), "head": ("#eeeeee", "#2a2a2a")},
+    "light": {"text": (_INK, _BG),
+              "muted": ("var(--jp-ui-font-color2,rgba(0,0,0,.54))", _BG),
+              "error": ("var(--jp-error-color0,#b71c1c)", _BG),
+              "ok": ("var(--jp-success-color0,#1b5e20)", _BG),
+              "warn": _WARN,
+              "changed": (_INK, _mix("var(--jp-warn-color3,#ffe0b2)", 80, _BG)),
+              "selected": (_INK, "var(--jp-brand-color3,#bbdefb)"),
+              "request": ("var(--jp-error-color0,#b71c1c)", _BG),
+              "reply": ("var(--jp-brand-color0,#0d47a1)", _BG),
+              "stale": _WARN,
+              "head": (_INK, "var(--jp-layout-color2,#eeeeee)")},
+    "dark": {"text": (_DINK, _DBG),
+             "muted": ("var(--jp-ui-font-color2,rgba(255,255,255,.54))", _DBG),
+             "error": ("var(--jp-error-color2,#e57373)", _DBG),          # error-color0 is 3.6:1 on #111
+             "ok": ("var(--jp-success-color2,#81c784)", _DBG),
+             "warn": _DWARN,
+             "changed": (_DINK, _mix("var(--jp-warn-color0,#f57c00)", 35, _DBG)),
+             "selected": (_DINK, _mix("var(--jp-brand-color0,#1976d2)", 55, _DBG)),
+             "request": ("var(--jp-error-color2,#e57373)", _DBG),
+             "reply": ("var(--jp-brand-color2,#64b5f6)", _DBG),
+             "stale": _DWARN,
+             "head": (_DINK, "var(--jp-layout-color2,#424242)")},
 }
 
 
@@ -59,6 +86,67 @@ def contrast(fg: str, bg: str) -> float:
         return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
     a, b = sorted((lum(fg), lum(bg)), reverse=True)
     return (a + 0.05) / (b + 0.05)
+
+
+_NAMED = {"white": (255, 255, 255, 1.0), "black": (0, 0, 0, 1.0), "transparent": (0, 0, 0, 0.0)}
+
+
+def css_colour(expr: str, variables: dict[str, str]) -> tuple[float, float, float, float]:
+    """An RGBA value of a CSS colour expression as a browser computes it, given the custom properties.
+
+    Knows what :data:`PALETTE` and JupyterLab's themes use: ``#rgb``/``#rrggbb``, ``rgb()``/``rgba()``,
+    ``white``/``black``, ``var(--x, fallback)`` and ``color-mix(in srgb, a p%, b)``.
+    """
+    e = expr.strip()
+
+    def split(args):                      # top-level commas only
+        out, depth, cur = [], 0, ""
+        for ch in args:
+            depth += ch == "("
+            depth -= ch == ")"
+            if ch == "," and depth == 0:
+                out.append(cur)
+                cur = ""
+            else:
+                cur += ch
+        return out + [cur]
+    if e.startswith("var("):
+        name, *fb = split(e[4:-1])
+        value = variables.get(name.strip())
+        if value is None:
+            if not fb:
+                raise ValueError(f"{name.strip()} is not defined")
+            value = ",".join(fb)
+        return css_colour(value, variables)
+    if e.startswith("color-mix("):
+        space, a, b = split(e[10:-1])
+        if space.strip() != "in srgb":
+            raise ValueError(f"color-mix {space!r}")
+        a, pct = a.strip().rsplit(" ", 1)
+        p = float(pct.rstrip("%")) / 100
+        ca, cb = css_colour(a, variables), css_colour(b, variables)
+        alpha = ca[3] * p + cb[3] * (1 - p)          # premultiplied, as CSS Color 5 mixes
+        if alpha == 0:
+            return (0.0, 0.0, 0.0, 0.0)
+        return tuple((ca[i] * ca[3] * p + cb[i] * cb[3] * (1 - p)) / alpha for i in range(3)) + (alpha,)
+    if e.startswith("#"):
+        h = e[1:]
+        if len(h) in (3, 4):
+            h = "".join(c * 2 for c in h)
+        vals = [int(h[i:i + 2], 16) for i in range(0, len(h), 2)]
+        return (float(vals[0]), float(vals[1]), float(vals[2]), vals[3] / 255 if len(vals) > 3 else 1.0)
+    if e.startswith(("rgb(", "rgba(")):
+        parts = [float(x) for x in e[e.index("(") + 1:-1].replace("/", ",").split(",")]
+        return (parts[0], parts[1], parts[2], parts[3] if len(parts) > 3 else 1.0)
+    if e in _NAMED:
+        return tuple(float(v) for v in _NAMED[e])
+    raise ValueError(f"unknown colour {expr!r}")
+
+
+def over(fg: tuple, bg: tuple) -> str:
+    """``fg`` composited over an opaque ``bg`` as ``#rrggbb`` (what the eye sees)."""
+    a = fg[3]
+    return "#" + "".join(f"{int(round(fg[i] * a + bg[i] * (1 - a))):02x}" for i in range(3))
 
 
 _CJK_FONT = "Packet Walk CJK"
@@ -88,11 +176,12 @@ def _css() -> str:
     # the article's title and quotes in a course notebook: a fallback after the theme's own fonts
     cjk = (f'{face}\n.jp-Notebook:has(.pw-root) .jp-RenderedHTMLCommon,.pw-root{{font-family:'
            f'var(--jp-content-font-family),"{_CJK_FONT}"}}') if face else ""
+    from .textbox import PRINTED_TEXT_CSS
     return f"""<style>
 {cjk}
 .pw-root{{{block("light")}}}
 body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
-.jp-Notebook:has(.pw-root) .jp-OutputArea-output pre{{word-break:normal;overflow-wrap:normal;max-height:32em}}
+{PRINTED_TEXT_CSS}
 .pw-root .widget-html-content{{line-height:1.4}}
 .pw-root .pw-label .widget-html-content{{line-height:var(--jp-widgets-inline-height,28px)}}
 .pw-root .pw-panes{{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}}
@@ -133,7 +222,9 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 .pw-root .pw-reply{{color:var(--pw-reply);background:var(--pw-reply-bg)}}
 .pw-root .pw-diagram,.pw-root .pw-diagram .widget-html-content{{min-width:0;max-width:100%;flex:1 1 auto}}
 .pw-root .pw-figure{{overflow-x:auto;max-width:100%}}
-.pw-root .pw-figure svg{{min-width:860px;width:100%;height:auto}}
+.pw-root .pw-figure svg{{width:100%;height:auto}}
+.pw-root .pw-map{{overflow-x:auto}}
+.pw-root .pw-map svg{{max-width:none}}
 @keyframes pw-flash-a{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
 @keyframes pw-flash-b{{from{{background:var(--pw-changed-bg)}}to{{background:transparent}}}}
 .pw-root .pw-flash-a{{animation:pw-flash-a 0.8s ease-out}}
@@ -141,21 +232,16 @@ body[data-jp-theme-light="false"] .pw-root{{{block("dark")}}}
 </style>"""
 
 
-def figure_png(fig, dpi: int = 85) -> bytes:
-    """A figure as PNG bytes without a timestamp or software stamp (deterministic)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    return buf.getvalue()
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """:func:`coursekit.diagrams.figure_png` (kept here for the chapters that call it from widgets)."""
+    from .diagrams import figure_png as png
+    return png(fig, dpi)
 
 
 def figure_svg(fig) -> str:
-    """A figure as inline SVG markup: text stays text (3x faster than a PNG), no date, fixed ids."""
-    import matplotlib
-    buf = io.StringIO()
-    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "packet-walk"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    text = buf.getvalue()
-    return text[text.index("<svg"):]
+    """:func:`coursekit.diagrams.figure_svg` (kept here for the chapters that call it from widgets)."""
+    from .diagrams import figure_svg as svg
+    return svg(fig)
 
 
 def _e(text) -> str:
@@ -168,13 +254,19 @@ def _pre(text: str, cls: str) -> str:
 
 # -- pure HTML views (tested without a browser) ------------------------------------------
 
-# One handler per table (not per row): a click on a row marks it at once and sets the packet No.
+# One handler per table (not per row).  A click on a row (or Enter, or the arrow keys, as in
+# Wireshark's list) moves the selection at once -- a rule in the explorer's selection <style>,
+# so the list itself is not drawn again and keeps the keyboard focus -- and sets the packet No.
 # field, which recomputes the dissection in Python.
-_PICK = ("var r=event.target.closest('tr.pw-row');if(!r)return;"
-         "r.parentNode.querySelectorAll('tr.pw-sel').forEach(function(x){x.classList.remove('pw-sel')});"
-         "r.classList.add('pw-sel');"
-         "var i=r.closest('.pw-explorer').querySelector('.pw-packet-no input');"
+_PICK = ("var s=r.closest('.pw-explorer');var st=s&&s.querySelector('.pw-selection style');"
+         "if(st)st.textContent=st.textContent.replace(/data-no=\"\\d+\"/,'data-no=\"'+r.dataset.no+'\"');"
+         "var i=s.querySelector('.pw-packet-no input');"
          "i.value=r.dataset.no;i.dispatchEvent(new Event('change',{bubbles:true}));")
+_CLICK = "var r=event.target.closest('tr.pw-row');if(!r)return;" + _PICK
+_KEYS = ("var c=event.target.closest('tr.pw-row');if(!c)return;var k=event.key,"
+         "r=k==='ArrowDown'?c.nextElementSibling:k==='ArrowUp'?c.previousElementSibling:"
+         "k==='Home'?c.parentNode.firstElementChild:k==='End'?c.parentNode.lastElementChild:k==='Enter'?c:null;"
+         "if(!r)return;event.preventDefault();r.focus();" + _PICK)
 # A click on a field highlights its bytes; no round trip to the kernel.
 _MARK = ("var f=event.target.closest('.pw-field');if(!f)return;var d=f.closest('.pw-dissect'),"
          "a=+f.dataset.off,b=a+(+f.dataset.len);"
@@ -183,8 +275,18 @@ _MARK = ("var f=event.target.closest('.pw-field');if(!f)return;var d=f.closest('
 _COPY = "navigator.clipboard&&navigator.clipboard.writeText(this.parentNode.querySelector('pre').textContent);"
 
 
-def packet_list_html(rows, selected: int = 0) -> str:
-    """The packet list: one row per packet, tcpdump's full text on hover; the selected row marked."""
+def selection_css(scope: str, no: int) -> str:
+    """The packet list's selected row, as a rule for one explorer (``scope``: its CSS class)."""
+    return (f'<style>.{scope} .pw-packets tr.pw-row[data-no="{int(no)}"] td{{color:var(--pw-selected);'
+            f"background:var(--pw-selected-bg)}}</style>")
+
+
+def packet_list_html(rows, selected: int | None = 0) -> str:
+    """The packet list: one row per packet, tcpdump's full text on hover; the selected row marked.
+
+    ``selected=None``: no row marked in the list itself (the explorer marks it with
+    :func:`selection_css`, so a new selection does not redraw the list).
+    """
     if not rows:
         return '<div class="pw-muted">(no packet matches the filter)</div>'
     head = "".join(f"<th>{h}</th>" for h in ("No.", "Time", "Source", "Destination", "Protocol", "Length", "Info"))
@@ -194,8 +296,8 @@ def packet_list_html(rows, selected: int = 0) -> str:
         body.append(f'<tr class="{cls}" data-no="{r.no}" title="{_e(r.line)}" tabindex="0">'
                     f'<td>{r.no}</td><td>{_e(r.time)}</td><td>{_e(r.source)}</td><td>{_e(r.destination)}</td>'
                     f'<td>{_e(r.protocol)}</td><td>{r.length}</td><td>{_e(r.info)}</td></tr>')
-    return (f'<div class="pw-list"><table class="pw-table pw-packet-table" onclick="{_e(_PICK)}" '
-            f'onkeydown="if(event.key===\'Enter\'){{{_e(_PICK)}}}"><thead><tr>{head}</tr></thead>'
+    return (f'<div class="pw-list"><table class="pw-table pw-packet-table" onclick="{_e(_CLICK)}" '
+            f'onkeydown="{_e(_KEYS)}"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -334,6 +436,8 @@ class Explorer(_Widgety):
     Taught in: every chapter.
     """
 
+    _made = 0
+
     def __init__(self, scenario=None, knobs=None, node=None, iface=None, flt: str = "", flags: str = "-nn",
                  diagram: bool = True):
         self.base = _scenario(scenario)
@@ -379,13 +483,17 @@ class Explorer(_Widgety):
         self.stale.add_class("pw-stale-note")
         self.packets = W.HTML("")
         self.packets.add_class("pw-packets")
+        Explorer._made += 1                     # a class per explorer: its selection rule touches only its list
+        self._scope = f"pw-x{Explorer._made}"
+        self.selection = W.HTML("")
+        self.selection.add_class("pw-selection")
         self.dissection = W.HTML("")
         self.dissection.add_class("pw-dissection")
         self.tcpdump = W.HTML("")
         self.tcpdump.add_class("pw-tcpdump")
         self.hops = W.HTML("")
         self.hops.add_class("pw-hops")
-        tabs = [W.VBox([self.packets, self.dissection]), self.tcpdump, self.hops]
+        tabs = [W.VBox([self.selection, self.packets, self.dissection]), self.tcpdump, self.hops]
         titles = ["packets", "tcpdump text", "hops"]
         self.diagram = None
         if diagram:
@@ -397,10 +505,12 @@ class Explorer(_Widgety):
         self.widget = W.VBox(rows + [self.status, self.stale, self.tabs])
         self.widget.add_class("pw-explorer")
         self.widget.add_class("pw-root")
+        self.widget.add_class(self._scope)
         self.scenario, self.views = self.base, None
         self.recomputed = 0
         self._walks = {}                 # scenario id -> walk: a filter or interface change reuses it
         self._diagram_for = None
+        self._drawn = {}                 # knob values -> the diagram's HTML, the last few
         self.tabs.observe(lambda _change: (self._draw_hops(), self._draw_diagram()), names="selected_index")
         self.refresh()
         for w in list(self.controls.values()) + [self.iface, self.filter, self.flags]:
@@ -528,7 +638,8 @@ class Explorer(_Widgety):
     def _render(self, v) -> None:
         cmd = f"$ tcpdump -i {v.iface} {self.flags.value}" + (f" {self.filter.value!r}" if self.filter.value else "")
         _set(self.tcpdump, _pre(cmd, "pw-cmd") + _pre(v.tcpdump, "pw-out"))
-        _set(self.packets, packet_list_html(v.rows, v.selected))
+        _set(self.selection, selection_css(self._scope, v.selected))
+        _set(self.packets, packet_list_html(v.rows, None))
         f = v.frame
         if f is None:
             _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
@@ -559,9 +670,15 @@ class Explorer(_Widgety):
             return
         if self._diagram_for is self.views.scenario:
             return
-        from .diagrams import walk_svg         # walk_diagram's picture, drawn without matplotlib
-        svg = walk_svg(self.scenario, self.views.walk)
-        _set(self.diagram, f'<div class="pw-figure">{svg}</div>')
+        key = getattr(self, "_applied_key", None)
+        page = self._drawn.get(key)
+        if page is None:                 # knob values seen before (4789, back to 8472): drawn then
+            from .diagrams import walk_svg
+            page = f'<div class="pw-figure">{walk_svg(self.scenario, self.views.walk)}</div>'
+            self._drawn[key] = page
+            while len(self._drawn) > 8:
+                self._drawn.pop(next(iter(self._drawn)))
+        _set(self.diagram, page)
         self._diagram_for = self.views.scenario
 
     def _clear_errors(self) -> None:

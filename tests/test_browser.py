@@ -3,10 +3,13 @@
 Opens chapter 06, runs every cell, clicks row 3 of the packet list and reads
 packet 3's dissection, changes the VXLAN port (OTV turns into VXLAN) and the
 VNI (the interface menu offers flannel.7), types an invalid IP and reads the
-inline message, steps the stepper to both ends on its map, then switches to
-the dark theme and measures the contrast of the highlights.  Screenshots go to
-``test-artifacts/browser/``.  Needs /usr/bin/chromium and playwright: skips
-on a laptop without them, fails in CI.
+inline message, draws the diagram and, at 900 px, checks that it and the
+chapter's own figures keep their natural size (9 pt text, scrolling instead),
+steps the stepper to both ends on its map, then switches to the dark theme and
+measures the contrast of the highlights, the status line and an error message
+(computed colours, WCAG 4.5:1).  Screenshots go to ``test-artifacts/browser/``.
+Needs /usr/bin/chromium and playwright: skips on a laptop without them, fails
+in CI.
 """
 
 from __future__ import annotations
@@ -37,16 +40,47 @@ def lab_url():
         yield f"{base}/lab/tree/{CHAPTER}?token={token}"
 
 
-def _contrast(page, element) -> float:
-    """WCAG contrast of an element's computed text colour on its computed background."""
-    fg, bg = element.evaluate("e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+def _rgba(css: str) -> tuple:
+    """A computed colour: ``rgb(r, g, b)``, ``rgba(r, g, b, a)`` or ``color(srgb r g b / a)`` (color-mix)."""
+    inner = css[css.index("(") + 1:css.rindex(")")]
+    if css.startswith("color("):
+        space, *rest = inner.replace("/", " ").split()
+        assert space == "srgb", css
+        vals = [float(x) for x in rest]
+        return (vals[0] * 255, vals[1] * 255, vals[2] * 255, vals[3] if len(vals) > 3 else 1.0)
+    vals = [float(x) for x in inner.replace("/", ",").replace(" ", ",").split(",") if x]
+    return (vals[0], vals[1], vals[2], vals[3] if len(vals) > 3 else 1.0)
 
-    def rgb(css):
-        parts = [float(x) for x in css[css.index("(") + 1:css.index(")")].replace("/", ",").split(",")[:3]]
-        return "#" + "".join(f"{int(round(v)):02x}" for v in parts)
-    from coursekit.widgets import contrast
-    assert "rgba(0, 0, 0, 0)" not in bg, "the highlight has no background of its own"
-    return contrast(rgb(fg), rgb(bg))
+
+def _contrast(page, element, own_background: bool = True) -> float:
+    """WCAG contrast of an element's computed text colour on the background it is drawn on.
+
+    ``own_background``: the element must paint its own (a highlight); otherwise the nearest
+    ancestor's opaque background counts.
+    """
+    from coursekit.widgets import contrast, over
+    fg, bgs = element.evaluate("""e => { const bgs = [];
+        for (let n = e; n && n.nodeType === 1; n = n.parentElement) bgs.push(getComputedStyle(n).backgroundColor);
+        return [getComputedStyle(e).color, bgs]; }""")
+    layers = [_rgba(b) for b in bgs]
+    if own_background:
+        assert layers[0][3] > 0.99, f"the element has no opaque background of its own: {bgs[0]}"
+    opaque = next((k for k, b in enumerate(layers) if b[3] > 0.99), len(layers))
+    back = layers[opaque] if opaque < len(layers) else (255.0, 255.0, 255.0, 1.0)
+    for b in reversed(layers[:opaque]):               # translucent layers above it, bottom up
+        back = _hex_rgba(over(b, back))
+    return contrast(over(_rgba(fg), back), over(back, back))
+
+
+def _smallest_svg_text_px(svg) -> float:
+    """The smallest text of an inline SVG as drawn on screen, in CSS px (12 px = 9 pt)."""
+    return svg.evaluate("""s => { const vb = s.viewBox.baseVal, scale = s.getBoundingClientRect().width / vb.width;
+        return Math.min(...[...s.querySelectorAll('text')].filter(t => t.textContent.trim())
+                                .map(t => parseFloat(getComputedStyle(t).fontSize) * scale)); }""")
+
+
+def _hex_rgba(h: str) -> tuple:
+    return tuple(float(int(h[i:i + 2], 16)) for i in (1, 3, 5)) + (1.0,)
 
 
 def test_chapter_runs_and_widgets_respond(lab_url):
@@ -71,10 +105,21 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(rows).to_have_count(11)
         row3 = explorer.locator(".pw-packets tr.pw-row[data-no='3']")
         row3.click()
-        expect(row3).to_have_class("pw-row pw-sel")
         dissection = explorer.locator(".pw-dissection")
         expect(dissection).to_contain_text("packet 3, as tcpdump prints it")
         expect(dissection.locator(".pw-fullline")).to_contain_text("Flags [.], ack 1, win 229")
+        # the selected row, and only it, is marked (its own background, readable)
+        marked = rows.evaluate_all("rs => rs.map(r => getComputedStyle(r.cells[0]).backgroundColor)")
+        assert [k for k, bg in enumerate(marked) if bg == marked[2]] == [2], marked
+        assert _contrast(page, row3.locator("td").first) >= 4.5
+        # the keyboard, as in Wireshark's list: down twice, up once; the list keeps the focus
+        for key, no in (("ArrowDown", 4), ("ArrowDown", 5), ("ArrowUp", 4)):
+            page.keyboard.press(key)
+            expect(dissection).to_contain_text(f"packet {no}, as tcpdump prints it")
+            expect(explorer.locator(".pw-packet-no input")).to_have_value(str(no))
+        assert page.evaluate("document.activeElement.dataset.no") == "4"
+        row3.click()
+        expect(dissection).to_contain_text("packet 3, as tcpdump prints it")
         # no row is wrapped: every row is one line high
         heights = rows.evaluate_all("rs => rs.map(r => r.getBoundingClientRect().height)")
         assert max(heights) < 1.6 * min(heights), heights
@@ -123,6 +168,8 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(explorer.locator(".pw-client_ip-error")).to_contain_text(message)
         expect(explorer.get_by_text(message)).to_have_count(1)
         expect(explorer.locator(".pw-stale-note")).to_be_visible()
+        assert _contrast(page, explorer.locator(".pw-client_ip-error .widget-html-content"), own_background=False) >= 4.5
+        assert _contrast(page, explorer.locator(".pw-stale-banner")) >= 4.5
         expect(tcpdump).to_contain_text("VXLAN, flags [I] (0x08), vni 7")
         expect(page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")).to_have_count(0)
         # the label column is fixed: a long message does not squeeze it, and labels are one line
@@ -147,10 +194,20 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         # at 900 px the diagram keeps its width and scrolls rather than shrink its text
         page.set_viewport_size({"width": 900, "height": 1000})
         page.wait_for_timeout(500)
-        assert svg.bounding_box()["width"] >= 859
+        assert _smallest_svg_text_px(svg) >= 12 - 0.01                   # 9 CSS points
         figure = explorer.locator(".pw-figure")
         assert figure.evaluate("e => e.scrollWidth > e.clientWidth")
         explorer.screenshot(path=str(ARTIFACTS / "explorer-diagram-900.png"))
+        # the chapter's own figures (PNG): shown at their natural size, the output scrolls sideways
+        images = page.locator(".jp-OutputArea-output img")
+        assert images.count() >= 2
+        for k in range(images.count()):
+            img = images.nth(k)
+            img.scroll_into_view_if_needed()
+            natural, shown, scrolls = img.evaluate("""i => [i.naturalWidth, i.getBoundingClientRect().width,
+                i.closest('.jp-OutputArea-output').scrollWidth > i.closest('.jp-OutputArea-output').clientWidth]""")
+            assert abs(shown - natural) < 1 and natural >= 900 and scrolls, (k, natural, shown, scrolls)
+        page.locator(".jp-OutputArea-output img").last.screenshot(path=str(ARTIFACTS / "figure-900.png"))
         page.set_viewport_size({"width": 1400, "height": 1000})
 
         # the stepper: back disabled at the start, forward twice, back once, the map follows
@@ -162,6 +219,7 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(back).to_be_disabled()
         here = stepper.locator(".pw-map .pw-map-here")
         expect(here).to_have_attribute("data-where", "busybox eth0")
+        assert _smallest_svg_text_px(stepper.locator(".pw-map svg")) >= 12 - 0.01
         body_height = stepper.locator(".pw-step").bounding_box()["height"]
         nxt.click()
         nxt.click()
@@ -199,21 +257,37 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         page.wait_for_timeout(500)
         dark = [_contrast(page, el) for el in stepper.locator(".pw-change").all()]
         assert dark and min(dark) >= 4.5, dark
-        for sel in (".pw-step-title b", ".pw-status .pw-ok"):
-            el = page.locator(sel).first
-            fg = el.evaluate("e => getComputedStyle(e).color")
-            assert fg not in ("rgb(0, 0, 0)", "rgb(31, 31, 31)"), (sel, fg)          # not light-theme ink
+        # the rest of the stepper's text on the notebook's own (dark) background
+        for sel in (".pw-step-title b", ".pw-step-title .pw-muted", ".pw-step .pw-minor", ".pw-step h4"):
+            el = stepper.locator(sel).first
+            assert _contrast(page, el, own_background=False) >= 4.5, sel
         stepper.screenshot(path=str(ARTIFACTS / "stepper-dark.png"))
         explorer.scroll_into_view_if_needed()
         explorer.get_by_role("tab", name="packets").click()
-        sel = explorer.locator(".pw-packets tr.pw-sel td").first
-        assert _contrast(page, sel) >= 4.5
+        row2 = explorer.locator(".pw-packets tr.pw-row[data-no='2']")
+        row2.click()
+        expect(explorer.locator(".pw-dissection")).to_contain_text("packet 2, as tcpdump prints it")
+        assert _contrast(page, row2.locator("td").first) >= 4.5
+        for el in (explorer.locator(".pw-status .pw-ok").first, explorer.locator(".pw-packets td").first,
+                   explorer.locator(".pw-label b").first):
+            assert _contrast(page, el, own_background=False) >= 4.5
+        # an error in the dark: its red reads at 4.5:1 (JupyterLab's own error red is 3.6:1 on #111)
+        ip.fill("172.30.83.300")
+        ip.press("Enter")
+        err = explorer.locator(".pw-client_ip-error .widget-html-content")
+        expect(err).to_contain_text(message)
+        assert _contrast(page, err, own_background=False) >= 4.5
+        explorer.screenshot(path=str(ARTIFACTS / "explorer-dark-error.png"))
+        ip.fill("172.30.83.9")
+        ip.press("Enter")
+        expect(explorer.locator(".pw-stale-note")).to_be_hidden()
         explorer.screenshot(path=str(ARTIFACTS / "explorer-dark.png"))
 
         # printed text outputs wrap between words only, never inside a number, and scroll when long
-        out = page.locator(".jp-OutputArea-output[data-mime-type='text/plain'] pre").first
-        assert out.evaluate("e => getComputedStyle(e).wordBreak") == "normal"
-        assert out.evaluate("e => getComputedStyle(e).maxHeight") != "none"
+        for mime in ("text/plain", "application/vnd.jupyter.stdout"):
+            out = page.locator(f".jp-OutputArea-output[data-mime-type='{mime}'] pre").first
+            style = out.evaluate("e => { const s = getComputedStyle(e); return [s.wordBreak, s.maxHeight, s.overflowY]; }")
+            assert style[0] == "normal" and style[1] != "none" and style[2] == "auto", (mime, style)
 
         # the embedded CJK fallback font decodes and covers the article's title
         status = page.evaluate("""async () => {

@@ -49,7 +49,10 @@ def _figures(article, walk):
     three = apply(article, {"replicas": 3})
     return [dg.topology(article), dg.walk_diagram(article, walk), dg.walk_diagram(three),
             dg.timeline(walk.at("meizu", "docker0")), dg.encapsulation(walk.at("meizu", "enp4s0")[3]),
-            dg.byte_map(walk.at("meizu", "enp4s0")[3])]
+            dg.byte_map(walk.at("meizu", "enp4s0")[3]),
+            dg.hook_order(ingress="veth4c1a3e7", bridge="docker0", egress="flannel.1"),
+            dg.hook_order(ingress="veth4c1a3e7", bridge="docker0", egress="flannel.1", br_netfilter=False),
+            dg.hook_order()]
 
 
 def test_text_is_at_least_9_points(article, article_walk):
@@ -91,6 +94,8 @@ def _crossings(fig):
 
 def test_no_label_is_crossed_by_a_line(article, article_walk):
     assert _crossings(dg.walk_diagram(article, article_walk)) == []
+    for bridge, on in ((None, True), ("docker0", True), ("docker0", False)):
+        assert _crossings(dg.hook_order(ingress="veth4c1a3e7", bridge=bridge, egress="flannel.1", br_netfilter=on)) == []
     assert _crossings(dg.walk_diagram(apply(article, {"replicas": 3}))) == []
     assert _crossings(dg.topology(article)) == []
 
@@ -154,3 +159,65 @@ def test_hop_map_marks_one_box(article, article_walk):
         assert svg.startswith("<svg ") and svg.count("pw-map-here") == 1
         o = st.observation
         assert f'class="pw-map-box pw-map-here" data-where="{o.node} {o.iface}"' in svg
+
+
+def test_a_notebook_shows_every_figure_at_its_natural_size(article, article_walk):
+    """Never shrunk to the notebook's width (JupyterLab's default): 9 pt stays 12.5 px, the output scrolls."""
+    from unittest import mock
+    for fig in _figures(article, article_walk):
+        assert isinstance(fig, dg.Picture) and fig.dpi == dg.DPI >= 96            # 9 pt >= 12 px = 9 CSS pt
+        with mock.patch("IPython.display.display") as shown:
+            fig._ipython_display_()
+        (bundle,), kw = shown.call_args
+        meta = kw["metadata"]["image/png"]
+        assert meta["unconfined"] is True
+        assert (meta["width"], meta["height"]) == tuple(round(v * dg.DPI) for v in fig.get_size_inches())
+        import base64
+        import struct
+        png = base64.b64decode(bundle["image/png"])
+        assert png.startswith(b"\x89PNG") and bundle["text/plain"].startswith("<Figure size ")
+        assert struct.unpack(">II", png[16:24]) == (meta["width"], meta["height"])
+
+
+def test_svg_figures_keep_their_natural_width(article, article_walk):
+    svg = dg.figure_svg(dg.walk_diagram(article, article_walk))
+    head = svg[:svg.index(">")]
+    assert head.startswith('<svg style="min-width:720pt" ') and ' width="720pt"' in head
+
+
+def test_hop_map_text_is_12_px_and_fits_its_boxes(article):
+    three = apply(article, {"replicas": 3})
+    w = ck.walk(three)
+    svg = dg.hop_map_svg(three, w, w.path(0)[0])
+    assert "font-size:12px" in svg and "font-size:11px" not in svg
+    import re
+    for box, label in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)"[^>]*/><text[^>]*>([^<]*)</text>', svg):
+        assert len(label) * 7 <= float(box) - 6 or len(label) <= 4, (label, box)
+
+
+def _svg_texts(svg):
+    import re
+    return sorted(re.findall(r"<tspan [^>]*>([^<]*)</tspan>", svg) + re.findall(r'font-size="11">([^<]*)</text>', svg))
+
+
+@pytest.mark.parametrize("changes", [{}, {"replicas": 3}, {"vni": 7, "vxlan_port": 4789}])
+def test_the_explorers_svg_is_the_notebooks_picture(article, changes):
+    """walk_svg draws with walk_diagram's own code: the same labels, the same markers at the same places."""
+    import html
+    import re
+    sc = apply(article, changes) if changes else article
+    w = ck.walk(sc)
+    fig = dg.walk_diagram(sc, w)
+    svg = dg.walk_svg(sc, w)
+    ax = fig.axes[0]
+    lines = sorted(line for t in ax.texts for line in t.get_text().split("\n") if t.get_text().strip())
+    assert sorted(html.unescape(t).replace("\xa0", " ") for t in _svg_texts(svg)) == sorted(lines + [ax.get_title()])
+    shim = dg._SvgAxes()
+    shim.set_xlim(*ax.get_xlim())
+    shim.set_ylim(*ax.get_ylim())
+    markers = sorted((round(shim.X(t.get_position()[0]), 1), round(shim.Y(t.get_position()[1]), 1))
+                     for t in ax.texts if t.get_text().isdigit())
+    circles = sorted((float(x), float(y)) for x, y in re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', svg))
+    assert circles == markers and len(markers) == 20
+    sizes = [float(s) for s in re.findall(r'font-size="([\d.]+)"', svg)]
+    assert min(sizes) >= 9 and svg.startswith('<svg style="min-width:720pt" ')     # 9 pt at natural width

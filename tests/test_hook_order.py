@@ -22,11 +22,11 @@ def test_tables_run_in_priority_order():
 
 
 def _boxes(fig):
-    """The picture's top row, left to right, as the first line of each box."""
-    texts = [t for t in fig.axes[0].texts if "\n" in t.get_text()]
-    top = sorted((t for t in texts if t.get_position()[1] > 25), key=lambda t: t.get_position()[0])
+    """The packet's way through the picture (in, ..., out; the local branch left out), each box as its first line."""
+    texts = [t for t in fig.axes[0].texts if (t.get_gid() or "").startswith("path-")]
+    path = sorted(texts, key=lambda t: int(t.get_gid().split("-")[1]))
     return [t.get_text().split("\n")[0] + (" " + t.get_text().split("\n")[1] if t.get_text().startswith("tcpdump") else "")
-            for t in top]
+            for t in path]
 
 
 def test_br_netfilter_moves_prerouting_before_the_bridge_tap():
