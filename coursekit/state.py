@@ -470,6 +470,39 @@ def _node_of(place: str, st: ClusterState) -> str | None:
     return name if name in st.nodes else None
 
 
+def _home(ip: str, st: ClusterState) -> str | None:
+    """The node a pod address lives on: a directly connected route to it that is not the uplink or a VTEP."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        return None
+    for name, n in st.nodes.items():
+        uplink = {dev for net, dev, via, _ in n.routes if net.prefixlen == 0}
+        vteps = {i.name for i in n.ifaces.values() if i.vxlan}
+        for net, dev, via, _ in n.routes:
+            if via is None and net.prefixlen and addr in net and dev not in uplink | vteps:
+                return name
+    return None
+
+
+def _order(a, b, st: ClusterState) -> list[str]:
+    """Nodes where a change between sightings ``a`` and ``b`` may have been made, likeliest first.
+
+    Whatever changed inside a packet that got encapsulated was done by the node that encapsulated it
+    (the outer source); after a decapsulation, by the outer destination; else the capture's node, then
+    the node a pod address lives on.
+    """
+    first = []
+    if b.encap and not a.encap:
+        first.append(st.node_of_ip(b.encap[0].src))
+    if a.encap and not b.encap:
+        first.append(st.node_of_ip(a.encap[0].dst))
+    first += [_node_of(a.place, st), _node_of(b.place, st)]
+    first += [_home(x, st) for x in (a.src, a.dst, b.src, b.dst)]
+    order = [x for x in dict.fromkeys(first) if x]
+    return order + [x for x in st.nodes if x not in order]
+
+
 def attribute(conv, st: ClusterState) -> None:
     """Fill ``Change.by`` of every change of a conversation from the state; name its Service.
 
@@ -504,8 +537,7 @@ def attribute(conv, st: ClusterState) -> None:
     for p in conv.packets:
         for i, step in enumerate(p.changes):
             a, b = p.sightings[i], p.sightings[i + 1]
-            order = [x for x in (_node_of(a.place, st), _node_of(b.place, st)) if x]
-            order += [x for x in st.nodes if x not in order]
+            order = _order(a, b, st)
             for ch in step:
                 _attribute_change(ch, a, b, proto, order, st)
 
@@ -536,6 +568,8 @@ def _attribute_change(ch, a, b, proto: str, order: list[str], st: ClusterState) 
     elif ch.kind in ("un-DNAT", "un-SNAT"):
         for name in order:
             for orig, reply, line in st.nodes[name].conntrack:
+                if orig == (reply[2], reply[3], reply[0], reply[1]):
+                    continue                             # this node's entry does no NAT
                 if (reply[0], reply[1]) in ((a.src, a.sport), (a.dst, a.dport)) and \
                         (reply[2], reply[3]) in ((a.src, a.sport), (a.dst, a.dport)):
                     ch.by.append(f"{name}: conntrack {line}")
@@ -550,7 +584,7 @@ def _attribute_change(ch, a, b, proto: str, order: list[str], st: ClusterState) 
             return
         n = st.nodes[name]
         for mac, dev, dst, line in n.fdb:
-            if dst == e.dst and (mac == (a.dst_mac or b.dst_mac) or a.dst_mac is None):
+            if dst == e.dst and (b.dst_mac is None or mac == b.dst_mac):
                 ch.by.append(f"{name}: bridge fdb {line}")
                 for ip, ndev, nmac, nline in n.neigh:
                     if nmac == mac and ndev == dev:
