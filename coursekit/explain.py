@@ -489,7 +489,8 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
         total += len(frames)
         for i, f in enumerate(frames, 1):
             iface = f.interface
-            if f.linktype == 276 and iface in (None, "any") or (f.linktype == 276 and iface and iface.startswith("#")):
+            if f.linktype == 276 and (iface == "any" or iface is None and stem.endswith("any")):
+                # tcpdump -i any: the cooked v2 header names the interface by its index
                 idx = sll2_ifindex(f.data)
                 iface = (st.ifname(fixed or stem, idx) if st is not None else None) or f"if{idx}"
             place = fixed or _place_of(stem, iface, nodes)

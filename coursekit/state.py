@@ -379,7 +379,9 @@ def _cond(rule: Rule, pkt: dict, node: NodeState) -> bool | None:
             r = None if pkt.get("in") is None else _ifmatch(val, pkt["in"])
         elif opt == "--dst-type":
             r = (pkt["dst"] in node.addresses()) if val == "LOCAL" and node.ifaces else None
-        elif opt in ("--mark", "--probability", "--src-type", "--ctstate", "--state"):
+        elif opt == "--mark":
+            r = None if pkt.get("mark") is None else _mark_match(val, pkt["mark"])
+        elif opt in ("--probability", "--src-type", "--ctstate", "--state"):
             r = None
         else:
             continue
@@ -390,6 +392,51 @@ def _cond(rule: Rule, pkt: dict, node: NodeState) -> bool | None:
         if r is None:
             verdict = None
     return verdict
+
+
+def _mark_match(val: str, mark: int) -> bool | None:
+    try:
+        v, _, m = val.partition("/")
+        return (mark & int(m or "0xffffffff", 0)) == int(v, 0)
+    except ValueError:
+        return None
+
+
+def _mark_set(node: NodeState, chain: str) -> int | None:
+    """The mark a chain such as KUBE-MARK-MASQ sets (``MARK --set-xmark V/M`` or ``--or-mark V``)."""
+    for r in node.nat:
+        if r.chain == chain and r.target == "MARK":
+            for opt in ("--set-xmark", "--or-mark", "--set-mark"):
+                if opt in r.opts:
+                    try:
+                        return int(r.opts[opt][1].split("/")[0], 0)
+                    except ValueError:
+                        return None
+    return None
+
+
+def _mark_of(node: NodeState, pkt: dict, new_dst: str | None) -> int | None:
+    """The packet's mark after nat PREROUTING/OUTPUT, or None when it cannot be told.
+
+    Follows the rules in order up to the DNAT to ``new_dst`` (the KUBE-SEP chain actually taken);
+    a KUBE-MARK-MASQ jump whose conditions hold sets the mark.
+    """
+    mark, unsure = 0, False
+    sep_of = {r.chain for r in node.nat if r.target == "DNAT" and new_dst is not None
+              and r.opts.get("--to-destination", (False, ""))[1].split(":")[0] == new_dst}
+    for top in ("PREROUTING", "OUTPUT"):
+        for r, holds in _traverse(node, top, pkt):
+            if r.target == "DNAT" and r.chain in sep_of:
+                return None if unsure else mark
+            if r.chain.startswith("KUBE-SEP-") and r.chain not in sep_of:
+                continue
+            v = _mark_set(node, r.target)
+            if v is not None:
+                if holds:
+                    mark |= v
+                else:
+                    unsure = True
+    return None if unsure else mark
 
 
 def _ifmatch(pattern: str, name: str) -> bool:
@@ -556,11 +603,9 @@ def _attribute_change(ch, a, b, proto: str, order: list[str], st: ClusterState) 
         for name in order:
             n = st.nodes[name]
             q = dict(pkt, dst=b.dst, dport=b.dport)        # POSTROUTING sees the packet after DNAT
-            if _node_of(b.place, st) == name and " " in b.place and not b.encap:
-                q["out"] = b.place.split(" ", 1)[1]
-            else:
-                r = n.route(b.dst)
-                q["out"] = r[1] if r else None
+            r = n.route(b.dst)                               # -o is the routed device (a bridge, not its port)
+            q["out"] = r[1] if r else None
+            q["mark"] = _mark_of(n, pkt, b.dst)
             rules = _snat_rule(n, q, b.src)
             if rules:
                 ch.by += [f"{name}: {r}" for r in rules]
