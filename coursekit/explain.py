@@ -470,8 +470,17 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
     other: dict[str, int] = {}
     caps = []
     total = 0
+    unreadable = []
     for path in captures:
-        cap = read_capture(path)
+        try:
+            cap = read_capture(path)
+        except CourseError as e:
+            if any(w in e.problem for w in ("no such file", "is a folder", "cannot read", "not a path", "NUL")):
+                raise                            # a typo in a path: say so, explain nothing
+            unreadable.append(e)                 # not a capture, or nothing usable in it: the others still count
+            limits.append(f"{Path(str(path)).name}: not explained: {e.problem}"
+                          + (f" (allowed: {e.allowed})" if e.allowed else ""))
+            continue
         stem = Path(str(path)).name
         for suffix in (".pcapng", ".pcap", ".cap", ".gz"):
             if stem.endswith(suffix):
@@ -505,6 +514,10 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
                 seen_places.append(place)
             sightings.append(s)
         caps.append((cap.name, seen_places, len(cap.frames)))
+    if unreadable and not caps:
+        raise unreadable[0] if len(unreadable) == 1 else CourseError(
+            "captures", f"none of the {len(unreadable)} files is a capture this reader opens ({unreadable[0]})",
+            "classic pcap or pcapng with Ethernet, raw IPv4 or Linux cooked (SLL, SLL2) frames")
     return _assemble(caps, sightings, limits, other, st)
 
 
@@ -596,15 +609,13 @@ def _conversation(pk: list) -> Conversation:
 def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
     out = []
     if a.encap != b.encap:
-        if len(b.encap) > len(a.encap):
-            for e in b.encap[:len(b.encap) - len(a.encap)]:
-                out.append(Change("encapsulation", "", e.text(), f"encapsulated: {e.text()}"))
-        elif len(b.encap) < len(a.encap):
-            for e in a.encap[:len(a.encap) - len(b.encap)]:
-                out.append(Change("decapsulation", e.text(), "", f"decapsulated: {e.text()} removed"))
-        else:
-            out.append(Change("encapsulation", " | ".join(e.text() for e in a.encap),
-                              " | ".join(e.text() for e in b.encap), "outer headers differ"))
+        k = 0                                   # outer layers both share, counted from the inside
+        while k < min(len(a.encap), len(b.encap)) and a.encap[-1 - k] == b.encap[-1 - k]:
+            k += 1
+        for e in a.encap[:len(a.encap) - k]:
+            out.append(Change("decapsulation", e.text(), "", f"decapsulated: {e.text()} removed"))
+        for e in b.encap[:len(b.encap) - k]:
+            out.append(Change("encapsulation", "", e.text(), f"encapsulated: {e.text()}"))
     (sa, spa), (da, dpa) = a.endpoints
     (sb, spb), (db, dpb) = b.endpoints
     ports = a.proto in (6, 17)
