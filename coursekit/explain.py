@@ -37,6 +37,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -60,12 +61,21 @@ _ETHERTYPES = {0x0806: "ARP", 0x86DD: "IPv6", 0x88CC: "LLDP", 0x8035: "RARP", 0x
 _TCP_FLAGS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"), (0x40, "E"), (0x80, "W"))
 
 
+_MACS: dict = {}
+
+
 def _mac(b: bytes) -> str:
-    return b.hex(":")
+    m = _MACS.get(b)
+    if m is None:
+        m = b.hex(":")
+        if len(_MACS) < 65536:               # a capture has few MACs; a bound all the same
+            _MACS[b] = m
+    return m
 
 
-def _ip(b: bytes) -> str:
-    return "%d.%d.%d.%d" % (b[0], b[1], b[2], b[3])
+_ip = socket.inet_ntoa
+_HHHBB = struct.Struct("!HHHBB")
+_TCPH = struct.Struct("!HHIIBB")
 
 
 def tcp_flags(f: int) -> str:
@@ -93,7 +103,7 @@ class Encap:
         return f"IP-in-IP: {self.src} > {self.dst}"
 
 
-@dataclass
+@dataclass(slots=True)
 class Sighting:
     """One frame of a capture, decoded down to its innermost IPv4 packet."""
     place: str             # "meizu enp4s0": the capture's node and interface
@@ -217,7 +227,7 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
         if vihl >> 4 != 4 or (vihl & 15) < 5:
             raise _Other("corrupt IPv4 header")
         ihl = (vihl & 15) * 4
-        tot, ip_id, frag, ttl, proto = struct.unpack_from("!HHHBB", data, off + 2)
+        tot, ip_id, frag, ttl, proto = _HHHBB.unpack_from(data, off + 2)
         src, dst = _ip(data[off + 12:off + 16]), _ip(data[off + 16:off + 20])
         l4 = off + ihl
         end = min(len(data), off + max(tot, ihl))      # padding is not payload; the snap length cuts
@@ -246,7 +256,7 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
          "ttl": ttl, "ip_id": ip_id, "proto": proto, "sport": 0, "dport": 0, "flags": 0, "seq": 0, "ack": 0,
          "length": payload_total, "extra": "", "direction": direction}
     if proto == 6 and end >= l4 + 20:
-        sport, dport, seq, ack, offres, flags = struct.unpack_from("!HHIIBB", data, l4)
+        sport, dport, seq, ack, offres, flags = _TCPH.unpack_from(data, l4)
         hl = (offres >> 4) * 4
         pay = l4 + hl
         d.update(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, length=max(0, payload_total - hl))
@@ -491,6 +501,8 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
         for what, n in (cap.skipped or {}).items():
             limits.append(f"{cap.name}: {n} frames skipped ({what} is not decoded)")
         seen_places = []
+        places: dict = {}
+        fports = frozenset(ports)
         frames = cap.frames
         if total + len(frames) > MAX_FRAMES:
             limits.append(f"{cap.name}: cut after {MAX_FRAMES - total} frames (at most {MAX_FRAMES} in all)")
@@ -502,9 +514,11 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
                 # tcpdump -i any: the cooked v2 header names the interface by its index
                 idx = sll2_ifindex(f.data)
                 iface = (st.ifname(fixed or stem, idx) if st is not None else None) or f"if{idx}"
-            place = fixed or _place_of(stem, iface, nodes)
+            place = places.get(iface)
+            if place is None:
+                place = places[iface] = fixed or _place_of(stem, iface, nodes)
             try:
-                d = _decode(f.data, f.linktype, frozenset(ports))
+                d = _decode(f.data, f.linktype, fports)
             except _Other as e:
                 k = str(e)
                 other[k] = other.get(k, 0) + 1
