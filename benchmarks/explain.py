@@ -55,7 +55,7 @@ def _connections(frames, n):
 def bench_explain(packets: int = 100_000) -> dict:
     import coursekit as ck
     from coursekit.capture import write_pcap
-    from coursekit.explain import explain
+    from coursekit.explanation import explain
     meizu = ck.read_pcap(ROOT / "data" / "captures" / "article" / "meizu-enp4s0.pcap")[1]
     xiaomi = ck.read_pcap(ROOT / "data" / "captures" / "article" / "xiaomi-enp4s0.pcap")[1]
     n = packets // len(meizu) + 1

@@ -190,7 +190,7 @@ def _own_cluster(args) -> int:
         path = collect(args.out, args.node)
         print(f"wrote {path}", file=sys.stderr)
         return 0
-    from .explain import explain
+    from .explanation import explain
     from .outputs import output_file, write_file
     if args.json and args.json != "-":
         output_file(args.json, "--json")

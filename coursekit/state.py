@@ -21,7 +21,7 @@ nodes,pods,svc,endpoints -o json`` output may sit beside them in any
 ``*.json`` file.  A missing section is not an error: what it would have
 explained is listed as not attributed.
 
-:func:`attribute` ties the changes :mod:`.explain` found to entries: a DNAT
+:func:`attribute` ties the changes :mod:`.explanation` found to entries: a DNAT
 to the KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP rules that lead to it, a
 source rewrite to the first POSTROUTING rule that matches (evaluated as the
 kernel does, in order, following jumps), an encapsulation to the FDB and
@@ -555,7 +555,7 @@ def attribute(conv, st: ClusterState) -> None:
 
     Taught in: 10-your-own-cluster.
     """
-    from .explain import _PROTO
+    from .explanation import _PROTO
     proto = _PROTO.get(conv.proto, str(conv.proto)).lower()
     # the Service: kubectl first, else kube-proxy's own comment on the ClusterIP rule
     for (a, ap), (b, bp) in conv.views:

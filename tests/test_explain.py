@@ -20,7 +20,7 @@ import pytest
 import coursekit as ck
 from coursekit.capture import Frame, pcap_bytes, pcapng_bytes
 from coursekit.collect import model_state_text
-from coursekit.explain import explain
+from coursekit.explanation import explain
 from coursekit.scenario import data_dir
 
 SCENARIOS = sorted(p.stem for p in (data_dir() / "scenarios").glob("*.yaml"))

@@ -22,7 +22,7 @@ from scapy.layers.vxlan import VXLAN
 
 import coursekit as ck
 from coursekit.capture import Frame, parse_capture, parse_pcap, pcap_bytes, pcapng_bytes, read_capture
-from coursekit.explain import decode, explain
+from coursekit.explanation import decode, explain
 from conftest import ROOT
 
 ART = ROOT / "data" / "captures" / "article"

@@ -457,7 +457,8 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
     if not isinstance(captures, (list, tuple)) or not captures:
-        raise CourseError("captures", "no capture given", "a pcap/pcapng path or a list of them")
+        raise CourseError("captures", "no capture given" if isinstance(captures, (list, tuple)) else
+                          f"{captures!r:.40} is not a path or a list of paths", "a pcap/pcapng path or a list of them")
     if len(captures) > 256:
         raise CourseError("captures", f"{len(captures)} files", "at most 256 captures")
     if names is not None and not isinstance(names, dict):
