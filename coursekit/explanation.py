@@ -45,7 +45,7 @@ from pathlib import Path
 
 from .errors import CourseError, public
 
-__all__ = ["Sighting", "Change", "Packet", "Conversation", "Explanation", "explain", "decode",
+__all__ = ["Sighting", "Change", "Packet", "Conversation", "Explanation", "explain", "compare", "decode",
            "VXLAN_PORTS", "MAX_FRAMES"]
 
 #: flannel/Linux default and IANA's port; a user adds others with ``vxlan_ports``.
@@ -698,3 +698,64 @@ def render_text(ex: Explanation, max_packets: int = 12) -> str:
         w.append("could not match or attribute:")
         w += [f"  - {x}" for x in ex.limits]
     return "\n".join(w) + "\n"
+
+
+# --- model and capture side by side -----------------------------------------------------------
+
+def _shape(p: Packet) -> list:
+    """A packet's walk without the values the kernel picks freely (ports, ISNs, IP ids, times)."""
+    steps = []
+    for i, s in enumerate(p.sightings):
+        out = []
+        for c in (p.changes[i - 1] if i else []):
+            if c.kind in ("encapsulation", "decapsulation"):
+                out.append(f"{c.kind} {(c.new or c.old).split(' ')[0]}")
+            elif c.kind != "MAC":
+                out.append(f"{c.kind} {c.old.split(':')[0]} -> {c.new.split(':')[0]}")
+        steps.append((s.place, tuple(out)))
+    return steps
+
+
+@public
+def compare(expected: Explanation, actual: Explanation) -> list[str]:
+    """Where ``actual`` (a real capture, explained) departs from ``expected`` (the model's), first difference first.
+
+    Conversations are paired in order, their packets in order; each packet's places and the
+    addresses its changes rewrote are compared, not what the kernel chooses freely (ports,
+    ISNs, IP ids, times).  An empty list: the same walk.
+
+    >>> ck.explanation.compare(ck.explain(model_pcaps), ck.explain(real_pcaps))   # doctest: +SKIP
+
+    Taught in: 10-your-own-cluster.
+    """
+    for name, ex in (("expected", expected), ("actual", actual)):
+        if not isinstance(ex, Explanation):
+            raise CourseError(name, f"a {type(ex).__name__} is not an explanation", "what ck.explain returns")
+    out = []
+    if len(expected.conversations) != len(actual.conversations):
+        out.append(f"{len(expected.conversations)} conversations expected, {len(actual.conversations)} captured")
+    for ce, ca in zip(expected.conversations, actual.conversations):
+        if ce.proto != ca.proto:
+            out.append(f"conversation {ce.number}: {ce.title} expected, {ca.title} captured")
+            continue
+        if len(ce.packets) != len(ca.packets):
+            out.append(f"conversation {ce.number}: {len(ce.packets)} packets expected, {len(ca.packets)} captured")
+        for i, (pe, pa) in enumerate(zip(ce.packets, ca.packets), 1):
+            what = f"conversation {ce.number} packet {i} ({pe.flow} {pe.summary().split(' seq')[0]})"
+            if pe.flow != pa.flow or (pe.sightings[0].flags != pa.sightings[0].flags):
+                out.append(f"{what}: captured {pa.flow} {pa.summary().split(' seq')[0]}")
+                continue
+            se, sa = _shape(pe), _shape(pa)
+            for j, (a, b) in enumerate(zip(se, sa)):
+                if a[0] != b[0]:
+                    out.append(f"{what}: hop {j + 1} expected at {a[0]}, captured at {b[0]}")
+                    break
+                if a[1] != b[1]:
+                    out.append(f"{what}: arriving at {a[0]}, expected {'; '.join(a[1]) or 'no change'}, "
+                               f"captured {'; '.join(b[1]) or 'no change'}")
+                    break
+            else:
+                if len(se) != len(sa):
+                    out.append(f"{what}: {len(se)} places expected ({', '.join(x[0] for x in se)}), "
+                               f"{len(sa)} captured ({', '.join(x[0] for x in sa)})")
+    return out
