@@ -37,7 +37,7 @@ from pathlib import Path
 
 from .errors import CourseError
 
-__all__ = ["COMMANDS", "collect_script", "collect", "model_state_text"]
+__all__ = ["COMMANDS", "collect_script", "collect", "model_state_text", "write_model_state"]
 
 #: (section command, argv) -- read-only, every one
 COMMANDS = (
@@ -154,3 +154,18 @@ def model_state_text(scenario, node: str, walk=None) -> str:
              ("ip neigh", ip_neigh(sc, node)), (f"bridge fdb show dev {sc.flannel.device}", bridge_fdb(sc, node)),
              ("iptables-save -t nat", iptables_save(rules, chains)), ("conntrack -L", ct or "")]
     return "".join(f"# {node}: {t}\n{body.rstrip()}\n\n" for t, body in parts)
+
+
+def write_model_state(scenario, folder) -> list[Path]:
+    """Write :func:`model_state_text` of every node into ``folder`` as ``<node>-state.txt``; returns the files.
+
+    Taught in: 10-your-own-cluster.
+    """
+    from .datapath import walk as _walk
+    from .outputs import output_dir, write_file
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
+    d = output_dir(folder, "folder")
+    d.mkdir(parents=True, exist_ok=True)
+    w = _walk(sc)
+    return [write_file(d / f"{n.name}-state.txt", model_state_text(sc, n.name, w)) for n in sc.nodes]

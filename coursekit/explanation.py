@@ -397,8 +397,12 @@ class Explanation:
         p.text(self.text())
 
 
-def _place_of(stem: str, iface: str | None, nodes: list[str]) -> str:
-    """``meizu-enp4s0`` -> ``meizu enp4s0``; a pcapng interface name, when given, is the interface."""
+def _place_of(stem: str, iface: str | None, nodes: list[str], st=None) -> str:
+    """``meizu-enp4s0`` -> ``meizu enp4s0``; a pcapng interface name, when given, is the interface.
+
+    With the node's state, a name a file could not carry whole (``meizu-flannel.pcap`` for
+    flannel.1) is the one interface of that node whose name it begins.
+    """
     node = None
     for n in sorted(nodes, key=len, reverse=True):
         if stem == n or stem.startswith(n + "-"):
@@ -409,6 +413,11 @@ def _place_of(stem: str, iface: str | None, nodes: list[str]) -> str:
         node, rest = (node, rest) if node else (stem, "")
     if iface and not iface.startswith("#"):
         rest = iface
+    ns = st.nodes.get(node) if st is not None else None
+    if ns is not None and rest and rest not in ns.ifaces:
+        like = [n for n in ns.ifaces if n.startswith(rest + ".")]
+        if len(like) == 1:
+            rest = like[0]
     return f"{node} {rest}".strip()
 
 
@@ -517,7 +526,7 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
                 iface = (st.ifname(fixed or stem, idx) if st is not None else None) or f"if{idx}"
             place = places.get(iface)
             if place is None:
-                place = places[iface] = fixed or _place_of(stem, iface, nodes)
+                place = places[iface] = fixed or _place_of(stem, iface, nodes, st)
             try:
                 d = _decode(f.data, f.linktype, fports)
             except _Other as e:
@@ -629,8 +638,9 @@ def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
             k += 1
         for e in a.encap[:len(a.encap) - k]:
             out.append(Change("decapsulation", e.text(), "", f"decapsulated: {e.text()} removed"))
-        for e in b.encap[:len(b.encap) - k]:
-            out.append(Change("encapsulation", "", e.text(), f"encapsulated: {e.text()}"))
+        added = [Change("encapsulation", "", e.text(), f"encapsulated: {e.text()}") for e in b.encap[:len(b.encap) - k]]
+    else:
+        added = []
     (sa, spa), (da, dpa) = a.endpoints
     (sb, spb), (db, dpb) = b.endpoints
     ports = a.proto in (6, 17)
@@ -654,7 +664,7 @@ def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
                           f"MACs {a.src_mac} > {a.dst_mac} -> {b.src_mac} > {b.dst_mac}"))
     if a.vlan != b.vlan:
         out.append(Change("VLAN", str(list(a.vlan)), str(list(b.vlan)), f"VLAN {list(a.vlan)} -> {list(b.vlan)}"))
-    return out
+    return out + added          # the kernel rewrites and routes the inner packet first, then encapsulates it
 
 
 # --- text -------------------------------------------------------------------------------------
