@@ -375,6 +375,19 @@ class Explanation:
     def text(self, max_packets: int = 12) -> str:
         return render_text(self, max_packets)
 
+    def walk_rows(self, conversation: int = 1, packet: int = 1) -> list[dict]:
+        """One packet's walk as rows (place, header line, changes, entries): what the widget shows."""
+        c = self.conversation(conversation)
+        if isinstance(packet, bool) or not isinstance(packet, int) or not 1 <= packet <= len(c.packets):
+            raise CourseError("packet", f"no packet {packet!r} in conversation {c.number}", f"1..{len(c.packets)}")
+        p = c.packets[packet - 1]
+        rows = []
+        for i, s in enumerate(p.sightings):
+            step = p.changes[i - 1] if i else []
+            rows.append({"n": i + 1, "place": s.place, "line": s.line(), "changes": [ch.text for ch in step],
+                         "by": [b for ch in step for b in ch.by]})
+        return rows
+
     def to_json(self) -> dict:
         return {
             "captures": [{"name": n, "places": p, "frames": k} for n, p, k in self.captures],

@@ -38,6 +38,7 @@ ARTICLE = {
     "05.probability": "0.33332999982", "05.whatif-clusterip": "no", "05.whatif-reply-masq": "no",
     "06.ttl-drops": 2, "06.rewrites": 2, "06.whatif-rewrites-nomasq": 1,
     "07.lab-nomasq": "172.30.83.9", "07.lab-vni": 42,
+    "10.syn-places": 10, "10.dnat-node": "xiaomi",
 }
 
 ACCEPT = {
@@ -89,6 +90,8 @@ ACCEPT = {
     "07.lab-nomasq": ["172.30.83.9", "src 172.30.83.9", "172.30.83.9 ", "ip 172.30.83.9",
                       ipaddress.IPv4Address("172.30.83.9")],
     "07.lab-vni": ["42", "instance 42", "vni 42", 42, "42."],
+    "10.syn-places": ["10", "ten", "10 places", 10, "10 interfaces", "10 captures"],
+    "10.dnat-node": ["xiaomi", "XIAOMI", "on xiaomi", "the xiaomi node", "node xiaomi", "xiaomi."],
 }
 
 HEDGES = {
