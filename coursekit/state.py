@@ -211,6 +211,9 @@ def _section(n: NodeState, cmd: str, text: str, problems: list) -> None:
             _iptables(n, text)
         elif words[:1] == ["conntrack"]:
             _conntrack(n, text)
+        elif not (words[:2] in (["route", "-n"], ["cat", "/run/flannel/subnet.env"]) or words[:1] == ["kubectl"]):
+            problems.append(f"state {n.name}: section '{cmd[:60]}' is not read (read: ip addr, ip route, "
+                            "ip neigh, bridge fdb, iptables-save, conntrack -L)")
     except (ValueError, IndexError) as e:
         problems.append(f"state {n.name}: section '{cmd}' not understood ({str(e)[:80]})")
 
@@ -334,19 +337,26 @@ def _kubectl(text: str, name: str, st: ClusterState) -> None:
         st.problems.append(f"state {name}: not JSON ({str(e)[:60]})")
         return
     items = doc.get("items", [doc]) if isinstance(doc, dict) else []
+    if not isinstance(items, list):
+        st.problems.append(f"state {name}: 'items' is not a list (kubectl get ... -o json writes one)")
+        return
+
+    def obj(x):
+        return x if isinstance(x, dict) else {}
     for it in items:
         if not isinstance(it, dict):
             continue
-        kind, meta, spec = it.get("kind"), it.get("metadata") or {}, it.get("spec") or {}
+        kind, meta, spec = it.get("kind"), obj(it.get("metadata")), obj(it.get("spec"))
         ident = f"{meta.get('namespace', 'default')}/{meta.get('name', '?')}"
         if kind == "Service":
-            for port in spec.get("ports") or []:
-                if spec.get("clusterIP") not in (None, "None", ""):
+            ports = spec.get("ports") if isinstance(spec.get("ports"), list) else []
+            for port in map(obj, ports):
+                if isinstance(spec.get("clusterIP"), str) and spec["clusterIP"] not in ("None", ""):
                     st.services.append((ident, spec["clusterIP"], port.get("port"), port.get("protocol", "TCP")))
         elif kind == "Pod":
-            ip = (it.get("status") or {}).get("podIP")
-            if ip and not spec.get("hostNetwork"):
-                st.pods[ip] = meta.get("name", "?")
+            ip = obj(it.get("status")).get("podIP")
+            if isinstance(ip, str) and not spec.get("hostNetwork"):
+                st.pods[ip] = str(meta.get("name", "?"))
 
 
 # --- attribution --------------------------------------------------------------------------------

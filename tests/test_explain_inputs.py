@@ -322,3 +322,29 @@ def test_collect_prints_a_read_only_script():
         assert cmd in r.stdout
     r = cli("collect")
     assert r.returncode == 2 and "--out" in r.stderr
+
+
+def test_mutated_state_files_never_crash(tmp_path):
+    from coursekit.collect import model_state_text
+    good = model_state_text("article", "xiaomi")
+    rnd = random.Random(10)
+    junk = ["", "ip", "-A", "!", "dev", "via", "lladdr", "dst", "src=", "'", '"', "999.1.1.1/99", "/", ":", "*nat",
+            "vxlan id x dstport y", "0: x: <>", "inet zz", "\x00", "é"]
+    for i in range(150):
+        lines = good.splitlines()
+        for _ in range(rnd.randint(1, 12)):
+            k = rnd.randrange(len(lines))
+            words = lines[k].split(" ")
+            words[rnd.randrange(len(words))] = rnd.choice(junk)
+            lines[k] = " ".join(words)
+        st = tmp_path / f"s{i % 2}"
+        st.mkdir(exist_ok=True)
+        (st / "xiaomi-state.txt").write_text("\n".join(lines))
+        (st / "k.json").write_text(rnd.choice(['{"items": 3}', '{"items": [{"kind": "Service", "spec": []}]}',
+                                               '[1, 2]', '{"kind": "Pod", "status": {"podIP": 5}}', "{}"]))
+        try:
+            ex = explain([ART / "busybox-eth0.pcap", ART / "xiaomi-enp4s0.pcap"], state=st)
+        except ck.CourseError as e:
+            assert "\n" not in str(e)
+            continue
+        ex.text()
