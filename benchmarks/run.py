@@ -15,6 +15,7 @@ floor that says what "fast" means for it:
 * ``walk``      -- one whole walk of the article (``ck.walk``, coursekit.kernel) vs the ten-hop walk it replaced (tests/oldwalk.py)
 * ``data``      -- ``python -m coursekit data`` (every capture of every scenario)
 * ``render``    -- ``coursekit render`` of a 100k-packet pcap vs ``tcpdump -r`` of the same file
+* ``explain``   -- ``coursekit explain`` of a 100k-packet capture (and two of them matched) vs ``tcpdump -r``
 * ``scenario`` -- ``load_scenario("article")`` (bounded read, shape, values) vs ``yaml.safe_load`` of the
   same file; how long refusing a billion-laughs file and a 20,000-deep file takes
 * ``footprint`` -- venv size of ``pip install .`` vs jupyterlab + scapy + matplotlib alone
@@ -370,9 +371,16 @@ def bench_scenario(n=20):
                 "refuse_20000_deep_s": runs(lambda: refused(deep), 5), "runs": n}
 
 
+def bench_explain():
+    """``coursekit explain`` of a 100k-packet capture vs ``tcpdump -r`` (benchmarks/explain.py)."""
+    sys.path.insert(0, str(OUT))
+    from explain import bench_explain as run
+    return run()
+
+
 BENCHES = {"import": bench_import, "walk": bench_walk, "explorer": bench_explorer, "explorer_ab": bench_explorer_ab,
            "browser": bench_browser, "data": bench_data, "scenario": bench_scenario,
-           "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint}
+           "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint, "explain": bench_explain}
 
 
 def main(argv):

@@ -21,6 +21,8 @@ module per concept:
 * :mod:`~coursekit.exercises` -- predict, then ``ck.check``
 * :mod:`~coursekit.lab` -- the live lab on a real kernel
 * :mod:`~coursekit.glossary` -- the terms, in English and Chinese (``data/glossary.yaml``)
+* :mod:`~coursekit.explanation`, :mod:`~coursekit.state`, :mod:`~coursekit.collect` -- your own cluster:
+  real captures explained hop by hop (``ck.explain``), a node's state, the read-only collector
 """
 
 from .bpf import apply_filter, compile_filter
@@ -37,10 +39,10 @@ __version__ = "0.1.0"
 
 __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
            "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
-           "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "__version__"]
+           "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "explain", "__version__"]
 
 _LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing",
-         "cases", "dns", "faults")
+         "cases", "dns", "faults", "explanation", "state", "collect")
 
 
 def __getattr__(name):
@@ -51,6 +53,9 @@ def __getattr__(name):
     if name == "check":
         from .exercises import check
         return check
+    if name == "explain":
+        from .explanation import explain
+        return explain
     raise AttributeError(f"module 'coursekit' has no attribute {name!r}")
 
 

@@ -4,6 +4,8 @@
     python -m coursekit show --node meizu --interface enp4s0 -nn 'port 8472 and udp'
     python -m coursekit render meizu-enp4s0.pcap -nn -e 'tcp port 80' -v   # flags anywhere, as tcpdump
     python -m coursekit data            # rebuild everything under data/
+    python -m coursekit explain node1-eth0.pcap node2-eth0.pcapng --state state/   # your own captures
+    python -m coursekit collect --print > collect.sh   # a read-only script to run on each node
     sudo "$(command -v coursekit)" lab all   # root from a virtual environment
 
 Every learner mistake prints one line (``error: field: problem (allowed: ...)``)
@@ -182,6 +184,34 @@ def _lab(args) -> int:
     return lab.command(args.action, args.scenario, args.out, args.json, args.cold, say)
 
 
+def _own_cluster(args) -> int:
+    """``explain`` and ``collect``: a learner's own captures and state (chapter 10)."""
+    if args.cmd == "collect":
+        from .collect import collect, collect_script
+        if args.print_script:
+            sys.stdout.write(collect_script())
+            return 0
+        if not args.out:
+            raise CourseError("collect", "no --out folder given", "--out DIR, or --print for the script")
+        path = collect(args.out, args.node)
+        print(f"wrote {path}", file=sys.stderr)
+        return 0
+    from .explanation import explain
+    from .outputs import output_file, write_file
+    if args.json and args.json != "-":
+        output_file(args.json, "--json")
+    if args.max_packets < 0:
+        raise CourseError("--max-packets", f"{args.max_packets} is negative", "0 or more")
+    ex = explain(args.captures, state=args.state, vxlan_ports=args.vxlan_port)
+    if args.json == "-":
+        sys.stdout.write(ex.json() + "\n")
+        return 0
+    if args.json:
+        write_file(args.json, ex.json() + "\n")
+    sys.stdout.write(ex.text(args.max_packets))
+    return 0
+
+
 def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
     ap = argparse.ArgumentParser(prog=prog, description="Packet Walk course kit")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -220,6 +250,20 @@ def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
     o = sub.add_parser("open", help="open the course in JupyterLab at chapter 00")
     o.add_argument("chapter", nargs="?", default="00", help="chapter number or notebook (default: 00)")
     o.add_argument("--no-browser", action="store_true", help="print the chapter's URL instead of opening a browser")
+
+    ex = sub.add_parser("explain", help="explain real captures: conversations, hops, what changed and why")
+    ex.add_argument("captures", nargs="+", help="pcap or pcapng files, named <node>-<interface>.pcap")
+    ex.add_argument("--state", default=None, help="a folder of <node>-state.txt files (coursekit collect)")
+    ex.add_argument("--vxlan-port", type=int, action="append", default=None,
+                    help="also decode this UDP port as VXLAN (8472 and 4789 always are)")
+    ex.add_argument("--json", default=None, help="write the explanation as JSON to this file ('-': stdout)")
+    ex.add_argument("--max-packets", type=int, default=12, help="packets shown per conversation (default 12)")
+
+    co = sub.add_parser("collect", help="gather this node's state (read-only) for explain --state")
+    co.add_argument("--print", action="store_true", dest="print_script",
+                    help="print a read-only shell script to run on each node instead")
+    co.add_argument("-o", "--out", default=None, help="the folder to write <node>-state.txt into")
+    co.add_argument("--node", default=None, help="the node's name (default: this host's short name)")
 
     d = sub.add_parser("data", help="rebuild everything under data/captures")
     d.add_argument("--root", default=None, help=argparse.SUPPRESS)
@@ -280,6 +324,8 @@ def _run(args) -> int:
         return _lab(args)
     if args.cmd == "open":
         return _open(args)
+    if args.cmd in ("explain", "collect"):
+        return _own_cluster(args)
     if args.cmd == "capture":
         from .outputs import output_file
         output_file(args.output, "--output")            # a bad place fails before any work

@@ -757,7 +757,27 @@ EXERCISES = [
              "Follow the request interface by interface (m.hint(1), m.hint(2), ...): where is it last seen? Then "
              "read that node's tables (m.tables(node)) for the entry that should have sent it on.",
              before="## Summary"),
+    # -- 10 your own cluster
+    Exercise("10.syn-places", "Explain all ten of the article's captures together: at how many places will the "
+             "SYN be seen?",
+             lambda sc: len(_walk(sc).path(0)), "int",
+             "One file per interface: on how many of them does the SYN pass on its way from busybox to nginx "
+             "(chapter 06's hop table)?",
+             before="## Explain", words=("places", "captures", "interfaces", "files", "times")),
+    Exercise("10.dnat-node", "With only busybox's eth0 and meizu's enp4s0 captured, the SYN's destination changes "
+             "between the two. Which node's rules rewrote it?",
+             lambda sc: _dnat_node(sc), "word",
+             "kube-proxy installs the same rules on every node: whose nat PREROUTING does the packet meet first?",
+             before="## Explain", words=("node", "rules", "by")),
 ]
+
+
+def _dnat_node(sc):
+    """The node whose nat rules DNAT the first request (chapter 10)."""
+    for o in _walk(sc).path(0):
+        if any(d.stage == "nat" and d.effect.startswith("DNAT") for d in o.decisions):
+            return o.node
+    return "none"
 
 
 # -- reading an answer ----------------------------------------------------------------

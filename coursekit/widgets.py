@@ -803,3 +803,69 @@ def explorer(scenario=None, knobs=None, **kw) -> Explorer:
 def stepper(scenario=None, segment: int = 0, walk=None) -> Stepper:
     """A :class:`Stepper` (see there)."""
     return Stepper(scenario, segment, walk)
+
+
+# -- chapter 10: a real capture, explained (coursekit.explanation) ------------------
+
+def explained_html(ex, conversation: int = 1, packet: int = 1) -> str:
+    """One explained packet as a table: where it was seen, its header there, what changed and which entry did it."""
+    rows = []
+    for r in ex.walk_rows(conversation, packet):
+        changes = "".join(f'<div class="pw-change">{_e(c)}</div>' for c in r["changes"])
+        by = "".join(f"<li><code>{_e(b)}</code></li>" for b in r["by"])
+        rows.append(f'<tr class="pw-hop"><td>{r["n"]}</td><td>{_e(r["place"])}</td>'
+                    f'<td style="font-family:var(--jp-code-font-family,monospace);font-size:12px">{_e(r["line"])}</td>'
+                    f'<td>{changes}{"<ul style=margin:0>" + by + "</ul>" if by else ""}</td></tr>')
+    return (f'<div class="pw-list" style="max-height:none"><table class="pw-table pw-hop-table"><thead><tr>'
+            f'<th>#</th><th>where</th><th>header</th><th>changed since the previous place, and by what</th>'
+            f'</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+class ExplainedWalk(_Widgety):
+    """Pick a conversation and a packet of an explanation; the table shows its walk.
+
+    Taught in: 10-your-own-cluster.
+    """
+
+    def __init__(self, explanation, conversation: int = 1, packet: int = 1):
+        from .explanation import Explanation
+        if not isinstance(explanation, Explanation):
+            raise CourseError("explanation", f"a {type(explanation).__name__} is not an explanation",
+                              "what ck.explain returns")
+        self.ex = explanation
+        if not explanation.conversations:
+            raise CourseError("explanation", "no conversation was found", "captures with IPv4 traffic")
+        explanation.conversation(conversation)
+        self.conv = W.Dropdown(options=[(f"{c.number}: {c.title}", c.number) for c in explanation.conversations],
+                               value=conversation, description="conversation", layout=W.Layout(width="520px"))
+        self.conv.add_class("pw-conversation")
+        self.pkt = W.Dropdown(description="packet", layout=W.Layout(width="520px"))
+        self.pkt.add_class("pw-packet")
+        self.body = W.HTML("")
+        self.body.add_class("pw-explained")
+        self._packets(conversation, packet)
+        self.conv.observe(lambda ch: self._packets(ch["new"], 1), names="value")
+        self.pkt.observe(lambda ch: self.show(), names="value")
+        self.widget = W.VBox([W.HTML(_css()), self.conv, self.pkt, self.body])
+        self.widget.add_class("pw-root")
+        self.show()
+
+    def _packets(self, conversation: int, packet: int) -> None:
+        c = self.ex.conversation(conversation)
+        if not 1 <= packet <= len(c.packets):
+            raise CourseError("packet", f"no packet {packet!r}", f"1..{len(c.packets)}")
+        self.pkt.options = [(f"{i}: {p.flow} {p.summary()}", i) for i, p in enumerate(c.packets, 1)]
+        self.pkt.value = packet
+
+    @property
+    def label(self) -> str:
+        return f"ExplainedWalk(conversation {self.conv.value}, packet {self.pkt.value})"
+
+    def show(self) -> None:
+        if self.pkt.value is not None:
+            self.body.value = explained_html(self.ex, self.conv.value, self.pkt.value)
+
+
+def explained(explanation, conversation: int = 1, packet: int = 1) -> ExplainedWalk:
+    """An :class:`ExplainedWalk` (see there)."""
+    return ExplainedWalk(explanation, conversation, packet)

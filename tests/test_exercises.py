@@ -48,6 +48,7 @@ ARTICLE = {
     # frame before netfilter; the VXLAN driver's FDB lookup comes after tcpdump on flannel.1 saw the frame
     "09.syn-count": 7, "09.give-up": 127, "09.last-seen-fdb": "flannel.1", "09.input-sees": "yes",
     "09.mystery": "healthy",
+    "10.syn-places": 10, "10.dnat-node": "xiaomi",
 }
 
 ACCEPT = {
@@ -119,6 +120,8 @@ ACCEPT = {
     "09.last-seen-fdb": ["flannel.1", "FLANNEL.1", "on flannel.1", "flannel.1 device", "interface flannel.1"],
     "09.input-sees": ["yes", "Yes, tcpdump taps before netfilter", "yep", True, "yes it does"],
     "09.mystery": ["healthy", "nothing is wrong", "no fault", "it works", "Healthy", "Nothing is broken."],
+    "10.syn-places": ["10", "ten", "10 places", 10, "10 interfaces", "10 captures"],
+    "10.dnat-node": ["xiaomi", "XIAOMI", "on xiaomi", "the xiaomi node", "node xiaomi", "xiaomi."],
 }
 
 HEDGES = {
