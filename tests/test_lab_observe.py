@@ -46,3 +46,43 @@ def test_waiting_for_quiet_captures_returns_once_nothing_grows(tmp_path):
     t = time.monotonic()
     _wait_quiet([str(p), None, str(tmp_path / "missing")], least=0.05, quiet=0.1, most=2)
     assert 0.15 <= time.monotonic() - t < 1.5
+
+
+def test_run_all_runs_the_exchange_again_once_and_says_so(monkeypatch):
+    from coursekit import lab
+    calls = []
+
+    class FakeLab:
+        def __init__(self, *a):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            calls.append("down")
+
+        def up(self):
+            calls.append("up")
+
+        start_captures = request = stop_captures = lambda self: None
+
+        def compare(self):
+            if calls.count("up") == 1:
+                raise ConversationShape("live lab", "9 of 10 segments identified; not seen: 5 server ACK of request")
+            return lab.Report("article", {}, [], [])
+
+    monkeypatch.setattr(lab, "requirements", lambda: [])
+    monkeypatch.setattr(lab, "Lab", FakeLab)
+    monkeypatch.setattr(lab.os, "geteuid", lambda: 0)
+    said = []
+    report = lab.run_all(ck.load_scenario("article"), progress=said.append)
+    assert calls == ["up", "down", "up", "down"]
+    assert any("not seen: 5 server ACK of request" in n for n in report.notes)
+    assert any("running the exchange again" in s for s in said)
+
+    def always(self):
+        raise ConversationShape("live lab", "different")
+    monkeypatch.setattr(FakeLab, "compare", always)
+    with pytest.raises(ck.CourseError, match="first attempt: different"):
+        lab.run_all(ck.load_scenario("article"))
