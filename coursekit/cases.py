@@ -30,7 +30,9 @@ class CaseSummary:
     calls: str               # the address:port the client connects to
     server: str              # who answers, address:port
     server_sees: str         # the SYN's source address:port where the server receives it ("-": never arrives)
-    client_sees: str         # the SYN-ACK's source where the client receives it ("-": none arrives)
+    # the SYN-ACK's source as tcpdump shows it on the client's interface ("-": none arrives); for a process
+    # on a node that is before nat's un-DNAT at INPUT, so not always what its socket reads
+    client_sees: str
     vxlan: bool              # does any packet of the conversation cross the VXLAN device?
     nat: tuple               # the request SYN's translations, "<node> <chain>: <effect>"
     outcome: str             # "answered (11 segments)" or where and why the kernel dropped
