@@ -63,7 +63,8 @@ TCP_SYN_RETRIES = 6
 #: net.ipv4.tcp_syn_linear_timeouts: 0 on the article's 3.10 kernel (the sysctl exists from 6.5, default 4)
 TCP_SYN_LINEAR_TIMEOUTS = 0
 
-_KINDS = {"missing-fdb": ("node", "peer"), "udp-blocked": ("node", "port", "at"), "no-endpoints": ("service",)}
+_KINDS = {"missing-fdb": ("node", "peer"), "udp-blocked": ("node", "port", "at"), "no-endpoints": ("service",),
+          "vxlan-port": ("node", "port")}
 _AT = ("underlay", "input")
 
 
@@ -98,6 +99,12 @@ def parse_fault(raw, sc) -> FaultSpec:
     node = raw.get("node")
     if node not in names:
         raise CourseError("fault.node", f"{node!r} is not a node of the scenario", ", ".join(names))
+    if kind == "vxlan-port":
+        port = raw.get("port")
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535 or port == sc.flannel.port:
+            raise CourseError("fault.port", f"{port!r} is not another UDP port",
+                              f"1..65535, other than flannel.port ({sc.flannel.port})")
+        return FaultSpec(kind, node, port=port)
     if kind == "missing-fdb":
         peer = raw.get("peer")
         others = [n for n in names if n != node]
@@ -119,6 +126,24 @@ def fdb_missing(sc, node: str, peer: str) -> bool:
     """Does the scenario's fault remove ``peer``'s entry from ``node``'s flannel.1 FDB?"""
     f = sc.fault
     return f is not None and f.kind == "missing-fdb" and f.node == node and f.peer == peer
+
+
+def vxlan_port(sc, node: str) -> int:
+    """The UDP port ``node``'s flannel.1 sends to and listens on (``dstport``): flannel's, unless the fault
+    gives that node another one."""
+    f = sc.fault
+    if f is not None and f.kind == "vxlan-port" and f.node == node:
+        return f.port
+    return sc.flannel.port
+
+
+def vxlan_details(sc, node: str) -> str:
+    """The ``vxlan`` line of ``ip -d link show flannel.1`` (iproute2 6.1's format, checked on a VXLAN device
+    made as flannel makes it: ``id <VNI> local <node IP> dev <NIC> nolearning``, dstport as configured)."""
+    n = sc.node(node)
+    csum = "udpcsum" if sc.flannel.udp_checksum else "noudpcsum"
+    return (f"    vxlan id {sc.flannel.vni} local {n.nic.ip} dev {n.nic.name} srcport 0 0 dstport {vxlan_port(sc, node)} "
+            f"nolearning ttl auto ageing 300 {csum} noudp6zerocsumtx noudp6zerocsumrx")
 
 
 def service_endpoints(sc, svc) -> list:
@@ -197,12 +222,21 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           "`nft add rule bridge filter forward udp dport 8472 drop`); host firewall: "
           "ip netns exec <meizu> iptables -I INPUT -p udp -m udp --dport 8472 -j DROP",
           "remove that rule (iptables -D INPUT -p udp -m udp --dport 8472 -j DROP)"),
+    Fault("vxlan-port", "the nodes' VXLAN devices use different UDP ports",
+          "faults/vxlan-port", "faults/healthy",
+          "give every node's flannel.1 the same dstport (flannel's Port setting, or the kernel's 8472 on all)",
+          ("vxlan-port", "vxlan port", "dstport", "port mismatch", "different port", "wrong port", "4789",
+           "same port", "flannel port", "same dstport"),
+          "ip netns exec <meizu> ip link del flannel.1; ip netns exec <meizu> ip link add flannel.1 type vxlan "
+          "id 1 dstport 4789 local <meizu IP> dev enp4s0 nolearning (then its address, route, neighbour and FDB "
+          "entries again)",
+          "recreate meizu's flannel.1 with dstport 8472"),
     Fault("no-endpoints", "the Service selects no ready pod: kube-proxy REJECTs its ClusterIP",
           "faults/no-endpoints", "faults/healthy",
           "make the Service's selector match the pods' labels (kubectl get endpoints shows none), "
           "or get its pods Ready",
           ("no-endpoints", "no endpoints", "endpoints", "selector", "labels", "label", "has no endpoints",
-           "kubectl get endpoints", "reject", "icmp port unreachable", "port unreachable", "no ready pod",
+           "kubectl get endpoints", "reject", "no ready pod",
            "no pods", "scale up", "readiness"),
           "ip netns exec <xiaomi> iptables -t nat -D KUBE-SERVICES <the nginx ClusterIP rule>; "
           "ip netns exec <xiaomi> iptables -N KUBE-SERVICES; ip netns exec <xiaomi> iptables -I FORWARD 2 -m conntrack "
@@ -400,7 +434,7 @@ def compare(healthy, broken) -> Comparison:
 
 #: The faults a mystery draws from, with the parameters that vary (seeded).
 MYSTERY_FAULTS = ("forward-policy-drop", "missing-fdb", "udp-blocked", "udp-blocked-input", "no-br-netfilter",
-                  "no-endpoints")
+                  "no-endpoints", "vxlan-port")
 
 
 def _seed(learner) -> int:
@@ -448,6 +482,7 @@ class Mystery:
         fl = sc.flannel.device
         neigh = "".join(e.ip_neigh() + "\n" for e in routing.neighbours(sc, node) if e.dev == fl)
         return (f"$ ip route\n{routing.ip_route(sc, node)}"
+                f"$ ip -d link show {fl} | grep vxlan\n{vxlan_details(sc, node)}\n"
                 f"$ ip neigh show dev {fl}\n{neigh}"
                 f"$ bridge fdb show dev {fl}\n{routing.bridge_fdb(sc, node)}"
                 f"$ iptables-save -t filter\n{filter_save(sc, node)}"
@@ -481,7 +516,8 @@ class Mystery:
 
 _MYSTERY_BASES = {"forward-policy-drop": "faults/forward-policy-drop", "missing-fdb": "faults/missing-fdb",
                   "udp-blocked": "faults/udp-blocked", "udp-blocked-input": "faults/udp-blocked-input",
-                  "no-br-netfilter": "same-node-no-br-netfilter", "no-endpoints": "faults/no-endpoints"}
+                  "no-br-netfilter": "same-node-no-br-netfilter", "no-endpoints": "faults/no-endpoints",
+                  "vxlan-port": "faults/vxlan-port"}
 
 
 def mystery(learner) -> Mystery:

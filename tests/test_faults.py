@@ -276,9 +276,10 @@ def test_check_accepts_the_fault_by_name_or_fix_and_refuses_the_others():
     fixes = {"forward-policy-drop": "iptables -A FORWARD -s 172.30.0.0/16 -j ACCEPT",
              "missing-fdb": "bridge fdb append the VTEP MAC to flannel.1", "udp-blocked": "open UDP 8472 in the "
              "security group", "no-br-netfilter": "modprobe br_netfilter",
-             "no-endpoints": "fix the Service's selector so it matches the pods"}
+             "no-endpoints": "fix the Service's selector so it matches the pods",
+             "vxlan-port": "give both flannel.1 devices the same dstport"}
     seen = set()
-    for i in range(60):
+    for i in range(120):
         m = mystery(i)
         kind = diagnose(m.scenario)
         if kind in seen:
@@ -351,3 +352,35 @@ def test_the_rejected_syn_is_answered_with_icmp_port_unreachable_and_not_retrans
 def test_no_endpoints_first_differs_at_docker0_where_dnat_did_not_happen():
     c = compare(HEALTHY, "faults/no-endpoints")
     assert (c.first.node, c.first.iface, c.first.syn) == ("xiaomi", "docker0", "differs")
+
+
+# -- the VXLAN port differs between the nodes ----------------------------------------------------
+
+def test_a_vxlan_port_mismatch_gets_icmp_port_unreachable_on_the_underlay_and_the_client_retransmits():
+    sc = ck.load_scenario("faults/vxlan-port")
+    w = ck.walk(sc)
+    assert len(w.segments) == 7 and "ETIMEDOUT" in outcome(w)
+    assert {(d.node, d.iface) for d in w.drops} == {("meizu", "enp4s0")}
+    assert all("10.167.226.39:8472: ICMP port unreachable" in d.reason for d in w.drops)
+    text = str(ck.tcpdump(sc, "xiaomi", "enp4s0", flags="-nn"))
+    # the quoted datagram: outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14 + the SYN 60 = 110, plus 8
+    assert text.count("IP 10.167.226.39 > 10.167.226.38: ICMP 10.167.226.39 udp port 8472 unreachable, length 118") == 7
+    assert ck.tcpdump(sc, "meizu", "flannel.1").packets == 0
+    assert not [o for o in w.at("busybox", "eth0") if o.flow == "icmp"]        # the client hears nothing
+    assert (compare(HEALTHY, sc).first.node, compare(HEALTHY, sc).first.iface) == ("meizu", "flannel.1")
+
+
+def test_ip_d_link_shows_the_port_each_node_uses():
+    from coursekit.faults import vxlan_details
+    sc = ck.load_scenario("faults/vxlan-port")
+    assert "dstport 4789 nolearning" in vxlan_details(sc, "meizu")
+    assert "dstport 8472 nolearning" in vxlan_details(sc, "xiaomi")
+    assert vxlan_details(ck.load_scenario(HEALTHY), "meizu").startswith(
+        "    vxlan id 1 local 10.167.226.39 dev enp4s0 srcport 0 0 dstport 8472 nolearning ttl auto ageing 300 udpcsum")
+
+
+@pytest.mark.parametrize("port", [8472, 0, "4789", True])
+def test_a_vxlan_port_fault_needs_another_port(port):
+    with pytest.raises(CourseError) as e:
+        ck.load_scenario(HEALTHY, {"fault": {"kind": "vxlan-port", "node": "meizu", "port": port}})
+    assert e.value.field == "fault.port"

@@ -95,6 +95,7 @@ class Net:
         self.arp_done: list = []               # (recording, rtt, anchor index in the segment's recording)
         self._deferred: list = []
         self.icmp_done: list = []              # recordings of ICMP errors the kernel sent
+        self.refused_any = False               # an ICMP error ended a connect()
         self._rtt = None
         self.listen: dict[str, set] = {}       # ns -> {(ip, port)}
         self.conns: dict[str, dict] = {}       # ns -> {(lip, lport, rip, rport): tuple as received}
@@ -150,6 +151,7 @@ class Net:
             qt = tuple_of(bytes(14) + d[q:])
             if (qt.src, qt.sport, qt.dst, qt.dport) in conns:
                 self.rec.refused = (ns.name, 3, d[14 + (d[14] & 0xF) * 4 + 1])
+                self.refused_any = True
                 dec.append(Decision("socket", "tcp_v4_err", f"ICMP unreachable for {qt}",
                                     "connect() fails: ECONNREFUSED (Connection refused)"))
                 return self._delivered(ns, t5, dec)
@@ -165,6 +167,9 @@ class Net:
             return self._delivered(ns, t5, dec)
         self.drop(dev, f"no socket for {t5}: the kernel answers with RST" if t5.proto == "tcp"
                   else f"no socket for {t5}: ICMP port unreachable", dec)
+        if t5.proto == "udp" and ns.kind == "node":
+            # __udp4_lib_rcv: no socket -> icmp_send(ICMP_DEST_UNREACH, ICMP_PORT_UNREACH)
+            self.icmp_error(ns, skb, t + self.timing.process_us // 4, 3, 3)
         if t5.proto == "tcp" and not flags & conv.RST:
             l4 = 14 + (d[14] & 0xF) * 4
             seq, ack = struct.unpack_from("!II", d, l4 + 4)
@@ -328,7 +333,7 @@ def _probe_paths(sc, segs, nf):
             paths[seg.sender] = out
         return len(paths) < 2
     _conversation(sc, net, segs[:2], take)
-    return paths.get("client", []), paths.get("server", []), bool(net.icmp_done)
+    return paths.get("client", []), paths.get("server", []), net.refused_any
 
 
 def schedule(sc, segs, nf: dict | None = None) -> bool:

@@ -159,7 +159,11 @@ class Namespace:
         vx = self._tunnel(skb)
         # The outer VXLAN datagram crosses the host's hooks too; no rule of
         # these tables rewrites it, so the model lets it pass unrecorded.
-        if vx is None and not skb.pre_done:
+        d0 = skb.data
+        icmp_err = d0[23] == 1 and d0[14 + (d0[14] & 0xF) * 4] in (3, 4, 5, 11, 12)
+        # an ICMP error is RELATED to the connection it quotes: no nat rule runs for it, and no rule here
+        # filters it, so it passes the hooks unrecorded (as the engine's own ICMP errors leave)
+        if vx is None and not skb.pre_done and not icmp_err:
             why = self.prerouting(net, skb, dev.name, dec)
             if why:
                 return net.drop(dev, why, dec)
@@ -196,9 +200,11 @@ class Namespace:
         vx.receive(net, skb.replace(inner), t + net.timing.decap_us, dec)
 
     def local_deliver(self, net, dev, skb, t, dec) -> None:
-        why = run_hook(self, "INPUT", skb, dec, net, in_if=dev.name)
-        if why:
-            return net.drop(dev, why, dec)
+        d = skb.data
+        if not (d[23] == 1 and d[14 + (d[14] & 0xF) * 4] in (3, 4, 5, 11, 12)):
+            why = run_hook(self, "INPUT", skb, dec, net, in_if=dev.name)
+            if why:
+                return net.drop(dev, why, dec)
         net.deliver(self, dev, skb, t, dec)
 
     def forward(self, net, in_dev, skb, t, dec) -> None:

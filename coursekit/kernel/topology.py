@@ -76,11 +76,12 @@ def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Name
         nic.wire = wire
         wire.nics.append(nic)
         ns.add_address(nic.name, f"{n.nic.ip}/{n.nic.network.prefixlen}")
-        vx = Vxlan(ns, fl.device, n.vtep_mac, sc.mtu_of(n.name, fl.device), fl.vni, fl.port, n.nic.ip, nic,
-                   fl.udp_checksum)
+        from ..faults import vxlan_port
+        vx = Vxlan(ns, fl.device, n.vtep_mac, sc.mtu_of(n.name, fl.device), fl.vni, vxlan_port(sc, n.name), n.nic.ip,
+                   nic, fl.udp_checksum)
         vx.outer_id = sc.observed.ip_id.get(n.name, int.from_bytes(n.name.encode()[:2].ljust(2, b"\0"), "big"))
         ns.add_address(vx.name, f"{n.vtep_ip}/32")
-        ns.udp_tunnels[fl.port] = vx
+        ns.udp_tunnels[vx.port] = vx
         for e in _tables_of(sc, "fdb", n.name):
             vx.fdb[mac_bytes(e.mac)] = e
         br = Bridge(ns, "docker0", n.docker.bridge_mac, n.docker.mtu, n.br_netfilter)
