@@ -140,11 +140,16 @@ def test_the_models_captures_explained_give_back_its_walk(name, variant, tmp_pat
     ex = explain(paths, state=state)
     nodes = {n.name for n in sc.nodes}
     # every segment is one packet of one conversation, seen where the model says, in its order
+    # the name lookups first (case 6: one UDP conversation per query, each from its own socket)
+    lookups = [c for c in ex.conversations if c.proto == 17]
+    assert len(lookups) == len(w.dns or []), [c.title for c in ex.conversations]
+    assert all(c.title.endswith(f"-> {sc.dns.cluster_ip}:53") for c in lookups), [c.title for c in lookups]
     packets = {}
-    for c in ex.conversations:
+    tcp = [c for c in ex.conversations if c.proto == 6]
+    for c in tcp:
         for p in c.packets:
             packets[p.sightings[0].ip_id, p.sightings[0].seq, p.sightings[0].ack, p.sightings[0].flags] = (c, p)
-    assert len(ex.conversations) == 1, [c.title for c in ex.conversations]
+    assert len(tcp) == 1 and len(ex.conversations) == 1 + len(lookups), [c.title for c in ex.conversations]
     assert len(packets) == len(w.segments)
     for seg in w.segments:
         path = w.path(seg.index)
