@@ -29,8 +29,8 @@ from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
 
 from .dissect import dissect, frame_bytes  # noqa: E402
 
-__all__ = ["topology", "walk_diagram", "walk_svg", "timeline", "encapsulation", "byte_map", "hop_map_svg",
-           "hook_order", "LAYER_COLOURS"]
+__all__ = ["topology", "walk_diagram", "timeline", "encapsulation", "byte_map", "hop_map_svg", "hook_order",
+           "LAYER_COLOURS"]
 
 # One colour per protocol; outer layers are the same hue, lighter.
 LAYER_COLOURS = {
@@ -210,6 +210,62 @@ def walk_diagram(sc, walk=None, flow: str = "both", segment: int | None = None):
     return fig
 
 
+def hop_map_svg(sc, walk, at, width: int = 640) -> str:
+    """A small map of every interface as inline SVG, the hop ``at`` (an Observation) highlighted.
+
+    Plain SVG without matplotlib (a millisecond, not 70), coloured by the
+    explorer's CSS variables (``--pw-*``), with fallbacks for a plain page.
+
+    Taught in: 06-the-whole-walk (the stepper).
+    """
+    import html as _html
+    _, nodes, boxes = _layout(sc)
+    top, bottom = 84.0, 2.0
+    sx, sy = width / 100.0, 3.0
+    height = int((top - bottom) * sy) + 4
+
+    def X(x):
+        return round(x * sx, 1)
+
+    def Y(y):
+        return round((top - y) * sy + 2, 1)
+
+    path = [(o.node, o.iface) for o in walk.path(at.segment)] if at.segment >= 0 else []
+    colour = "var(--pw-request,#b71c1c)" if at.flow == "request" else "var(--pw-reply,#0d47a1)"
+    out = [f'<svg class="pw-hopmap" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+           f'width="{width}" height="{height}" role="img" aria-label="the hop on the cluster map" '
+           f'style="max-width:100%;height:auto;font-family:var(--jp-ui-font-family,sans-serif);font-size:11px">']
+    for name, (x, y, w, h) in nodes.items():
+        out.append(f'<rect x="{X(x)}" y="{Y(min(y + h, top))}" width="{X(w)}" height="{round((min(y + h, top) - y) * sy, 1)}" '
+                   f'fill="none" stroke="var(--pw-muted,#595959)" stroke-dasharray="4 3"/>'
+                   f'<text x="{X(x + 1)}" y="{Y(min(y + h, top)) + 13}" fill="var(--pw-text,#1f1f1f)" '
+                   f'font-weight="bold">node {_html.escape(name)}</text>')
+    pts = [boxes[k] for k in path if k in boxes]
+    if len(pts) > 1:
+        line = " ".join(f"{X(x + w / 2)},{Y(y + h / 2)}" for x, y, w, h in pts)
+        out.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="1.5" '
+                   f'stroke-dasharray="5 3" opacity="0.8"/>')
+    for (owner, iface), (x, y, w, h) in boxes.items():
+        here = (owner, iface) == (at.node, at.iface)
+        label = f"{owner} {iface}" if iface == "eth0" else iface
+        fill = "var(--pw-selected-bg,#cfe3ff)" if here else "var(--pw-text-bg,#ffffff)"
+        stroke = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-muted,#595959)"
+        text = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-text,#1f1f1f)"
+        cls = "pw-map-box pw-map-here" if here else "pw-map-box"
+        bold = ' font-weight="bold"' if here else ""
+        out.append(f'<g class="{cls}" data-where="{_html.escape(owner)} {_html.escape(iface)}">'
+                   f'<title>{_html.escape(owner)} {_html.escape(iface)}</title>'
+                   f'<rect x="{X(x)}" y="{Y(y + h)}" width="{X(w)}" height="{round(h * sy, 1)}" rx="3" fill="{fill}" '
+                   f'stroke="{stroke}" stroke-width="{3 if here else 1}"/>'
+                   f'<text x="{X(x + w / 2)}" y="{Y(y + h / 2) + 4}" text-anchor="middle" fill="{text}"'
+                   f'{bold}>{_html.escape(label)}</text></g>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+__all__ += ["walk_svg"]
+
+
 def walk_svg(sc, walk=None, title: str | None = None) -> str:
     """:func:`walk_diagram` as plain inline SVG, drawn without matplotlib (for the explorer's diagram tab).
 
@@ -357,59 +413,6 @@ def walk_svg(sc, walk=None, title: str | None = None) -> str:
                          f'<text x="{X(x)}" y="{Y(y)}" font-size="12.5" font-weight="bold" fill="#ffffff" '
                          f'text-anchor="middle" dominant-baseline="central">{i}</text></g>')
     out += marks
-    out.append("</svg>")
-    return "".join(out)
-
-
-def hop_map_svg(sc, walk, at, width: int = 640) -> str:
-    """A small map of every interface as inline SVG, the hop ``at`` (an Observation) highlighted.
-
-    Plain SVG without matplotlib (a millisecond, not 70), coloured by the
-    explorer's CSS variables (``--pw-*``), with fallbacks for a plain page.
-
-    Taught in: 06-the-whole-walk (the stepper).
-    """
-    import html as _html
-    _, nodes, boxes = _layout(sc)
-    top, bottom = 84.0, 2.0
-    sx, sy = width / 100.0, 3.0
-    height = int((top - bottom) * sy) + 4
-
-    def X(x):
-        return round(x * sx, 1)
-
-    def Y(y):
-        return round((top - y) * sy + 2, 1)
-
-    path = [(o.node, o.iface) for o in walk.path(at.segment)] if at.segment >= 0 else []
-    colour = "var(--pw-request,#b71c1c)" if at.flow == "request" else "var(--pw-reply,#0d47a1)"
-    out = [f'<svg class="pw-hopmap" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-           f'width="{width}" height="{height}" role="img" aria-label="the hop on the cluster map" '
-           f'style="max-width:100%;height:auto;font-family:var(--jp-ui-font-family,sans-serif);font-size:11px">']
-    for name, (x, y, w, h) in nodes.items():
-        out.append(f'<rect x="{X(x)}" y="{Y(min(y + h, top))}" width="{X(w)}" height="{round((min(y + h, top) - y) * sy, 1)}" '
-                   f'fill="none" stroke="var(--pw-muted,#595959)" stroke-dasharray="4 3"/>'
-                   f'<text x="{X(x + 1)}" y="{Y(min(y + h, top)) + 13}" fill="var(--pw-text,#1f1f1f)" '
-                   f'font-weight="bold">node {_html.escape(name)}</text>')
-    pts = [boxes[k] for k in path if k in boxes]
-    if len(pts) > 1:
-        line = " ".join(f"{X(x + w / 2)},{Y(y + h / 2)}" for x, y, w, h in pts)
-        out.append(f'<polyline points="{line}" fill="none" stroke="{colour}" stroke-width="1.5" '
-                   f'stroke-dasharray="5 3" opacity="0.8"/>')
-    for (owner, iface), (x, y, w, h) in boxes.items():
-        here = (owner, iface) == (at.node, at.iface)
-        label = f"{owner} {iface}" if iface == "eth0" else iface
-        fill = "var(--pw-selected-bg,#cfe3ff)" if here else "var(--pw-text-bg,#ffffff)"
-        stroke = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-muted,#595959)"
-        text = "var(--pw-selected,#0b1f3a)" if here else "var(--pw-text,#1f1f1f)"
-        cls = "pw-map-box pw-map-here" if here else "pw-map-box"
-        bold = ' font-weight="bold"' if here else ""
-        out.append(f'<g class="{cls}" data-where="{_html.escape(owner)} {_html.escape(iface)}">'
-                   f'<title>{_html.escape(owner)} {_html.escape(iface)}</title>'
-                   f'<rect x="{X(x)}" y="{Y(y + h)}" width="{X(w)}" height="{round(h * sy, 1)}" rx="3" fill="{fill}" '
-                   f'stroke="{stroke}" stroke-width="{3 if here else 1}"/>'
-                   f'<text x="{X(x + w / 2)}" y="{Y(y + h / 2) + 4}" text-anchor="middle" fill="{text}"'
-                   f'{bold}>{_html.escape(label)}</text></g>')
     out.append("</svg>")
     return "".join(out)
 

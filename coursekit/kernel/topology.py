@@ -58,7 +58,7 @@ def tables(sc) -> dict:
 
 
 def _tables_of(sc, table: str, name: str) -> tuple:
-    """``routing.routes``/``neighbours``/``fdb`` of one namespace, once per scenario (their entries are immutable)."""
+    """``routing.routes``/``neighbours`` of one namespace, once per scenario (their entries are immutable)."""
     return per_scenario(sc, (table, name), lambda: tuple(getattr(routing, table)(sc, name)))
 
 
@@ -81,7 +81,7 @@ def build(sc, warm: bool = True, nf: dict | None = None) -> tuple[dict[str, Name
         vx.outer_id = sc.observed.ip_id.get(n.name, int.from_bytes(n.name.encode()[:2].ljust(2, b"\0"), "big"))
         ns.add_address(vx.name, f"{n.vtep_ip}/32")
         ns.udp_tunnels[fl.port] = vx
-        for e in _tables_of(sc, "fdb", n.name):
+        for e in routing.fdb(sc, n.name):
             vx.fdb[mac_bytes(e.mac)] = e
         br = Bridge(ns, "docker0", n.docker.bridge_mac, n.docker.mtu, n.br_netfilter)
         ns.add_address(br.name, f"{n.docker.bridge_ip}/{n.subnet.prefixlen}")
