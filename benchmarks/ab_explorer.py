@@ -23,9 +23,13 @@ import json, sys, time
 import coursekit as ck
 from coursekit import explore as ex, widgets as wg
 base = ck.load_scenario("article")
-out = {"pure_views": [], "widget_field_change": [], "widget_interface_change": [], "widget_diagram_first_time": []}
+out = {"pure_views": [], "widget_field_change": [], "widget_interface_change": [], "widget_diagram_first_time": [],
+       "walk_new_scenario": []}
 e = wg.explorer(base, ["vxlan_port", "vni"], node="meizu", iface="enp4s0")
 for i in range(int(sys.argv[1])):
+    sc = ex.apply(base, {"vni": 100 + i})        # a scenario an explorer change makes; its walk alone is timed
+    t = time.perf_counter(); ck.walk(sc)
+    out["walk_new_scenario"].append(time.perf_counter() - t)
     t = time.perf_counter(); ex.views(ex.apply(base, {"vxlan_port": 4789 + i % 2}), "meizu", "enp4s0")
     out["pure_views"].append(time.perf_counter() - t)
     t = time.perf_counter(); e.controls["vxlan_port"].value = str(4789 if i % 2 == 0 else 8472)

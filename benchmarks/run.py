@@ -2,6 +2,7 @@
 
     python benchmarks/run.py              # everything (a few minutes)
     python benchmarks/run.py explorer import render   # some
+    python benchmarks/run.py --md         # results.md again from results.json (e.g. after editing its baseline)
 
 Benchmarks, not tests: nothing here passes or fails; the figures go in the
 project notes.  Each measures one thing a learner or CI waits for, against a
@@ -387,6 +388,12 @@ def main(argv):
     names = argv[1:] or list(BENCHES)
     results_file = OUT / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
+    if names == ["--md"]:                       # results.md again from results.json, nothing measured
+        names = []
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHES)} (or --md)", file=sys.stderr)
+        return 2
     results["machine"] = {"python": platform.python_version(), "platform": platform.platform(),
                           "cpus": os.cpu_count()}
     for name in names:
@@ -422,6 +429,9 @@ def main(argv):
         for k, v in (results.get(name) or {}).items():
             lines.append(f"| {name} | {k} | {fmt(v)} | {fmt(before.get(k))} | {fmt(then.get(k))} | "
                          f"{ratio(v, then.get(k)) if k.endswith('_ms') else ''} |")
+    notes = results.get("notes") or []           # what a reader needs to compare the figures (kept in results.json)
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     (OUT / "results.md").write_text("\n".join(lines) + "\n")
     return 0
 

@@ -58,7 +58,7 @@ def tables(sc) -> dict:
 
 
 def _tables_of(sc, table: str, name: str) -> tuple:
-    """``routing.routes``/``neighbours``/``fdb`` of one namespace, once per scenario (their entries are immutable)."""
+    """``routing.routes``/``neighbours`` of one namespace, once per scenario (their entries are immutable)."""
     return per_scenario(sc, (table, name), lambda: tuple(getattr(routing, table)(sc, name)))
 
 
