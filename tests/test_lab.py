@@ -366,26 +366,76 @@ def test_rootless_cli_step_by_step_as_a_normal_user(ready, tmp_path):
         pytest.skip("run as a normal user already: test_cli_step_by_step_with_cold_caches takes the rootless path")
     ok, why = lab.rootless_possible()
     require(ok, f"user namespaces are not allowed here: {why}")
+    import shutil
+    import tempfile
     python = os.environ.get("PW_TEST_USER_PYTHON", sys.executable)
+    pythonpath, bundle = str(ROOT), None
     probe = subprocess.run(["runuser", "-u", "nobody", "--", python, "-c", "import coursekit.lab, scapy, libpcap"],
                            capture_output=True, text=True, env=lab._child_env(), cwd="/")
     if probe.returncode != 0:
-        pytest.skip(f"'nobody' cannot run {python} with this checkout (set PW_TEST_USER_PYTHON): "
-                    f"{probe.stderr.strip()[-200:]}")
-    import shutil
-    import tempfile
+        # this checkout or its venv is not readable by 'nobody' (CI's checkout under a 0700
+        # home): give it a readable copy of exactly what the lab imports
+        bundle = _bundle_for_nobody()
+        pythonpath = str(bundle)
+        python = next((py for py in (os.path.realpath(sys.executable),
+                                     shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}", path=USER_PATH))
+                       if py and subprocess.run(["runuser", "-u", "nobody", "--", py, "-c", ""],
+                                                capture_output=True).returncode == 0), None)
+        assert python, f"no Python {sys.version_info[0]}.{sys.version_info[1]} that 'nobody' can run"
+        probe = subprocess.run(["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={pythonpath}", python, "-c",
+                                "import coursekit.lab, scapy, libpcap"],
+                               capture_output=True, text=True, env=lab._child_env(), cwd="/")
+        assert probe.returncode == 0, probe.stderr[-500:]
     out = Path(tempfile.mkdtemp(prefix="pw-as-nobody-", dir="/tmp"))      # tmp_path is root's (0700)
     os.chown(out, 65534, 65534)
     wrapper = tmp_path / "as-nobody"
-    wrapper.write_text(f'#!/bin/sh\nexec runuser -u nobody -- env PATH={USER_PATH} PYTHONPATH={ROOT} '
+    wrapper.write_text(f'#!/bin/sh\nexec runuser -u nobody -- env PATH={USER_PATH} PYTHONPATH={pythonpath} '
                        f'TMPDIR=/tmp {python} "$@"\n')
     wrapper.chmod(0o755)
     try:
         _step_by_step_as(wrapper, out)
     finally:
         shutil.rmtree(out, ignore_errors=True)
+        if bundle:
+            shutil.rmtree(bundle, ignore_errors=True)
     assert _lab_processes("nobody") == []
     assert lab.leftovers() == []
+
+
+def _bundle_for_nobody() -> Path:
+    """A world-readable folder with this coursekit, its data and the site-packages modules the lab
+    imports (found by importing them here), for a Python run as 'nobody'."""
+    import shutil
+    import tempfile
+    code = ("import sys, coursekit.lab, coursekit.cli, scapy.all, libpcap\n"
+            "sp = [p for p in sys.path if p.endswith('site-packages')]\n"
+            "print('\\n'.join(sorted({getattr(m, '__file__', None) or '' for m in list(sys.modules.values())\n"
+            "                          if any((getattr(m, '__file__', None) or '').startswith(p) for p in sp)})))\n")
+    files = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd="/", env=dict(os.environ, PYTHONPATH=str(ROOT))).stdout.split()
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    top = set()
+    for f in files:
+        base = next(p for p in site if f.startswith(p))
+        top.add(Path(base) / Path(f).relative_to(base).parts[0])
+    bundle = Path(tempfile.mkdtemp(prefix="pw-nobody-python-", dir="/tmp"))
+    for src in top:
+        if "__editable__" in src.name or src.name == "coursekit":
+            continue
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, bundle / src.name)
+        if src.is_dir():                            # a package's compiled helpers live beside it
+            for sib in src.parent.glob(src.name + "*.so"):
+                shutil.copy2(sib, bundle / sib.name)
+    for extra in Path(site[0]).glob("*__mypyc*.so"):
+        shutil.copy2(extra, bundle / extra.name)
+    for meta in Path(site[0]).glob("*.dist-info"):  # packages that read their own metadata (pkg_about)
+        if not (bundle / meta.name).exists():
+            shutil.copytree(meta, bundle / meta.name)
+    shutil.copytree(ROOT / "coursekit", bundle / "coursekit", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "data", bundle / "data")
+    for p in [bundle, *bundle.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644 | (p.stat().st_mode & 0o111))
+    return bundle
 
 
 def _step_by_step_as(wrapper: Path, out: Path) -> None:
