@@ -272,3 +272,53 @@ def test_the_functions_take_a_scenario_name_too():
     with pytest.raises(CourseError) as e:
         dns.plan("article")
     assert e.value.field == "dns"
+
+
+# -- property: whatever the dns: section and the cluster, a walk or one message -----------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from coursekit.tcpdump import _cksum  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(["nginx", "nginx.default.svc.cluster.local", "nginx.default.svc.cluster.local.",
+                             "NGINX.default.svc.cluster.local"]),
+       node=st.sampled_from(["xiaomi", "meizu"]), ttl=st.integers(0, 3600),
+       ports=st.lists(st.integers(1024, 65535), min_size=2, max_size=2),
+       caches=st.sampled_from(["warm", "cold"]), brnf=st.booleans(), flannel=st.sampled_from(["v0.11.0", "v0.9.0"]))
+def test_any_accepted_dns_section_walks_to_an_answer_or_a_drop(sc, name, node, ttl, ports, caches, brnf, flannel):
+    s2 = sc.with_changes({"dns.name": name, "dns.server.node": node, "dns.ttl": ttl, "dns.sourcePorts": ports,
+                          "neighbourCaches": caches, "nodes.xiaomi.bridgeNfCallIptables": brnf,
+                          "flannel.version": flannel})
+    w2 = ck.walk(s2)
+    done = [e for e in w2.dns if e.done_us is not None]
+    assert len(done) == 2 or [d for d in w2.drops if d.flow == "dns"]
+    for o in w2.observations:
+        if o.flow != "dns":
+            continue
+        p = Ether(o.frame)
+        while p[UDP].dport == s2.flannel.port or p[UDP].sport == s2.flannel.port:     # VXLAN: the inner frame
+            p = Ether(bytes(p[UDP].payload)[8:])
+        ip = bytes(p[IP])[:20]
+        assert _cksum(ip) in (0, 0xFFFF)                                           # the IP checksum holds
+        u = bytes(p[UDP])
+        pseudo = (ipaddress.IPv4Address(p[IP].src).packed + ipaddress.IPv4Address(p[IP].dst).packed
+                  + b"\0\x11" + len(u).to_bytes(2, "big"))
+        assert _cksum(pseudo + u) in (0, 0xFFFF)                                   # and the UDP one, after NAT
+        m = DNS(bytes(p[UDP].payload))
+        assert m.qd[0].qname.decode().lower() == "nginx.default.svc.cluster.local."
+    for e in done:
+        if e.query.qtype == dns.T_A:
+            assert e.answer.answers[0][2] == dns.wire_ttl(ttl)
+
+
+def test_a_source_port_used_again_reuses_the_conntrack_entry(sc):
+    w2 = ck.walk(sc.with_changes({"dns.sourcePorts": [40000, 40000]}))
+    assert w2.dns[0].conntrack["xiaomi"] is w2.dns[1].conntrack["xiaomi"]
+    q, _a = legs(w2, 1)
+    line = next(d.entry for o in q for d in o.decisions if d.stage == "conntrack" and o.node == "xiaomi")
+    # the entry had its answer: this query makes the flow a stream (Linux 3.10: ASSURED, 180 s)
+    assert line.startswith("udp      17 180 ") and "[UNREPLIED]" not in line and "[ASSURED]" in line
+    assert udp(q[-1]) == "172.30.83.0:40000 > 172.30.20.3:53"

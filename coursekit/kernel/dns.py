@@ -31,6 +31,9 @@ __all__ = ["DnsExchange", "resolve"]
 _ZERO = "00:00:00:00:00:00"
 #: nf_conntrack_udp_timeout: an entry's timeout until its flow has been a "stream"
 UDP_TIMEOUT = 30
+#: nf_conntrack_udp_timeout_stream: once a packet crosses an entry that has seen a reply (Linux 3.10's
+#: udp_packet; later kernels extend only after the flow is 2 s old)
+UDP_TIMEOUT_STREAM = 180
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class DnsExchange:
     nat_traces: dict                   # (node, hook) -> Verdict (the query's rules)
 
 
-def _ct_line(ct, replied: bool, left: int = UDP_TIMEOUT) -> str:
+def _ct_line(ct, replied: bool, stream: bool = False) -> str:
     """``conntrack -L`` (conntrack-tools 1.4) for a UDP entry.
 
     The first answer clears ``[UNREPLIED]`` but does not make the entry
@@ -56,17 +59,31 @@ def _ct_line(ct, replied: bool, left: int = UDP_TIMEOUT) -> str:
     extend it to the stream timeout).
     """
     o, r = ct.orig, ct.reply
-    return (f"udp      17 {left} src={o.src} dst={o.dst} sport={o.sport} dport={o.dport} "
-            + ("" if replied else "[UNREPLIED] ")
-            + f"src={r.src} dst={r.dst} sport={r.sport} dport={r.dport} mark=0 use=1")
+    return (f"udp      17 {UDP_TIMEOUT_STREAM if stream else UDP_TIMEOUT} src={o.src} dst={o.dst} sport={o.sport} "
+            f"dport={o.dport} " + ("" if replied else "[UNREPLIED] ")
+            + f"src={r.src} dst={r.dst} sport={r.sport} dport={r.dport} " + ("[ASSURED] " if stream else "")
+            + "mark=0 use=1")
 
 
-def _fill(obs: list, cts: dict, replied: bool) -> list:
-    """(time, Observation) with each pending conntrack decision given this flow's ``conntrack -L`` line."""
+def _entries(net, sport: int) -> dict:
+    """Each node's conntrack entry of the query from ``sport`` (a port used again reuses its entry)."""
+    out = {}
+    for n, ns in net.nss.items():
+        if ns.ct is not None:
+            for e in ns.ct.entries:
+                if e.orig.proto == "udp" and e.orig.sport == sport and e.orig.dport == dns.DNS_PORT:
+                    out[n] = e
+    return out
+
+
+def _fill(obs: list, cts: dict, replied, stream) -> list:
+    """(time, Observation) with each pending conntrack decision given this flow's ``conntrack -L`` line
+    (``replied(entry)``: has the entry seen an answer? ``stream(entry)``: and now a packet after it?)."""
     out = []
     for t, o in obs:
         if any(d.entry == CONNTRACK_PENDING for d in o.decisions) and o.node in cts:
-            line = _ct_line(cts[o.node], replied)
+            e = cts[o.node]
+            line = _ct_line(e, replied(e), stream(e))
             o = replace(o, decisions=tuple(replace(d, entry=line) if d.entry == CONNTRACK_PENDING else d
                                            for d in o.decisions))
         out.append((t, o))
@@ -89,8 +106,8 @@ def resolve(sc, net, end_us: int):
     rel_drops: list = []
     rel_ex: list = []
     t = 0
+    answered: set = set()               # id() of the entries an answer has crossed
     for q, a in dns.plan(sc):
-        before = {n: len(ns.ct.entries) for n, ns in net.nss.items() if ns.ct is not None}
         qt = Tuple5("udp", client.ip, q.sport, d.cluster_ip, dns.DNS_PORT)
         net.conns.setdefault(client.name, {})[(qt.src, qt.sport, qt.dst, qt.dport)] = qt
         payload = dns.encode_query(q)
@@ -100,10 +117,14 @@ def resolve(sc, net, end_us: int):
                         f"socket: UDP source port {q.sport} (the kernel's pick, an input), query id {q.qid} "
                         f"(uClibc-ng's counter: the process's query number + 1)")]
         rec = net.send(client.name, frame, dec)
-        cts = {n: net.nss[n].ct.entries[k] for n, k in before.items() if len(net.nss[n].ct.entries) > k}
+        cts = _entries(net, q.sport)
         traces = dict(net.nat_traces)
         q_obs = _observations(rec, "query")
-        rel_obs += [(t + rt, o) for rt, o in _fill(q_obs, cts, False)]
+        # a port used again (within the entry's timeout) reuses the entry: the query after its answer
+        # makes it a stream
+        was = {id(e) for e in cts.values()} & answered
+        rel_obs += [(t + rt, o) for rt, o in _fill(q_obs, cts, lambda e: id(e) in answered,
+                                                   lambda e: id(e) in was)]
         rel_obs += [(t + rt, o) for rt, o in _arp(net, rec)]
         got = net.udp_received.get(server.name, [])
         if rec.delivered is None or not got:
@@ -122,7 +143,8 @@ def resolve(sc, net, end_us: int):
                         f"not offered (RA clear); sent from its unbound socket: IP id 0 (DF set)")]
         rec2 = net.send(server.name, frame, dec)
         a_obs = _observations(rec2, "answer")
-        rel_obs += [(t_answer + rt, o) for rt, o in _fill(a_obs, cts, True)]
+        answered.update(id(e) for e in cts.values())
+        rel_obs += [(t_answer + rt, o) for rt, o in _fill(a_obs, cts, lambda e: True, lambda e: id(e) in was)]
         rel_obs += [(t_answer + rt, o) for rt, o in _arp(net, rec2)]
         if rec2.delivered is None:
             rel_drops += [(t_answer, r) for r in rec2.drops]
