@@ -468,6 +468,14 @@ class Lab:
             if failed and n.br_netfilter:
                 raise CourseError("live lab", f"{n.name} needs br_netfilter (bridgeNfCallIptables: true)",
                                   "modprobe br_netfilter, or set bridgeNfCallIptables: false in the scenario")
+            # off: without br_netfilter there is no key (and nothing to turn off); a key that
+            # is there must read 0, or the kernel would run iptables on bridged frames after all
+            now = self._exec(self.ns(n.name), _sh(), "-c", "cat /proc/sys/net/bridge/bridge-nf-call-iptables "
+                             "2>/dev/null || true").stdout.strip()
+            if now and now != str(int(n.br_netfilter)):
+                raise CourseError("live lab", f"{n.name}: net.bridge.bridge-nf-call-iptables is {now} in its "
+                                  f"namespace and cannot be set to {int(n.br_netfilter)}",
+                                  "a kernel >= 5.3 (the key is per network namespace there)")
         if switch is None:
             (a, an), (b, bn) = nics
             self.progress(f"the wire: {an.name} ({a}) <-> {bn.name} ({b}), a veth pair")
