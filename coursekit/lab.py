@@ -9,6 +9,17 @@ and real kernel devices -- nothing is simulated::
                               flannel.1 (vxlan id VNI dstport P nolearning) + route/neigh/FDB
                               enp4s0 ===================veth "wire"=================== enp4s0
 
+Any scenario the model walks is built the same way: every node, pod and external
+host (``externalHosts:``) of the scenario in a namespace of its own; the underlay a
+veth pair between two NICs, or a bridge in a namespace ``pwlab-<run id>-_wire``
+(static FDB: each frame reaches only the NIC its MAC names, as in the model) when
+external hosts join; the model's nat *and* filter tables (Docker's FORWARD policy
+DROP, flannel's ACCEPT rules, KUBE-FORWARD); a default route where the scenario has
+one; ``net.bridge.bridge-nf-call-iptables`` per node namespace (per network namespace
+since Linux 5.3; the host's own value is never read or written); hairpin mode on the
+pods' bridge ports.  The client runs where the scenario puts it (a pod, a node's own
+namespace, an external host), servers wherever the model may send the request.
+
 Naming: every namespace is ``pwlab-<run id>-<node or pod>``; the run id is the
 creating process's pid in hex plus a counter, so two labs never collide and
 ``down`` can find every leftover of a crashed run by the ``pwlab-`` prefix.
@@ -17,8 +28,9 @@ netns B``), so the host never holds one, even for an instant; no address is
 routed outside the namespaces.  The host's links, routes and nat rules are
 left byte-identical (a test checks it).
 
-Neighbour caches and bridge FDBs start warm (the model's ``ip neigh`` entries
-are installed), as in the article's captures; a scenario with
+Neighbour caches and bridge FDBs start warm (every on-link peer's entry is
+installed, and used once before the captures so that its Ethernet header is
+cached), as in the article's captures; a scenario with
 ``neighbourCaches: cold`` starts them empty, and the ARP exchanges of the
 first request are then modelled and compared like the rest.
 
@@ -27,7 +39,12 @@ the model what the kernel chose on the day (client port, ISNs, windows,
 window scales, segment times, outer UDP source ports, the endpoint
 kube-proxy picked) and then compares every field of every frame on every
 interface, except a documented list of fields the kernel chooses freely
-(:data:`FREE_FIELDS`).
+(:data:`FREE_FIELDS`).  A frame is keyed by its segment and its sighting on that
+interface (a hairpinned segment crosses a pod's eth0 twice); a segment the model
+drops must show up on no interface past the drop, and the report names every
+segment missing from or extra in a capture.  tcpdump runs with ``-p``: a
+promiscuous bridge hands its host a copy of every frame it forwards, which would
+change what the kernel does (see chapter 07).
 
 Taught in: 07-live-lab.
 """
@@ -451,6 +468,14 @@ class Lab:
             if failed and n.br_netfilter:
                 raise CourseError("live lab", f"{n.name} needs br_netfilter (bridgeNfCallIptables: true)",
                                   "modprobe br_netfilter, or set bridgeNfCallIptables: false in the scenario")
+            # off: without br_netfilter there is no key (and nothing to turn off); a key that
+            # is there must read 0, or the kernel would run iptables on bridged frames after all
+            now = self._exec(self.ns(n.name), _sh(), "-c", "cat /proc/sys/net/bridge/bridge-nf-call-iptables "
+                             "2>/dev/null || true").stdout.strip()
+            if now and now != str(int(n.br_netfilter)):
+                raise CourseError("live lab", f"{n.name}: net.bridge.bridge-nf-call-iptables is {now} in its "
+                                  f"namespace and cannot be set to {int(n.br_netfilter)}",
+                                  "a kernel >= 5.3 (the key is per network namespace there)")
         if switch is None:
             (a, an), (b, bn) = nics
             self.progress(f"the wire: {an.name} ({a}) <-> {bn.name} ({b}), a veth pair")
