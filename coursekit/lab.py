@@ -391,6 +391,7 @@ class Lab:
     """
 
     def __init__(self, scenario, workdir: str | os.PathLike | None = None, progress=None, warm: bool | None = None):
+        refuse_unbuilt(scenario)
         self.sc = scenario
         self.id = f"{PREFIX}{os.getpid():x}{next(_counter)}-"
         # the pcaps' folder: the caller's, or a temporary one made by up() and removed by down()
@@ -1446,6 +1447,15 @@ def _order(sc, key):
     return pts.index(key) if key in pts else len(pts)
 
 
+def refuse_unbuilt(sc) -> None:
+    """What the model walks but the lab cannot build yet: one message, before anything is set up."""
+    if getattr(sc, "dns", None) is not None:
+        raise CourseError("dns", "the live lab does not build the DNS case yet (no DNS server in the lab)",
+                          "a scenario without dns:")
+    if getattr(sc, "fault", None) is not None:
+        raise CourseError("fault", "the live lab does not break a cluster yet", "a scenario without fault:")
+
+
 def run_all(sc, workdir=None, progress=None, warm: bool | None = None) -> Report:
     """Up, capture, request, compare, down: the whole lab in one call (what chapter 07 runs).
 
@@ -1453,6 +1463,7 @@ def run_all(sc, workdir=None, progress=None, warm: bool | None = None) -> Report
     inside a user + network namespace of its own (``unshare``), where the kernel allows it.
     Without ``workdir`` the pcaps go to a temporary folder that is removed afterwards.
     """
+    refuse_unbuilt(sc)
     missing = requirements()
     if missing:
         raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
