@@ -94,3 +94,30 @@ def test_what_the_lab_cannot_build_yet_is_refused_before_anything_is_set_up(name
     with pytest.raises(ck.CourseError) as e:
         lab.run_all(ck.load_scenario(name))
     assert e.value.field == field and "does not" in str(e.value)
+
+
+def test_the_report_counts_fed_values_apart_from_derived_ones():
+    """The model's own pcaps compared with the model: the fields that only carry a value fed
+    from the lab (client port, ISNs, windows, outer source ports, first IP ids) are counted
+    apart from the fields the model derived."""
+    import tempfile
+    from pathlib import Path
+    from coursekit.capture import write_pcap
+    from coursekit.lab import compare
+    sc = ck.load_scenario("article")
+    w, captured = _captured(sc)
+    with tempfile.TemporaryDirectory() as d:
+        pcaps = {}
+        for (owner, iface), frames in captured.items():
+            pcaps[(owner, iface)] = str(Path(d) / f"{owner}-{iface}.pcap")
+            write_pcap(pcaps[(owner, iface)], frames)
+        report = compare(sc, pcaps)
+    assert report.ok, report.text()
+    fed = sum(r.fed for r in report.interfaces)
+    matched = sum(r.matched for r in report.interfaces)
+    # every segment's window is fed: at least one fed field per frame; the derived ones outnumber them
+    frames = sum(r.model_frames for r in report.interfaces)
+    assert frames <= fed < matched
+    assert f"{fed} more equal by construction" in report.text()
+    assert f"{sum(r.fields for r in report.interfaces) - sum(r.free for r in report.interfaces) - fed} fields " \
+           "compared by value, all equal" in report.text()
