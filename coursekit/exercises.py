@@ -394,6 +394,23 @@ def _reaches_server(sc) -> str:
     return "yes" if path and path[-1].node == sc.server.name else "no"
 
 
+def _with_dns(sc):
+    """The same cluster with kube-dns (CoreDNS on the server's node, the ``dns:`` block of
+    data/scenarios/dns.yaml): wget names the Service instead of its cluster IP."""
+    from .scenario import load_scenario
+    block = dict(load_scenario("dns").raw["dns"])
+    svc = sc.service(sc.request.service)
+    block["name"] = f"{svc.name}.{svc.namespace}.svc.{block['domain']}"
+    block["server"] = dict(block["server"], node=sc.server.node)
+    return sc.with_changes({"dns": block, "observed.windows": None, "observed.times": None,
+                            "observed.tsLagTicks": {}})
+
+
+def _dns_queries(sc):
+    from .datapath import walk
+    return len(walk(sc).dns)
+
+
 _NO_ROUTE = _paths(lambda sc: {f"nodes.{sc.case.client_node}.defaultRoute": False})
 def _fault_change(kind, **extra):
     """The scenario with a ``fault:`` block between the client's node and the server's (coursekit.faults)."""
@@ -727,6 +744,14 @@ EXERCISES = [
              "network, and Docker's rule is gone: does anything rewrite the source?",
              before="## Pod to pod: the model's rule", whatif="busybox calls nginx's pod IP; flanneld -ip-masq",
              words=("busybox",)),
+    Exercise("08.dns-queries", "Now busybox calls nginx by name: wget http://nginx.default.svc.cluster.local:4432. "
+             "The pod's /etc/resolv.conf lists three search domains and says options ndots:5. How many DNS "
+             "queries does busybox send before its SYN?",
+             _under(_with_dns, _dns_queries), "int",
+             "busybox links uClibc-ng: does its resolver read ndots at all? And getaddrinfo with AF_UNSPEC asks "
+             "for which record types?",
+             before="## DNS first", whatif="wget names the Service; kube-dns runs CoreDNS on nginx's node",
+             words=("queries", "query")),
     # -- 09 when it breaks
     Exercise("09.syn-count", "Suppose flannel.1 on busybox's node had no FDB entry for nginx's node. How many SYNs "
              "would tcpdump on busybox's eth0 print before wget gives up?",
