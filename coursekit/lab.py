@@ -1000,8 +1000,8 @@ def _fetch(cfg: dict) -> None:
 
     A connection the network refuses (a reset) or drops is an outcome the model
     predicts too, not a lab failure: it is printed.  The client gives up before the
-    kernel's first SYN retransmission (after 1 s, ``TCP_TIMEOUT_INIT``), which the
-    model does not follow.
+    kernel's first SYN retransmission (after 1 s, ``TCP_TIMEOUT_INIT``): the model's
+    retransmissions (coursekit.faults) are left out of the comparison.
     """
     from .conversation import wget_request
     from .scenario import scenario_from_dict
@@ -1221,7 +1221,9 @@ def observe(sc, captured: dict) -> tuple[dict, dict]:
                              "observed.wscale": {"client": ws[0], "server": ws[1]}, "observed.windows": None,
                              "observed.endpoint": endpoint, "observed.times": None, "observed.tsLagTicks": {}})
     pw = walk(probe)
-    segs = pw.segments                      # as the model ends it (a drop, a reset)
+    # as the model ends it (a drop, a reset); without the retransmissions of an unanswered SYN,
+    # which come after the lab's client gave up (see compare)
+    segs = [s for s in pw.segments if not s.retransmission]
     n_all = len(segments(probe))            # observed.times/windows are given for the whole conversation
     sig_index = _segment_index(segs, isn_c, isn_s)
     anchor = _anchor(probe, pw) or where
@@ -1327,7 +1329,11 @@ def compare(sc, pcaps: dict) -> Report:
     over, fed = observe(sc, captured)
     model_sc = sc.with_changes(over)
     w = walk(model_sc)
-    index = _segment_index(w.segments, over["observed.clientISN"], over["observed.serverISN"])
+    # The lab's client gives up before the kernel's first SYN retransmission (1 s): the model's
+    # retransmissions of an unanswered SYN come later, and are not compared.
+    late = {seg.index for seg in w.segments if seg.retransmission}
+    index = _segment_index([seg for seg in w.segments if seg.index not in late],
+                           over["observed.clientISN"], over["observed.serverISN"])
     sender_of = {seg.index: seg.sender for seg in w.segments}
     cold = sc.neighbour_caches == "cold"
     results = []
@@ -1336,7 +1342,7 @@ def compare(sc, pcaps: dict) -> Report:
         lab_all = captured[(owner, iface)]
         kinds: dict = {}
         lab, other = _tcp_frames(lab_all, sc, kinds)
-        model_all = capture(model_sc, owner, iface, walk=w)
+        model_all = [f for f in capture(model_sc, owner, iface, walk=w) if f.observation.segment not in late]
         model = [f for f in model_all if f.observation.flow != "arp"]
         lab_arp = [f for f in lab_all if _is_arp(f.data)]
         if cold:                               # ARP is part of the model then
@@ -1380,7 +1386,11 @@ def compare(sc, pcaps: dict) -> Report:
                      + (")" if cold else ", ARP with cold caches)")
                      + " are counted apart: the model follows the conversation"
                      + ("." if cold else " with warm neighbour caches."))
-    for d in w.drops:
+    if late:
+        first = min(w.segments[i].send_us for i in late) - w.segments[0].send_us
+        notes.append(f"The model's {len(late)} retransmissions of the unanswered SYN (the first {first / 1e6:g} s "
+                     "after it) come after the lab's client gave up: not compared.")
+    for d in (d for d in w.drops if d.segment not in late):
         seen = [f"{r.node} {r.iface}" for r in results
                 if any(isinstance(k[0], int) and k[0] == d.segment and
                        not any(m for m in _model_keys.get((r.node, r.iface), ()) if m[0] == d.segment)

@@ -600,10 +600,12 @@ def test_a_dropped_syn_appears_nowhere_past_the_drop_on_the_real_kernel(ready, t
     name = "hairpin" if "nodes.meizu.hairpinMode" in changes else "article"
     sc = ck.load_scenario(name, changes)
     w = ck.walk(sc)
-    (drop,) = w.drops
-    assert (drop.node, drop.iface, drop.segment) == (*where, 0)
+    # the SYN and its retransmissions (coursekit.faults), each dropped at the same place
+    assert {(d.node, d.iface) for d in w.drops} == {where} and w.drops[0].segment == 0
+    assert [s.retransmission for s in w.segments] == list(range(len(w.drops)))
     report = lab.run_all(sc, tmp_path)
     assert report.ok, report.text()
+    assert f"The model's {len(w.drops) - 1} retransmissions of the unanswered SYN" in report.text()
     assert _busy(report) == {(o.node, o.iface) for o in w.observations}
     assert "no capture of the kernel shows it past that point" in report.text()
     assert "not seen (no SYN-ACK" in str(report.fed["serverISN"])
