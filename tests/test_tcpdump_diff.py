@@ -55,14 +55,9 @@ def test_every_data_pcap(flags):
         assert got == expected, pcap.name
 
 
-@settings(max_examples=int(os.environ.get("DIFF_EXAMPLES", "300")), deadline=None,
-          derandomize=os.environ.get("DIFF_RANDOM") != "1",   # CI: the same examples every run
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(frames=st.lists(captured_frame(), min_size=1, max_size=8), mode=st.sampled_from(MODES))
-def test_random_frames(tmp_path_factory, frames, mode):
-    require_tool("tcpdump")
-    fr = [Frame(1566962722_000000 + i * 1000, d, w) for i, (d, w) in enumerate(frames)]
-    path = tmp_path_factory.mktemp("diff") / "random.pcap"
+def _same_as_tcpdump(tmp_path_factory, name, fr, mode):
+    """Write ``fr`` as a pcap, print it with real tcpdump and with ours in ``mode``: the same text."""
+    path = tmp_path_factory.mktemp("diff") / f"{name}.pcap"
     path.write_bytes(pcap_bytes(fr))
     expected = real_tcpdump(path, mode)
     got = ours(parse_pcap(path.read_bytes())[1], mode)
@@ -70,6 +65,16 @@ def test_random_frames(tmp_path_factory, frames, mode):
     if got != expected:
         COUNT["differ"] += len(fr)
     assert got == expected
+
+
+@settings(max_examples=int(os.environ.get("DIFF_EXAMPLES", "300")), deadline=None,
+          derandomize=os.environ.get("DIFF_RANDOM") != "1",   # CI: the same examples every run
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(frames=st.lists(captured_frame(), min_size=1, max_size=8), mode=st.sampled_from(MODES))
+def test_random_frames(tmp_path_factory, frames, mode):
+    require_tool("tcpdump")
+    fr = [Frame(1566962722_000000 + i * 1000, d, w) for i, (d, w) in enumerate(frames)]
+    _same_as_tcpdump(tmp_path_factory, "random", fr, mode)
 
 
 @settings(max_examples=int(os.environ.get("DIFF_EXAMPLES", "300")), deadline=None,
@@ -81,14 +86,7 @@ def test_random_frames_of_every_link_type(tmp_path_factory, cap, mode):
     require_tool("tcpdump")
     lt, frames = cap
     fr = [Frame(1566962722_000000 + i * 1000, d, w, None, lt) for i, (d, w) in enumerate(frames)]
-    path = tmp_path_factory.mktemp("diff") / "linked.pcap"
-    path.write_bytes(pcap_bytes(fr))
-    expected = real_tcpdump(path, mode)
-    got = ours(parse_pcap(path.read_bytes())[1], mode)
-    COUNT["packets"] += len(fr)
-    if got != expected:
-        COUNT["differ"] += len(fr)
-    assert got == expected
+    _same_as_tcpdump(tmp_path_factory, "linked", fr, mode)
 
 
 @settings(max_examples=int(os.environ.get("DIFF_EXAMPLES", "300")), deadline=None,
@@ -100,14 +98,7 @@ def test_random_dns_messages(tmp_path_factory, frames, mode):
     print as tcpdump prints them."""
     require_tool("tcpdump")
     fr = [Frame(1566962722_000000 + i * 1000, d) for i, d in enumerate(frames)]
-    path = tmp_path_factory.mktemp("diff") / "dns.pcap"
-    path.write_bytes(pcap_bytes(fr))
-    expected = real_tcpdump(path, mode)
-    got = ours(parse_pcap(path.read_bytes())[1], mode)
-    COUNT["packets"] += len(fr)
-    if got != expected:
-        COUNT["differ"] += len(fr)
-    assert got == expected
+    _same_as_tcpdump(tmp_path_factory, "dns", fr, mode)
 
 
 def test_report_counts():
