@@ -302,8 +302,17 @@ class Printer:
             name = {1: "802.3", 4: "802.2"}.get(etype, f"ethertype Unknown (0x{etype:04x})")
         else:
             name = f"ethertype {_ETHERTYPES.get(etype, 'Unknown')} (0x{etype:04x})"
-        if self.style.e:
+        if self.style.e or (etype > 1500 and not self._decodes(etype)):
             out.append(f"{head}{name}, length {full}: ")
+        self._payload(b, off, length, etype, out)
+
+    @staticmethod
+    def _decodes(etype: int) -> bool:
+        """An ethertype this view prints a line for (IPv4, ARP, or a "not decoded" note)."""
+        return etype in (0x0800, 0x0806) or etype in _NOT_DECODED
+
+    def _payload(self, b: _Buf, off: int, length: int, etype: int, out: list[str]) -> None:
+        """What an Ethernet or cooked header carries, by its ethertype; the bytes of anything else."""
         if etype == 0x0800:
             self._ip(b, off, length, out)
         elif etype == 0x0806:
@@ -311,8 +320,6 @@ class Printer:
         elif etype in _NOT_DECODED:
             self._not_decoded(b, off, _NOT_DECODED[etype], out)
         else:
-            if not self.style.e and etype > 1500:
-                out.append(f"{head}{name}, length {full}: ")
             out.append(_hexdump(b.data[off:off + max(0, min(length, len(b.data) - off))]))
 
     def _not_decoded(self, b: _Buf, off: int, proto: str, out: list[str]) -> None:
@@ -330,20 +337,10 @@ class Printer:
         dst, src = b.data[off:off + 6], b.data[off + 6:off + 12]
         etype = b.u16(off + 12, "ether")
         name = _ETHERTYPES.get(etype, "Unknown")
-        known = etype in (0x0800, 0x0806) or etype in _NOT_DECODED
-        if self.style.e or not known:          # ether_print shows the header of what it cannot decode
+        if self.style.e or not self._decodes(etype):   # ether_print shows the header of what it cannot decode
             out.append(f"{_mac(src)} > {_mac(dst)}, ")
             out.append(f"ethertype {name} (0x{etype:04x}), length {length}: ")
-        off += 14
-        length -= 14
-        if etype == 0x0800:
-            self._ip(b, off, length, out)
-        elif etype == 0x0806:
-            self._arp(b, off, length, out)
-        elif etype in _NOT_DECODED:
-            self._not_decoded(b, off, _NOT_DECODED[etype], out)
-        else:
-            out.append(_hexdump(b.data[off:off + max(0, min(length, len(b.data) - off))]))
+        self._payload(b, off + 14, length - 14, etype, out)
 
     # --- ARP --------------------------------------------------------------------
     def _arp(self, b: _Buf, off: int, length: int, out: list[str]) -> None:
