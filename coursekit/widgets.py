@@ -770,8 +770,6 @@ class Stepper(_Widgety):
         v = ex.step_view(st)
         self.view = v
         flow = "pw-request" if st.flow == "request" else "pw-reply"
-        self.title.value = (f'<b class="{flow}">{_e(v.title)}</b> '
-                            f'<span class="pw-muted">({pos + 1}/{len(self.steps)})</span>')
         from .diagrams import hop_map_svg
         self.map.value = hop_map_svg(self.scenario, self.walk, st.observation)
         changed = "".join(f'<div class="{"pw-minor" if c in v.minor else "pw-change"}" '
@@ -782,10 +780,14 @@ class Stepper(_Widgety):
         decided = "".join(f'<div style="font-family:var(--jp-code-font-family,monospace);font-size:12px">'
                           f'<b>[{_e(d.stage)}]</b> {_e(d.table)}: {_e(d.entry)}<br>&nbsp;&nbsp;&rarr; '
                           f'{_e(d.effect)}</div>' for d in v.decisions)
-        self.body.value = (f'<pre class="pw-summary pw-step-summary">{_e(v.summary)}</pre>'
+        self.body.value = (f'<pre class="pw-summary pw-step-summary" data-pos="{pos + 1}">{_e(v.summary)}</pre>'
                            "<h4>changed since the previous hop</h4>" + changed
                            + "<h4>decided by</h4>" + (decided or "-"))
         self._layers()
+        # the title last: the front end applies updates in order, so a title that shows this hop
+        # means its map, body and layers are on the page too
+        self.title.value = (f'<b class="{flow}">{_e(v.title)}</b> '
+                            f'<span class="pw-muted">({pos + 1}/{len(self.steps)})</span>')
 
     def _layers(self) -> None:
         if self.every.value:

@@ -246,6 +246,8 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         expect(title).to_contain_text("(19/20)")
         back.click()
         expect(title).to_contain_text("(18/20)")
+        expect(stepper.locator(".pw-step-summary[data-pos='18']")).to_have_count(1)   # the body of hop 18 is shown
+        expect(stepper.locator(".pw-change").first).to_be_visible()
         light = [_contrast(page, el) for el in stepper.locator(".pw-change").all()]
         assert light and min(light) >= 4.5, light
 
