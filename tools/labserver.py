@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from coursekit.server import SERVER_OPTION
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,7 +47,8 @@ def running_lab(root: Path = ROOT, timeout: float = 90):
         cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--ServerApp.port_retries=0"]
+               "--ServerApp.port_retries=0",
+               SERVER_OPTION]         # as `python -m coursekit open`: kernel messages without Nagle's waits
         if os.geteuid() == 0:
             cmd.append("--allow-root")
         with open(home / "jupyter.log", "w") as log:
