@@ -508,7 +508,9 @@ class Explorer(_Widgety):
         self.widget.add_class(self._scope)
         self.scenario, self.views = self.base, None
         self.recomputed = 0
-        self._walks = {}                 # scenario id -> walk: a filter or interface change reuses it
+        # knob values -> (scenario, walk), the last few: an interface, filter or packet change reuses
+        # the walk, and knob values seen before (4789, back to 8472) are neither applied nor walked again
+        self._seen = {}
         self._diagram_for = None
         self._drawn = {}                 # knob values -> the diagram's HTML, the last few
         self.tabs.observe(lambda _change: (self._draw_hops(), self._draw_diagram()), names="selected_index")
@@ -585,14 +587,17 @@ class Explorer(_Widgety):
         t0 = time.perf_counter()
         try:
             key = tuple((k, str(w)) for k, w in self.values().items())
+            seen = self._seen.get(key)
             if self.views is not None and key == getattr(self, "_applied_key", None):
                 sc = self.views.scenario          # the same knobs: the same scenario, its walk reused
+            elif seen is not None:
+                sc = seen[0]
             else:
                 sc = ex.apply(self.base, self.values())
             node, iface = self.iface.value.split(" ", 1)
             if self.views is not None and sc is not self.views.scenario:
                 node, iface = ex.same_interface(self.views.scenario, sc, node, iface)
-            walk = self._walks.get(id(sc))
+            walk = seen[1] if seen is not None and seen[0] is sc else None
             frame = self.packet.value or None
             if self.views is not None and (sc is not self.views.scenario or (node, iface) !=
                                            (self.views.node, self.views.iface)
@@ -607,7 +612,10 @@ class Explorer(_Widgety):
                                          "please report this input"))
             return False
         before, self._flt, self._applied_key = self.views, self.filter.value, key
-        self._walks = {id(sc): v.walk}
+        self._seen.pop(key, None)
+        self._seen[key] = (sc, v.walk)
+        while len(self._seen) > 8:
+            self._seen.pop(next(iter(self._seen)))
         self.scenario, self.views = sc, v
         self._clear_errors()
         self._menu(sc, v.node, v.iface)
