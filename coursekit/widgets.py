@@ -673,8 +673,10 @@ class Explorer(_Widgety):
             self._hops_for = (v.walk, seg)
 
     def _draw_diagram(self) -> None:
-        # Drawing costs more than every text view together: only when it shows, once per scenario.
-        if self.diagram is None or self.views is None or self.tabs.selected_index != 3:
+        # Drawn once per scenario into its tab even while hidden, after the status line (so after
+        # every text view is on screen): opening the tab is then the browser's own tab switch, no
+        # round trip to the kernel.
+        if self.diagram is None or self.views is None:
             return
         if self._diagram_for is self.views.scenario:
             return
