@@ -604,6 +604,7 @@ class Explorer(_Widgety):
                                            or self.filter.value != getattr(self, "_flt", None)):
                 frame = None             # a new capture: dissect its first packet again
             v = ex.views(sc, node, iface, self.filter.value, self.flags.value, frame=frame, walk=walk)
+            pages = self._pages(v)       # every view computed before any is sent: one burst to the browser
         except CourseError as e:
             self._show_error(e)
             return False
@@ -626,7 +627,6 @@ class Explorer(_Widgety):
                 self.packet.value = v.selected
             finally:
                 self._rebuilding = False
-        self._render(v)
         self.recomputed += 1
         ms = (time.perf_counter() - t0) * 1000
         moved = self._changed_since_last()
@@ -639,38 +639,55 @@ class Explorer(_Widgety):
             lines.append(f'<span class="pw-why">nothing on screen changed: {_e(why)}</span>')
         lines += [f'<span class="pw-warn">&#9888; {_e(w)}</span>' for w in v.warnings]
         lines += [f'<span class="pw-muted">{_e(n)}</span>' for n in v.notes]
+        self._render(v, pages)
+        # the status line last: the front end applies updates in order, so a status line that shows
+        # this recomputation means every view above is on the page too
         self.status.value = "<br>".join(lines)
         self._draw_diagram()
         return True
 
-    def _render(self, v) -> None:
+    def _pages(self, v) -> dict:
+        """Each text view's HTML for ``v``, by widget name, in the order they are sent."""
         cmd = f"$ tcpdump -i {v.iface} {self.flags.value}" + (f" {self.filter.value!r}" if self.filter.value else "")
-        _set(self.tcpdump, _pre(cmd, "pw-cmd") + _pre(v.tcpdump, "pw-out"))
-        _set(self.selection, selection_css(self._scope, v.selected))
-        _set(self.packets, packet_list_html(v.rows, None))
         f = v.frame
         if f is None:
-            _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
+            dissection = '<div class="pw-muted">(no packet to dissect)</div>'
         else:
             line = next(r.line for r in v.rows if r.no == v.selected)
             # the tree with each field's provenance label, sent once (provenance dissects a frame once)
-            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected,
-                                                  _provenance(v.scenario, f.observation)))
-        self._draw_hops()
+            dissection = dissection_html(f.data, v.layers, line, v.selected, _provenance(v.scenario, f.observation))
+        pages = {"tcpdump": _pre(cmd, "pw-cmd") + _pre(v.tcpdump, "pw-out"),
+                 "selection": selection_css(self._scope, v.selected),
+                 "packets": packet_list_html(v.rows, None), "dissection": dissection}
+        hops = self._hops_page(v)
+        if hops is not None:
+            pages["hops"] = hops
+        return pages
+
+    def _render(self, v, pages=None) -> None:
+        """Send the views that changed (an unchanged one is not sent again), nothing computed in between."""
+        for name, page in (pages or self._pages(v)).items():
+            _set(getattr(self, name), page)
 
     def _draw_hops(self) -> None:
+        page = self._hops_page(self.views)
+        if page is not None:
+            _set(self.hops, page)
+
+    def _hops_page(self, v) -> str | None:
         # The hop table dissects every hop's frame: only when its tab shows, once per walk and segment.
-        v = self.views
         if v is None or self.tabs.selected_index != 2:
-            return
+            return None
         f = v.frame
         seg = getattr(getattr(f, "observation", None), "segment", 0) if f is not None else 0
         seg = seg if isinstance(seg, int) and 0 <= seg < len(v.walk.segments) else 0
         last = getattr(self, "_hops_for", (None, None))
-        if last[0] is not v.walk or last[1] != seg:
-            title = f'<div class="pw-muted">the path of segment {seg} (the selected packet\'s), hop by hop</div>'
-            _set(self.hops, title + hop_table_html(ex.hop_rows(v.walk, seg)))
-            self._hops_for = (v.walk, seg)
+        if last[0] is v.walk and last[1] == seg:
+            return None
+        title = f'<div class="pw-muted">the path of segment {seg} (the selected packet\'s), hop by hop</div>'
+        page = title + hop_table_html(ex.hop_rows(v.walk, seg))
+        self._hops_for = (v.walk, seg)
+        return page
 
     def _draw_diagram(self) -> None:
         # Drawn once per scenario into its tab even while hidden, after the status line (so after
