@@ -798,7 +798,7 @@ class Stepper(_Widgety):
         self.view = v
         flow = "pw-request" if st.flow == "request" else "pw-reply"
         from .diagrams import hop_map_svg
-        self.map.value = hop_map_svg(self.scenario, self.walk, st.observation)
+        hop_map = hop_map_svg(self.scenario, self.walk, st.observation)
         changed = "".join(f'<div class="{"pw-minor" if c in v.minor else "pw-change"}" '
                           f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px">{_e(c)}'
                           + (f' <span class="pw-tag">[{_e(v.labels[c])}]</span>' if c in v.labels else "")
@@ -807,9 +807,11 @@ class Stepper(_Widgety):
         decided = "".join(f'<div style="font-family:var(--jp-code-font-family,monospace);font-size:12px">'
                           f'<b>[{_e(d.stage)}]</b> {_e(d.table)}: {_e(d.entry)}<br>&nbsp;&nbsp;&rarr; '
                           f'{_e(d.effect)}</div>' for d in v.decisions)
-        self.body.value = (f'<pre class="pw-summary pw-step-summary" data-pos="{pos + 1}">{_e(v.summary)}</pre>'
-                           "<h4>changed since the previous hop</h4>" + changed
-                           + "<h4>decided by</h4>" + (decided or "-"))
+        body = (f'<pre class="pw-summary pw-step-summary" data-pos="{pos + 1}">{_e(v.summary)}</pre>'
+                "<h4>changed since the previous hop</h4>" + changed + "<h4>decided by</h4>" + (decided or "-"))
+        # computed first, then sent back to back: the browser draws the hop in one frame
+        self.map.value = hop_map
+        self.body.value = body
         self._layers()
         # the title last: the front end applies updates in order, so a title that shows this hop
         # means its map, body and layers are on the page too
