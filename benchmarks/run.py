@@ -241,6 +241,7 @@ def browser_timings(root: Path = ROOT, n: int = 20, options=None) -> dict:
         status = explorer.locator(".pw-status")
 
         def count():
+            status.filter(has_text="recomputed (#").wait_for()      # between measurements only
             return int(status.inner_text().split("#", 1)[1].split(",", 1)[0])
 
         def quiet():
@@ -278,8 +279,7 @@ def browser_timings(root: Path = ROOT, n: int = 20, options=None) -> dict:
         after = counters()
         out.update({f"per_change_browser_{k[:-8].lower()}_ms": round((after[k] - before[k]) * 1000 / n, 1)
                     for k in ("RecalcStyleDuration", "LayoutDuration", "ScriptDuration")})
-        explorer.locator(".pw-vni input").fill("1")
-        explorer.locator(".pw-vni input").press("Enter")
+        change("vni", "1")
         # back and forth between two ports (values seen before after the first two)
         toggled = [change("vxlan_port", "4789" if i % 2 == 0 else "8472")[0] for i in range(n)]
         # a click on a row -> that packet's dissection on screen
