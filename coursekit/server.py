@@ -3,12 +3,13 @@
 An explorer change makes the kernel send a burst of small messages (status
 busy, the echoed value, the packet list, the tcpdump text, the dissection,
 the status line, status idle).  Jupyter Server writes them to the browser's
-websocket with Nagle's algorithm on (tornado's default), so every message
-after the first waits until the browser acknowledges the first, and the
-browser's TCP delays that ACK by up to 40 ms (tcp(7): ``TCP_NODELAY``,
-``TCP_QUICKACK``; tornado's ``WebSocketHandler.set_nodelay`` says the same).
-Measured on this course's explorer (benchmarks/results.md, browser): the
-message after the first arrived ~40 ms late, two or three times per change.
+websocket with Nagle's algorithm on (tornado's default; tcp(7), ``TCP_NODELAY``:
+"data is buffered until there is a sufficient amount to send out"), so a
+message after the first waits until the browser acknowledges the first, and
+the browser's TCP delays that ACK (tcp(7), ``TCP_QUICKACK``; tornado's
+``WebSocketHandler.set_nodelay`` names the same interaction).  Measured here
+(tcpdump on loopback, benchmarks/results.md notes): the ACK came 42 ms after
+the first segment and nothing was sent meanwhile, two or three times per change.
 
 :class:`NoDelayChannels` is Jupyter Server's own connection class with
 ``TCP_NODELAY`` set when the websocket opens; it is chosen with the server's
