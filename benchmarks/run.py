@@ -10,9 +10,11 @@ floor that says what "fast" means for it:
 
 * ``nbval``     -- the whole course under nbval vs as many bare notebooks that only import the dependencies
 * ``import``    -- ``import coursekit`` as a process vs ``import scapy.all``
-* ``explorer``  -- field change -> every view recomputed (pure, then through the widget), median and p95
+* ``explorer``  -- field change -> every view recomputed (pure, then through the widget: a value never applied
+  before, and values seen before), median and p95
 * ``explorer_ab`` -- the same, this checkout against ``main``, interleaved (fair when the machine is busy)
-* ``browser``   -- field change in JupyterLab/Chromium -> tcpdump view updated on screen (needs chromium)
+* ``browser``   -- field change in JupyterLab/Chromium -> every view updated on screen, timed in the page (needs chromium)
+* ``browser_ab`` -- the same, this checkout against ``main`` (its coursekit and server options), interleaved
 * ``walk``      -- one whole walk of the article (``ck.walk``, coursekit.kernel) vs the ten-hop walk it replaced (tests/oldwalk.py)
 * ``data``      -- ``python -m coursekit data`` (every capture of every scenario)
 * ``render``    -- ``coursekit render`` of a 100k-packet pcap vs ``tcpdump -r`` of the same file
@@ -91,13 +93,26 @@ def bench_explorer(n=200):
             t = time.perf_counter()
             wg.figure_svg(walk_diagram(sc, w))  # the same picture as a matplotlib figure (the chapters' static one)
             figure.append(time.perf_counter() - t)
-    e = wg.explorer(base, ["vxlan_port", "vni", "client_ip"], node="meizu", iface="enp4s0")
+    # a value never applied before (VNI 100, 101, ...): applied, walked and every text view drawn
+    text_only = wg.explorer(base, ["vxlan_port", "vni", "client_ip"], node="meizu", iface="enp4s0", diagram=False)
     widget = []
+    for i in range(100):
+        t = time.perf_counter()
+        text_only.controls["vni"].value = str(100 + i)
+        widget.append(time.perf_counter() - t)
+    e = wg.explorer(base, ["vxlan_port", "vni", "client_ip"], node="meizu", iface="enp4s0")
+    fresh_diag = []
+    for i in range(30):
+        t = time.perf_counter()
+        e.controls["vni"].value = str(200 + i)          # the diagram is drawn too (into its tab, shown or not)
+        fresh_diag.append(time.perf_counter() - t)
+    # back and forth between two values: the explorer keeps the last few scenarios, walks and drawings
+    seen = []
     values = ["4789", "8472"]
     for i in range(100):
         t = time.perf_counter()
         e.controls["vxlan_port"].value = values[i % 2]
-        widget.append(time.perf_counter() - t)
+        seen.append(time.perf_counter() - t)
     # not a knob: the interface, the filter, the packet -- the walk is reused
     iface, rows = [], []
     for i in range(60):
@@ -112,7 +127,7 @@ def bench_explorer(n=200):
     widget_diag = []
     for i in range(30):
         t = time.perf_counter()
-        e.controls["vxlan_port"].value = values[i % 2]
+        e.controls["vni"].value = str(300 + i)
         widget_diag.append(time.perf_counter() - t)
     # the diagram tab opened for the first time after a change (the cost a learner waits for)
     first = []
@@ -127,6 +142,8 @@ def bench_explorer(n=200):
             "diagram_svg_median_ms": _median(diag) * ms, "diagram_svg_p95_ms": _p95(diag) * ms,
             "diagram_matplotlib_median_ms": _median(figure) * ms,
             "widget_text_views_median_ms": _median(widget) * ms, "widget_text_views_p95_ms": _p95(widget) * ms,
+            "widget_with_diagram_new_value_median_ms": _median(fresh_diag) * ms,
+            "widget_seen_before_median_ms": _median(seen[2:]) * ms,
             "widget_interface_change_median_ms": _median(iface) * ms,
             "widget_packet_click_median_ms": _median(rows) * ms,
             "widget_with_diagram_tab_median_ms": _median(widget_diag) * ms,
@@ -164,88 +181,169 @@ def bench_walk(n=100):
     return out
 
 
-def bench_browser(n=20):
-    if not Path("/usr/bin/chromium").exists():
-        return {"skipped": "/usr/bin/chromium not installed"}
+# In the page: the time from the learner's input event (keydown or pointerdown) to each awaited text
+# appearing in the explorer (a MutationObserver, no polling), and to the next frame after the last
+# one (requestAnimationFrame, then a task: the frame that shows it has been produced).  Playwright's
+# own waiting polls the whole notebook's DOM on the page's main thread (querySelectorAll; 0.6 s of
+# main-thread time over 10 changes in a CPU profile), so it is used only between measurements.
+_ARM = r"""
+(want) => {
+  const root = document.querySelector('.pw-explorer');
+  const marks = {};
+  let t0 = null;
+  const input = () => { if (t0 === null) t0 = performance.now(); };
+  document.addEventListener('keydown', input, true);
+  document.addEventListener('pointerdown', input, true);
+  window.__pwDone = new Promise(resolve => {
+    const check = () => {
+      for (const [name, [sel, text]] of Object.entries(want)) {
+        if (marks[name] === undefined) {
+          const el = root.querySelector(sel);
+          if (el && el.textContent.includes(text)) marks[name] = performance.now();
+        }
+      }
+      if (t0 !== null && Object.keys(want).every(k => marks[k] !== undefined)) {
+        mo.disconnect();
+        document.removeEventListener('keydown', input, true);
+        document.removeEventListener('pointerdown', input, true);
+        requestAnimationFrame(() => setTimeout(() => {
+          const out = {painted: performance.now() - t0};
+          for (const k of Object.keys(marks)) out[k] = marks[k] - t0;
+          resolve(out);
+        }, 0));
+      }
+    };
+    const mo = new MutationObserver(check);
+    mo.observe(root, {subtree: true, childList: true, characterData: true, attributes: true});
+  });
+}
+"""
+
+
+def browser_timings(root: Path = ROOT, n: int = 20, options=None) -> dict:
+    """Field change, row click and diagram tab in JupyterLab/Chromium, timed in the page (``_ARM``).
+
+    ``root``: the checkout the server and its kernels run (its coursekit); ``options``: the
+    server's extra options (None: tools/labserver.py's own).
+    """
     from labserver import open_and_run_all, running_lab
     from playwright.sync_api import sync_playwright
-    times, rows, diagram = [], [], []
-    with running_lab(ROOT) as (base, token), sync_playwright() as p:
+    out = {}
+    kw = {} if options is None else {"options": options}
+    with running_lab(root, **kw) as (base, token), sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
         open_and_run_all(page, f"{base}/lab/tree/notebooks/06-the-whole-walk.ipynb?token={token}")
         explorer = page.locator(".pw-explorer").first
+        explorer.scroll_into_view_if_needed()
         status = explorer.locator(".pw-status")
+
         def count():
+            status.filter(has_text="recomputed (#").wait_for()      # between measurements only
             return int(status.inner_text().split("#", 1)[1].split(",", 1)[0])
 
-        python_ms = []
+        def quiet():
+            # a learner reads before the next change: the last change's 0.8 s flash has ended
+            page.evaluate("() => Promise.all(document.querySelector('.pw-explorer')"
+                          ".getAnimations({subtree: true}).map(a => a.finished))")
 
-        def recomputed(action):
-            """Seconds from the action to the status line's next 'recomputed (#n' on screen."""
-            n = count()
-            t = time.perf_counter()
+        def timed(action, want):
+            quiet()
+            page.evaluate(_ARM, want)
             action()
-            status.filter(has_text=f"recomputed (#{n + 1},").wait_for()
-            took = time.perf_counter() - t
-            # the kernel's own share, as the status line reports it: the rest is transport and drawing
-            python_ms.append(float(status.inner_text().split(f"#{n + 1}, ", 1)[1].split(" ms", 1)[0]))
-            return took
+            return page.evaluate("() => window.__pwDone")
 
-        load_before = os.getloadavg()[0]
-        # the browser's own work per change (Chrome's counters): styles, layout, scripts
+        def change(field, value):
+            """Type ``value`` into ``field`` and press Enter: ms to every view (the status line last) on screen."""
+            box = explorer.locator(f".pw-{field} input")
+            box.fill(value)
+            n_next = count() + 1
+            got = timed(lambda: box.press("Enter"), {"status": [".pw-status", f"recomputed (#{n_next},"]})
+            kernel = float(status.inner_text().split(f"#{n_next}, ", 1)[1].split(" ms", 1)[0])
+            return got, kernel
+
         cdp = page.context.new_cdp_session(page)
         cdp.send("Performance.enable")
 
         def counters():
             return {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+        # a value never applied before: the kernel applies and walks it (VNI 100, 101, ...)
+        fresh, kernel = [], []
         before = counters()
-        # field change -> every view (packet list, tcpdump text, dissection, status) updated on screen
-        port = explorer.locator(".pw-vxlan_port input")
         for i in range(n):
-            port.fill("4789" if i % 2 == 0 else "8472")
-            times.append(recomputed(lambda: port.press("Enter")))
-        field_python = list(python_ms)
+            got, k = change("vni", str(100 + i))
+            fresh.append(got)
+            kernel.append(k)
         after = counters()
-        browser_ms = {f"per_change_browser_{k[:-8].lower()}_ms": round((after[k] - before[k]) * 1000 / n, 1)
-                      for k in ("RecalcStyleDuration", "LayoutDuration", "ScriptDuration")}
+        out.update({f"per_change_browser_{k[:-8].lower()}_ms": round((after[k] - before[k]) * 1000 / n, 1)
+                    for k in ("RecalcStyleDuration", "LayoutDuration", "ScriptDuration")})
+        change("vni", "1")
+        # back and forth between two ports (values seen before after the first two)
+        toggled = [change("vxlan_port", "4789" if i % 2 == 0 else "8472")[0] for i in range(n)]
         # a click on a row -> that packet's dissection on screen
+        rows = []
         for i in range(n):
             no = 2 + i % 9
-            t = time.perf_counter()
-            explorer.locator(f".pw-packets tr.pw-row[data-no='{no}']").click()
-            explorer.locator(".pw-dissection").filter(has_text=f"packet {no}, as tcpdump prints it").wait_for()
-            rows.append(time.perf_counter() - t)
-        # the diagram tab, first time after a change
-        vni = explorer.locator(".pw-vni input")
+            row = explorer.locator(f".pw-packets tr.pw-row[data-no='{no}']")
+            rows.append(timed(row.click, {"dissection": [".pw-dissection", f"packet {no}, as tcpdump prints it"]}))
+        # the diagram tab, the first time after a change
+        diagram = []
         for i in range(8):
             explorer.get_by_role("tab", name="packets").click()
-            vni.fill(str(10 + i))
-            recomputed(lambda: vni.press("Enter"))
-            t = time.perf_counter()
-            explorer.get_by_role("tab", name="diagram").click()
-            explorer.locator(".pw-diagram svg").filter(has_text=f"VNI {10 + i},").wait_for()
-            diagram.append(time.perf_counter() - t)
-        # the diagram tab for knob values drawn before (the explorer keeps the last few drawings)
-        again = []
-        for i in range(4):
-            explorer.get_by_role("tab", name="packets").click()
-            vni.fill(str(14 + i))
-            recomputed(lambda: vni.press("Enter"))
-            t = time.perf_counter()
-            explorer.get_by_role("tab", name="diagram").click()
-            explorer.locator(".pw-diagram svg").filter(has_text=f"VNI {14 + i},").wait_for()
-            again.append(time.perf_counter() - t)
+            change("vni", str(10 + i))
+            tab = explorer.get_by_role("tab", name="diagram")
+            diagram.append(timed(tab.click, {"svg": [".pw-diagram svg", f"VNI {10 + i},"]}))
         browser.close()
-    return {"roundtrip_median_ms": _median(times) * 1000, "roundtrip_p95_ms": _p95(times) * 1000, "runs": n,
-            "roundtrip_kernel_median_ms": _median(field_python),
-            "roundtrip_transport_and_drawing_median_ms": _median([t * 1000 - p for t, p in zip(times, field_python)]),
-            "row_click_median_ms": _median(rows) * 1000, "diagram_first_time_median_ms": _median(diagram) * 1000,
-            "diagram_first_time_p95_ms": _p95(diagram) * 1000, "diagram_seen_before_median_ms": _median(again) * 1000,
-            "load_average_1min_before": round(load_before, 1), "load_average_1min_after": round(os.getloadavg()[0], 1),
-            **browser_ms}
+
+    def med(xs, k="painted"):
+        return round(_median([x[k] for x in xs]), 1)
+
+    def p95(xs, k="painted"):
+        return round(_p95([x[k] for x in xs]), 1)
+    out.update({"roundtrip_median_ms": med(fresh), "roundtrip_p95_ms": p95(fresh),
+                "roundtrip_dom_median_ms": med(fresh, "status"), "roundtrip_kernel_median_ms": _median(kernel),
+                "roundtrip_seen_before_median_ms": med(toggled[2:]), "roundtrip_seen_before_p95_ms": p95(toggled[2:]),
+                "row_click_median_ms": med(rows), "diagram_first_time_median_ms": med(diagram),
+                "diagram_first_time_p95_ms": p95(diagram), "runs": n})
+    return out
+
+
+def bench_browser(n=20):
+    if not Path("/usr/bin/chromium").exists():
+        return {"skipped": "/usr/bin/chromium not installed"}
+    return {**browser_timings(ROOT, n), "load_average_1min_after": round(os.getloadavg()[0], 1)}
+
+
+def bench_browser_ab(ref="main", rounds=2, n=10):
+    """The browser figures of ``ref`` (its coursekit, its server options) and of this checkout, interleaved."""
+    if not Path("/usr/bin/chromium").exists():
+        return {"skipped": "/usr/bin/chromium not installed"}
+    got = {"this": [], ref: []}
+    with tempfile.TemporaryDirectory(prefix="pw-ab-") as tmp:
+        archive = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        # the server options the other checkout's tools/labserver.py passes
+        text = (Path(tmp) / "tools" / "labserver.py").read_text()
+        other = None if "SERVER_OPTION" in text else ()
+        saved = os.environ.get("PYTHONPATH")
+        try:
+            for _ in range(rounds):
+                for name, tree, opts in (("this", ROOT, None), (ref, Path(tmp), other)):
+                    os.environ["PYTHONPATH"] = str(tree)         # the kernels import that checkout's coursekit
+                    got[name].append(browser_timings(tree, n, opts))
+        finally:
+            if saved is None:
+                os.environ.pop("PYTHONPATH", None)
+            else:
+                os.environ["PYTHONPATH"] = saved
+    out = {"ref": ref, "rounds": rounds, "runs_per_round": n}
+    for k in got["this"][0]:
+        if k.endswith("_ms"):
+            for name in ("this", ref):
+                out[k if name == "this" else f"{k[:-3]}_{ref}_ms"] = round(_median([g[k] for g in got[name]]), 1)
+    return out
 
 
 def bench_explorer_ab(ref="main"):
@@ -380,7 +478,7 @@ def bench_explain():
 
 
 BENCHES = {"import": bench_import, "walk": bench_walk, "explorer": bench_explorer, "explorer_ab": bench_explorer_ab,
-           "browser": bench_browser, "data": bench_data, "scenario": bench_scenario,
+           "browser": bench_browser, "browser_ab": bench_browser_ab, "data": bench_data, "scenario": bench_scenario,
            "render": bench_render, "nbval": bench_nbval, "footprint": bench_footprint, "explain": bench_explain}
 
 

@@ -145,7 +145,8 @@ def open_command(chapter: str = "00", no_browser: bool = False) -> list[str]:
         raise CourseError("chapter", f"no chapter {chapter!r}",
                           ", ".join(p.name[:2] for p in sorted(nb.glob("[0-9][0-9]-*.ipynb"))))
     rel = matches[0].relative_to(nb.parent).as_posix()
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={nb.parent}",
+    from .server import SERVER_OPTION     # kernel messages without Nagle's 40 ms waits (coursekit/server.py)
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={nb.parent}", SERVER_OPTION,
            f"--LabApp.default_url=/lab/tree/{rel}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")           # JupyterLab refuses root without it (containers, CI)

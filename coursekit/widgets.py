@@ -508,7 +508,9 @@ class Explorer(_Widgety):
         self.widget.add_class(self._scope)
         self.scenario, self.views = self.base, None
         self.recomputed = 0
-        self._walks = {}                 # scenario id -> walk: a filter or interface change reuses it
+        # knob values -> (scenario, walk), the last few: an interface, filter or packet change reuses
+        # the walk, and knob values seen before (4789, back to 8472) are neither applied nor walked again
+        self._seen = {}
         self._diagram_for = None
         self._drawn = {}                 # knob values -> the diagram's HTML, the last few
         self.tabs.observe(lambda _change: (self._draw_hops(), self._draw_diagram()), names="selected_index")
@@ -585,20 +587,24 @@ class Explorer(_Widgety):
         t0 = time.perf_counter()
         try:
             key = tuple((k, str(w)) for k, w in self.values().items())
+            seen = self._seen.get(key)
             if self.views is not None and key == getattr(self, "_applied_key", None):
                 sc = self.views.scenario          # the same knobs: the same scenario, its walk reused
+            elif seen is not None:
+                sc = seen[0]
             else:
                 sc = ex.apply(self.base, self.values())
             node, iface = self.iface.value.split(" ", 1)
             if self.views is not None and sc is not self.views.scenario:
                 node, iface = ex.same_interface(self.views.scenario, sc, node, iface)
-            walk = self._walks.get(id(sc))
+            walk = seen[1] if seen is not None and seen[0] is sc else None
             frame = self.packet.value or None
             if self.views is not None and (sc is not self.views.scenario or (node, iface) !=
                                            (self.views.node, self.views.iface)
                                            or self.filter.value != getattr(self, "_flt", None)):
                 frame = None             # a new capture: dissect its first packet again
             v = ex.views(sc, node, iface, self.filter.value, self.flags.value, frame=frame, walk=walk)
+            pages = self._pages(v)       # every view computed before any is sent: one burst to the browser
         except CourseError as e:
             self._show_error(e)
             return False
@@ -607,7 +613,10 @@ class Explorer(_Widgety):
                                          "please report this input"))
             return False
         before, self._flt, self._applied_key = self.views, self.filter.value, key
-        self._walks = {id(sc): v.walk}
+        self._seen.pop(key, None)
+        self._seen[key] = (sc, v.walk)
+        while len(self._seen) > 8:
+            self._seen.pop(next(iter(self._seen)))
         self.scenario, self.views = sc, v
         self._clear_errors()
         self._menu(sc, v.node, v.iface)
@@ -618,7 +627,6 @@ class Explorer(_Widgety):
                 self.packet.value = v.selected
             finally:
                 self._rebuilding = False
-        self._render(v)
         self.recomputed += 1
         ms = (time.perf_counter() - t0) * 1000
         moved = self._changed_since_last()
@@ -631,42 +639,61 @@ class Explorer(_Widgety):
             lines.append(f'<span class="pw-why">nothing on screen changed: {_e(why)}</span>')
         lines += [f'<span class="pw-warn">&#9888; {_e(w)}</span>' for w in v.warnings]
         lines += [f'<span class="pw-muted">{_e(n)}</span>' for n in v.notes]
+        self._render(v, pages)
+        # the status line last: the front end applies updates in order, so a status line that shows
+        # this recomputation means every view above is on the page too
         self.status.value = "<br>".join(lines)
         self._draw_diagram()
         return True
 
-    def _render(self, v) -> None:
+    def _pages(self, v) -> dict:
+        """Each text view's HTML for ``v``, by widget name, in the order they are sent."""
         cmd = f"$ tcpdump -i {v.iface} {self.flags.value}" + (f" {self.filter.value!r}" if self.filter.value else "")
-        _set(self.tcpdump, _pre(cmd, "pw-cmd") + _pre(v.tcpdump, "pw-out"))
-        _set(self.selection, selection_css(self._scope, v.selected))
-        _set(self.packets, packet_list_html(v.rows, None))
         f = v.frame
         if f is None:
-            _set(self.dissection, '<div class="pw-muted">(no packet to dissect)</div>')
+            dissection = '<div class="pw-muted">(no packet to dissect)</div>'
         else:
             line = next(r.line for r in v.rows if r.no == v.selected)
             # the tree with each field's provenance label, sent once (provenance dissects a frame once)
-            _set(self.dissection, dissection_html(f.data, v.layers, line, v.selected,
-                                                  _provenance(v.scenario, f.observation)))
-        self._draw_hops()
+            dissection = dissection_html(f.data, v.layers, line, v.selected, _provenance(v.scenario, f.observation))
+        pages = {"tcpdump": _pre(cmd, "pw-cmd") + _pre(v.tcpdump, "pw-out"),
+                 "selection": selection_css(self._scope, v.selected),
+                 "packets": packet_list_html(v.rows, None), "dissection": dissection}
+        hops = self._hops_page(v)
+        if hops is not None:
+            pages["hops"] = hops
+        return pages
+
+    def _render(self, v, pages=None) -> None:
+        """Send the views that changed (an unchanged one is not sent again), nothing computed in between."""
+        for name, page in (pages or self._pages(v)).items():
+            _set(getattr(self, name), page)
 
     def _draw_hops(self) -> None:
+        page = self._hops_page(self.views)
+        if page is not None:
+            _set(self.hops, page)
+
+    def _hops_page(self, v) -> str | None:
         # The hop table dissects every hop's frame: only when its tab shows, once per walk and segment.
-        v = self.views
         if v is None or self.tabs.selected_index != 2:
-            return
+            return None
         f = v.frame
         seg = getattr(getattr(f, "observation", None), "segment", 0) if f is not None else 0
         seg = seg if isinstance(seg, int) and 0 <= seg < len(v.walk.segments) else 0
         last = getattr(self, "_hops_for", (None, None))
-        if last[0] is not v.walk or last[1] != seg:
-            title = f'<div class="pw-muted">the path of segment {seg} (the selected packet\'s), hop by hop</div>'
-            _set(self.hops, title + hop_table_html(ex.hop_rows(v.walk, seg)))
-            self._hops_for = (v.walk, seg)
+        if last[0] is v.walk and last[1] == seg:
+            return None
+        title = f'<div class="pw-muted">the path of segment {seg} (the selected packet\'s), hop by hop</div>'
+        page = title + hop_table_html(ex.hop_rows(v.walk, seg))
+        self._hops_for = (v.walk, seg)
+        return page
 
     def _draw_diagram(self) -> None:
-        # Drawing costs more than every text view together: only when it shows, once per scenario.
-        if self.diagram is None or self.views is None or self.tabs.selected_index != 3:
+        # Drawn once per scenario into its tab even while hidden, after the status line (so after
+        # every text view is on screen): opening the tab is then the browser's own tab switch, no
+        # round trip to the kernel.
+        if self.diagram is None or self.views is None:
             return
         if self._diagram_for is self.views.scenario:
             return
@@ -771,7 +798,7 @@ class Stepper(_Widgety):
         self.view = v
         flow = "pw-request" if st.flow == "request" else "pw-reply"
         from .diagrams import hop_map_svg
-        self.map.value = hop_map_svg(self.scenario, self.walk, st.observation)
+        hop_map = hop_map_svg(self.scenario, self.walk, st.observation)
         changed = "".join(f'<div class="{"pw-minor" if c in v.minor else "pw-change"}" '
                           f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px">{_e(c)}'
                           + (f' <span class="pw-tag">[{_e(v.labels[c])}]</span>' if c in v.labels else "")
@@ -780,9 +807,11 @@ class Stepper(_Widgety):
         decided = "".join(f'<div style="font-family:var(--jp-code-font-family,monospace);font-size:12px">'
                           f'<b>[{_e(d.stage)}]</b> {_e(d.table)}: {_e(d.entry)}<br>&nbsp;&nbsp;&rarr; '
                           f'{_e(d.effect)}</div>' for d in v.decisions)
-        self.body.value = (f'<pre class="pw-summary pw-step-summary" data-pos="{pos + 1}">{_e(v.summary)}</pre>'
-                           "<h4>changed since the previous hop</h4>" + changed
-                           + "<h4>decided by</h4>" + (decided or "-"))
+        body = (f'<pre class="pw-summary pw-step-summary" data-pos="{pos + 1}">{_e(v.summary)}</pre>'
+                "<h4>changed since the previous hop</h4>" + changed + "<h4>decided by</h4>" + (decided or "-"))
+        # computed first, then sent back to back: the browser draws the hop in one frame
+        self.map.value = hop_map
+        self.body.value = body
         self._layers()
         # the title last: the front end applies updates in order, so a title that shows this hop
         # means its map, body and layers are on the page too

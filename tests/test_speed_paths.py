@@ -131,3 +131,47 @@ def test_the_explorers_diagram_tab_is_the_svg_picture(article):
     assert 'class="pw-figure"><svg' in e.diagram.value and "VNI 1," in e.diagram.value
     e.controls["vni"].value = "9"
     assert "VNI 9," in e.diagram.value
+
+
+def test_explorer_knob_values_seen_before_are_neither_applied_nor_walked_again(article, monkeypatch):
+    from coursekit import widgets as wg
+    e = wg.explorer(article, ["vxlan_port", "vni"], node="meizu", iface="enp4s0")
+    applied, walked = [], []
+    apply = ex.apply
+    monkeypatch.setattr(ex, "apply", lambda base, values: applied.append(dict(values)) or apply(base, values))
+    real_views = ex.views
+
+    def views(sc, *a, walk=None, **kw):
+        walked.append(walk is None)
+        return real_views(sc, *a, walk=walk, **kw)
+    monkeypatch.setattr(ex, "views", views)
+    shown = {}
+    for port in ("4789", "8472", "4789", "8472", "4789"):
+        e.controls["vxlan_port"].value = port
+        shown.setdefault(port, []).append((e.tcpdump.value, e.packets.value, e.dissection.value))
+    assert len(applied) == 1                      # 4789 once; 8472 is the article's own value (the base)
+    assert walked == [True, False, False, False, False]   # walked once per scenario: 8472's walk was kept
+    for port, seen in shown.items():              # what a recomputation shows, every time
+        assert all(s == seen[0] for s in seen), port
+    fresh = wg.explorer(article, ["vxlan_port", "vni"], node="meizu", iface="enp4s0")
+    fresh.controls["vxlan_port"].value = "4789"
+    assert shown["4789"][0] == (fresh.tcpdump.value, fresh.packets.value, fresh.dissection.value)
+
+
+def test_explorer_computes_every_view_before_sending_any_and_the_status_line_last(article, monkeypatch):
+    from coursekit import widgets as wg
+    e = wg.explorer(article, ["vni"], node="meizu", iface="enp4s0")
+    e.tabs.selected_index = 2                       # the hops tab shows: its table is one of the views
+    events = []
+    for name in ("tcpdump", "packets", "dissection", "hops", "status", "diagram"):
+        getattr(e, name).observe(lambda ch, name=name: events.append(f"sent {name}"), names="value")
+    for fn in ("dissection_html", "hop_table_html"):
+        real = getattr(wg, fn)
+        monkeypatch.setattr(wg, fn, lambda *a, real=real, fn=fn: events.append(f"computed {fn}") or real(*a))
+    e.controls["vni"].value = "7"
+    sent = [x for x in events if x.startswith("sent")]
+    assert events.index(sent[0]) > events.index("computed dissection_html")
+    assert events.index(sent[0]) > events.index("computed hop_table_html")
+    # every text view, then the status line (a test waiting on it sees them all), then the hidden diagram
+    assert sent == ["sent tcpdump", "sent packets", "sent dissection", "sent hops", "sent status", "sent diagram"]
+    assert "VNI 7" in e.diagram.value and "recomputed (#2," in e.status.value

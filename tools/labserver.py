@@ -18,6 +18,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from coursekit.server import SERVER_OPTION
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -28,8 +30,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_lab(root: Path = ROOT, timeout: float = 90):
-    """Yield ``(base_url, token)`` of a JupyterLab serving ``root``; stop it afterwards."""
+def running_lab(root: Path = ROOT, timeout: float = 90, options=(SERVER_OPTION,)):
+    """Yield ``(base_url, token)`` of a JupyterLab serving ``root``; stop it afterwards.
+
+    ``options``: the server's options beyond these (the course's own, as ``coursekit open`` passes).
+    """
     token = secrets.token_hex(16)
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="packet-walk-jupyter-") as tmp:
@@ -45,7 +50,7 @@ def running_lab(root: Path = ROOT, timeout: float = 90):
         cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--ServerApp.port_retries=0"]
+               "--ServerApp.port_retries=0", *options]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
         with open(home / "jupyter.log", "w") as log:
