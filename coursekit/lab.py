@@ -886,7 +886,8 @@ def lab_state(lab: "Lab", scenario_ref: str, **extra) -> dict:
     return {"id": lab.id, "scenario": scenario_ref, "workdir": str(lab.workdir), "owned": lab.owns_workdir,
             "warm": lab.warm, "cold": lab.sc.neighbour_caches == "cold",
             "points": [asdict(p) for p in lab.points],
-            "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures], **extra}
+            "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures],
+            **({"fault": lab.fault_state} if getattr(lab, "fault_state", None) else {}), **extra}
 
 
 def _read_state() -> dict | None:
@@ -1652,10 +1653,15 @@ def _end_user_ns(st: dict) -> None:
 # -- the CLI: python -m coursekit lab up|capture|run|compare|down|all|status ----------------
 
 def command(action: str, scenario: str = "article", out: str | None = None, json_path: str | None = None,
-            cold: bool = False, say=None) -> int:
+            cold: bool = False, say=None, fault: str | None = None) -> int:
     """One ``lab`` command; returns the exit status.  As a normal user the steps run in a holder's namespaces."""
     from .scenario import load_scenario
     say = say or (lambda msg: None)
+    if fault is not None and action not in ("break", "fix"):
+        raise CourseError("lab action", f"{action} takes no name (got {fault!r})", "lab break NAME")
+    if action in ("break", "fix"):                 # coursekit.labfaults: break a running lab, or repair it
+        from .labfaults import command as fault_command
+        return fault_command(action, fault, say)
     overrides = {"neighbourCaches": "cold"} if cold else None
 
     def write_json(report):
@@ -1697,6 +1703,7 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
             raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
         sc = load_scenario(scenario, overrides)
         lb = Lab(sc, out, say)
+        lb.switch = True                # the underlay as a bridge: lab break udp-blocked filters there
         try:
             lb.up()
             save_state(lab_state(lb, scenario))
@@ -1710,6 +1717,8 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
     sc = load_scenario(st["scenario"], {"neighbourCaches": "cold"} if st.get("cold") else None)
     lb = resume(st, sc, say)
     lb.owns_workdir = st.get("owned", False)
+    from .labfaults import scenario_in
+    sc, lb.fault_state = scenario_in(st, sc), st.get("fault")      # after lab break / lab fix
     if action == "capture":
         if st.get("captures"):
             raise CourseError("live lab", "the captures are already running", "python -m coursekit lab run")
@@ -1741,7 +1750,8 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
         print(report.text())
         write_json(report)
         return 0 if report.ok else 1
-    raise CourseError("lab action", f"unknown action {action!r}", "up, capture, run, compare, down, all, status")
+    raise CourseError("lab action", f"unknown action {action!r}",
+                      "up, capture, run, compare, down, all, status, break, fix")
 
 
 def _rootless_command(action: str, scenario: str, out, json_path, cold: bool) -> int:

@@ -250,10 +250,17 @@ def apply(lab, commands: list[Command], say=None) -> None:
             raise CourseError("live lab", "this lab's underlay is a plain veth pair: there is no place between "
                               "the nodes to filter on", "python -m coursekit lab down, then lab up (which builds "
                               "the underlay as a bridge)")
-        argv = list(c.argv)
-        argv[0] = _lab._tool(argv[0]) or argv[0]
         if say:
             say(c.shell(lab.id))
+        if c.argv[:2] == ["sysctl", "-w"]:           # /proc/sys itself: no procps needed
+            key, _, value = c.argv[2].partition("=")
+            failed = _lab._write_proc_sys(ns, {key: value})
+            if failed:
+                raise CourseError("live lab", f"{c.shell(lab.id)} failed: {failed}",
+                                  "a kernel with br_netfilter (modprobe br_netfilter), >= 5.3")
+            continue
+        argv = list(c.argv)
+        argv[0] = _lab._tool(argv[0]) or (_lab._tool("ebtables-nft") if argv[0] == "ebtables" else None) or argv[0]
         lab._exec(ns, *argv, what=c.shell(lab.id))
 
 
@@ -331,3 +338,65 @@ def compare_icmp(r, lab_frames, model_frames, over) -> None:
                     r.matched += 1
             else:
                 r.differences.append(f"ICMP error {i + 1}: {key[0]} {key[1]}: lab {fa.get(key)} model {fb.get(key)}")
+
+
+# -- python -m coursekit lab break NAME / lab fix ---------------------------------------------
+
+def scenario_in(st: dict, base):
+    """The cluster a running lab is now (its saved state's ``fault``: a name, ``healthy``, or as built)."""
+    f = st.get("fault")
+    if not f:
+        return base
+    return healthy(base) if f == "healthy" else broken(healthy(base), f)
+
+
+def _prediction(sc) -> list[str]:
+    from .datapath import walk
+    from .faults import outcome
+    w = walk(sc)
+    lines = [f"the model predicts: {outcome(w)}"]
+    if w.drops:
+        d = w.drops[0]
+        lines.append(f"  the SYN stops at {d.node} {d.iface}: {d.reason}")
+    return lines
+
+
+def command(action: str, name: str | None, say=None) -> int:
+    """``lab break NAME`` / ``lab fix`` on the lab ``lab up`` built: print and run the commands."""
+    import os
+    from . import lab as L
+    from .scenario import load_scenario
+    if action == "break" and not name:
+        raise CourseError("fault", "no fault named", ", ".join(BREAKABLE))
+    if action == "fix" and name:
+        raise CourseError("fault", f"lab fix takes no name (it repairs what is broken), got {name!r}", "lab fix")
+    if os.geteuid() != 0 and os.environ.get("PW_LAB_INSIDE") != "1":
+        st = L._read_state()
+        if st is None or "holder" not in st:
+            raise CourseError("live lab", "no lab is up", "python -m coursekit lab up")
+        if not L._holder_alive(st):
+            raise CourseError("live lab", f"the rootless lab's namespaces are gone (holder pid {st['holder']} exited)",
+                              "python -m coursekit lab down, then up")
+        return L._enter(st["holder"], ["lab", action] + ([name] if name else []))
+    st = L.load_state()
+    if st.get("captures"):
+        raise CourseError("live lab", "the captures are running", f"python -m coursekit lab run first, then {action}")
+    base = load_scenario(st["scenario"], {"neighbourCaches": "cold"} if st.get("cold") else None)
+    now = scenario_in(st, base)
+    if action == "break":
+        target, new = broken(now, name), name
+    else:
+        if fault_name(now) == "healthy":
+            raise CourseError("fault", "the lab's cluster is not broken", "python -m coursekit lab break NAME")
+        target, new = healthy(now), "healthy"
+    lb = L.resume(st, base, say)
+    cmds = transition(now, target)
+    print(f"{action} {name or fault_name(now)}: {len(cmds)} command{'s' * (len(cmds) != 1)}")
+    apply(lb, cmds, say=lambda line: print(f"  {line}"))
+    st = dict(st, fault=new, request="")
+    L.save_state(st)
+    for line in _prediction(target):
+        print(line)
+    print("next: python -m coursekit lab capture, then run, then compare (the model's broken cluster)"
+          if action == "break" else "next: python -m coursekit lab capture, then run, then compare")
+    return 0
