@@ -218,8 +218,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
            "udp port blocked", "security group", "firewall", "allow udp", "open udp", "open 8472",
            "allow 8472", "open the vxlan port", "allow the vxlan port", "underlay firewall", "input drop",
            "-d input"),
-          "underlay: a filter between the nodes (a bridge namespace for the underlay with "
-          "`nft add rule bridge filter forward udp dport 8472 drop`); host firewall: "
+          "underlay: a filter between the nodes (the lab's wire is a bridge in a namespace of its own: "
+          "ebtables -A FORWARD -p IPv4 --ip-dst <meizu IP> --ip-proto udp --ip-dport 8472 -j DROP); host firewall: "
           "ip netns exec <meizu> iptables -I INPUT -p udp -m udp --dport 8472 -j DROP",
           "remove that rule (iptables -D INPUT -p udp -m udp --dport 8472 -j DROP)"),
     Fault("vxlan-port", "the nodes' VXLAN devices use different UDP ports",
@@ -238,12 +238,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           ("no-endpoints", "no endpoints", "endpoints", "selector", "labels", "label", "has no endpoints",
            "kubectl get endpoints", "reject", "no ready pod",
            "no pods", "scale up", "readiness"),
-          "ip netns exec <xiaomi> iptables -t nat -D KUBE-SERVICES <the nginx ClusterIP rule>; "
-          "ip netns exec <xiaomi> iptables -N KUBE-SERVICES; ip netns exec <xiaomi> iptables -I FORWARD 2 -m conntrack "
-          "--ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES; "
-          "ip netns exec <xiaomi> iptables -A KUBE-SERVICES -d 10.254.40.119/32 -p tcp -m comment --comment "
-          "\"default/nginx: has no endpoints\" -m tcp --dport 4432 -j REJECT",
-          "undo those three rules (kube-proxy does it when the Service has endpoints again)"),
+          "on every node: iptables -t nat -D KUBE-SERVICES <the nginx ClusterIP rules>, its KUBE-SVC and KUBE-SEP "
+          "chains flushed and deleted (-X); iptables -I KUBE-SERVICES 1 -d 10.254.40.119/32 -p tcp -m comment "
+          "--comment \"default/nginx: has no endpoints\" -m tcp --dport 4432 -j REJECT --reject-with "
+          "icmp-port-unreachable (coursekit.labfaults computes each command)",
+          "undo those rules (kube-proxy does it when the Service has endpoints again)"),
     Fault("no-br-netfilter", "br_netfilter off on a node whose pod calls a Service served on the same node",
           "same-node-no-br-netfilter", "same-node",
           "modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1",

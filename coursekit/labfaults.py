@@ -144,8 +144,12 @@ def iptables_commands(owner: str, table: str, before: str, after: str) -> list[C
     out = [Command(owner, t + ["-N", c], "a new chain") for c in o1 if c not in p0]
     out += [Command(owner, t + ["-P", c, p1[c]], "the chain's policy") for c in o1
             if c in p0 and p1[c] != "-" and p0[c] != p1[c]]
-    result = {}
-    for c in o0 + [c for c in o1 if c not in o0]:
+    # kube-proxy's order: a new chain is filled before anything jumps to it, and the jumps
+    # to a chain that goes are deleted before its own rules
+    new = [c for c in o1 if c not in p0]
+    kept = [c for c in o0 if c in p1]
+    gone = [c for c in o0 if c not in p1]
+    for c in new + kept + gone:
         cur, want = list(r0.get(c, [])), r1.get(c, [])
         for spec in list(cur):
             if cur.count(spec) > want.count(spec):
@@ -158,7 +162,6 @@ def iptables_commands(owner: str, table: str, before: str, after: str) -> list[C
             out.append(Command(owner, t + ["-I", c, str(i + 1), *shlex.split(spec)], "a rule that comes"))
         if cur != want:
             raise CourseError("fault", f"cannot turn {table} {c} into the model's by inserting and deleting")
-        result[c] = cur
     out += [Command(owner, t + ["-X", c], "a chain that goes") for c in o0 if c not in p1]
     return out
 
