@@ -10,6 +10,9 @@ and the walk all show the same broken state::
     fault: {kind: missing-fdb, node: xiaomi, peer: meizu}
         flannel.1 on xiaomi lacks meizu's VTEP MAC (flanneld lagging):
         coursekit.routing.fdb leaves the entry out
+    fault: {kind: missing-route, node: xiaomi, peer: meizu}
+        xiaomi has no route to meizu's pod subnet (flanneld failed to add it):
+        coursekit.routing.routes leaves it out
     fault: {kind: udp-blocked, node: meizu, at: underlay}
         a cloud security group drops UDP <flannel port> to meizu on the wire
         (coursekit.kernel.devices.Nic.xmit asks :func:`wire_blocks`)
@@ -63,7 +66,7 @@ TCP_SYN_RETRIES = 6
 #: net.ipv4.tcp_syn_linear_timeouts: 0 on the article's 3.10 kernel (the sysctl exists from 6.5, default 4)
 TCP_SYN_LINEAR_TIMEOUTS = 0
 
-_KINDS = {"missing-fdb": ("node", "peer"), "udp-blocked": ("node", "port", "at"), "no-endpoints": ("service",),
+_KINDS = {"missing-fdb": ("node", "peer"), "missing-route": ("node", "peer"), "udp-blocked": ("node", "port", "at"), "no-endpoints": ("service",),
           "vxlan-port": ("node", "port")}
 _AT = ("underlay", "input")
 
@@ -105,7 +108,7 @@ def parse_fault(raw, sc) -> FaultSpec:
             raise CourseError("fault.port", f"{port!r} is not another UDP port",
                               f"1..65535, other than flannel.port ({sc.flannel.port})")
         return FaultSpec(kind, node, port=port)
-    if kind == "missing-fdb":
+    if kind in ("missing-fdb", "missing-route"):
         peer = raw.get("peer")
         others = [n for n in names if n != node]
         if peer not in others:
@@ -126,6 +129,12 @@ def fdb_missing(sc, node: str, peer: str) -> bool:
     """Does the scenario's fault remove ``peer``'s entry from ``node``'s flannel.1 FDB?"""
     f = sc.fault
     return f is not None and f.kind == "missing-fdb" and f.node == node and f.peer == peer
+
+
+def route_missing(sc, node: str, peer: str) -> bool:
+    """Does the scenario's fault remove ``node``'s route to ``peer``'s pod subnet (flanneld failed to add it)?"""
+    f = sc.fault
+    return f is not None and f.kind == "missing-route" and f.node == node and f.peer == peer
 
 
 def vxlan_port(sc, node: str) -> int:
@@ -211,6 +220,14 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
            "flannel fdb", "flanneld lagging", "restart flanneld", "bridge fdb append", "bridge fdb add"),
           "ip netns exec <xiaomi> bridge fdb del <meizu VTEP MAC> dev flannel.1 dst <meizu IP>",
           "ip netns exec <xiaomi> bridge fdb append <meizu VTEP MAC> dev flannel.1 dst <meizu IP> self permanent"),
+    Fault("missing-route", "a node has no route to another node's pod subnet",
+          "faults/missing-route", "faults/healthy",
+          "add the route (ip route add <subnet> via <subnet>.0 dev flannel.1 onlink), or restart flanneld so it "
+          "programs it",
+          ("missing-route", "missing route", "no route", "route missing", "ip route add", "pod cidr route",
+           "subnet route", "network unreachable", "route to", "add the route", "add a route"),
+          "ip netns exec <xiaomi> ip route del 172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink",
+          "ip netns exec <xiaomi> ip route add 172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink"),
     Fault("udp-blocked", "the VXLAN UDP port is blocked between the nodes",
           "faults/udp-blocked", "faults/healthy",
           "allow UDP <flannel port> between the nodes (the security group, or the host firewall's INPUT rule)",
@@ -330,9 +347,14 @@ def outcome(walk) -> str:
                                                  "unexpected SYN-ACK with RST)" if rst[0].sender == "client" else
                                                  ": connect() fails with ECONNREFUSED (Connection refused)"))
     client = walk.scenario.client.name
-    if any(o.flow == "icmp" and o.node == client and o.direction == "in" for o in walk.observations):
-        return ("an ICMP port unreachable answers the SYN: connect() fails at once with ECONNREFUSED "
-                "(Connection refused)")
+    icmp = [o for o in walk.observations if o.flow == "icmp" and o.node == client and o.direction == "in"]
+    if icmp:
+        d = icmp[0].frame
+        code = d[14 + (d[14] & 0xF) * 4 + 1]
+        what, errno = {0: ("network", "ENETUNREACH (Network is unreachable)"),
+                       1: ("host", "EHOSTUNREACH (No route to host)")}.get(
+            code, ("port", "ECONNREFUSED (Connection refused)"))
+        return f"an ICMP {what} unreachable answers the SYN: connect() fails at once with {errno}"
     rtx = [s for s in segs if getattr(s, "retransmission", 0)]
     if rtx:
         _t, give_up = syn_retransmit_times()

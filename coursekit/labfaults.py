@@ -37,8 +37,8 @@ from .errors import CourseError
 __all__ = ["BREAKABLE", "broken", "healthy", "transition", "Command", "needs_switch", "apply", "command"]
 
 #: The faults ``lab break`` applies (every fault of coursekit.faults, the host-firewall variant apart).
-BREAKABLE = ("forward-policy-drop", "missing-fdb", "udp-blocked", "udp-blocked-input", "vxlan-port",
-             "no-endpoints", "no-br-netfilter")
+BREAKABLE = ("forward-policy-drop", "missing-fdb", "missing-route", "udp-blocked", "udp-blocked-input",
+             "vxlan-port", "no-endpoints", "no-br-netfilter")
 
 WIRE = "_wire"          # the underlay's bridge namespace (coursekit.lab._UNDERLAY)
 
@@ -72,6 +72,13 @@ def broken(sc, name: str):
         return sc.with_changes({"flannel.version": "v0.8.0"})
     if name == "missing-fdb":
         return sc.with_changes({"fault": {"kind": "missing-fdb", "node": client, "peer": server}})
+    if name == "missing-route":
+        if sc.node(client).default_route:
+            raise CourseError("fault", f"without its route to {server}'s pods, {client} would send them to its "
+                              "default gateway, which the lab does not build",
+                              "a scenario whose nodes have no default route (lab up --scenario faults/missing-route, "
+                              "then lab fix)")
+        return sc.with_changes({"fault": {"kind": "missing-route", "node": client, "peer": server}})
     if name == "vxlan-port":
         return sc.with_changes({"fault": {"kind": "vxlan-port", "node": server,
                                           "port": 4789 if sc.flannel.port != 4789 else 8472}})
@@ -215,7 +222,7 @@ def needs_switch(sc) -> bool:
 
 def transition(before, after) -> list[Command]:
     """The commands that turn the cluster ``before`` into ``after`` (two scenarios of the same cluster)."""
-    from .faults import fdb_missing, vxlan_port
+    from .faults import fdb_missing, route_missing, vxlan_port
     from .netfilter import filter_save, nat_save
     out: list[Command] = []
     rebuilt = set()
@@ -233,6 +240,11 @@ def transition(before, after) -> list[Command]:
             was, now = fdb_missing(before, n.name, other.name), fdb_missing(after, n.name, other.name)
             if was != now:
                 out.append(_fdb(after, n.name, other, "append" if was else "del"))
+            was, now = route_missing(before, n.name, other.name), route_missing(after, n.name, other.name)
+            if was != now:
+                out.append(Command(n.name, ["ip", "route", "add" if was else "del", str(other.subnet), "via",
+                                            str(other.vtep_ip), "dev", after.flannel.device, "onlink"],
+                                   f"flanneld's route to {other.name}'s pods"))
         for table, save in (("nat", nat_save), ("filter", filter_save)):
             out += iptables_commands(n.name, table, save(before, n.name), save(after, n.name))
     r0, r1 = _underlay_rule(before), _underlay_rule(after)

@@ -11,6 +11,7 @@ import pytest
 
 import coursekit as ck
 from coursekit import conversation as conv
+from coursekit import faults
 from coursekit.errors import CourseError
 from coursekit.faults import (FAULTS, compare, diagnose, mystery, outcome, syn_retransmit_times)
 from coursekit.netfilter import filter_save
@@ -384,3 +385,21 @@ def test_a_vxlan_port_fault_needs_another_port(port):
     with pytest.raises(CourseError) as e:
         ck.load_scenario(HEALTHY, {"fault": {"kind": "vxlan-port", "node": "meizu", "port": port}})
     assert e.value.field == "fault.port"
+
+
+def test_missing_route_the_error_comes_from_the_address_the_client_called():
+    """No route for a DNATed SYN (a 6.18 kernel, checked in two namespaces): ip_error answers with ICMP
+    network unreachable from the *original* destination, quoting the SYN un-DNATed and with its TTL not
+    yet decremented; busybox's connect() fails at once with ENETUNREACH."""
+    sc = ck.load_scenario("faults/missing-route")
+    w = ck.walk(sc)
+    assert [s.label for s in w.segments] == ["SYN"]                     # no retransmission
+    assert (w.drops[0].node, w.drops[0].iface, w.drops[0].reason) == ("xiaomi", "docker0", "no route")
+    assert "ENETUNREACH (Network is unreachable)" in faults.outcome(w)
+    text = str(ck.tcpdump(sc, "busybox", "eth0", flags="-nn -v"))
+    assert "10.254.40.119 > 172.30.83.9: ICMP net 10.254.40.119 unreachable, length 68" in text
+    quoted = text.split("unreachable, length 68")[1]
+    assert "ttl 64" in quoted and "172.30.83.9.45310 > 10.254.40.119.4432: Flags [S]" in quoted
+    assert "172.30.20.0/24" not in ck.routing.ip_route(sc, "xiaomi")
+    assert "172.30.83.0/24" in ck.routing.ip_route(sc, "meizu")
+    assert faults.diagnose(sc) == "missing-route" and faults.fault_named("add the route back") == "missing-route"

@@ -23,8 +23,9 @@ from coursekit.errors import CourseError
 from conftest import ROOT
 from test_lab import inside_own_namespace, ready  # noqa: F401 - the lab tests' fixture
 
-BASE = {name: ("same-node" if name == "no-br-netfilter" else "article") for name in labfaults.BREAKABLE}
-FAULT_FILES = ["faults/missing-fdb", "faults/udp-blocked", "faults/udp-blocked-input", "faults/vxlan-port",
+BASE = {name: ("same-node" if name == "no-br-netfilter" else "faults/missing-route" if name == "missing-route"
+               else "article") for name in labfaults.BREAKABLE}
+FAULT_FILES = ["faults/missing-fdb", "faults/missing-route", "faults/udp-blocked", "faults/udp-blocked-input", "faults/vxlan-port",
                "faults/no-endpoints", "faults/forward-policy-drop"]
 
 
@@ -62,7 +63,7 @@ def _replay(save: str, commands):
 
 @pytest.mark.parametrize("name", labfaults.BREAKABLE)
 def test_break_and_fix_commands_turn_the_models_tables_into_each_other(name):
-    sc = ck.load_scenario(BASE[name])
+    sc = labfaults.healthy(ck.load_scenario(BASE[name]))
     bad = labfaults.broken(sc, name)
     assert labfaults.fault_name(bad) == name and labfaults.fault_name(sc) == "healthy"
     good = labfaults.healthy(bad)
@@ -86,7 +87,7 @@ def test_break_and_fix_commands_turn_the_models_tables_into_each_other(name):
 def test_each_fault_is_the_one_its_commands_make():
     sc = ck.load_scenario("article")
     shell = {name: "\n".join(c.shell("pwlab-x-") for c in labfaults.transition(sc, labfaults.broken(sc, name)))
-             for name in labfaults.BREAKABLE if name != "no-br-netfilter"}
+             for name in labfaults.BREAKABLE if name not in ("no-br-netfilter", "missing-route")}
     meizu = sc.node("meizu")
     assert shell["missing-fdb"] == (f"ip netns exec pwlab-x-xiaomi bridge fdb del {meizu.vtep_mac} dev flannel.1 "
                                     f"dst {meizu.nic.ip}")
@@ -97,6 +98,9 @@ def test_each_fault_is_the_one_its_commands_make():
     assert "iptables -t filter -D FORWARD -s 172.30.0.0/16 -j ACCEPT" in shell["forward-policy-drop"]
     assert "dstport 4789" in shell["vxlan-port"] and "ip link del flannel.1" in shell["vxlan-port"]
     assert "REJECT --reject-with icmp-port-unreachable" in shell["no-endpoints"]
+    mr = ck.load_scenario("faults/missing-route")
+    assert [c.shell("p-") for c in labfaults.transition(mr, labfaults.healthy(mr))] == [
+        "ip netns exec p-xiaomi ip route add 172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink"]
     nbn = labfaults.transition(ck.load_scenario("same-node"), labfaults.broken(ck.load_scenario("same-node"),
                                                                                 "no-br-netfilter"))
     assert [c.shell("p-") for c in nbn] == ["ip netns exec p-xiaomi sysctl -w net.bridge.bridge-nf-call-iptables=0"]
@@ -107,6 +111,7 @@ def test_each_fault_is_the_one_its_commands_make():
     ("no-br-netfilter", "article", "share a node"),
     ("missing-fdb", "same-node", "between two nodes"),
     ("udp-blocked", "faults/missing-fdb", "already broken"),
+    ("missing-route", "article", "default gateway"),
 ])
 def test_a_fault_that_cannot_be_broken_there_is_one_message(name, base, problem):
     with pytest.raises(CourseError) as e:
@@ -194,7 +199,7 @@ def test_each_fault_on_the_real_kernel_matches_the_model(ready, name):  # noqa: 
     icmp = {(o.node, o.iface) for o in first_try if o.flow == "icmp"}
     assert icmp == ({("meizu", "enp4s0"), ("xiaomi", "enp4s0")} if name == "faults/vxlan-port" else
                     {("xiaomi", "docker0"), ("xiaomi", "veth4c1a3e7"), ("busybox", "eth0")}
-                    if name == "faults/no-endpoints" else set())
+                    if name in ("faults/no-endpoints", "faults/missing-route") else set())
 
 
 def _kernel_state(lb, sc) -> dict:
@@ -224,7 +229,7 @@ def test_after_break_the_kernels_state_is_the_models_and_after_fix_the_working_o
             assert working[n.name]["filter"] == ck.netfilter.filter_save(sc, n.name)
             assert working[n.name]["fdb"] == ck.routing.bridge_fdb(sc, n.name)
         for name in labfaults.BREAKABLE:
-            if name == "no-br-netfilter":
+            if name in ("no-br-netfilter", "missing-route"):       # another base (test_cli_... has it)
                 continue
             bad = labfaults.broken(sc, name)
             labfaults.apply(lb, labfaults.transition(sc, bad))

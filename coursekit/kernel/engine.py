@@ -152,8 +152,9 @@ class Net:
             if (qt.src, qt.sport, qt.dst, qt.dport) in conns:
                 self.rec.refused = (ns.name, 3, d[14 + (d[14] & 0xF) * 4 + 1])
                 self.refused_any = True
+                code = d[14 + (d[14] & 0xF) * 4 + 1]
                 dec.append(Decision("socket", "tcp_v4_err", f"ICMP unreachable for {qt}",
-                                    "connect() fails: ECONNREFUSED (Connection refused)"))
+                                    f"connect() fails: {_CONNECT_ERRNO.get(code, 'an error')}"))
                 return self._delivered(ns, t5, dec)
         if key in conns:
             return self._delivered(ns, t5, dec)
@@ -362,6 +363,11 @@ def schedule(sc, segs, nf: dict | None = None) -> bool:
     if lost:
         del segs[1:]
     return bool(lost and req_hops and not answered)
+
+
+#: icmp_err_convert: what connect() fails with for an ICMP destination unreachable code
+_CONNECT_ERRNO = {0: "ENETUNREACH (Network is unreachable)", 1: "EHOSTUNREACH (No route to host)",
+                  3: "ECONNREFUSED (Connection refused)"}
 
 
 def walk(sc) -> Walk:
