@@ -464,6 +464,16 @@ def _icmp_sender(sc) -> str:
     return first.node
 
 
+def _icmp_source_at_client(sc) -> str:
+    """The source address of the first ICMP error the client receives."""
+    from .kernel.frame import src_of
+    w = _walk(sc)
+    first = next(o for o in w.observations if o.flow == "icmp" and o.node == sc.client.name and o.direction == "in")
+    return str(src_of(first.frame))
+
+
+_NO_ROUTE = _paths(lambda sc: {**{f"nodes.{n.name}.defaultRoute": False for n in sc.nodes},
+                               "fault": {"kind": "missing-route", "node": sc.client.node, "peer": sc.server.node}})
 _NO_ENDPOINTS = _paths(lambda sc: {"fault": {"kind": "no-endpoints", "service": sc.request.service}})
 
 
@@ -815,6 +825,13 @@ EXERCISES = [
              "after that?",
              before="## Fault: br_netfilter off on the same node", whatif="the Service has no endpoints",
              words=("syns", "syn", "packets", "times", "segments")),
+    Exercise("09.no-route-from", "Suppose busybox's node had no route to nginx's pod subnet (and no default route). "
+             "From which address does the ICMP error busybox receives come?",
+             _under(_NO_ROUTE, _icmp_source_at_client), "ip",
+             "Where is the route looked up, before or after DNAT? And conntrack treats the error as a reply of the "
+             "connection it quotes.",
+             before="## Fault: no route to the other node's pods", whatif="no route to the server node's pod subnet",
+             words=("from", "source", "src")),
     Exercise("09.mystery", "What is broken in this cluster? Name the fault, or the fix.",
              _diagnosis, "fault",
              "Follow the request interface by interface (m.hint(1), m.hint(2), ...): where is it last seen? Then "

@@ -34,7 +34,7 @@ import shlex
 
 from .errors import CourseError
 
-__all__ = ["BREAKABLE", "broken", "healthy", "transition", "Command", "needs_switch", "apply", "command"]
+__all__ = ["BREAKABLE", "broken", "healthy", "working_base", "transition", "Command", "needs_switch", "apply", "command"]
 
 #: The faults ``lab break`` applies (every fault of coursekit.faults, the host-firewall variant apart).
 BREAKABLE = ("forward-policy-drop", "missing-fdb", "missing-route", "udp-blocked", "udp-blocked-input",
@@ -84,6 +84,20 @@ def broken(sc, name: str):
                                           "port": 4789 if sc.flannel.port != 4789 else 8472}})
     return sc.with_changes({"fault": {"kind": "udp-blocked", "node": server,
                                       "at": "input" if name == "udp-blocked-input" else "underlay"}})
+
+
+def working_base(name: str):
+    """The working cluster the course breaks with fault ``name``: the article's, the same-node case for
+    br_netfilter, the article's without default routes for a missing route.
+
+    Taught in: 09-when-it-breaks.
+    """
+    from .scenario import load_scenario
+    if name == "no-br-netfilter":
+        return load_scenario("same-node")
+    if name == "missing-route":
+        return healthy(load_scenario("faults/missing-route"))
+    return load_scenario("article")
 
 
 def healthy(sc):

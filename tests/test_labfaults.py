@@ -23,8 +23,7 @@ from coursekit.errors import CourseError
 from conftest import ROOT
 from test_lab import inside_own_namespace, ready  # noqa: F401 - the lab tests' fixture
 
-BASE = {name: ("same-node" if name == "no-br-netfilter" else "faults/missing-route" if name == "missing-route"
-               else "article") for name in labfaults.BREAKABLE}
+
 FAULT_FILES = ["faults/missing-fdb", "faults/missing-route", "faults/udp-blocked", "faults/udp-blocked-input", "faults/vxlan-port",
                "faults/no-endpoints", "faults/forward-policy-drop"]
 
@@ -63,7 +62,7 @@ def _replay(save: str, commands):
 
 @pytest.mark.parametrize("name", labfaults.BREAKABLE)
 def test_break_and_fix_commands_turn_the_models_tables_into_each_other(name):
-    sc = labfaults.healthy(ck.load_scenario(BASE[name]))
+    sc = labfaults.working_base(name)
     bad = labfaults.broken(sc, name)
     assert labfaults.fault_name(bad) == name and labfaults.fault_name(sc) == "healthy"
     good = labfaults.healthy(bad)
