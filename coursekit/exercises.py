@@ -795,7 +795,7 @@ EXERCISES = [
              before="## Silence has a rhythm", whatif="no FDB entry for the server's node on the client's flannel.1",
              words=("s", "seconds", "sec", "secs", "after")),
     Exercise("09.last-seen-fdb", "In that cluster, which interface of busybox's node is the last one where "
-             "tcpdump sees the SYN?",
+             "tcpdump sees the SYN? (Its name only.)",
              _under(_fault_change("missing-fdb"), _last_client_node_iface), "word",
              "tcpdump on a device sees what is handed to its driver; the VXLAN driver looks up its FDB after that.",
              before="## Fault: no FDB entry", whatif="no FDB entry for the server's node on the client's flannel.1",
@@ -821,8 +821,8 @@ EXERCISES = [
     Exercise("09.no-endpoints-syns", "Suppose the Service's selector matched no ready pod. How many SYNs would "
              "tcpdump on busybox's eth0 print before wget gives up?",
              _under(_NO_ENDPOINTS, _syn_count), "int",
-             "kube-proxy's REJECT answers with an ICMP error: does the client's kernel wait for a retransmission "
-             "after that?",
+             "kube-proxy's REJECT answers at once, on busybox's own node, while busybox's connect() still holds "
+             "its socket: does that first error end the connection?",
              before="## Fault: br_netfilter off on the same node", whatif="the Service has no endpoints",
              words=("syns", "syn", "packets", "times", "segments")),
     Exercise("09.no-route-from", "Suppose busybox's node had no route to nginx's pod subnet (and no default route). "

@@ -306,8 +306,13 @@ def syn_retransmit_times(retries: int = TCP_SYN_RETRIES, linear: int = TCP_SYN_L
     """Offsets (µs after the first SYN) of each retransmitted SYN, and when ``connect()`` gives up.
 
     The k-th retransmission waits ``rto * 2**max(0, k - 1 - linear)`` after
-    the previous one (capped at TCP_RTO_MAX); after ``retries`` of them the
-    next expiry fails the connection.  ``linear`` is 0 on kernels before 6.5.
+    the previous one (capped at TCP_RTO_MAX).  At each expiry ``tcp_write_timeout``
+    fails the connection if ``retries + linear`` retransmissions are done (the
+    ``linear`` ones are extra, in SYN_SENT only) or if ``tcp_model_timeout``'s bound
+    has passed: ``(2**(retries + 1) - 1) * rto`` (127 s for 6), linear beyond
+    TCP_RTO_MAX.  ``linear`` is 0 on kernels before 6.5; with 6.5's default of 4 a
+    SYN is retransmitted at 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s and connect()
+    fails at 131 s (measured on a 6.18 kernel: 133.5 s, timer slack included).
 
     >>> syn_retransmit_times()
     ([1000000, 3000000, 7000000, 15000000, 31000000, 63000000], 127000000)
@@ -315,18 +320,25 @@ def syn_retransmit_times(retries: int = TCP_SYN_RETRIES, linear: int = TCP_SYN_L
     for name, v, lo, hi in (("retries", retries, 0, 255), ("linear", linear, 0, 255), ("rto_us", rto_us, 1, 10**9)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise CourseError(name, f"{v!r} is out of range", f"an integer {lo}..{hi}")
-    out, t = [], 0
-    for k in range(1, retries + 2):
+    thresh = (TCP_RTO_MAX_US // rto_us).bit_length() - 1           # ilog2(TCP_RTO_MAX / rto)
+    bound = ((2 << retries) - 1) * rto_us if retries <= thresh else \
+        ((2 << thresh) - 1) * rto_us + (retries - thresh) * TCP_RTO_MAX_US
+    out, t, k = [], 0, 1
+    while True:
         t += min(rto_us * 2 ** max(0, k - 1 - linear), TCP_RTO_MAX_US)
+        if len(out) >= retries + linear or t >= bound:
+            return out, t
         out.append(t)
-    return out[:-1], out[-1]
+        k += 1
 
 
-def add_syn_retransmissions(sc, segs) -> None:
-    """After a SYN nobody answered: the client's retransmissions, each a new segment (same ISN, new TS val)."""
+def add_syn_retransmissions(sc, segs, count: int | None = None) -> None:
+    """After a SYN nobody answered: the client's retransmissions, each a new segment (same ISN, new TS val);
+    ``count`` of them (all by default: until connect() gives up)."""
     from . import conversation as conv
     first = segs[0]
     times, _give_up = syn_retransmit_times()
+    times = times[:count]
     offset = sc.observed.client_ts_offset_us
     for n, dt in enumerate(times, 1):
         s = dataclasses.replace(first, index=len(segs), label=f"SYN (retransmission {n})", notes=[])
@@ -343,9 +355,14 @@ def outcome(walk) -> str:
     segs = walk.segments
     rst = [s for s in segs if s.flags & 0x04]
     if rst:
-        return ("the client receives a reset" + (" from a peer it never called (its kernel answers the "
-                                                 "unexpected SYN-ACK with RST)" if rst[0].sender == "client" else
-                                                 ": connect() fails with ECONNREFUSED (Connection refused)"))
+        if rst[0].sender == "client":
+            # the RST answers a SYN-ACK no socket of the client asked for: it resets the server's half-open
+            # connection, not the client's (a 6.18 kernel: the SYN is retransmitted, each round the same)
+            _t, give_up = syn_retransmit_times()
+            return ("the client's kernel resets a SYN-ACK from a peer it never called; its own connect() "
+                    "keeps retransmitting the SYN and fails with ETIMEDOUT (Connection timed out) "
+                    f"{give_up // 1_000_000} s after the first SYN")
+        return "the client receives a reset: connect() fails with ECONNREFUSED (Connection refused)"
     client = walk.scenario.client.name
     icmp = [o for o in walk.observations if o.flow == "icmp" and o.node == client and o.direction == "in"]
     if icmp:
@@ -354,6 +371,11 @@ def outcome(walk) -> str:
         what, errno = {0: ("network", "ENETUNREACH (Network is unreachable)"),
                        1: ("host", "EHOSTUNREACH (No route to host)")}.get(
             code, ("port", "ECONNREFUSED (Connection refused)"))
+        rtx = [s for s in segs if getattr(s, "retransmission", 0)]
+        if rtx:
+            return (f"an ICMP {what} unreachable answers the SYN, while connect() still holds the socket (the "
+                    f"kernel keeps it as a soft error); the SYN is retransmitted after "
+                    f"{(rtx[0].send_us - segs[0].send_us) / 1e6:g} s, and its ICMP error ends connect() with {errno}")
         return f"an ICMP {what} unreachable answers the SYN: connect() fails at once with {errno}"
     rtx = [s for s in segs if getattr(s, "retransmission", 0)]
     if rtx:
@@ -511,10 +533,21 @@ class Mystery:
                 f"{int(sc.node(node).br_netfilter)}\n")
 
     def symptom(self) -> str:
-        """What the person who called for help reports."""
+        """What the person who called for help reports: what busybox wget printed, and when."""
+        import re
         sc = self.scenario
-        return (f"`wget http://{sc.target_ip}:{sc.target_dport}/` in pod {sc.client.name} on "
-                f"{sc.client.node}: {outcome(self.walk)}.")
+        text = outcome(self.walk)
+        if text == "the request is answered":
+            said = "the page arrives"
+        else:
+            err = re.findall(r"\(([A-Z][a-z][^)]*)\)", text)
+            segs = self.walk.segments
+            rtx = [s for s in segs if getattr(s, "retransmission", 0)]
+            after = syn_retransmit_times()[1] if "ETIMEDOUT" in text else \
+                (rtx[-1].send_us - segs[0].send_us if rtx else 0)
+            said = (f"`wget: can't connect to remote host ({sc.target_ip}): {err[-1] if err else 'failed'}`, "
+                    + (f"after {after / 1e6:g} s" if after else "at once"))
+        return f"`wget http://{sc.target_ip}:{sc.target_dport}/` in pod {sc.client.name} on {sc.client.node}: {said}."
 
     def hint(self, step: int = 0) -> str:
         """Where to listen next: the interfaces in the method's order, one more per step."""

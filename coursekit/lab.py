@@ -60,6 +60,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1019,13 +1020,17 @@ def _fetch(cfg: dict) -> None:
     sc = scenario_from_dict(cfg["raw"])
     req = wget_request(f"{cfg['ip']}:{cfg['port']}", sc.request.path, sc.request.user_agent, sc.request.method)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(cfg.get("connectTimeout", 0.8))
+    # a blocking connect(), as busybox's: an ICMP error its own SYN provokes on the node arrives
+    # while connect() holds the socket, and counts only as a soft error (coursekit.kernel.engine
+    # ._soft_error); SO_SNDTIMEO bounds the wait (connect() then fails with EINPROGRESS)
+    wait = cfg.get("connectTimeout", 0.8)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(wait), int(wait % 1 * 1e6)))
     try:
         s.connect((cfg["ip"], cfg["port"]))
     except OSError as e:
         s.close()
-        why = "timed out (no answer before the first SYN retransmission)" if isinstance(e, socket.timeout) \
-            else (e.strerror or str(e))
+        why = "timed out (no answer before the first SYN retransmission)" \
+            if isinstance(e, socket.timeout) or e.errno == errno.EINPROGRESS else (e.strerror or str(e))
         print(f"connect to {cfg['ip']}:{cfg['port']} failed: {why}")
         return
     s.settimeout(10)
