@@ -42,7 +42,7 @@ __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "w
            "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "explain", "__version__"]
 
 _LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing",
-         "cases", "dns", "faults", "explanation", "state", "collect")
+         "cases", "dns", "faults", "explanation", "state", "collect", "labfaults")
 
 
 def __getattr__(name):

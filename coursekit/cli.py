@@ -182,7 +182,7 @@ def _lab(args) -> int:
         output_file(args.json, "--json")
     if args.out:
         output_dir(args.out, "--out")
-    return lab.command(args.action, args.scenario, args.out, args.json, args.cold, say)
+    return lab.command(args.action, args.scenario, args.out, args.json, args.cold, say, fault=args.fault)
 
 
 def _own_cluster(args) -> int:
@@ -239,9 +239,13 @@ def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
 
     lb = sub.add_parser("lab", help="the live lab: the scenario on this machine's kernel (root, or rootless "
                                     "where user namespaces are allowed)")
-    lb.add_argument("action", choices=["up", "capture", "run", "compare", "down", "all", "status"],
+    lb.add_argument("action", choices=["up", "capture", "run", "compare", "down", "all", "status", "break", "fix"],
                     help="up: build; capture: start tcpdump everywhere; run: send the request (and stop the "
-                         "captures); compare: lab vs model; down: remove everything; all: up..down in one go")
+                         "captures); compare: lab vs model; down: remove everything; all: up..down in one go; "
+                         "break NAME: break the running lab (a fault of chapter 09); fix: repair it")
+    lb.add_argument("fault", nargs="?", default=None,
+                    help="with break: forward-policy-drop, missing-fdb, udp-blocked, udp-blocked-input, vxlan-port, "
+                         "no-endpoints, no-br-netfilter")
     lb.add_argument("--scenario", default="article")
     lb.add_argument("--out", default=None, help="where the pcaps go (default: a new temporary directory)")
     lb.add_argument("--json", default=None, help="also write the comparison as JSON to this file")

@@ -449,6 +449,34 @@ def _diagnosis(sc) -> str:
     return diagnose(sc)
 
 
+def _first_gone_on_server_node(sc) -> str:
+    """With flannel older than v0.9.1: the first interface of the server's node whose SYN is gone."""
+    healthy = [o.iface for o in _walk(sc.with_changes({"flannel.version": "v0.9.1"})).path(0)
+               if o.node == sc.server.node]
+    broken = {o.iface for o in _walk(sc).path(0) if o.node == sc.server.node}
+    return next(i for i in healthy if i not in broken)
+
+
+def _icmp_sender(sc) -> str:
+    """The node whose kernel sends the first ICMP error of the walk."""
+    w = _walk(sc)
+    first = next(o for o in w.observations if o.flow == "icmp" and o.direction == "out")
+    return first.node
+
+
+def _icmp_source_at_client(sc) -> str:
+    """The source address of the first ICMP error the client receives."""
+    from .kernel.frame import src_of
+    w = _walk(sc)
+    first = next(o for o in w.observations if o.flow == "icmp" and o.node == sc.client.name and o.direction == "in")
+    return str(src_of(first.frame))
+
+
+_NO_ROUTE = _paths(lambda sc: {**{f"nodes.{n.name}.defaultRoute": False for n in sc.nodes},
+                               "fault": {"kind": "missing-route", "node": sc.client.node, "peer": sc.server.node}})
+_NO_ENDPOINTS = _paths(lambda sc: {"fault": {"kind": "no-endpoints", "service": sc.request.service}})
+
+
 _NO = ("no", ("unchanged", "the same", "same", "stays the same", "it stays the same", "does not change",
               "doesn't change", "no change", "not changed", "it does not change", "it doesn't change",
               "same name", "the same name", "stays"))
@@ -767,7 +795,7 @@ EXERCISES = [
              before="## Silence has a rhythm", whatif="no FDB entry for the server's node on the client's flannel.1",
              words=("s", "seconds", "sec", "secs", "after")),
     Exercise("09.last-seen-fdb", "In that cluster, which interface of busybox's node is the last one where "
-             "tcpdump sees the SYN?",
+             "tcpdump sees the SYN? (Its name only.)",
              _under(_fault_change("missing-fdb"), _last_client_node_iface), "word",
              "tcpdump on a device sees what is handed to its driver; the VXLAN driver looks up its FDB after that.",
              before="## Fault: no FDB entry", whatif="no FDB entry for the server's node on the client's flannel.1",
@@ -777,6 +805,33 @@ EXERCISES = [
              _under(_fault_change("udp-blocked", at="input"), _seen_on_server_nic), "choice",
              "Where does tcpdump tap an incoming frame: before or after netfilter's hooks?",
              before="## Fault: UDP 8472 blocked", whatif="a host INPUT rule dropping UDP 8472 on the server's node"),
+    Exercise("09.forward-gone", "With flannel older than v0.9.1 under Docker's FORWARD policy DROP, which is the "
+             "first interface of nginx's node where tcpdump no longer sees the SYN?",
+             _under(_paths(lambda sc: {"flannel.version": "v0.8.0"}), _first_gone_on_server_node), "word",
+             "Which interfaces does a forwarded packet cross on nginx's node, and where between them does filter "
+             "FORWARD run?",
+             before="## Fault: no FDB entry", whatif="flannel v0.8.0: no FORWARD ACCEPT rules",
+             words=("interface", "on", "device")),
+    Exercise("09.vxlan-port-icmp", "Suppose nginx's node's flannel.1 listened on UDP 4789 while busybox's node sends "
+             "to 8472. Which node's kernel sends an ICMP error?",
+             _under(_fault_change("vxlan-port", port=4789), _icmp_sender), "word",
+             "Which node's UDP layer receives a datagram on a port where no socket listens?",
+             before="## Fault: no endpoints", whatif="the server node's flannel.1 on UDP 4789",
+             words=("node", "the", "on")),
+    Exercise("09.no-endpoints-syns", "Suppose the Service's selector matched no ready pod. How many SYNs would "
+             "tcpdump on busybox's eth0 print before wget gives up?",
+             _under(_NO_ENDPOINTS, _syn_count), "int",
+             "kube-proxy's REJECT answers at once, on busybox's own node, while busybox's connect() still holds "
+             "its socket: does that first error end the connection?",
+             before="## Fault: br_netfilter off on the same node", whatif="the Service has no endpoints",
+             words=("syns", "syn", "packets", "times", "segments")),
+    Exercise("09.no-route-from", "Suppose busybox's node had no route to nginx's pod subnet (and no default route). "
+             "From which address does the ICMP error busybox receives come?",
+             _under(_NO_ROUTE, _icmp_source_at_client), "ip",
+             "Where is the route looked up, before or after DNAT? And conntrack treats the error as a reply of the "
+             "connection it quotes.",
+             before="## Fault: no route to the other node's pods", whatif="no route to the server node's pod subnet",
+             words=("from", "source", "src")),
     Exercise("09.mystery", "What is broken in this cluster? Name the fault, or the fix.",
              _diagnosis, "fault",
              "Follow the request interface by interface (m.hint(1), m.hint(2), ...): where is it last seen? Then "

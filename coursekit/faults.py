@@ -10,6 +10,9 @@ and the walk all show the same broken state::
     fault: {kind: missing-fdb, node: xiaomi, peer: meizu}
         flannel.1 on xiaomi lacks meizu's VTEP MAC (flanneld lagging):
         coursekit.routing.fdb leaves the entry out
+    fault: {kind: missing-route, node: xiaomi, peer: meizu}
+        xiaomi has no route to meizu's pod subnet (flanneld failed to add it):
+        coursekit.routing.routes leaves it out
     fault: {kind: udp-blocked, node: meizu, at: underlay}
         a cloud security group drops UDP <flannel port> to meizu on the wire
         (coursekit.kernel.devices.Nic.xmit asks :func:`wire_blocks`)
@@ -63,7 +66,7 @@ TCP_SYN_RETRIES = 6
 #: net.ipv4.tcp_syn_linear_timeouts: 0 on the article's 3.10 kernel (the sysctl exists from 6.5, default 4)
 TCP_SYN_LINEAR_TIMEOUTS = 0
 
-_KINDS = {"missing-fdb": ("node", "peer"), "udp-blocked": ("node", "port", "at"), "no-endpoints": ("service",),
+_KINDS = {"missing-fdb": ("node", "peer"), "missing-route": ("node", "peer"), "udp-blocked": ("node", "port", "at"), "no-endpoints": ("service",),
           "vxlan-port": ("node", "port")}
 _AT = ("underlay", "input")
 
@@ -105,7 +108,7 @@ def parse_fault(raw, sc) -> FaultSpec:
             raise CourseError("fault.port", f"{port!r} is not another UDP port",
                               f"1..65535, other than flannel.port ({sc.flannel.port})")
         return FaultSpec(kind, node, port=port)
-    if kind == "missing-fdb":
+    if kind in ("missing-fdb", "missing-route"):
         peer = raw.get("peer")
         others = [n for n in names if n != node]
         if peer not in others:
@@ -126,6 +129,12 @@ def fdb_missing(sc, node: str, peer: str) -> bool:
     """Does the scenario's fault remove ``peer``'s entry from ``node``'s flannel.1 FDB?"""
     f = sc.fault
     return f is not None and f.kind == "missing-fdb" and f.node == node and f.peer == peer
+
+
+def route_missing(sc, node: str, peer: str) -> bool:
+    """Does the scenario's fault remove ``node``'s route to ``peer``'s pod subnet (flanneld failed to add it)?"""
+    f = sc.fault
+    return f is not None and f.kind == "missing-route" and f.node == node and f.peer == peer
 
 
 def vxlan_port(sc, node: str) -> int:
@@ -211,6 +220,14 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
            "flannel fdb", "flanneld lagging", "restart flanneld", "bridge fdb append", "bridge fdb add"),
           "ip netns exec <xiaomi> bridge fdb del <meizu VTEP MAC> dev flannel.1 dst <meizu IP>",
           "ip netns exec <xiaomi> bridge fdb append <meizu VTEP MAC> dev flannel.1 dst <meizu IP> self permanent"),
+    Fault("missing-route", "a node has no route to another node's pod subnet",
+          "faults/missing-route", "faults/healthy",
+          "add the route (ip route add <subnet> via <subnet>.0 dev flannel.1 onlink), or restart flanneld so it "
+          "programs it",
+          ("missing-route", "missing route", "no route", "route missing", "ip route add", "pod cidr route",
+           "subnet route", "network unreachable", "route to", "add the route", "add a route"),
+          "ip netns exec <xiaomi> ip route del 172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink",
+          "ip netns exec <xiaomi> ip route add 172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink"),
     Fault("udp-blocked", "the VXLAN UDP port is blocked between the nodes",
           "faults/udp-blocked", "faults/healthy",
           "allow UDP <flannel port> between the nodes (the security group, or the host firewall's INPUT rule)",
@@ -218,8 +235,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
            "udp port blocked", "security group", "firewall", "allow udp", "open udp", "open 8472",
            "allow 8472", "open the vxlan port", "allow the vxlan port", "underlay firewall", "input drop",
            "-d input"),
-          "underlay: a filter between the nodes (a bridge namespace for the underlay with "
-          "`nft add rule bridge filter forward udp dport 8472 drop`); host firewall: "
+          "underlay: a filter between the nodes (the lab's wire is a bridge in a namespace of its own: "
+          "ebtables -A FORWARD -p IPv4 --ip-dst <meizu IP> --ip-proto udp --ip-dport 8472 -j DROP); host firewall: "
           "ip netns exec <meizu> iptables -I INPUT -p udp -m udp --dport 8472 -j DROP",
           "remove that rule (iptables -D INPUT -p udp -m udp --dport 8472 -j DROP)"),
     Fault("vxlan-port", "the nodes' VXLAN devices use different UDP ports",
@@ -238,12 +255,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           ("no-endpoints", "no endpoints", "endpoints", "selector", "labels", "label", "has no endpoints",
            "kubectl get endpoints", "reject", "no ready pod",
            "no pods", "scale up", "readiness"),
-          "ip netns exec <xiaomi> iptables -t nat -D KUBE-SERVICES <the nginx ClusterIP rule>; "
-          "ip netns exec <xiaomi> iptables -N KUBE-SERVICES; ip netns exec <xiaomi> iptables -I FORWARD 2 -m conntrack "
-          "--ctstate NEW -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES; "
-          "ip netns exec <xiaomi> iptables -A KUBE-SERVICES -d 10.254.40.119/32 -p tcp -m comment --comment "
-          "\"default/nginx: has no endpoints\" -m tcp --dport 4432 -j REJECT",
-          "undo those three rules (kube-proxy does it when the Service has endpoints again)"),
+          "on every node: iptables -t nat -D KUBE-SERVICES <the nginx ClusterIP rules>, its KUBE-SVC and KUBE-SEP "
+          "chains flushed and deleted (-X); iptables -I KUBE-SERVICES 1 -d 10.254.40.119/32 -p tcp -m comment "
+          "--comment \"default/nginx: has no endpoints\" -m tcp --dport 4432 -j REJECT --reject-with "
+          "icmp-port-unreachable (coursekit.labfaults computes each command)",
+          "undo those rules (kube-proxy does it when the Service has endpoints again)"),
     Fault("no-br-netfilter", "br_netfilter off on a node whose pod calls a Service served on the same node",
           "same-node-no-br-netfilter", "same-node",
           "modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1",
@@ -290,8 +306,13 @@ def syn_retransmit_times(retries: int = TCP_SYN_RETRIES, linear: int = TCP_SYN_L
     """Offsets (µs after the first SYN) of each retransmitted SYN, and when ``connect()`` gives up.
 
     The k-th retransmission waits ``rto * 2**max(0, k - 1 - linear)`` after
-    the previous one (capped at TCP_RTO_MAX); after ``retries`` of them the
-    next expiry fails the connection.  ``linear`` is 0 on kernels before 6.5.
+    the previous one (capped at TCP_RTO_MAX).  At each expiry ``tcp_write_timeout``
+    fails the connection if ``retries + linear`` retransmissions are done (the
+    ``linear`` ones are extra, in SYN_SENT only) or if ``tcp_model_timeout``'s bound
+    has passed: ``(2**(retries + 1) - 1) * rto`` (127 s for 6), linear beyond
+    TCP_RTO_MAX.  ``linear`` is 0 on kernels before 6.5; with 6.5's default of 4 a
+    SYN is retransmitted at 1, 2, 3, 4, 5, 7, 11, 19, 35 and 67 s and connect()
+    fails at 131 s (measured on a 6.18 kernel: 133.5 s, timer slack included).
 
     >>> syn_retransmit_times()
     ([1000000, 3000000, 7000000, 15000000, 31000000, 63000000], 127000000)
@@ -299,18 +320,25 @@ def syn_retransmit_times(retries: int = TCP_SYN_RETRIES, linear: int = TCP_SYN_L
     for name, v, lo, hi in (("retries", retries, 0, 255), ("linear", linear, 0, 255), ("rto_us", rto_us, 1, 10**9)):
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise CourseError(name, f"{v!r} is out of range", f"an integer {lo}..{hi}")
-    out, t = [], 0
-    for k in range(1, retries + 2):
+    thresh = (TCP_RTO_MAX_US // rto_us).bit_length() - 1           # ilog2(TCP_RTO_MAX / rto)
+    bound = ((2 << retries) - 1) * rto_us if retries <= thresh else \
+        ((2 << thresh) - 1) * rto_us + (retries - thresh) * TCP_RTO_MAX_US
+    out, t, k = [], 0, 1
+    while True:
         t += min(rto_us * 2 ** max(0, k - 1 - linear), TCP_RTO_MAX_US)
+        if len(out) >= retries + linear or t >= bound:
+            return out, t
         out.append(t)
-    return out[:-1], out[-1]
+        k += 1
 
 
-def add_syn_retransmissions(sc, segs) -> None:
-    """After a SYN nobody answered: the client's retransmissions, each a new segment (same ISN, new TS val)."""
+def add_syn_retransmissions(sc, segs, count: int | None = None) -> None:
+    """After a SYN nobody answered: the client's retransmissions, each a new segment (same ISN, new TS val);
+    ``count`` of them (all by default: until connect() gives up)."""
     from . import conversation as conv
     first = segs[0]
     times, _give_up = syn_retransmit_times()
+    times = times[:count]
     offset = sc.observed.client_ts_offset_us
     for n, dt in enumerate(times, 1):
         s = dataclasses.replace(first, index=len(segs), label=f"SYN (retransmission {n})", notes=[])
@@ -327,13 +355,28 @@ def outcome(walk) -> str:
     segs = walk.segments
     rst = [s for s in segs if s.flags & 0x04]
     if rst:
-        return ("the client receives a reset" + (" from a peer it never called (its kernel answers the "
-                                                 "unexpected SYN-ACK with RST)" if rst[0].sender == "client" else
-                                                 ": connect() fails with ECONNREFUSED (Connection refused)"))
+        if rst[0].sender == "client":
+            # the RST answers a SYN-ACK no socket of the client asked for: it resets the server's half-open
+            # connection, not the client's (a 6.18 kernel: the SYN is retransmitted, each round the same)
+            _t, give_up = syn_retransmit_times()
+            return ("the client's kernel resets a SYN-ACK from a peer it never called; its own connect() "
+                    "keeps retransmitting the SYN and fails with ETIMEDOUT (Connection timed out) "
+                    f"{give_up // 1_000_000} s after the first SYN")
+        return "the client receives a reset: connect() fails with ECONNREFUSED (Connection refused)"
     client = walk.scenario.client.name
-    if any(o.flow == "icmp" and o.node == client and o.direction == "in" for o in walk.observations):
-        return ("an ICMP port unreachable answers the SYN: connect() fails at once with ECONNREFUSED "
-                "(Connection refused)")
+    icmp = [o for o in walk.observations if o.flow == "icmp" and o.node == client and o.direction == "in"]
+    if icmp:
+        d = icmp[0].frame
+        code = d[14 + (d[14] & 0xF) * 4 + 1]
+        what, errno = {0: ("network", "ENETUNREACH (Network is unreachable)"),
+                       1: ("host", "EHOSTUNREACH (No route to host)")}.get(
+            code, ("port", "ECONNREFUSED (Connection refused)"))
+        rtx = [s for s in segs if getattr(s, "retransmission", 0)]
+        if rtx:
+            return (f"an ICMP {what} unreachable answers the SYN, while connect() still holds the socket (the "
+                    f"kernel keeps it as a soft error); the SYN is retransmitted after "
+                    f"{(rtx[0].send_us - segs[0].send_us) / 1e6:g} s, and its ICMP error ends connect() with {errno}")
+        return f"an ICMP {what} unreachable answers the SYN: connect() fails at once with {errno}"
     rtx = [s for s in segs if getattr(s, "retransmission", 0)]
     if rtx:
         _t, give_up = syn_retransmit_times()
@@ -490,10 +533,21 @@ class Mystery:
                 f"{int(sc.node(node).br_netfilter)}\n")
 
     def symptom(self) -> str:
-        """What the person who called for help reports."""
+        """What the person who called for help reports: what busybox wget printed, and when."""
+        import re
         sc = self.scenario
-        return (f"`wget http://{sc.target_ip}:{sc.target_dport}/` in pod {sc.client.name} on "
-                f"{sc.client.node}: {outcome(self.walk)}.")
+        text = outcome(self.walk)
+        if text == "the request is answered":
+            said = "the page arrives"
+        else:
+            err = re.findall(r"\(([A-Z][a-z][^)]*)\)", text)
+            segs = self.walk.segments
+            rtx = [s for s in segs if getattr(s, "retransmission", 0)]
+            after = syn_retransmit_times()[1] if "ETIMEDOUT" in text else \
+                (rtx[-1].send_us - segs[0].send_us if rtx else 0)
+            said = (f"`wget: can't connect to remote host ({sc.target_ip}): {err[-1] if err else 'failed'}`, "
+                    + (f"after {after / 1e6:g} s" if after else "at once"))
+        return f"`wget http://{sc.target_ip}:{sc.target_dport}/` in pod {sc.client.name} on {sc.client.node}: {said}."
 
     def hint(self, step: int = 0) -> str:
         """Where to listen next: the interfaces in the method's order, one more per step."""

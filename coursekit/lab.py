@@ -60,6 +60,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -405,6 +406,9 @@ class Lab:
         self._captures: list[tuple[subprocess.Popen, Point]] = []
         self.built = False
         self.request_log = ""
+        # the underlay as a bridge in a namespace of its own (a place to filter between the nodes)
+        from .labfaults import needs_switch
+        self.switch = needs_switch(scenario)
 
     # -- names -------------------------------------------------------------------
     def ns(self, name: str) -> str:
@@ -446,13 +450,16 @@ class Lab:
             self._claim = None
 
     def _build(self) -> None:
-        sc = self.sc
+        # a broken cluster is built working, then broken by the commands a person would type
+        # (coursekit.labfaults: the difference between the two scenarios' states)
+        from .labfaults import healthy
+        sc = healthy(self.sc)
         nodes, pods, externals = list(sc.nodes), list(sc.pods), list(sc.externals)
         dev = sc.flannel.device
         owners = [x.name for x in nodes + pods + externals]
         # the underlay: a veth pair between two NICs, a bridge in a namespace of its own for more
         nics = [(n.name, n.nic) for n in nodes] + [(x.name, x.nic) for x in externals]
-        switch = self.ns(_UNDERLAY) if len(nics) > 2 else None
+        switch = self.ns(_UNDERLAY) if len(nics) > 2 or self.switch else None
         self.progress(f"namespaces: {', '.join(self.ns(x) for x in owners + ([_UNDERLAY] if switch else []))}")
         for name in owners + ([_UNDERLAY] if switch else []):
             ns = self.ns(name)
@@ -580,6 +587,10 @@ class Lab:
                 _iptables_restore(self.ns(n.name), nat + filt)
             except CourseError as e:
                 raise CourseError("live lab", f"{n.name}: {e.problem}") from None
+        if sc is not self.sc:
+            from .labfaults import apply, transition
+            self.progress("break it: " + "; ".join(c.shell(self.id) for c in transition(sc, self.sc)))
+            apply(self, transition(sc, self.sc))
         self.points = []
         for name in owners:
             for iface in sc.interfaces(name):
@@ -876,7 +887,8 @@ def lab_state(lab: "Lab", scenario_ref: str, **extra) -> dict:
     return {"id": lab.id, "scenario": scenario_ref, "workdir": str(lab.workdir), "owned": lab.owns_workdir,
             "warm": lab.warm, "cold": lab.sc.neighbour_caches == "cold",
             "points": [asdict(p) for p in lab.points],
-            "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures], **extra}
+            "captures": [{"pid": proc.pid, **asdict(pt)} for proc, pt in lab._captures],
+            **({"fault": lab.fault_state} if getattr(lab, "fault_state", None) else {}), **extra}
 
 
 def _read_state() -> dict | None:
@@ -1008,13 +1020,17 @@ def _fetch(cfg: dict) -> None:
     sc = scenario_from_dict(cfg["raw"])
     req = wget_request(f"{cfg['ip']}:{cfg['port']}", sc.request.path, sc.request.user_agent, sc.request.method)
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.settimeout(cfg.get("connectTimeout", 0.8))
+    # a blocking connect(), as busybox's: an ICMP error its own SYN provokes on the node arrives
+    # while connect() holds the socket, and counts only as a soft error (coursekit.kernel.engine
+    # ._soft_error); SO_SNDTIMEO bounds the wait (connect() then fails with EINPROGRESS)
+    wait = cfg.get("connectTimeout", 0.8)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", int(wait), int(wait % 1 * 1e6)))
     try:
         s.connect((cfg["ip"], cfg["port"]))
     except OSError as e:
         s.close()
-        why = "timed out (no answer before the first SYN retransmission)" if isinstance(e, socket.timeout) \
-            else (e.strerror or str(e))
+        why = "timed out (no answer before the first SYN retransmission)" \
+            if isinstance(e, socket.timeout) or e.errno == errno.EINPROGRESS else (e.strerror or str(e))
         print(f"connect to {cfg['ip']}:{cfg['port']} failed: {why}")
         return
     s.settimeout(10)
@@ -1104,8 +1120,11 @@ def _tcp_frames(frames, sc, kinds: dict | None = None):
     """
     from scapy.layers.inet import IP, TCP, UDP
     from scapy.layers.l2 import ARP, Ether
+    from .labfaults import is_icmp_error
     keep, other = [], 0
     for f in frames:
+        if is_icmp_error(f.data):          # compared on their own (coursekit.labfaults.compare_icmp)
+            continue
         p = Ether(f.data)
         if p.haslayer(TCP) and p.haslayer(IP) and (not p.haslayer(UDP) or p[UDP].dport == sc.flannel.port):
             keep.append(f)
@@ -1336,14 +1355,17 @@ def compare(sc, pcaps: dict) -> Report:
                            over["observed.clientISN"], over["observed.serverISN"])
     sender_of = {seg.index: seg.sender for seg in w.segments}
     cold = sc.neighbour_caches == "cold"
+    # ICMP errors answering the late retransmissions come late too
+    cut = min((w.segments[i].send_us for i in late), default=1 << 62)
     results = []
     _lab_keys, _model_keys = {}, {}
     for owner, iface in sorted(captured, key=lambda k: _order(sc, k)):
         lab_all = captured[(owner, iface)]
         kinds: dict = {}
         lab, other = _tcp_frames(lab_all, sc, kinds)
-        model_all = [f for f in capture(model_sc, owner, iface, walk=w) if f.observation.segment not in late]
-        model = [f for f in model_all if f.observation.flow != "arp"]
+        model_all = [f for f in capture(model_sc, owner, iface, walk=w) if f.observation.segment not in late
+                     and not (f.observation.flow == "icmp" and f.observation.time_us >= cut)]
+        model = [f for f in model_all if f.observation.flow not in ("arp", "icmp")]
         lab_arp = [f for f in lab_all if _is_arp(f.data)]
         if cold:                               # ARP is part of the model then
             other -= len(lab_arp)
@@ -1377,6 +1399,8 @@ def compare(sc, pcaps: dict) -> Report:
         for key in (k for k in model_by if k in lab_by):
             what = f"segment {key[0]}" + (f" (sighting {key[1] + 1})" if key[1] else "")
             _compare_fields(r, lab_by[key].data, model_by[key].data, what, over)
+        from .labfaults import compare_icmp
+        compare_icmp(r, lab_all, [f for f in model_all if f.observation.flow == "icmp"], over)
         results.append(r)
     notes = []
     if cold:
@@ -1487,8 +1511,6 @@ def refuse_unbuilt(sc) -> None:
     if getattr(sc, "dns", None) is not None:
         raise CourseError("dns", "the live lab does not build the DNS case yet (no DNS server in the lab)",
                           "a scenario without dns:")
-    if getattr(sc, "fault", None) is not None:
-        raise CourseError("fault", "the live lab does not break a cluster yet", "a scenario without fault:")
 
 
 def run_all(sc, workdir=None, progress=None, warm: bool | None = None) -> Report:
@@ -1636,10 +1658,15 @@ def _end_user_ns(st: dict) -> None:
 # -- the CLI: python -m coursekit lab up|capture|run|compare|down|all|status ----------------
 
 def command(action: str, scenario: str = "article", out: str | None = None, json_path: str | None = None,
-            cold: bool = False, say=None) -> int:
+            cold: bool = False, say=None, fault: str | None = None) -> int:
     """One ``lab`` command; returns the exit status.  As a normal user the steps run in a holder's namespaces."""
     from .scenario import load_scenario
     say = say or (lambda msg: None)
+    if fault is not None and action not in ("break", "fix"):
+        raise CourseError("lab action", f"{action} takes no name (got {fault!r})", "lab break NAME")
+    if action in ("break", "fix"):                 # coursekit.labfaults: break a running lab, or repair it
+        from .labfaults import command as fault_command
+        return fault_command(action, fault, say)
     overrides = {"neighbourCaches": "cold"} if cold else None
 
     def write_json(report):
@@ -1681,6 +1708,7 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
             raise CourseError("live lab", "cannot run here: missing " + "; ".join(missing))
         sc = load_scenario(scenario, overrides)
         lb = Lab(sc, out, say)
+        lb.switch = True                # the underlay as a bridge: lab break udp-blocked filters there
         try:
             lb.up()
             save_state(lab_state(lb, scenario))
@@ -1694,6 +1722,8 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
     sc = load_scenario(st["scenario"], {"neighbourCaches": "cold"} if st.get("cold") else None)
     lb = resume(st, sc, say)
     lb.owns_workdir = st.get("owned", False)
+    from .labfaults import scenario_in
+    sc, lb.fault_state = scenario_in(st, sc), st.get("fault")      # after lab break / lab fix
     if action == "capture":
         if st.get("captures"):
             raise CourseError("live lab", "the captures are already running", "python -m coursekit lab run")
@@ -1725,7 +1755,8 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
         print(report.text())
         write_json(report)
         return 0 if report.ok else 1
-    raise CourseError("lab action", f"unknown action {action!r}", "up, capture, run, compare, down, all, status")
+    raise CourseError("lab action", f"unknown action {action!r}",
+                      "up, capture, run, compare, down, all, status, break, fix")
 
 
 def _rootless_command(action: str, scenario: str, out, json_path, cold: bool) -> int:

@@ -585,6 +585,12 @@ class Printer:
                     f"udp port {self.port(dport, 'udp')}" if qp == 17 else f"protocol {qp} port {dport}")
             out.append(f"ICMP {self.host(qdst)} {what} unreachable, length {length}")
             quoted = q
+        elif typ == 3 and code in (0, 1) and off + 28 <= len(b.data):
+            # print-icmp.c ICMP_UNREACH_NET / ICMP_UNREACH_HOST: "net %s unreachable", "host %s unreachable"
+            q = off + 8
+            out.append(f"ICMP {'net' if code == 0 else 'host'} {self.host(b.data[q + 16:q + 20])} unreachable, "
+                       f"length {length}")
+            quoted = q
         else:
             out.append(f"ICMP type-#{typ}, length {length}")
         if self.style.v and not fragmented and off + length <= len(b.data):

@@ -50,6 +50,14 @@ ARTICLE = {
     # frame before netfilter; the VXLAN driver's FDB lookup comes after tcpdump on flannel.1 saw the frame
     "09.syn-count": 7, "09.give-up": 127, "09.last-seen-fdb": "flannel.1", "09.input-sees": "yes",
     "09.mystery": "healthy",
+    # FORWARD runs between flannel.1 and docker0 (ip_forward -> NF_INET_FORWARD -> ip_forward_finish); UDP to
+    # a port without a socket: __udp4_lib_rcv on the receiving node answers; REJECT's ICMP in SYN_SENT:
+    # tcp_v4_err ends the connection at once
+    # the first ICMP is a soft error for busybox's blocking connect(), the second SYN's ends it (6.18 kernel)
+    "09.forward-gone": "docker0", "09.vxlan-port-icmp": "meizu", "09.no-endpoints-syns": 2,
+    # ip_error's route is RTCF_LOCAL: __icmp_send's saddr is the (DNATed) destination, which conntrack
+    # translates back like a reply; seen on a 6.18 kernel
+    "09.no-route-from": "10.254.40.119",
     "10.syn-places": 10, "10.dnat-node": "xiaomi",
 }
 
@@ -122,6 +130,11 @@ ACCEPT = {
     "09.give-up": ["127", "127 s", "127 seconds", 127, "after 127 s", "127s"],
     "09.last-seen-fdb": ["flannel.1", "FLANNEL.1", "on flannel.1", "flannel.1 device", "interface flannel.1"],
     "09.input-sees": ["yes", "Yes, tcpdump taps before netfilter", "yep", True, "yes it does"],
+    "09.forward-gone": ["docker0", "DOCKER0", "on docker0", "the docker0", "interface docker0"],
+    "09.vxlan-port-icmp": ["meizu", "MEIZU", "the meizu node", "node meizu", "meizu."],
+    "09.no-route-from": ["10.254.40.119", "from 10.254.40.119", "src 10.254.40.119", "10.254.40.119 ",
+                         ipaddress.IPv4Address("10.254.40.119")],
+    "09.no-endpoints-syns": ["2", "two", "2 SYNs", 2, "2 syns", "two syns"],
     "09.mystery": ["healthy", "nothing is wrong", "no fault", "it works", "Healthy", "Nothing is broken."],
     "10.syn-places": ["10", "ten", "10 places", 10, "10 interfaces", "10 captures"],
     "10.dnat-node": ["xiaomi", "XIAOMI", "on xiaomi", "the xiaomi node", "node xiaomi", "xiaomi."],

@@ -11,6 +11,7 @@ import pytest
 
 import coursekit as ck
 from coursekit import conversation as conv
+from coursekit import faults
 from coursekit.errors import CourseError
 from coursekit.faults import (FAULTS, compare, diagnose, mystery, outcome, syn_retransmit_times)
 from coursekit.netfilter import filter_save
@@ -37,10 +38,16 @@ def test_syn_retransmissions_double_from_one_second_and_give_up_at_127s():
     assert all(b == 2 * a for a, b in zip(gaps, gaps[1:]))
 
 
-def test_linear_timeouts_keep_the_first_interval():
-    # measured on Linux 6.18 with tcp_syn_linear_timeouts=4: SYNs at 0, 1, 2, 3, 4, 5, 7, 11 s
-    offsets, _ = syn_retransmit_times(retries=7, linear=4)
-    assert [o // 1_000_000 for o in offsets] == [1, 2, 3, 4, 5, 7, 11]
+def test_linear_timeouts_keep_the_first_interval_and_add_retransmissions():
+    # measured on Linux 6.18 with the defaults (tcp_syn_retries 6, tcp_syn_linear_timeouts 4): SYNs at 0, 1,
+    # 2, 3, 4, 5, 7, 11, 19, 35, 67 s, connect() failed at 133.5 s; with syn_retries 2: 6 SYNs, failed at
+    # 7.2 s; with 1: 3 SYNs, 3.1 s (tcp_write_timeout: retries + linear, or tcp_model_timeout's bound)
+    offsets, give_up = syn_retransmit_times(linear=4)
+    assert [o // 1_000_000 for o in offsets] == [1, 2, 3, 4, 5, 7, 11, 19, 35, 67] and give_up == 131_000_000
+    offsets, give_up = syn_retransmit_times(retries=2, linear=4)
+    assert len(offsets) + 1 == 6 and give_up == 7_000_000
+    offsets, give_up = syn_retransmit_times(retries=1, linear=4)
+    assert len(offsets) + 1 == 3 and give_up == 3_000_000
 
 
 @pytest.mark.parametrize("bad", [dict(retries=-1), dict(linear=True), dict(rto_us=0), dict(retries="6")])
@@ -331,19 +338,23 @@ def test_no_endpoints_rejects_in_forward_and_writes_no_service_chain():
     assert "KUBE-SVC-" not in ck.nat_save(sc, "xiaomi") and "KUBE-SVC-" in ck.nat_save(ck.load_scenario(HEALTHY), "xiaomi")
 
 
-def test_the_rejected_syn_is_answered_with_icmp_port_unreachable_and_not_retransmitted():
+def test_the_rejected_syn_is_answered_with_icmp_port_unreachable_and_retransmitted_once():
+    """The first error comes while busybox's blocking connect() holds the socket: a soft error (a 6.18
+    kernel: connect() failed after 1.03 s, the second SYN's error; the review's repro and the lab agree)."""
     sc = ck.load_scenario("faults/no-endpoints")
     w = ck.walk(sc)
-    assert [s.label for s in w.segments] == ["SYN"] and len(w.drops) == 1
+    assert [s.label for s in w.segments] == ["SYN", "SYN (retransmission 1)"] and len(w.drops) == 2
+    assert w.segments[1].send_us - w.segments[0].send_us == 1_000_000
     assert w.drops[0].node == "xiaomi" and "-j REJECT" in w.drops[0].reason
     icmp = [o for o in w.at("busybox", "eth0") if o.flow == "icmp"]
-    (o,) = icmp
+    o = icmp[0]
+    assert len(icmp) == 2
     f = o.frame
     assert f[23] == 1 and f[34:36] == bytes([3, 3])                      # destination unreachable, port
     assert f[15] == 0xC0 and f[20] & 0x40 == 0                           # TOS internet control, no DF
     assert ".".join(map(str, f[26:30])) == "172.30.83.1"                 # docker0's address, on the route back
     assert f[42 + 8] == 63                                               # the quoted SYN, TTL already decremented
-    assert "Connection refused" in outcome(w)
+    assert "Connection refused" in outcome(w) and "soft error" in outcome(w)
     text = str(ck.tcpdump(sc, "busybox", "eth0", flags="-nn"))
     assert "IP 172.30.83.1 > 172.30.83.9: ICMP 10.254.40.119 tcp port 4432 unreachable, length 68" in text
     assert ck.tcpdump(sc, "xiaomi", "flannel.1").packets == 0
@@ -384,3 +395,21 @@ def test_a_vxlan_port_fault_needs_another_port(port):
     with pytest.raises(CourseError) as e:
         ck.load_scenario(HEALTHY, {"fault": {"kind": "vxlan-port", "node": "meizu", "port": port}})
     assert e.value.field == "fault.port"
+
+
+def test_missing_route_the_error_comes_from_the_address_the_client_called():
+    """No route for a DNATed SYN (a 6.18 kernel, checked in two namespaces): ip_error answers with ICMP
+    network unreachable from the *original* destination, quoting the SYN un-DNATed and with its TTL not
+    yet decremented; busybox's connect() fails at once with ENETUNREACH."""
+    sc = ck.load_scenario("faults/missing-route")
+    w = ck.walk(sc)
+    assert [s.label for s in w.segments] == ["SYN", "SYN (retransmission 1)"]   # the first error is soft
+    assert (w.drops[0].node, w.drops[0].iface, w.drops[0].reason) == ("xiaomi", "docker0", "no route")
+    assert "ENETUNREACH (Network is unreachable)" in faults.outcome(w)
+    text = str(ck.tcpdump(sc, "busybox", "eth0", flags="-nn -v"))
+    assert "10.254.40.119 > 172.30.83.9: ICMP net 10.254.40.119 unreachable, length 68" in text
+    quoted = text.split("unreachable, length 68")[1]
+    assert "ttl 64" in quoted and "172.30.83.9.45310 > 10.254.40.119.4432: Flags [S]" in quoted
+    assert "172.30.20.0/24" not in ck.routing.ip_route(sc, "xiaomi")
+    assert "172.30.83.0/24" in ck.routing.ip_route(sc, "meizu")
+    assert faults.diagnose(sc) == "missing-route" and faults.fault_named("add the route back") == "missing-route"

@@ -96,6 +96,7 @@ class Net:
         self._deferred: list = []
         self.icmp_done: list = []              # recordings of ICMP errors the kernel sent
         self.refused_any = False               # an ICMP error ended a connect()
+        self.refused_from = None               # the namespace whose kernel sent that ICMP error
         self._rtt = None
         self.listen: dict[str, set] = {}       # ns -> {(ip, port)}
         self.conns: dict[str, dict] = {}       # ns -> {(lip, lport, rip, rport): tuple as received}
@@ -152,8 +153,9 @@ class Net:
             if (qt.src, qt.sport, qt.dst, qt.dport) in conns:
                 self.rec.refused = (ns.name, 3, d[14 + (d[14] & 0xF) * 4 + 1])
                 self.refused_any = True
+                code = d[14 + (d[14] & 0xF) * 4 + 1]
                 dec.append(Decision("socket", "tcp_v4_err", f"ICMP unreachable for {qt}",
-                                    "connect() fails: ECONNREFUSED (Connection refused)"))
+                                    f"connect() fails: {_CONNECT_ERRNO.get(code, 'an error')}"))
                 return self._delivered(ns, t5, dec)
         if key in conns:
             return self._delivered(ns, t5, dec)
@@ -209,6 +211,8 @@ class Net:
         self.rec = _Recording()
         ns.icmp_error(self, skb, t, typ, code)
         icmp_rec, self.rec = self.rec, main
+        if icmp_rec.refused and self.refused_from is None:
+            self.refused_from = ns.name
         main.refused = icmp_rec.refused
         self.icmp_done.append(icmp_rec)
 
@@ -333,7 +337,23 @@ def _probe_paths(sc, segs, nf):
             paths[seg.sender] = out
         return len(paths) < 2
     _conversation(sc, net, segs[:2], take)
-    return paths.get("client", []), paths.get("server", []), net.refused_any
+    return paths.get("client", []), paths.get("server", []), net.refused_any, _soft_error(sc, net)
+
+
+def _soft_error(sc, net) -> bool:
+    """Whether the ICMP error that refuses the client's SYN reaches its socket as a *soft* error.
+
+    An error sent by the client pod's own node is made and delivered in the softirq that
+    connect()'s own transmit runs (veth -> bridge -> forward -> icmp_send -> veth), while a
+    blocking connect() (busybox wget's) still holds the socket lock: ``tcp_v4_err`` then only
+    records ``sk_err_soft`` (net/ipv4/tcp_ipv4.c; the same branch in 3.10).  The SYN is
+    retransmitted after 1 s, from the timer, and that SYN's error ends connect().  Checked on
+    a 6.18 kernel, warm caches: a same-node REJECT and a missing route both failed a blocking
+    connect() after 1.03 s (the second SYN's error); a non-blocking connect() (poll) failed
+    at once, as it did with the pod's receive steered to another CPU by RPS.
+    """
+    return (net.refused_any and net.refused_from == getattr(sc.client, "node", None)
+            and getattr(sc.client, "kind", "pod") == "pod" and sc.neighbour_caches == "warm")
 
 
 def schedule(sc, segs, nf: dict | None = None) -> bool:
@@ -344,7 +364,7 @@ def schedule(sc, segs, nf: dict | None = None) -> bool:
     True when that SYN was sent and nothing answered it (the kernel will retransmit it).
     """
     from ..datapath import _cumulative, _schedule
-    req_hops, rep_hops, answered = _probe(sc, segs, nf)
+    req_hops, rep_hops, answered, soft = _probe(sc, segs, nf)
     timed, lost = sc, not rep_hops
     if lost:
         # The SYN never reaches the server: the conversation is that one segment.
@@ -361,7 +381,14 @@ def schedule(sc, segs, nf: dict | None = None) -> bool:
         _schedule(timed, segs, _cumulative(req_hops), _cumulative(rep_hops), req_hops, rep_hops)
     if lost:
         del segs[1:]
+    if lost and req_hops and answered and soft:
+        return 1                                  # one retransmission: its error is the hard one
     return bool(lost and req_hops and not answered)
+
+
+#: icmp_err_convert: what connect() fails with for an ICMP destination unreachable code
+_CONNECT_ERRNO = {0: "ENETUNREACH (Network is unreachable)", 1: "EHOSTUNREACH (No route to host)",
+                  3: "ECONNREFUSED (Connection refused)"}
 
 
 def walk(sc) -> Walk:
@@ -371,9 +398,10 @@ def walk(sc) -> Walk:
     """
     segs = conv.segments(sc)
     nf = tables(sc)
-    if schedule(sc, segs, nf) and segs[0].flags == conv.SYN:
+    retransmit = schedule(sc, segs, nf)
+    if retransmit and segs[0].flags == conv.SYN:
         from ..faults import add_syn_retransmissions
-        add_syn_retransmissions(sc, segs)
+        add_syn_retransmissions(sc, segs, None if retransmit is True else retransmit)
     net = Net(sc, warm=sc.neighbour_caches == "warm", nf=nf)
     observations: list[Observation] = []
     arp_obs: list[Observation] = []

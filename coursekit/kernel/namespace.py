@@ -213,7 +213,11 @@ class Namespace:
         route = self.route(dst)
         if route is None:
             dec.append(Decision("route", "main", "(no route)", f"no route to {dst}: ICMP network unreachable"))
-            return net.drop(in_dev, "no route", dec)
+            net.drop(in_dev, "no route", dec)
+            # ip_route_input_slow: RTN_UNREACHABLE -> ip_error -> icmp_send(ICMP_DEST_UNREACH, ICMP_NET_UNREACH)
+            # (the unreachable route is RTCF_LOCAL: the error's source is the address the packet was sent to)
+            net.icmp_error(self, skb, t + net.timing.forward_us, 3, 0)
+            return
         dec.append(Decision("route", "main", self.route_line(route),
                             f"{dst} leaves by {route.dev}" + (f" via {route.via}" if route.via else "")))
         ttl = d[22]
@@ -327,11 +331,21 @@ class Namespace:
         rewrites it (conntrack treats it as RELATED), so it passes the hooks unrecorded.
         """
         d = bytes(skb.data)
+        no_route = code == 0 and self.route(dst_of(d)) is None
+        ct = getattr(skb, "ct", None)
+        t0 = ct.orig if ct is not None else getattr(skb, "t_orig", None)
+        if t0 is not None and d[23] in (6, 17) and src_of(d) == t0.src and dst_of(d) != t0.dst:
+            # nf_nat_icmp_reply_translation (the error is RELATED to the connection, confirmed or
+            # not): the quoted packet gets its DNAT undone, the address the sender called
+            # (checked on a 6.18 kernel: an unreachable DNATed SYN is quoted with its original
+            # destination, and the error comes from that address)
+            d = _undo_dnat(d, t0.dst, t0.dport)
         orig_src, orig_dst = src_of(d), dst_of(d)
         route = self.route(orig_src)
         if route is None:
             return
-        src = orig_dst if orig_dst in self.local else (route.src or self.primary_address(route.dev))
+        # ip_error's route is RTCF_LOCAL, so __icmp_send keeps saddr = the packet's destination
+        src = orig_dst if orig_dst in self.local or no_route else (route.src or self.primary_address(route.dev))
         total_orig = (d[16] << 8) | d[17]
         quoted = d[14:14 + min(total_orig, 576 - 28)]
         icmp = bytearray(struct.pack("!BBHI", typ, code, 0, 0) + quoted)
@@ -345,8 +359,30 @@ class Namespace:
         if nb is None:
             return
         frame = bytearray(mac_bytes(nb.mac) + mac_bytes(out.mac) + b"\x08\x00") + ip + icmp
-        kind = "port" if code == 3 else f"code {code}"
+        kind = {0: "network", 1: "host", 3: "port"}.get(code, f"code {code}")
         dec = [Decision("icmp", "icmp_send", f"ICMP type {typ} code {code} ({kind} unreachable) to {orig_src}",
                         f"from {src}, the address of {route.dev} on the route back; quotes the "
                         f"{len(quoted)}-byte packet it answers")]
         out.xmit(net, type(skb)(frame), t, dec)
+
+
+def _undo_dnat(d: bytes, dst, dport: int) -> bytes:
+    """A frame whose IPv4 destination and L4 destination port are put back to ``dst``:``dport``, with the
+    IP header checksum and the TCP/UDP checksum recomputed (what the kernel's incremental update gives)."""
+    b = bytearray(d)
+    ihl = (b[14] & 0xF) * 4
+    b[30:34] = dst.packed
+    b[24:26] = b"\0\0"
+    struct.pack_into("!H", b, 24, csum(bytes(b[14:14 + ihl])))
+    l4 = 14 + ihl
+    struct.pack_into("!H", b, l4 + 2, dport)
+    proto = b[23]
+    at = l4 + (16 if proto == 6 else 6)
+    total = (b[16] << 8) | b[17]
+    seg = bytes(b[l4:14 + total])
+    if proto == 6 or b[at:at + 2] != b"\0\0":
+        b[at:at + 2] = b"\0\0"
+        pseudo = bytes(b[26:34]) + bytes([0, proto]) + struct.pack("!H", len(seg))
+        c = csum(pseudo + bytes(b[l4:14 + total]))
+        struct.pack_into("!H", b, at, c if proto == 6 or c else 0xFFFF)
+    return bytes(b)
