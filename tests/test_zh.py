@@ -143,3 +143,22 @@ def test_a_malformed_catalogue_is_refused(sandbox):
     cat.write_text(cat.read_text(encoding="utf-8").replace("zh: ", "chinese: ", 1), encoding="utf-8")
     with pytest.raises(SystemExit, match="exactly id, sha, en, zh"):
         zh.read_catalog(cat)
+
+
+def test_the_chinese_readme_is_linked_and_its_links_resolve():
+    assert "(README.zh.md)" in (ROOT / "README.md").read_text(encoding="utf-8")
+    text = zh.README_ZH.read_text(encoding="utf-8")
+    assert "python -m coursekit open --lang zh" in text and "urlpath=lab/tree/notebooks/zh/00-" in text
+    for target in re.findall(r"\]\(([^)\s#]+)[^)]*\)", text):
+        if not re.match(r"[a-z]+:", target):
+            assert (ROOT / target).exists(), target
+
+
+def test_open_lang_zh_opens_the_chinese_chapter():
+    from coursekit import cli
+    assert cli.open_command("00", lang="zh")[-2 if cli.os.geteuid() == 0 else -1].endswith(
+        "/lab/tree/notebooks/zh/00-the-scenario.ipynb")
+    import coursekit as ck
+    with pytest.raises(ck.CourseError) as e:
+        cli.open_command("00", lang="fr")
+    assert e.value.field == "lang"
