@@ -28,7 +28,7 @@ import os
 import re
 from functools import lru_cache
 
-__all__ = ["LANGUAGES", "set_language", "language", "tr", "source_sha"]
+__all__ = ["LANGUAGES", "set_language", "language", "tr", "tr_text", "exercise_text", "source_sha"]
 
 LANGUAGES = ("en", "zh")
 _CHOICES = LANGUAGES + ("locale",)
@@ -73,6 +73,14 @@ def language() -> str:
     return "en"
 
 
+def safe_language() -> str:
+    """:func:`language`, or ``"en"`` when COURSEKIT_LANG holds no language (for CourseError itself)."""
+    try:
+        return language()
+    except Exception:
+        return "en"
+
+
 def source_sha(text: str) -> str:
     """The hash stored beside a translation (the same as tools/zh.py's): 16 hex digits of SHA-256."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -90,6 +98,77 @@ def _messages() -> dict[str, str]:
 
 
 _FIELD = re.compile(r"\{(\w+)\}")
+
+
+@lru_cache(maxsize=1)
+def _patterns() -> tuple:
+    """The templates with placeholders, as regular expressions, the most literal text first."""
+    out = []
+    for en, zh in _messages().items():
+        if not _FIELD.search(en):
+            continue
+        parts = _FIELD.split(en)          # literal, name, literal, name, ...
+        if sum(c.isalpha() for c in "".join(parts[::2])) < 4:
+            continue                      # a frame such as "{field}: {problem}" would match anything: tr() only
+        rx = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>.+?)" for i, p in enumerate(parts))
+        literal = sum(len(p) for p in parts[::2])
+        out.append((literal, re.compile(rx + r"\Z", re.S), zh))
+    return tuple((rx, zh) for _, rx, zh in sorted(out, key=lambda t: -t[0]))
+
+
+def tr_text(text: str) -> str:
+    """A finished English message in the language in force.
+
+    An exact entry of ``messages.yaml`` first; else the first template whose
+    placeholders match (``"{value} is not an IPv4 address"`` translates
+    ``"'10.0.0.300' is not an IPv4 address"``); the values themselves stay
+    as they are.  Text no entry matches stays English.
+    """
+    if language() != "zh" or not isinstance(text, str) or not text:
+        return text
+    table = _messages()
+    if text in table:
+        return table[text]
+    for rx, zh in _patterns():
+        m = rx.match(text)
+        if m:
+            return zh.format(**{k: tr_text(v) for k, v in m.groupdict().items()})
+    return text
+
+
+def translated(text: str) -> bool:
+    """Whether :func:`tr_text` finds a Chinese entry for ``text`` (for the tests)."""
+    return text in _messages() or any(rx.match(text) for rx, _ in _patterns())
+
+
+# ------------------------------------------------------------------ exercises
+
+_EX_KEYS = ("prompt", "hint", "why")
+
+
+def exercise_source(ex) -> str:
+    """The English an exercise's translation is made from: its prompt, hint and explanation."""
+    return "\n".join(getattr(ex, k) for k in _EX_KEYS)
+
+
+@lru_cache(maxsize=1)
+def _exercises() -> dict[str, dict]:
+    import yaml
+    from .scenario import data_dir
+    path = data_dir() / "i18n" / "zh" / "exercises.yaml"
+    if not path.exists():
+        return {}
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {str(k): v for k, v in raw.items()}
+
+
+def exercise_text(ex, key: str) -> str:
+    """An exercise's ``prompt``, ``hint`` or ``why`` in the language in force."""
+    english = getattr(ex, key)
+    if language() != "zh" or not english:
+        return english
+    entry = _exercises().get(ex.id)
+    return (entry or {}).get("zh", {}).get(key) or english
 
 
 def tr(template: str, **values) -> str:
