@@ -68,7 +68,7 @@ def test_lc_all_comes_before_lang(lang):
 def test_set_language_wins_over_the_environment(lang):
     lang.setenv("COURSEKIT_LANG", "en")
     assert ck.set_language("zh") == "zh" and ck.language() == "zh"
-    assert str(ck.check("00.service", None)).startswith("… 00.service:尚未作答。")
+    assert str(ck.check("00.service", None)).startswith("… 00.service：尚未作答。")
     ck.set_language("en")
     assert "not answered yet" in str(ck.check("00.service", None))
 
@@ -90,9 +90,9 @@ def test_a_bad_coursekit_lang_is_one_message_naming_it(lang):
 def test_check_in_chinese(lang):
     ck.set_language("zh")
     ok = str(ck.check("00.whatif-port", "80"))
-    assert ok.startswith("✔ 00.whatif-port:正确,80。") and "targetPort" in ok and CJK.search(ok)
+    assert ok.startswith("✔ 00.whatif-port：正确，80。") and "targetPort" in ok and CJK.search(ok)
     wrong = str(ck.check("00.service", "172.30.20.2:80"))
-    assert wrong.startswith("✘ 00.service:还不对('172.30.20.2:80')。提示:") and "`ck.manifest_text`" in wrong
+    assert wrong.startswith("✘ 00.service：还不对（'172.30.20.2:80'）。提示：") and "`ck.manifest_text`" in wrong
     unread = str(ck.check("00.service", "10.0.0.300:80"))
     assert "10.0.0.300 不是 IPv4 地址" in unread
 
@@ -108,7 +108,7 @@ def test_course_errors_keep_field_values_and_rules_verbatim(lang):
     with pytest.raises(ck.CourseError) as e:
         ck.explore.apply(ck.load_scenario("article"), {"client_ip": "10.1.2.300"})
     msg = str(e.value)
-    assert msg == ("客户端 pod IP:'10.1.2.300' 不是 IPv4 地址(允许的值:四个 0-255 的数,例如 10.0.0.1)"), msg
+    assert msg == ("客户端 pod IP：'10.1.2.300' 不是 IPv4 地址（允许的值：四个 0-255 的数，例如 10.0.0.1）"), msg
     assert e.value.field == "client pod IP"           # the attribute stays the model's name for the field
     ck.set_language("en")
     with pytest.raises(ck.CourseError) as e:
@@ -122,7 +122,7 @@ def test_the_stepper_caption_in_chinese(lang):
     title = ck.explore.step_view(st).title
     ck.set_language("zh")
     assert title == "request hop 1: busybox eth0 (leaving)"
-    assert i18n.tr_text(title) == "请求第 1 跳:busybox eth0(发出)"
+    assert i18n.tr_text(title) == "请求第 1 跳：busybox eth0（发出）"
 
 
 # ---------------------------------------------------------------- the catalogues
@@ -131,9 +131,10 @@ def _messages():
     return yaml.safe_load((ROOT / "data" / "i18n" / "zh" / "messages.yaml").read_text(encoding="utf-8"))
 
 
-def test_every_message_keeps_its_placeholders():
+def test_every_message_keeps_its_placeholders_and_uses_chinese_punctuation():
     for en, text in _messages().items():
         assert sorted(re.findall(r"\{(\w+)\}", en)) == sorted(re.findall(r"\{(\w+)\}", text)), en
+        assert not zh.punctuation_problems(text), (en, zh.punctuation_problems(text))
 
 
 def _translated_chapters() -> set[str]:
@@ -198,7 +199,7 @@ def test_chinese_figures_render_without_missing_glyphs(lang):
             enc = ck.diagrams.encapsulation(frame)
             ck.diagrams.figure_png(enc)
             titles.append(enc._suptitle.get_text())
-    assert any("请求(红)和应答(蓝)" in t for t in titles), titles
+    assert any("请求（红）和应答（蓝）" in t for t in titles), titles
     assert all(CJK.search(t) or "->" in t for t in titles), titles
 
 

@@ -44,6 +44,27 @@ def test_each_entry_records_the_english_it_was_made_from(path):
         assert CJK.search(e["zh"]), f"{path.name} {cid}: the translation has no Chinese"
 
 
+@pytest.mark.parametrize("path", TRANSLATED, ids=lambda p: p.relative_to(nbtools.NB).as_posix())
+def test_chinese_punctuation_in_chinese_prose(path):
+    """，：；？（） after a Chinese character, not ASCII (python tools/nbtools.py zh --punct fixes it)."""
+    for cid, e in zh.read_catalog(zh.catalog_path(path)).items():
+        assert not zh.punctuation_problems(e["zh"]), (cid, zh.punctuation_problems(e["zh"]))
+
+
+@pytest.mark.parametrize("text, want", [
+    ("**你将动手**:加载场景,阅读(manifest)", "**你将动手**：加载场景，阅读（manifest）"),
+    ("见 `a, b` 和 `IP:端口`?", "见 `a, b` 和 `IP:端口`？"),
+    ("> 首先我们先创建一组资源,包括一个deployment", "> 首先我们先创建一组资源,包括一个deployment"),
+    ("规则 -s 10.0.0.0/8 ! -o docker0 在 1,2 号", "规则 -s 10.0.0.0/8 ! -o docker0 在 1,2 号"),
+    ("[集群 IP(ClusterIP)](glossary.ipynb#clusterip)", "[集群 IP（ClusterIP）](glossary.ipynb#clusterip)"),
+    ('略过:"和前面的比较类似"', "略过：“和前面的比较类似”"),
+    ("plain English, (untouched): yes?", "plain English, (untouched): yes?"),
+])
+def test_punctuate(text, want):
+    assert zh.punctuate(text) == want
+    assert zh.punctuate(want) == want
+
+
 def test_the_built_notebooks_are_up_to_date():
     bad = zh.out_of_date()
     assert not bad, "run python tools/nbtools.py zh: " + ", ".join(str(p.relative_to(ROOT)) for p in bad)

@@ -6,6 +6,7 @@
     python tools/nbtools.py zh --stale         # list cells whose translation is missing or out of date
     python tools/nbtools.py zh --sync 03       # add empty entries for new cells, drop removed ones
     python tools/nbtools.py zh --done 03 cell-07 [cell-..]   # a stale cell was re-translated: record today's English
+    python tools/nbtools.py zh --punct [03]    # full-width Chinese punctuation in the translations' prose
 
 The English notebooks are the source.  Each translated notebook has one
 catalogue, ``i18n/zh/<notebook stem>.yaml`` (solutions under
@@ -410,6 +411,10 @@ def main(args: list[str]) -> int:
                 added, dropped = sync(p)
                 print(f"{catalog_path(p).relative_to(ROOT)}: {added} new cell(s), {dropped} dropped")
         return 0
+    if args[:1] == ["--punct"]:            # Chinese punctuation in the translations (docs/translating.md)
+        for p in _select(args[1:]):
+            print(f"{catalog_path(p).relative_to(ROOT)}: {punctuate_catalog(p)} cell(s) changed")
+        return 0
     if args[:1] == ["--done"]:
         (p,) = _english(args[1])[:1] or [None]
         done(p, args[2:])
@@ -426,3 +431,112 @@ def main(args: list[str]) -> int:
     for x in bad:
         print(f"warning: {x}")
     return 1 if bad else 0
+
+
+# ---------------------------------------------------------------- Chinese punctuation
+
+_HAN = r"\u3400-\u4dbf\u4e00-\u9fff"
+_CJKP = "\u3001\u3002\u300a\u300b\u201c\u201d\uff08\uff09\uff0c\uff1a\uff1b\uff1f\uff01"
+# what is never touched: code fences, inline code, link targets, HTML tags, URLs, the article's quoted lines
+_PROTECT = re.compile(r"```.*?```|`[^`\n]*`|\]\([^)]*\)|<[^>\n]*>|https?://\S+|^>.*$", re.S | re.M)
+_FULL = {",": "\uff0c", ";": "\uff1b", ":": "\uff1a", "?": "\uff1f", "!": "\uff01"}
+
+
+def _is_han(c: str) -> bool:
+    return bool(c) and (re.match(f"[{_HAN}]", c) is not None or c in _CJKP)
+
+
+def _punct_plain(t: str) -> str:
+    """``t`` with every protected span replaced by one private-use character (never Han)."""
+    out = list(t)
+    n = len(t)
+
+    def prev_sig(i):
+        j = i - 1
+        while j >= 0 and t[j] in " *_":
+            j -= 1
+        return t[j] if j >= 0 else ""
+
+    def next_sig(i):
+        j = i + 1
+        while j < n and t[j] in " *_":
+            j += 1
+        return t[j] if j < n else ""
+
+    def han_before(i, reach=8):
+        j = i - 1
+        while j >= 0 and i - j <= reach and t[j] not in "\n.,;:!?" :
+            if _is_han(t[j]):
+                return True
+            j -= 1
+        return False
+
+    line_has_han = {}
+    for i, c in enumerate(t):
+        if c in _FULL:
+            if c == ":" and t[i + 1:i + 3] == "//":
+                continue
+            p, q = prev_sig(i), next_sig(i)
+            if c == "!" and not _is_han(p):
+                continue                          # "! -o docker0": a rule's negation, not an exclamation
+            if c in "?!":
+                start = t.rfind("\n", 0, i) + 1
+                if start not in line_has_han:
+                    line_has_han[start] = bool(re.search(f"[{_HAN}]", t[start:t.find("\n", i) if "\n" in t[i:] else n]))
+                if line_has_han[start] and not (i + 1 < n and re.match("[A-Za-z0-9]", t[i + 1])):
+                    out[i] = _FULL[c]
+            elif c == "," and i + 1 < n and t[i + 1] not in " \n" and not (t[i - 1:i].isdigit() and t[i + 1].isdigit()) \
+                    and re.search(f"[{_HAN}]", t[t.rfind("\n", 0, i) + 1:t.find("\n", i) if "\n" in t[i:] else n]):
+                out[i] = _FULL[c]
+            elif _is_han(p) or (_is_han(q) and not (c == ":" and t[i - 1:i].isalnum())):
+                out[i] = _FULL[c]
+        elif c == "(":
+            depth, j = 0, i
+            while j < n:
+                if t[j] == "(":
+                    depth += 1
+                elif t[j] == ")":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                j += 1
+            if j < n and (han_before(i) or re.search(f"[{_HAN}]", t[i:j])):
+                out[i], out[j] = "\uff08", "\uff09"
+    s = "".join(out)
+    s = re.sub(r" *([\uff0c\uff1b\uff1a\uff1f\uff01\uff08\uff09\u3001\u3002]) *", r"\1", s)
+    # "..." around Chinese -> “...”
+    s = re.sub(f'"([^"\\n]*[{_HAN}][^"\\n]*)"', "\u201c\\1\u201d", s)
+    return s
+
+
+def punctuate(text: str) -> str:
+    """Chinese punctuation in Chinese prose (,:;?! and parentheses next to Chinese become full-width);
+    code, link targets, HTML, URLs and the article's quoted lines stay as they are."""
+    spans = []
+
+    def hide(m):
+        spans.append(m.group(0))
+        return chr(0xE000 + len(spans) - 1)
+    s = _punct_plain(_punct_plain(_PROTECT.sub(hide, text)))     # twice: a mark made full-width counts as Chinese
+    return re.sub("[\ue000-\uf8ff]", lambda m: spans[ord(m.group(0)) - 0xE000], s)
+
+
+def punctuation_problems(text: str) -> list[str]:
+    """ASCII ,;:?! or ( ) right after a Chinese character, outside code: what punctuate() would change."""
+    found = []
+    plain = _PROTECT.sub(" ", text)
+    for m in re.finditer(f"[{_HAN}][,;?!()]|[{_HAN}]:(?!//)", plain):
+        found.append(plain[max(0, m.start() - 12):m.end() + 12].replace("\n", " "))
+    return found
+
+
+def punctuate_catalog(nb_path: Path) -> int:
+    cat = catalog_path(nb_path)
+    entries = read_catalog(cat)
+    changed = 0
+    for e in entries.values():
+        new = punctuate(e["zh"])
+        changed += new != e["zh"]
+        e["zh"] = new
+    write_catalog(cat, nb_path, entries)
+    return changed
