@@ -242,3 +242,13 @@ def test_chinese_outputs_say_nothing_about_this_machine(path):
             text = test_notebooks._text(o)
             for rx, what in test_notebooks.MACHINE:
                 assert not rx.search(text), f"{path.name} {c.get('id')}: {what}"
+
+
+@pytest.mark.parametrize("path", TRANSLATED, ids=lambda p: p.relative_to(nbtools.NB).as_posix())
+def test_chinese_printed_text_is_one_output_per_stream(path):
+    """As the English chapters (tests/test_notebooks.py): re-executing must give the same bytes."""
+    built = nbformat.read(zh.OUT / path.relative_to(nbtools.NB), as_version=4)
+    for c in built.cells:
+        outs = c.get("outputs", [])
+        assert not [a for a, b in zip(outs, outs[1:]) if a.output_type == b.output_type == "stream"
+                    and a.name == b.name], f"{path.name} {c.get('id')}: printed text stored in pieces"
