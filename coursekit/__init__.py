@@ -21,6 +21,7 @@ module per concept:
 * :mod:`~coursekit.exercises` -- predict, then ``ck.check``
 * :mod:`~coursekit.lab` -- the live lab on a real kernel
 * :mod:`~coursekit.glossary` -- the terms, in English and Chinese (``data/glossary.yaml``)
+* :mod:`~coursekit.i18n` -- the language of the messages (``ck.set_language("zh")``, ``COURSEKIT_LANG``)
 * :mod:`~coursekit.explanation`, :mod:`~coursekit.state`, :mod:`~coursekit.collect` -- your own cluster:
   real captures explained hop by hop (``ck.explain``), a node's state, the read-only collector
 """
@@ -30,6 +31,7 @@ from .capture import Frame, capture, read_pcap, write_pcap
 from .datapath import walk
 from .dissect import changes, hexdump, tree
 from .errors import CourseError, public
+from .i18n import language, set_language
 from .netfilter import conntrack_entry, conntrack_history, nat_save
 from . import provenance  # noqa: F401  (ck.provenance.of_field / of_path)
 from .scenario import as_scenario, default_scenario, describe, load_scenario, manifest_text
@@ -39,7 +41,8 @@ __version__ = "0.1.0"
 
 __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "walk", "capture", "write_pcap", "read_pcap",
            "Frame", "render", "Style", "apply_filter", "compile_filter", "tcpdump", "tree", "hexdump", "changes", "describe",
-           "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "explain", "__version__"]
+           "manifest_text", "nat_save", "conntrack_entry", "conntrack_history", "Transcript", "check", "explain", "__version__",
+           "set_language", "language"]
 
 _LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing",
          "cases", "dns", "faults", "explanation", "state", "collect", "labfaults")

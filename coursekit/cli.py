@@ -129,14 +129,17 @@ def notebooks_dir() -> Path:
                       "run from a clone of the repository (pip install -e .)")
 
 
-def open_command(chapter: str = "00", no_browser: bool = False) -> list[str]:
+def open_command(chapter: str = "00", no_browser: bool = False, lang: str = "en") -> list[str]:
     """The ``jupyter lab`` command that opens a chapter (``--allow-root`` only for root).
 
     The chapter is JupyterLab's default URL, so the address it prints (on a
     machine without a browser, or with ``--no-browser``) opens the chapter,
-    not an empty ``/lab``.
+    not an empty ``/lab``.  ``lang="zh"`` opens the Chinese edition (``notebooks/zh/``).
     """
-    nb = notebooks_dir()
+    if lang not in ("en", "zh"):
+        raise CourseError("lang", f"{lang!r} is not a language of the course", "en, zh")
+    root = notebooks_dir()
+    nb = root / "zh" if lang == "zh" else root
     if not isinstance(chapter, str) or not chapter or "/" in chapter or "\0" in chapter:
         raise CourseError("chapter", f"{chapter!r} is not a chapter",
                           ", ".join(p.name[:2] for p in sorted(nb.glob("[0-9][0-9]-*.ipynb"))))
@@ -144,9 +147,9 @@ def open_command(chapter: str = "00", no_browser: bool = False) -> list[str]:
     if not matches or not matches[0].exists():
         raise CourseError("chapter", f"no chapter {chapter!r}",
                           ", ".join(p.name[:2] for p in sorted(nb.glob("[0-9][0-9]-*.ipynb"))))
-    rel = matches[0].relative_to(nb.parent).as_posix()
+    rel = matches[0].relative_to(root.parent).as_posix()
     from .server import SERVER_OPTION     # kernel messages without Nagle's 40 ms waits (coursekit/server.py)
-    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={nb.parent}", SERVER_OPTION,
+    cmd = [sys.executable, "-m", "jupyter", "lab", f"--ServerApp.root_dir={root.parent}", SERVER_OPTION,
            f"--LabApp.default_url=/lab/tree/{rel}"]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")           # JupyterLab refuses root without it (containers, CI)
@@ -161,7 +164,7 @@ def glob_escape(text: str) -> str:
 
 
 def _open(args) -> int:
-    cmd = open_command(args.chapter, args.no_browser)
+    cmd = open_command(args.chapter, args.no_browser, args.lang)
     print("$ " + shlex.join(cmd), file=sys.stderr, flush=True)
     os.chdir(notebooks_dir().parent)
     if os.name == "posix":          # become JupyterLab: ^C and kill reach it, no orphaned server
@@ -255,6 +258,7 @@ def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
     o = sub.add_parser("open", help="open the course in JupyterLab at chapter 00")
     o.add_argument("chapter", nargs="?", default="00", help="chapter number or notebook (default: 00)")
     o.add_argument("--no-browser", action="store_true", help="print the chapter's URL instead of opening a browser")
+    o.add_argument("--lang", default="en", help="en (default) or zh: the Chinese edition, notebooks/zh/ (中文版)")
 
     ex = sub.add_parser("explain", help="explain real captures: conversations, hops, what changed and why")
     ex.add_argument("captures", nargs="+", help="pcap or pcapng files, named <node>-<interface>.pcap")

@@ -50,6 +50,87 @@ _IFACE = {"eth0": "#ffffff", "veth": "#f7f7f7", "docker0": "#9ecae1", "flannel.1
 _REQ, _REP = "#d62728", "#1f77b4"
 
 
+# ---- Chinese figure text (ck.set_language("zh")): the course's own CJK font, or English with one notice
+CJK_FONT = "packet-walk-cjk.ttf"        # data/fonts: WenQuanYi Micro Hei cut to the course's characters
+_SYSTEM_CJK = ("Noto Sans CJK SC", "Source Han Sans SC", "Noto Sans SC", "WenQuanYi Micro Hei", "Microsoft YaHei",
+               "PingFang SC")
+_cjk: dict = {}
+
+
+def _cjk_fonts() -> list[tuple[str, set[int]]]:
+    """(family, code points) of the CJK fonts matplotlib can use here: the course's first, then the system's."""
+    if "fonts" in _cjk:
+        return _cjk["fonts"]
+    from matplotlib import font_manager, ft2font
+    from .scenario import data_dir
+    fonts, paths = [], []
+    own = data_dir() / "fonts" / CJK_FONT
+    if own.exists():
+        paths.append(str(own))
+    for family in _SYSTEM_CJK:
+        try:
+            p = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+        except ValueError:
+            continue
+        paths.append(p)
+    for p in dict.fromkeys(paths):
+        try:
+            f = ft2font.FT2Font(p)
+        except (OSError, RuntimeError):
+            continue
+        if p == str(own):
+            font_manager.fontManager.addfont(p)
+            # it has one weight: bold labels use it at 400, which matplotlib would log for every bold text
+            import logging
+            logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+        fonts.append((f.family_name, set(f.get_charmap())))
+    _cjk["fonts"] = fonts
+    return fonts
+
+
+def _use_cjk_font() -> None:
+    """In Chinese, the course's CJK font as the fallback after the Latin one (for every text made from now on)."""
+    from .i18n import language
+    if language() != "zh":
+        return
+    fonts = _cjk_fonts()
+    if fonts:
+        _add_family(fonts[0][0])
+
+
+def _add_family(family: str) -> None:
+    families = list(matplotlib.rcParams["font.family"])
+    if family not in families:      # a fallback after the Latin font: its glyphs only where needed
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans"] + [f for f in families if f not in
+                                                                ("sans-serif", "DejaVu Sans")] + [family]
+
+
+def _figure_text(text: str) -> str:
+    """A figure's title or label in the learner's language (:mod:`coursekit.i18n`).
+
+    Chinese only when a font here has every character (the course ships one:
+    ``data/fonts/packet-walk-cjk.ttf``); otherwise the English, and one notice
+    per session -- never boxes for missing glyphs.
+    """
+    from .i18n import language, tr_text
+    if language() != "zh":
+        return text
+    zh = tr_text(text)
+    if zh == text:
+        return text
+    need = {ord(c) for c in zh if ord(c) > 0x2E7F}
+    for family, points in _cjk_fonts():
+        if need <= points:
+            _add_family(family)
+            return zh
+    if not _cjk.get("noticed"):
+        _cjk["noticed"] = True
+        import sys
+        print("coursekit: no Chinese font can draw this figure's labels, so they are in English "
+              "(pip install -e . ships one; or install fonts-noto-cjk)", file=sys.stderr)
+    return text
+
+
 DPI = 100      # 9 pt text is 12.5 px at this resolution: 9 CSS points or more when shown at natural size
 
 
@@ -100,6 +181,7 @@ def figure_svg(fig) -> str:
 
 
 def _figure(w: float, h: float):
+    _use_cjk_font()                       # before the figure: its title's font is fixed when the axes are made
     fig = plt.figure(figsize=(w, h), dpi=DPI, FigureClass=Picture)
     plt.close(fig)                        # returned, not auto-shown: a notebook displays it once
     return fig
@@ -165,8 +247,8 @@ def topology(sc, ax=None, title: str | None = None):
     for n in order:
         x0, y0, w, h = nodes[n.name]
         ax.add_patch(Rectangle((x0, y0), w, h, facecolor="#fbfbfb", edgecolor="#888888", linewidth=1.2))
-        ax.text(x0 + 1, y0 + h - 2.5, f"node {n.name}", fontsize=10, weight="bold", va="top")
-        ax.text(x0 + w - 1, y0 + h - 2.5, f"pod subnet {n.subnet}", fontsize=9, va="top", ha="right")
+        ax.text(x0 + 1, y0 + h - 2.5, _figure_text(f"node {n.name}"), fontsize=10, weight="bold", va="top")
+        ax.text(x0 + w - 1, y0 + h - 2.5, _figure_text(f"pod subnet {n.subnet}"), fontsize=9, va="top", ha="right")
         for p in sc.pods_on(n.name):
             _box(ax, *boxes[(p.name, "eth0")], _pod_label(p, boxes[(p.name, "eth0")][2]), _IFACE["eth0"], fontsize=9)
             bx, by, bw, bh = boxes[(n.name, p.veth)]
@@ -180,9 +262,9 @@ def topology(sc, ax=None, title: str | None = None):
              f"{n.vtep_ip}/32  MTU {sc.mtu_of(n.name, dev)}", _IFACE["flannel.1"])
         _box(ax, *boxes[(n.name, n.nic.name)], f"{n.nic.name}  {n.nic.ip}/{n.nic.network.prefixlen}  MTU {n.nic.mtu}",
              _IFACE["nic"])
-        ax.text(x0 + w / 2, 37, "routing + netfilter (kube-proxy, Docker nat)", ha="center", fontsize=9,
+        ax.text(x0 + w / 2, 37, _figure_text("routing + netfilter (kube-proxy, Docker nat)"), ha="center", fontsize=9,
                 style="italic", color="#555555")
-        ax.text(x0 + w / 2, 21, "the kernel's VXLAN driver encapsulates", ha="center", fontsize=9,
+        ax.text(x0 + w / 2, 21, _figure_text("the kernel's VXLAN driver encapsulates"), ha="center", fontsize=9,
                 style="italic", color="#555555")
     # the wire
     a = boxes[(order[0].name, order[0].nic.name)]
@@ -201,7 +283,7 @@ def topology(sc, ax=None, title: str | None = None):
         via = f"Service {svc.name}"
     else:                                   # a request to an address, not to a Service
         via = f"{sc.request.ip}:{sc.request.port}"
-    ax.set_title(title if title is not None else f"{sc.name}: {sc.client.name} -> {via} -> {sc.server.name}",
+    ax.set_title(_figure_text(title) if title is not None else f"{sc.name}: {sc.client.name} -> {via} -> {sc.server.name}",
                  fontsize=11)
     return fig if fig is not None else ax.figure
 
@@ -419,7 +501,7 @@ def drop_diagram(sc, walk=None):
     ax = fig.axes[0]
     drops = [d for d in w.drops if d.segment == 0]
     if not drops:
-        ax.set_title(f"{sc.name}: the request reaches its socket", fontsize=10)
+        ax.set_title(_figure_text(f"{sc.name}: the request reaches its socket"), fontsize=10)
         return fig
     d = drops[0]
     _, _, boxes = _layout(sc)
@@ -431,7 +513,7 @@ def drop_diagram(sc, walk=None):
         ax.text(x + bw - 2.5, y + bh / 2, "\u2718", ha="center", va="center", fontsize=26, color=_REQ,
                 weight="bold", zorder=10)
     reason = d.reason if len(d.reason) <= 90 else d.reason[:87] + "..."
-    ax.set_title(f"{sc.name}: dropped at {d.node} {d.iface}\n{reason}", fontsize=10)
+    ax.set_title(_figure_text(f"{sc.name}: dropped at {d.node} {d.iface}\n{reason}"), fontsize=10)
     return fig
 
 
@@ -599,16 +681,16 @@ def encapsulation(frame, title: str = ""):
         start = inner[0].offset
         ax.add_patch(Rectangle((start, 6), total - start, 3, facecolor="#ffffff", edgecolor="#333333",
                                linewidth=1, hatch="//"))
-        ax.text(start + (total - start) / 2, 7.5, f"inner frame, {total - start} B (as the sending VTEP encapsulated it)",
+        ax.text(start + (total - start) / 2, 7.5, _figure_text(f"inner frame, {total - start} B (as the sending VTEP encapsulated it)"),
                 ha="center", va="center", fontsize=9, bbox=dict(facecolor="white", edgecolor="none"))
         ax.plot([start, start], [6, 4], color="#888888", lw=0.8, ls=":")
         ax.plot([total, total], [6, 4], color="#888888", lw=0.8, ls=":")
         row(inner, 1, 3)
         overhead = start
-        ax.text(overhead / 2, 9.6, f"+{overhead} bytes of encapsulation", ha="center", fontsize=9, weight="bold")
+        ax.text(overhead / 2, 9.6, _figure_text(f"+{overhead} bytes of encapsulation"), ha="center", fontsize=9, weight="bold")
     else:
         row(outer, 4, 3)
-    fig.suptitle(title or f"{total}-byte frame, layer by layer", fontsize=10)
+    fig.suptitle(_figure_text(title or f"{total}-byte frame, layer by layer"), fontsize=10)
     return fig
 
 
@@ -648,7 +730,7 @@ def byte_map(frame, title: str = "", width: int = 16):
         lx.add_patch(Rectangle((0, k - 0.35), 0.12, 0.7, facecolor=LAYER_COLOURS.get(key, "#eeeeee"),
                                edgecolor="#333333", linewidth=0.6))
         lx.text(0.16, k, f"{key} [{ly.offset}:{ly.end}]", va="center", fontsize=9)
-    fig.suptitle(title or f"{len(data)} bytes, coloured by layer", fontsize=10)
+    fig.suptitle(_figure_text(title or f"{len(data)} bytes, coloured by layer"), fontsize=10)
     return fig
 
 
@@ -744,14 +826,14 @@ def hook_order(ingress: str = "enp4s0", egress: str = "flannel.1", bridge: str |
     ym = y1 - 1.3
     ax.plot([xl, xl, xr], [y1 - 0.5, ym, ym], color="#444444", lw=1)
     ax.annotate("", (xr, y2 + h2 + 0.5), (xr, ym), arrowprops=arrow)
-    ax.text(left + (w + gap) + w / 2, y2 + h2 + 1.3, "not for this host: forwarded", ha="center", va="bottom",
+    ax.text(left + (w + gap) + w / 2, y2 + h2 + 1.3, _figure_text("not for this host: forwarded"), ha="center", va="bottom",
             fontsize=9)
     # the local branch: routing -> INPUT -> socket -> OUTPUT -> (routing) -> POSTROUTING
     ax.annotate("", (xr, y3 + h3 + 0.5), (xr, y2 - 0.5), arrowprops=arrow)
-    ax.text(xr + 0.8, (y2 + y3 + h3) / 2, "for this host", fontsize=9, va="center")
+    ax.text(xr + 0.8, (y2 + y3 + h3) / 2, _figure_text("for this host"), fontsize=9, va="center")
     xp = left + 2 * (w + gap) + w / 2
     ax.annotate("", (xp, y2 - 0.5), (xp, y3 + h3 + 0.5), arrowprops=arrow)
-    ax.text(xp + 0.8, (y2 + y3 + h3) / 2, "routed", fontsize=9, va="center")
+    ax.text(xp + 0.8, (y2 + y3 + h3) / 2, _figure_text("routed"), fontsize=9, va="center")
     ax.text(50, total - title_h / 2, title or f"netfilter hook order: in by {ingress}"
             + (f" (a port of {bridge}" + (", br_netfilter on)" if br_netfilter else ", br_netfilter off)")
                if bridge else "") + f", out by {egress}", ha="center", va="center", fontsize=11)

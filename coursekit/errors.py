@@ -43,6 +43,12 @@ class CourseError(ValueError):
         message = f"{field}: {problem}"
         if allowed:
             message += f" (allowed: {allowed})"
+        from .i18n import safe_language
+        if safe_language() != "en":           # the prose in the learner's language; paths and values verbatim
+            from .i18n import tr, tr_text
+            message = tr("{field}: {problem}", field=tr_text(field), problem=tr_text(problem))
+            if allowed:
+                message += tr(" (allowed: {allowed})", allowed=tr_text(allowed))
         super().__init__(message)
 
 

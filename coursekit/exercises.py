@@ -1026,8 +1026,10 @@ def _word(text: str, ex: Exercise) -> str:
     return core[0].upper()
 
 
-_GENERIC = {"yes": ("yes", "y", "yep", "yeah", "true", "correct", "it does", "does"),
-            "no": ("no", "n", "nope", "false", "it does not", "it doesn't", "does not", "doesn't")}
+_GENERIC = {"yes": ("yes", "y", "yep", "yeah", "true", "correct", "it does", "does",
+                    "是", "是的", "会", "能", "可以", "对"),                      # the Chinese edition's learners
+            "no": ("no", "n", "nope", "false", "it does not", "it doesn't", "does not", "doesn't",
+                   "否", "不", "不会", "不能", "不可以", "不是", "不对")}
 
 
 def _choice(text: str, ex: Exercise) -> str:
@@ -1040,7 +1042,7 @@ def _choice(text: str, ex: Exercise) -> str:
     best = None
     for v, ps in phrases.items():
         for p in ps:
-            m = re.match(re.escape(p) + r"(?=$|[\s,;:.!?\u2014\u2013()-])", t)
+            m = re.match(re.escape(p) + r"(?=$|[\s,;:.!?\u2014\u2013()\uff0c\u3002\uff1a\uff1b\uff01\uff1f\uff08-])", t)
             if m and (best is None or len(p) > len(best[1])):
                 best = (v, p)
     if best is None:
@@ -1252,22 +1254,26 @@ def check(ex_id: str, answer: Any, scenario=None) -> Result:
 
     Taught in: the exercises of every chapter.
     """
+    from .i18n import exercise_text as _t, tr, tr_text
     e = _find(ex_id)
     sc = _scenario_or_article(scenario)
     if answer is None or answer is ...:
-        return Result(e.id, None, f"… {e.id}: not answered yet. {e.prompt} Replace None with your prediction.")
+        return Result(e.id, None, tr("… {id}: not answered yet. {prompt} Replace None with your prediction.",
+                                     id=e.id, prompt=_t(e, "prompt")))
     try:
         text = _as_text(answer, e)
         if not text:
             raise _Unreadable("the answer is empty")
         got = _canon(e, text)
     except _Unreadable as u:
-        return Result(e.id, False, f"✘ {e.id}: not yet ({_echo(answer)}: {u}). Hint: {e.hint}")
+        return Result(e.id, False, tr("✘ {id}: not yet ({answer}: {problem}). Hint: {hint}", id=e.id,
+                                      answer=_echo(answer), problem=tr_text(str(u)), hint=_t(e, "hint")))
     want = _expected(e, sc)
     if _same(e, got, _canon(e, str(want))):
-        why = f" {e.why}" if e.why else ""
-        return Result(e.id, True, f"✔ {e.id}: correct, {want}.{why}")
-    return Result(e.id, False, f"✘ {e.id}: not yet ({_echo(answer)}). Hint: {e.hint}")
+        why = f" {_t(e, 'why')}" if e.why else ""
+        return Result(e.id, True, tr("✔ {id}: correct, {want}.{why}", id=e.id, want=want, why=why))
+    return Result(e.id, False, tr("✘ {id}: not yet ({answer}). Hint: {hint}", id=e.id, answer=_echo(answer),
+                                  hint=_t(e, "hint")))
 
 
 def markdown(scenario=None) -> str:

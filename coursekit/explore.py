@@ -207,7 +207,8 @@ class Control:
 
     @property
     def label(self) -> str:
-        return f"{self.knob.label} ({self.node})" if self.node else self.knob.label
+        from .i18n import tr_text
+        return f"{tr_text(self.knob.label)} ({self.node})" if self.node else tr_text(self.knob.label)
 
 
 def controls(sc, names=None) -> list[Control]:

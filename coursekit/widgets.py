@@ -32,6 +32,7 @@ import ipywidgets as W
 
 from . import explore as ex
 from .errors import CourseError
+from .i18n import tr_text as _tr
 
 __all__ = ["Explorer", "Stepper", "HopTable", "explorer", "stepper", "hops", "figure_png", "figure_svg", "PALETTE", "contrast", "css_colour", "over",
            "packet_list_html", "selection_css", "dissection_html", "hop_table_html"]
@@ -469,7 +470,7 @@ class Explorer(_Widgety):
                                 layout=W.Layout(width="120px"))
         self.flags.add_class("pw-flags")
         rows += self._row("interface", "tcpdump -i", "where tcpdump listens", W.HBox([self.iface, self.flags]))
-        self.filter = W.Text(value=flt, continuous_update=False, placeholder="a tcpdump filter, e.g. udp port 8472",
+        self.filter = W.Text(value=flt, continuous_update=False, placeholder=_tr("a tcpdump filter, e.g. udp port 8472"),
                              layout=W.Layout(width="340px"))
         self.filter.add_class("pw-filter")
         rows += self._row("filter", "filter", "a pcap-filter(7) expression, as tcpdump takes it", self.filter)
@@ -478,8 +479,8 @@ class Explorer(_Widgety):
         rows += self._row("packet", "dissect packet No.", "or click a row of the packet list", self.packet)
         self.status = W.HTML("")
         self.status.add_class("pw-status")
-        self.stale = W.HTML('<div class="pw-stale-banner">stale: the tabs show the last good result, from before '
-                            "the change that failed</div>", layout=W.Layout(display="none"))
+        self.stale = W.HTML('<div class="pw-stale-banner">' + _e(_tr("stale: the tabs show the last good result, from "
+                            "before the change that failed")) + "</div>", layout=W.Layout(display="none"))
         self.stale.add_class("pw-stale-note")
         self.packets = W.HTML("")
         self.packets.add_class("pw-packets")
@@ -501,7 +502,7 @@ class Explorer(_Widgety):
             self.diagram.add_class("pw-diagram")
             tabs.append(self.diagram)
             titles.append("diagram")
-        self.tabs = W.Tab(children=tabs, titles=titles)
+        self.tabs = W.Tab(children=tabs, titles=[_tr(t) for t in titles])
         self.widget = W.VBox(rows + [self.status, self.stale, self.tabs])
         self.widget.add_class("pw-explorer")
         self.widget.add_class("pw-root")
@@ -520,7 +521,7 @@ class Explorer(_Widgety):
         self.packet.observe(lambda _change: self.refresh(), names="value")
 
     def _row(self, key, label, helptext, control):
-        lab = W.HTML(f'<b title="{_e(helptext)}">{_e(label)}</b>')
+        lab = W.HTML(f'<b title="{_e(_tr(helptext))}">{_e(_tr(label))}</b>')
         lab.add_class("pw-label")
         err = W.HTML("", layout=W.Layout(display="none"))
         err.add_class(f"pw-{key.replace('.', '-')}-error")
@@ -720,6 +721,8 @@ class Explorer(_Widgety):
     def _show_error(self, e: CourseError) -> None:
         self._clear_errors()
         by_label = {c.label: c.key for c in self.fields}
+        # the model names a field by its English label; the control may show it translated
+        by_label.update({(f"{c.knob.label} ({c.node})" if c.node else c.knob.label): c.key for c in self.fields})
         key = by_label.get(e.field)
         if key is None and e.field in ("filter", "bpf filter", "flags"):
             key = "filter"
@@ -734,7 +737,7 @@ class Explorer(_Widgety):
                 or self.controls.get(key)
             if target is not None:
                 target.add_class("pw-invalid")
-            self.status.value = '<span class="pw-err">&#9888; not applied: see the outlined field.</span>'
+            self.status.value = '<span class="pw-err">&#9888; ' + _e(_tr("not applied: see the outlined field.")) + '</span>'
         else:
             self.status.value = f'<span class="pw-err">&#9888; {_e(e)}</span>'
         if self.views is not None:
@@ -754,11 +757,11 @@ class Stepper(_Widgety):
         self.walk = walk if walk is not None else _walk(self.scenario)
         self.steps = ex.steps(self.walk, segment)
         self.pos = 0
-        self.back = W.Button(description="◀ back", layout=W.Layout(width="90px"))
+        self.back = W.Button(description=_tr("◀ back"), layout=W.Layout(width="90px"))
         self.back.add_class("pw-back")
-        self.next = W.Button(description="next ▶", layout=W.Layout(width="90px"))
+        self.next = W.Button(description=_tr("next ▶"), layout=W.Layout(width="90px"))
         self.next.add_class("pw-next")
-        self.slider = W.IntSlider(value=1, min=1, max=len(self.steps), description="hop", readout=True,
+        self.slider = W.IntSlider(value=1, min=1, max=len(self.steps), description=_tr("hop"), readout=True,
                                   continuous_update=True, layout=W.Layout(width="420px"))
         self.slider.add_class("pw-hop")
         self.title = W.HTML("")
@@ -767,7 +770,7 @@ class Stepper(_Widgety):
         self.map.add_class("pw-map")
         self.body = W.HTML("", layout=W.Layout(height="380px", overflow="auto"))
         self.body.add_class("pw-step")
-        self.every = W.ToggleButton(value=False, description="every layer", layout=W.Layout(width="120px"))
+        self.every = W.ToggleButton(value=False, description=_tr("every layer"), layout=W.Layout(width="120px"))
         self.every.add_class("pw-every-layer")
         self.layers = W.HTML("", layout=W.Layout(display="none"))
         self.layers.add_class("pw-step-tree")
@@ -803,19 +806,21 @@ class Stepper(_Widgety):
                           f'style="font-family:var(--jp-code-font-family,monospace);font-size:12px">{_e(c)}'
                           + (f' <span class="pw-tag">[{_e(v.labels[c])}]</span>' if c in v.labels else "")
                           + "</div>" for c in v.changes) or \
-            '<div class="pw-muted" style="font-family:monospace;font-size:12px">(nothing: the same bytes)</div>'
+            ('<div class="pw-muted" style="font-family:monospace;font-size:12px">'
+             + _e(_tr("(nothing: the same bytes)")) + '</div>')
         decided = "".join(f'<div style="font-family:var(--jp-code-font-family,monospace);font-size:12px">'
                           f'<b>[{_e(d.stage)}]</b> {_e(d.table)}: {_e(d.entry)}<br>&nbsp;&nbsp;&rarr; '
                           f'{_e(d.effect)}</div>' for d in v.decisions)
         body = (f'<pre class="pw-summary pw-step-summary" data-pos="{pos + 1}">{_e(v.summary)}</pre>'
-                "<h4>changed since the previous hop</h4>" + changed + "<h4>decided by</h4>" + (decided or "-"))
+                f"<h4>{_e(_tr('changed since the previous hop'))}</h4>" + changed
+                + f"<h4>{_e(_tr('decided by'))}</h4>" + (decided or "-"))
         # computed first, then sent back to back: the browser draws the hop in one frame
         self.map.value = hop_map
         self.body.value = body
         self._layers()
         # the title last: the front end applies updates in order, so a title that shows this hop
         # means its map, body and layers are on the page too
-        self.title.value = (f'<b class="{flow}">{_e(v.title)}</b> '
+        self.title.value = (f'<b class="{flow}">{_e(_tr(v.title))}</b> '
                             f'<span class="pw-muted">({pos + 1}/{len(self.steps)})</span>')
 
     def _layers(self) -> None:

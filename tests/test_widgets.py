@@ -311,7 +311,10 @@ def test_the_cjk_fallback_font_covers_every_chinese_character_of_the_course():
     font = ROOT / "data" / "fonts" / "packet-walk-cjk.woff"
     have = {chr(u) for u in TTFont(font).getBestCmap()}
     cjk = re.compile(r"[\u3000-\u303f\u3400-\u4dbf\u4e00-\u9fff\uff00-\uffef]")
-    files = list((ROOT / "notebooks").rglob("*.ipynb")) + [ROOT / "README.md"] + list((ROOT / "docs").rglob("*.md"))
+    # the Chinese edition (notebooks/zh) is read on machines with a CJK font; its figures use
+    # data/fonts/packet-walk-cjk.ttf (tests/test_i18n.py)
+    files = [p for p in (ROOT / "notebooks").rglob("*.ipynb") if "zh" not in p.relative_to(ROOT).parts]
+    files += [ROOT / "README.md"] + list((ROOT / "docs").rglob("*.md"))
     used = {c for f in files for c in cjk.findall(f.read_text(encoding="utf-8"))}
     assert used and used <= have, "missing: " + "".join(sorted(used - have))
     assert "packet-walk-cjk" not in wg._css() and 'font-family:"Packet Walk CJK"' in wg._css()

@@ -4,6 +4,7 @@
     python tools/nbtools.py execute [NB|NN ...]   # run notebooks in place: paths or chapter numbers (03 = the
                                                  # chapter and its solutions); all by default
     python tools/nbtools.py check     # exit 1 if navigation or the chapter map is out of date
+    python tools/nbtools.py zh [--stale|--sync NN|--done NN ID..]  # the Chinese edition (tools/zh.py)
 
 Chapters are ``notebooks/NN-title.ipynb``; a chapter's title is the first
 ``# `` heading of its first markdown cell and its one-line description the
@@ -56,10 +57,26 @@ def _nav_cell(text: str):
 
 
 def _with_nav(nb, top: str, bottom: str):
+    old_nav = [c.get("id") for c in nb.cells if TAG in c.metadata.get("tags", [])]
     cells = [c for c in nb.cells if TAG not in c.metadata.get("tags", [])]
     nb.cells = [_nav_cell(top)] + cells + [_nav_cell(bottom)]
-    for i, c in enumerate(nb.cells):       # stable ids: a rewrite never churns them
-        c["id"] = f"cell-{i:02d}"
+    if len(old_nav) == 2:                  # the navigation cells keep theirs too
+        nb.cells[0]["id"], nb.cells[-1]["id"] = old_nav
+    # stable ids: a cell keeps its id when cells are added or removed around it (the Chinese
+    # edition's catalogues are keyed by them, tools/zh.py); a cell without one, or with a copy
+    # of another's, gets the first free cell-NN
+    seen: set[str] = set()
+    for c in nb.cells:
+        cid = c.get("id")
+        if cid and cid not in seen:
+            seen.add(cid)
+        else:
+            c["id"] = None
+    free = (f"cell-{i:02d}" for i in range(10000) if f"cell-{i:02d}" not in seen)
+    for c in nb.cells:
+        if not c.get("id"):
+            c["id"] = next(free)
+            seen.add(c["id"])
     return nb
 
 
@@ -121,6 +138,8 @@ def glossary_notebook() -> str:
     cells = [nbformat.v4.new_markdown_cell(intro)]
     for block in glossary.markdown().strip().split("\n\n<a id="):
         cells.append(nbformat.v4.new_markdown_cell(block if block.startswith("<a id=") else "<a id=" + block))
+    for c in cells:                       # generated afresh: ids by position (_with_nav)
+        c.pop("id", None)
     nb.cells = cells
     nb = _with_nav(nb, "<small>Packet Walk · glossary · [Contents](../README.md#chapters) · "
                        "[00 The scenario](00-the-scenario.ipynb)</small>",
@@ -203,6 +222,9 @@ def main(argv: list[str]) -> int:
     if cmd == "execute":
         execute([p for a in argv[2:] for p in targets(a)] or None)
         return 0
+    if cmd == "zh":                       # the Chinese edition: tools/zh.py, docs/translating.md
+        import zh
+        return zh.main(argv[2:])
     if cmd == "check":
         bad = stale()
         for p in bad:
