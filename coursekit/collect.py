@@ -14,6 +14,7 @@ of the course's own ``data/captures/<scenario>/<node>-state.txt``)::
     # xiaomi: iptables-save -t nat
     # xiaomi: conntrack -L
     # xiaomi: cat /run/flannel/subnet.env
+    # xiaomi: sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_default_ttl ...
 
 ``coursekit collect -o DIR`` runs the same commands on this machine
 itself (no shell; a command that is missing or refused leaves its section
@@ -23,7 +24,8 @@ cluster.json`` beside the files names Pods and Services.
 :func:`model_state_text` prints the same sections for a node of a course
 scenario, computed by the model -- what collect would have printed there
 (interface indexes are assumed: 1 lo, then the order of
-:meth:`Scenario.interfaces`).
+:meth:`Scenario.interfaces`; the bridge's FDB lists every pod, as a bridge
+that has heard each of them).
 
 Taught in: 10-your-own-cluster.
 """
@@ -48,6 +50,8 @@ COMMANDS = (
     ("iptables-save -t nat", ["iptables-save", "-t", "nat"]),
     ("conntrack -L", ["conntrack", "-L"]),
     ("cat /run/flannel/subnet.env", ["cat", "/run/flannel/subnet.env"]),
+    ("sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_default_ttl net.ipv4.ip_local_port_range",
+     ["sysctl", "net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_default_ttl", "net.ipv4.ip_local_port_range"]),
 )
 
 
@@ -111,7 +115,8 @@ def _ip_d_addr(sc, node: str) -> str:
                         f"state UNKNOWN\n"
                         f"    link/ether {n.vtep_mac} brd ff:ff:ff:ff:ff:ff promiscuity 0\n"
                         f"    vxlan id {sc.flannel.vni} local {n.nic.ip} dev {n.nic.name} srcport 0 0 "
-                        f"dstport {sc.flannel.port} nolearning ageing 300\n"
+                        f"dstport {sc.flannel.port} nolearning ageing 300 "
+                        f"{'' if sc.flannel.udp_checksum else 'no'}udpcsum\n"
                         f"    inet {n.subnet.network_address}/32 scope global {name}\n")
         elif name == "docker0":
             net = ipaddress.IPv4Interface(f"{n.docker.bridge_ip}/{n.subnet.prefixlen}")
@@ -120,10 +125,14 @@ def _ip_d_addr(sc, node: str) -> str:
                         f"    bridge forward_delay 1500 hello_time 200 max_age 2000\n"
                         f"    inet {net} brd {bcast(net)} scope global docker0\n")
         else:
+            pod = next((p for p in sc.pods_on(node) if p.veth == name), None)
+            mac = pod.veth_mac if pod is not None else f"ee:ee:ee:ee:ee:{idx:02x}"
             rows.append(f"{idx}: {name}@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu {sc.mtu_of(node, name)} "
                         f"master docker0 state UP\n"
-                        f"    link/ether ee:ee:ee:ee:ee:{idx:02x} brd ff:ff:ff:ff:ff:ff promiscuity 1\n"
-                        f"    veth\n")
+                        f"    link/ether {mac} brd ff:ff:ff:ff:ff:ff promiscuity 1\n"
+                        f"    veth\n"
+                        f"    bridge_slave state forwarding priority 32 cost 2 hairpin "
+                        f"{'on' if n.hairpin_mode else 'off'}\n")
     return "".join(rows)
 
 
@@ -150,9 +159,19 @@ def model_state_text(scenario, node: str, walk=None) -> str:
     except CourseError:
         ct = ""
     ct = str(ct) if ct else ""
+    n = sc.node(node)
+    ports = "".join(f"{p.mac} dev {p.veth} master docker0\n{p.veth_mac} dev {p.veth} master docker0 permanent\n"
+                    for p in sc.pods_on(node))
+    lo, hi = n.ephemeral_ports
+    env = (f"FLANNEL_NETWORK={sc.flannel.network}\nFLANNEL_SUBNET={n.docker.bridge_ip}/{n.subnet.prefixlen}\n"
+           f"FLANNEL_MTU={n.nic.mtu - 50}\nFLANNEL_IPMASQ={str(sc.flannel.ip_masq).lower()}\n")
+    sysctl = f"net.bridge.bridge-nf-call-iptables = {int(n.br_netfilter)}\n"
+    sysctl += f"net.ipv4.ip_default_ttl = {n.default_ttl}\nnet.ipv4.ip_local_port_range = {lo}\t{hi}\n"
     parts = [("ip -d addr", _ip_d_addr(sc, node)), ("ip route", ip_route(sc, node)),
              ("ip neigh", ip_neigh(sc, node)), (f"bridge fdb show dev {sc.flannel.device}", bridge_fdb(sc, node)),
-             ("iptables-save -t nat", iptables_save(rules, chains)), ("conntrack -L", ct or "")]
+             ("bridge fdb show br docker0", ports),
+             ("iptables-save -t nat", iptables_save(rules, chains)), ("conntrack -L", ct or ""),
+             ("cat /run/flannel/subnet.env", env), (COMMANDS[-1][0], sysctl)]
     return "".join(f"# {node}: {t}\n{body.rstrip()}\n\n" for t, body in parts)
 
 
