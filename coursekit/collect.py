@@ -39,7 +39,7 @@ from pathlib import Path
 
 from .errors import CourseError
 
-__all__ = ["COMMANDS", "collect_script", "collect", "model_state_text", "write_model_state"]
+__all__ = ["COMMANDS", "collect_script", "collect", "model_state_text", "model_kubectl_json", "write_model_state"]
 
 #: (section command, argv) -- read-only, every one
 COMMANDS = (
@@ -175,8 +175,37 @@ def model_state_text(scenario, node: str, walk=None) -> str:
     return "".join(f"# {node}: {t}\n{body.rstrip()}\n\n" for t, body in parts)
 
 
+def model_kubectl_json(scenario) -> str:
+    """What ``kubectl get pods,svc -A -o json`` would list for a scenario's pods and Services (the fields
+    coursekit reads: names, namespaces, nodes, pod IPs, cluster IPs, ports, selectors).
+
+    Taught in: 10-your-own-cluster.
+    """
+    import json
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
+    items = []
+    for p in sorted(sc.pods, key=lambda p: (p.namespace, p.name)):
+        items.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": p.name, "namespace": p.namespace,
+                                                                       "labels": dict(p.labels)},
+                      "spec": {"nodeName": p.node}, "status": {"podIP": str(p.ip),
+                                                               "hostIP": str(sc.node(p.node).nic.ip)}})
+    for s in sorted(sc.services, key=lambda s: (s.namespace, s.name)):
+        ports = []
+        for sp in s.ports:
+            d = {"name": sp.name, "port": sp.port, "protocol": sp.protocol, "targetPort": sp.target_port}
+            if sp.node_port:
+                d["nodePort"] = sp.node_port
+            ports.append(d)
+        items.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace},
+                      "spec": {"clusterIP": str(s.cluster_ip), "ports": ports, "selector": dict(s.selector),
+                               "type": "NodePort" if any(sp.node_port for sp in s.ports) else "ClusterIP"}})
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=1, sort_keys=True) + "\n"
+
+
 def write_model_state(scenario, folder) -> list[Path]:
-    """Write :func:`model_state_text` of every node into ``folder`` as ``<node>-state.txt``; returns the files.
+    """Write :func:`model_state_text` of every node into ``folder`` as ``<node>-state.txt``, and
+    :func:`model_kubectl_json` as ``cluster.json``; returns the files.
 
     Taught in: 10-your-own-cluster.
     """
@@ -187,4 +216,5 @@ def write_model_state(scenario, folder) -> list[Path]:
     d = output_dir(folder, "folder")
     d.mkdir(parents=True, exist_ok=True)
     w = _walk(sc)
-    return [write_file(d / f"{n.name}-state.txt", model_state_text(sc, n.name, w)) for n in sc.nodes]
+    return [write_file(d / f"{n.name}-state.txt", model_state_text(sc, n.name, w)) for n in sc.nodes] + \
+        [write_file(d / "cluster.json", model_kubectl_json(sc))]

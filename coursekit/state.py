@@ -105,6 +105,7 @@ class ClusterState:
     pods: dict = field(default_factory=dict)        # ip -> ns/name
     problems: list = field(default_factory=list)
     pod_nodes: dict = field(default_factory=dict)   # ip -> node (kubectl spec.nodeName)
+    pod_namespaces: dict = field(default_factory=dict)   # ip -> namespace (kubectl)
 
     def node_names(self) -> list[str]:
         return list(self.nodes) + sorted(set(self.pods.values()) - set(self.nodes))
@@ -356,7 +357,7 @@ def _ip_neigh(n: NodeState, lines: _Lines) -> None:
                     lines.bad(j, line, "a neighbour ('ADDRESS dev DEVICE lladdr MAC STATE')")
                 continue
             n.neigh.append((s[0], s[s.index("dev") + 1], s[s.index("lladdr") + 1].lower(), line.strip()))
-        elif not (len(s) >= 3 and s[1] == "dev") and not _is_error(line):
+        elif ("lladdr" in s or not (len(s) >= 3 and s[1] == "dev")) and not _is_error(line):
             lines.bad(j, line, "a neighbour ('ADDRESS dev DEVICE lladdr MAC STATE')")
 
 
@@ -495,6 +496,7 @@ def _kubectl(text: str, name: str, st: ClusterState) -> None:
             ip = obj(it.get("status")).get("podIP")
             if isinstance(ip, str) and not spec.get("hostNetwork"):
                 st.pods[ip] = str(meta.get("name", "?"))
+                st.pod_namespaces[ip] = str(meta.get("namespace", "default"))
                 if isinstance(spec.get("nodeName"), str):
                     st.pod_nodes[ip] = spec["nodeName"]
 
