@@ -401,6 +401,10 @@ def derive(state, name: str | None = None) -> Derived:
     if externals:
         doc["externalHosts"] = externals
     doc["request"] = req
+    if req["client"] in doc["pods"] or req["client"] in externals:
+        # the times the model makes up are anchored where every packet passes: the client's own interface
+        obs["anchor"] = {"node": req["client"], "interface": "eth0"}
+        prov["observed.anchor"] = f"{_ASM}: the model's times are anchored at the client's eth0 (on both paths)"
     if obs:
         doc["observed"] = obs
     doc["provenance"] = dict(sorted(prov.items()))
