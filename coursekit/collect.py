@@ -71,8 +71,11 @@ def collect_script() -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect(out_dir, node: str | None = None, timeout: float = 20.0) -> Path:
+def collect(out_dir, node: str | None = None, timeout: float = 20.0, netns: str | None = None) -> Path:
     """Run the read-only commands here and write ``<node>-state.txt`` into ``out_dir``.
+
+    ``netns``: run them inside this named network namespace (``ip netns exec``),
+    as the live lab's nodes are (tools/lab_run_data.py).
 
     Taught in: 10-your-own-cluster.
     """
@@ -83,7 +86,11 @@ def collect(out_dir, node: str | None = None, timeout: float = 20.0) -> Path:
     d = output_dir(out_dir, "--out")
     d.mkdir(parents=True, exist_ok=True)
     parts = []
+    if netns is not None and (not isinstance(netns, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", netns)):
+        raise CourseError("netns", f"{netns!r:.60} is not a namespace name", "a name ip netns list shows")
     for title, argv in COMMANDS:
+        if netns is not None:
+            argv = ["ip", "netns", "exec", netns, *argv]
         try:
             r = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
             text = (r.stdout + r.stderr).decode("utf-8", "replace")

@@ -80,7 +80,8 @@ class Comparison:
             w.append(f"conversation {c}: model {m}; real {r}")
             for row in rows:
                 mark = "same" if row.difference is None else "DIFFERS"
-                w.append(f"  {row.packet:>3} {row.what:<18} {mark}")
+                w.append(f"  {row.packet or '-':>3} {row.what:<18} {mark}" + (f": {row.difference}" if row.difference
+                                                                               else ""))
                 if row.difference is None:
                     w.append(f"        {Row.walk_text(row.model)}")
                 else:
@@ -188,7 +189,7 @@ def compare_captures(model, real, state=None, model_state=None, vxlan_ports=None
 
     Taught in: 10-your-own-cluster.
     """
-    from .explanation import _shape, compare, explain
+    from .explanation import _brief, _shape, compare, explain, packet_difference, pair_conversations, pair_packets
     from .scenario import as_scenario
     real_files = capture_files(real, "real")
     notes: list = []
@@ -220,26 +221,27 @@ def compare_captures(model, real, state=None, model_state=None, vxlan_ports=None
     er = explain(real_files, state=state, vxlan_ports=vxlan_ports)
     diffs = compare(em, er)
     rows, titles = [], []
-    for i in range(max(len(em.conversations), len(er.conversations))):
-        cm = em.conversations[i] if i < len(em.conversations) else None
-        cr = er.conversations[i] if i < len(er.conversations) else None
-        titles.append((i + 1, cm.title if cm else "(none)", cr.title if cr else "(none)"))
-        pm = cm.packets if cm else []
-        pr = cr.packets if cr else []
-        for j in range(max(len(pm), len(pr))):
-            a = pm[j] if j < len(pm) else None
-            b = pr[j] if j < len(pr) else None
+    pairs = pair_conversations(em, er)
+    other = [cr for cm, cr in pairs if cm is None]
+    if other:
+        notes.append(f"{len(other)} captured conversation{'s' if len(other) != 1 else ''} the model does not "
+                     "predict (other traffic, not compared): " + "; ".join(c.title for c in other[:6])
+                     + (" ..." if len(other) > 6 else ""))
+    for i, (cm, cr) in enumerate([p for p in pairs if p[0] is not None]):
+        titles.append((i + 1, cm.title, cr.title if cr else "(not captured)"))
+        if cr is None:
+            for j, a in enumerate(cm.packets, 1):
+                rows.append(Row(i + 1, j, f"{a.flow} {_brief(a)}", _shape(a), None, "not captured"))
+            continue
+        for j, a, b in pair_packets(cm, cr):
             p = a or b
-            what = f"{p.flow} {p.summary().split(' seq')[0].split(' len')[0]}"
+            what = f"{p.flow} {_brief(p)}"
             sa, sb = (_shape(a) if a else None), (_shape(b) if b else None)
-            diff = None
             if a is None or b is None:
                 diff = "only in the " + ("real captures" if a is None else "model")
-            elif a.flow != b.flow or a.sightings[0].flags != b.sightings[0].flags:
-                diff = f"the model's {what}, captured {b.flow} {b.summary().split(' seq')[0]}"
-            elif sa != sb:
-                diff = "walk differs"
-            rows.append(Row(i + 1, j + 1, what, sa, sb, diff))
+            else:
+                diff = packet_difference(a, b)
+            rows.append(Row(i + 1, j if j is not None else 0, what, sa, sb, diff))
     places = sorted({s.place for c in er.conversations for p in c.packets for s in p.sightings}
                     & {s.place for c in em.conversations for p in c.packets for s in p.sightings})
     return Comparison(name, places, rows, diffs, notes, titles)

@@ -45,7 +45,8 @@ from pathlib import Path
 
 from .errors import CourseError, public
 
-__all__ = ["Sighting", "Change", "Packet", "Conversation", "Explanation", "explain", "compare", "decode",
+__all__ = ["Sighting", "Change", "Packet", "Conversation", "Explanation", "explain", "compare", "pair_conversations",
+           "pair_packets", "packet_difference", "decode",
            "VXLAN_PORTS", "MAX_FRAMES"]
 
 #: flannel/Linux default and IANA's port; a user adds others with ``vxlan_ports``.
@@ -278,7 +279,8 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
         pay = l4 + 8
         d["key"] = (1, ip_id, typ, code, seqn, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]))
     else:
-        d["key"] = (proto, ip_id, payload_total, zlib.crc32(data[l4:min(end, l4 + 16)]))
+        # no ports, no NAT to see through: IGMP reports with IP id 0 on two nodes are two packets
+        d["key"] = (proto, ip_id, payload_total, zlib.crc32(data[l4:min(end, l4 + 16)]), src, dst)
     return d
 
 
@@ -739,11 +741,33 @@ def _shape(p: Packet) -> list:
     return steps
 
 
+def pair_conversations(expected: Explanation, actual: Explanation) -> list[tuple]:
+    """(expected, actual) conversations side by side: each model conversation with the first captured one of
+    the same protocol between the same addresses in any of its views (ports are the kernel's choice, NAT changes
+    the addresses), else the same protocol from the same client; what is left over is paired with None, the model's first, then the capture's."""
+    free = list(actual.conversations)
+    pairs = []
+
+    def addrs(c):
+        return {(a, b) for (a, _), (b, _) in c.views}
+    for ce in expected.conversations:
+        (a, _), (b, _) = ce.views[0]
+        hit = next((c for c in free if c.proto == ce.proto and addrs(c) & addrs(ce)), None)
+        if hit is None:
+            hit = next((c for c in free if c.proto == ce.proto and c.views[0][0][0] == a), None)
+        if hit is not None:
+            free.remove(hit)
+        pairs.append((ce, hit))
+    return pairs + [(None, c) for c in free]
+
+
 @public
 def compare(expected: Explanation, actual: Explanation) -> list[str]:
     """Where ``actual`` (a real capture, explained) departs from ``expected`` (the model's), first difference first.
 
-    Conversations are paired in order, their packets in order; each packet's places and the
+    Conversations are paired by protocol and addresses (:func:`pair_conversations`; a captured
+    conversation the model does not predict is other traffic, not a difference), their packets by
+    their role in the connection (:func:`pair_packets`); each packet's places and the
     addresses its changes rewrote are compared, not what the kernel chooses freely (ports,
     ISNs, IP ids, times).  An empty list: the same walk.
 
@@ -755,30 +779,81 @@ def compare(expected: Explanation, actual: Explanation) -> list[str]:
         if not isinstance(ex, Explanation):
             raise CourseError(name, f"a {type(ex).__name__} is not an explanation", "what ck.explain returns")
     out = []
-    if len(expected.conversations) != len(actual.conversations):
-        out.append(f"{len(expected.conversations)} conversations expected, {len(actual.conversations)} captured")
-    for ce, ca in zip(expected.conversations, actual.conversations):
-        if ce.proto != ca.proto:
-            out.append(f"conversation {ce.number}: {ce.title} expected, {ca.title} captured")
+    for ce, ca in pair_conversations(expected, actual):
+        if ca is None:
+            out.append(f"conversation {ce.number}: {ce.title} expected, not captured")
             continue
-        if len(ce.packets) != len(ca.packets):
-            out.append(f"conversation {ce.number}: {len(ce.packets)} packets expected, {len(ca.packets)} captured")
-        for i, (pe, pa) in enumerate(zip(ce.packets, ca.packets), 1):
-            what = f"conversation {ce.number} packet {i} ({pe.flow} {pe.summary().split(' seq')[0]})"
-            if pe.flow != pa.flow or (pe.sightings[0].flags != pa.sightings[0].flags):
-                out.append(f"{what}: captured {pa.flow} {pa.summary().split(' seq')[0]}")
+        if ce is None:
+            continue                    # other traffic the model does not predict: not a disagreement
+        for i, pe, pa in pair_packets(ce, ca):
+            if pe is None:
+                out.append(f"conversation {ce.number}: captured {pa.flow} {_brief(pa)} that the model does not "
+                           "send")
                 continue
-            se, sa = _shape(pe), _shape(pa)
-            for j, (a, b) in enumerate(zip(se, sa)):
-                if a[0] != b[0]:
-                    out.append(f"{what}: hop {j + 1} expected at {a[0]}, captured at {b[0]}")
-                    break
-                if a[1] != b[1]:
-                    out.append(f"{what}: arriving at {a[0]}, expected {'; '.join(a[1]) or 'no change'}, "
-                               f"captured {'; '.join(b[1]) or 'no change'}")
-                    break
-            else:
-                if len(se) != len(sa):
-                    out.append(f"{what}: {len(se)} places expected ({', '.join(x[0] for x in se)}), "
-                               f"{len(sa)} captured ({', '.join(x[0] for x in sa)})")
+            what = f"conversation {ce.number} packet {i} ({pe.flow} {_brief(pe)})"
+            if pa is None:
+                out.append(f"{what}: not captured")
+                continue
+            d = packet_difference(pe, pa)
+            if d:
+                out.append(f"{what}: {d}")
     return out
+
+
+def _brief(p: Packet) -> str:
+    return p.summary().split(" seq")[0].split(" len")[0]
+
+
+def _role(p: Packet, isn: dict):
+    """A TCP segment's place in its connection, free of the kernel's choices: flow, flags, relative seq/ack, length."""
+    s = p.sightings[0]
+    mine, other = ("request", "reply") if p.flow == "request" else ("reply", "request")
+    rel = (s.seq - isn.get(mine, s.seq)) % 2**32
+    ack = (s.ack - isn.get(other, s.ack)) % 2**32 if s.flags & 0x10 else 0
+    return (p.flow, s.flags, rel, ack, s.length)
+
+
+def _isns(c: Conversation) -> dict:
+    out = {}
+    for p in c.packets:
+        s = p.sightings[0]
+        if s.flags & 0x02 and p.flow in ("request", "reply"):
+            out.setdefault(p.flow, s.seq)
+    return out
+
+
+def pair_packets(ce: Conversation, ca: Conversation) -> list[tuple]:
+    """(n, expected packet, captured packet): TCP segments paired by their role in the connection (flow, flags,
+    sequence and acknowledgement numbers relative to the ISNs, length), so a kernel that sends two segments in
+    the other order still pairs them; other protocols in order within each direction.  ``n`` counts the
+    model's packets; captured packets the model does not send come last, with None."""
+    free = list(ca.packets)
+    out = []
+    ie, ia = _isns(ce), _isns(ca)
+    for n, pe in enumerate(ce.packets, 1):
+        if ce.proto == 6 and ca.proto == 6:
+            want = _role(pe, ie)
+            hit = next((pa for pa in free if _role(pa, ia) == want), None)
+        else:
+            hit = next((pa for pa in free if pa.flow == pe.flow), None)
+        if hit is not None:
+            free.remove(hit)
+        out.append((n, pe, hit))
+    return out + [(None, None, pa) for pa in free]
+
+
+def packet_difference(pe: Packet, pa: Packet) -> str | None:
+    """The first place where a captured packet's walk departs from the model's, or None."""
+    if pe.flow != pa.flow or pe.sightings[0].flags != pa.sightings[0].flags:
+        return f"captured {pa.flow} {_brief(pa)}"
+    se, sa = _shape(pe), _shape(pa)
+    for j, (a, b) in enumerate(zip(se, sa)):
+        if a[0] != b[0]:
+            return f"hop {j + 1} expected at {a[0]}, captured at {b[0]}"
+        if a[1] != b[1]:
+            return (f"arriving at {a[0]}, expected {'; '.join(a[1]) or 'no change'}, "
+                    f"captured {'; '.join(b[1]) or 'no change'}")
+    if len(se) != len(sa):
+        return (f"{len(se)} places expected ({', '.join(x[0] for x in se)}), "
+                f"{len(sa)} captured ({', '.join(x[0] for x in sa)})")
+    return None

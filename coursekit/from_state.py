@@ -68,7 +68,7 @@ class Derived:
         """A short account: what was read, what was assumed, what was left out."""
         lab = {k: [p for p, v in self.provenance.items() if v.startswith(k)] for k in (_OBS, _INF, _ASM)}
         w = [f"scenario {self.doc['name']}: {len(self.doc['nodes'])} nodes, {len(self.doc.get('pods') or {})} pods, "
-             f"{len(self.manifests)} Services; {len(lab[_OBS])} values observed, {len(lab[_INF])} inferred, "
+             f"{len(self.manifests)} Service{'s' if len(self.manifests) != 1 else ''}; {len(lab[_OBS])} values observed, {len(lab[_INF])} inferred, "
              f"{len(lab[_ASM])} assumed"]
         for p in lab[_ASM]:
             w.append(f"  assumed {p}: {self.provenance[p].split(':', 1)[1].strip()}")
