@@ -129,6 +129,7 @@ class Sighting:
     extra: str = ""        # ICMP type/code, DNS question
     direction: str | None = None   # "In"/"Out" where the link header says (SLL, SLL2)
     key: tuple = ()
+    quoted: tuple = ()     # an ICMP error's quoted packet: (proto, src, sport, dst, dport)
 
     @property
     def endpoints(self) -> tuple:
@@ -277,14 +278,47 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
             d["extra"] += f" id {ident} seq {seqn}"
             d["sport"] = d["dport"] = ident          # conntrack's "port" for echo
         pay = l4 + 8
-        d["key"] = (1, ip_id, typ, code, seqn, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]))
+        q = _quoted(data, pay, end) if typ in _ICMP_ERRORS else None
+        if q is not None:
+            # an error quotes the packet that caused it (RFC 792: its IP header and 8 bytes); NAT rewrites
+            # the quoted addresses on the way back (nf_nat_icmp_reply_translation), never its IP id or seq
+            qproto, qsrc, qsport, qdst, qdport, qid, qseq = q
+            d["quoted"] = (qproto, qsrc, qsport, qdst, qdport)
+            d["extra"] += (f" code {code} for {_PROTO.get(qproto, qproto)} {qsrc}.{qsport} > {qdst}.{qdport}"
+                           if qproto in (6, 17) else f" code {code} for {_PROTO.get(qproto, qproto)} {qsrc} > {qdst}")
+            d["key"] = (1, ip_id, typ, code, d["length"], qproto, qid, qseq)
+        else:
+            d["key"] = (1, ip_id, typ, code, seqn, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]))
     else:
         # no ports, no NAT to see through: IGMP reports with IP id 0 on two nodes are two packets
         d["key"] = (proto, ip_id, payload_total, zlib.crc32(data[l4:min(end, l4 + 16)]), src, dst)
     return d
 
 
-_ICMP = {0: "echo reply", 3: "unreachable", 8: "echo request", 11: "time exceeded", 5: "redirect"}
+_ICMP = {0: "echo reply", 3: "unreachable", 8: "echo request", 11: "time exceeded", 5: "redirect",
+         12: "parameter problem", 4: "source quench"}
+_ICMP_ERRORS = (3, 4, 5, 11, 12)
+
+
+def _quoted(data: bytes, off: int, end: int):
+    """The quoted IPv4 header and first 8 bytes of an ICMP error: (proto, src, sport, dst, dport, IP id, seq)."""
+    if end < off + 20 or data[off] >> 4 != 4:
+        return None
+    ihl = (data[off] & 15) * 4
+    if ihl < 20 or end < off + ihl:
+        return None
+    qid = (data[off + 4] << 8) | data[off + 5]
+    qproto = data[off + 9]
+    src, dst = _ip(data[off + 12:off + 16]), _ip(data[off + 16:off + 20])
+    sport = dport = seq = 0
+    l4 = off + ihl
+    if qproto in (6, 17) and end >= l4 + 4:
+        sport, dport = struct.unpack_from("!HH", data, l4)
+        if qproto == 6 and end >= l4 + 8:
+            seq = struct.unpack_from("!I", data, l4 + 4)[0]
+    elif qproto == 1 and end >= l4 + 8:
+        sport = dport = struct.unpack_from("!H", data, l4 + 4)[0]
+    return qproto, src, sport, dst, dport, qid, seq
 
 
 def _dns(data: bytes, pay: int, end: int) -> str:
@@ -455,6 +489,10 @@ class _Union:
 
 
 def _view(s: Sighting) -> tuple:
+    if s.quoted:                        # an ICMP error belongs to the connection it reports
+        qproto, qsrc, qsport, qdst, qdport = s.quoted
+        a, b = (qsrc, qsport), (qdst, qdport)
+        return (qproto,) + ((a, b) if a <= b else (b, a))
     a, b = s.endpoints
     return (s.proto,) + ((a, b) if a <= b else (b, a))
 
@@ -616,9 +654,16 @@ def _assemble(caps, sightings, limits, other, st) -> Explanation:
 
 
 def _conversation(pk: list) -> Conversation:
-    proto = pk[0].sightings[0].proto
+    errors = [p for p in pk if p.sightings[0].quoted]
+    for p in errors:
+        p.flow = "icmp error"
+    own = [p for p in pk if not p.sightings[0].quoted]
+    if not own:                         # only errors were captured: the connection is what they quote
+        views = list(dict.fromkeys(((q[1], q[2]), (q[3], q[4])) for p in pk for q in [p.sightings[0].quoted]))
+        return Conversation(0, pk[0].sightings[0].quoted[0], views, pk)
+    proto = own[0].sightings[0].proto
     # the initiator: a SYN without ACK if there is one, else the first packet seen
-    first = next((p for p in pk if proto == 6 and p.sightings[0].flags & 0x12 == 0x02), pk[0])
+    first = next((p for p in own if proto == 6 and p.sightings[0].flags & 0x12 == 0x02), own[0])
     req: set = {s.endpoints for s in first.sightings}
     first.flow = "request"
     changed = True
@@ -660,6 +705,8 @@ def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
     (sb, spb), (db, dpb) = b.endpoints
     ports = a.proto in (6, 17)
     fmt = (lambda ip, p: f"{ip}:{p}") if ports else (lambda ip, p: ip)
+    if flow == "icmp error":            # conntrack rewrites an error back, as a reply of its connection
+        flow = "reply"
     if (da, dpa) != (db, dpb):
         kind = {"request": "DNAT", "reply": "un-SNAT"}.get(flow, "destination NAT")
         why = {"DNAT": "destination rewritten (DNAT)", "un-SNAT": "destination restored by conntrack (reply of a SNATed "
@@ -677,6 +724,10 @@ def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
     if a.src_mac and b.src_mac and a.dst_mac and b.dst_mac and (a.src_mac, a.dst_mac) != (b.src_mac, b.dst_mac):
         out.append(Change("MAC", f"{a.src_mac} > {a.dst_mac}", f"{b.src_mac} > {b.dst_mac}",
                           f"MACs {a.src_mac} > {a.dst_mac} -> {b.src_mac} > {b.dst_mac}"))
+    if a.quoted != b.quoted and a.quoted and b.quoted:
+        fq = (lambda q: f"{q[1]}:{q[2]} > {q[3]}:{q[4]}") if a.quoted[0] in (6, 17) else (lambda q: f"{q[1]} > {q[3]}")
+        out.append(Change("quoted", fq(a.quoted), fq(b.quoted), f"the quoted packet rewritten as its connection's "
+                          f"NAT (conntrack translates an ICMP error): {fq(a.quoted)} -> {fq(b.quoted)}"))
     if a.vlan != b.vlan:
         out.append(Change("VLAN", str(list(a.vlan)), str(list(b.vlan)), f"VLAN {list(a.vlan)} -> {list(b.vlan)}"))
     return out + added          # the kernel rewrites and routes the inner packet first, then encapsulates it
