@@ -130,6 +130,7 @@ class Sighting:
     direction: str | None = None   # "In"/"Out" where the link header says (SLL, SLL2)
     key: tuple = ()
     quoted: tuple = ()     # an ICMP error's quoted packet: (proto, src, sport, dst, dport)
+    cut: str = ""          # "tcp", "udp", "icmp": the snapshot length ended inside this header
 
     @property
     def endpoints(self) -> tuple:
@@ -138,6 +139,12 @@ class Sighting:
     def line(self) -> str:
         """A short tcpdump-like line of the innermost packet."""
         name = _PROTO.get(self.proto, f"proto {self.proto}")
+        if self.cut:                    # as tcpdump prints a header the snapshot cut: [|tcp]
+            ports = self.proto in (6, 17) and (self.sport or self.dport)
+            s = (f"{self.src}.{self.sport} > {self.dst}.{self.dport}" if ports else f"{self.src} > {self.dst}") + \
+                f": {name} [|{self.cut}]" + (f" seq {self.seq}" if self.seq else "") + \
+                f" ttl {self.ttl} id {self.ip_id}"
+            return " | ".join(e.text() for e in self.encap) + " | " + s if self.encap else s
         if self.proto in (6, 17):
             s = f"{self.src}.{self.sport} > {self.dst}.{self.dport}: {name}"
         else:
@@ -262,7 +269,19 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
         hl = (offres >> 4) * 4
         pay = l4 + hl
         d.update(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, length=max(0, payload_total - hl))
-        d["key"] = (6, ip_id, seq, ack, flags, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]))
+        # the TCP timestamp tells a retransmission (same seq, ack, flags; IP id 0 on a SYN-ACK) from the original
+        d["key"] = (6, ip_id, seq, ack, flags, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]),
+                    _tsval(data, l4 + 20, min(end, pay)))
+    elif proto in (6, 17, 1) and end < l4 + {6: 20, 17: 8, 1: 8}[proto]:
+        # the snapshot length (-s) ends inside the header: keep what was captured, invent nothing
+        got = max(0, end - l4)
+        d["cut"] = {6: "tcp", 17: "udp", 1: "icmp"}[proto]
+        if proto in (6, 17) and got >= 4:
+            d["sport"], d["dport"] = struct.unpack_from("!HH", data, l4)
+        if proto == 6 and got >= 8:
+            d["seq"] = struct.unpack_from("!I", data, l4 + 4)[0]
+        d["length"] = payload_total
+        d["key"] = (proto, ip_id, "cut", src, dst, d["sport"], d["seq"], payload_total)
     elif proto == 17 and end >= l4 + 8:
         sport, dport, ulen = struct.unpack_from("!HHH", data, l4)
         pay = l4 + 8
@@ -293,6 +312,23 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
         # no ports, no NAT to see through: IGMP reports with IP id 0 on two nodes are two packets
         d["key"] = (proto, ip_id, payload_total, zlib.crc32(data[l4:min(end, l4 + 16)]), src, dst)
     return d
+
+
+def _tsval(data: bytes, off: int, end: int) -> int | None:
+    """The TS val of a TCP timestamp option (RFC 7323, kind 8), or None."""
+    while off < end:
+        kind = data[off]
+        if kind == 0:
+            return None
+        if kind == 1:
+            off += 1
+            continue
+        if off + 1 >= end or data[off + 1] < 2:
+            return None
+        if kind == 8 and data[off + 1] == 10 and off + 6 <= end:
+            return struct.unpack_from("!I", data, off + 2)[0]
+        off += data[off + 1]
+    return None
 
 
 _ICMP = {0: "echo reply", 3: "unreachable", 8: "echo request", 11: "time exceeded", 5: "redirect",
@@ -369,6 +405,8 @@ class Packet:
 
     def summary(self) -> str:
         s = self.sightings[0]
+        if s.cut:
+            return f"{_PROTO.get(s.proto, s.proto)} [|{s.cut}]" + (f" seq {s.seq}" if s.seq else "")
         if s.proto == 6:
             return f"[{tcp_flags(s.flags)}] seq {s.seq} ack {s.ack} len {s.length}"
         return f"{_PROTO.get(s.proto, s.proto)} {s.extra + ' ' if s.extra else ''}len {s.length}"
@@ -590,6 +628,10 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
             if place not in seen_places:
                 seen_places.append(place)
             sightings.append(s)
+        if stem.endswith("any") and any(f.linktype == 113 for f in frames):
+            limits.append(f"{cap.name}: Linux cooked v1 (LINUX_SLL: tcpdump -i any with libpcap < 1.10, e.g. "
+                          "CentOS 7's) records no interface: every frame is placed at one place, so the hops "
+                          "inside the node cannot be told apart (capture per interface, or tcpdump -y LINUX_SLL2)")
         caps.append((cap.name, seen_places, len(cap.frames)))
     if unreadable and not caps:
         raise unreadable[0] if len(unreadable) == 1 else CourseError(
@@ -608,7 +650,12 @@ def _assemble(caps, sightings, limits, other, st) -> Explanation:
         ss.sort(key=lambda s: s.time_us)
         run = [ss[0]]
         for s in ss[1:]:
-            if s.time_us - run[-1].time_us > WINDOW_US:
+            # a retransmission is the same packet again: seen again, unchanged, by a capture that already saw
+            # it, it starts a new one (a hairpinned packet passes a place twice, but rewritten; two files of
+            # one place, say -i any and -i r0, each see it once)
+            again = any(r.place == s.place and r.capture == s.capture and r.endpoints == s.endpoints
+                        and r.ttl == s.ttl for r in run)
+            if again or s.time_us - run[-1].time_us > WINDOW_US:
                 packets.append(Packet(key, run))
                 run = []
             run.append(s)
@@ -650,6 +697,14 @@ def _assemble(caps, sightings, limits, other, st) -> Explanation:
     for k, n in sorted(other.items()):
         if k.startswith(("short", "corrupt")):
             limits.append(f"{n} frames not decoded: {k}")
+    cut: dict = {}
+    for s in sightings:
+        if s.cut:
+            cut[s.cut] = cut.get(s.cut, 0) + 1
+    for k, n in sorted(cut.items()):
+        limits.append(f"{n} frame{'s' if n != 1 else ''} cut by the snapshot length (-s) inside the {k.upper()} "
+                      "header: shown as far as captured, not matched with other places (capture with -s 0 or "
+                      "a larger -s)")
     return Explanation(caps, out, limits, dict(sorted(other.items())))
 
 
@@ -902,8 +957,12 @@ def packet_difference(pe: Packet, pa: Packet) -> str | None:
         if a[0] != b[0]:
             return f"hop {j + 1} expected at {a[0]}, captured at {b[0]}"
         if a[1] != b[1]:
-            return (f"arriving at {a[0]}, expected {'; '.join(a[1]) or 'no change'}, "
-                    f"captured {'; '.join(b[1]) or 'no change'}")
+            missing = [c for c in a[1] if c not in b[1]]
+            extra = [c for c in b[1] if c not in a[1]]
+            what = "; ".join(([f"missing {'; '.join(missing)}"] if missing else []) +
+                             ([f"unexpected {'; '.join(extra)}"] if extra else []))
+            return (f"arriving at {a[0]}: {what or 'the same changes in another order'} "
+                    f"(expected: {', '.join(a[1]) or 'no change'}; captured: {', '.join(b[1]) or 'no change'})")
     if len(se) != len(sa):
         return (f"{len(se)} places expected ({', '.join(x[0] for x in se)}), "
                 f"{len(sa)} captured ({', '.join(x[0] for x in sa)})")

@@ -36,14 +36,15 @@ def test_only_the_places_captured_are_compared(tmp_path):
 def test_the_first_disagreement_is_the_missing_dnat():
     # the model calls the Service; the real cluster's client called the pod directly
     c = compare_captures("article", CAP / "pod-to-pod")
-    assert c.first.startswith("conversation 1 packet 1 (request [S]): arriving at xiaomi docker0, expected DNAT "
-                              "10.254.40.119 -> 172.30.20.2, captured no change")
-    assert c.rows[0].difference.startswith("arriving at xiaomi docker0, expected DNAT")
+    assert c.first.startswith("conversation 1 packet 1 (request [S]): arriving at xiaomi docker0: missing DNAT "
+                              "10.254.40.119 -> 172.30.20.2 (expected: DNAT 10.254.40.119 -> 172.30.20.2; "
+                              "captured: no change)")
+    assert c.rows[0].difference.startswith("arriving at xiaomi docker0: missing DNAT")
 
 
 def test_two_sets_of_captures_and_a_missing_masquerade():
     c = compare_captures(CAP / "pod-to-pod", CAP / "pod-to-pod-flannel-ip-masq")
-    assert "expected SNAT 172.30.83.9 -> 172.30.83.0" in c.first and "captured" in c.first
+    assert "arriving at xiaomi flannel: missing SNAT 172.30.83.9 -> 172.30.83.0 (expected: SNAT" in c.first
     j = c.to_json()
     assert j["first"] == c.first and j["packets"][0]["model"][0] == ["busybox eth0", []]
 
@@ -69,7 +70,7 @@ def test_cli_exit_status_says_whether_they_agree(tmp_path):
     assert r.returncode == 0, r.stderr
     r = run("compare", str(CAP / "pod-to-pod"), str(CAP / "pod-to-pod-flannel-ip-masq"), "--json", "-")
     assert r.returncode == 1
-    assert "expected SNAT" in json.loads(r.stdout)["first"]
+    assert "missing SNAT" in json.loads(r.stdout)["first"]
     r = run("compare", str(CAP / "pod-to-pod"))
     assert r.returncode == 2 and r.stderr.startswith("error: compare: 1 paths given") and r.stderr.count("\n") == 1
 

@@ -59,3 +59,58 @@ def test_a_cut_error_is_still_an_icmp_packet(tmp_path):
     _write(tmp_path / "meizu-enp4s0.pcap", [(1.0, err)])
     (c,) = explain(tmp_path / "meizu-enp4s0.pcap").conversations
     assert c.proto == 1 and c.packets[0].sightings[0].quoted == ()
+
+
+# --- review s5 of chapter 10: retransmissions, a short snapshot, -i any with the v1 cooked header ----------
+
+def _synack(ts):
+    return IP(src="172.30.20.2", dst="172.30.83.9", id=0, ttl=64, flags="DF") / TCP(
+        sport=80, dport=40000, flags="SA", seq=5000, ack=1001, options=[("Timestamp", (ts, 7))])
+
+
+def test_a_retransmitted_synack_is_a_packet_of_its_own(tmp_path):
+    # Linux sends a SYN-ACK with IP id 0; its retransmission 1 s later has the same seq, ack, flags and length
+    _write(tmp_path / "nginx-eth0.pcap", [(1.0, _synack(100)), (2.0, _synack(1100)), (3.0, _synack(2100))])
+    _write(tmp_path / "busybox-eth0.pcap", [(1.0001, _synack(100)), (3.0001, _synack(2100))])
+    (c,) = explain(sorted(tmp_path.glob("*.pcap"))).conversations
+    assert [p.places for p in c.packets] == [["nginx eth0", "busybox eth0"], ["nginx eth0"],
+                                              ["nginx eth0", "busybox eth0"]]
+
+
+def test_a_retransmission_without_timestamps_is_not_seen_twice_at_one_place(tmp_path):
+    def bare():
+        return IP(src="172.30.20.2", dst="172.30.83.9", id=0, ttl=64) / TCP(sport=80, dport=40000, flags="SA",
+                                                                             seq=5000, ack=1001)
+    _write(tmp_path / "nginx-eth0.pcap", [(1.0, bare()), (1.5, bare())])
+    _write(tmp_path / "busybox-eth0.pcap", [(1.0001, bare())])
+    (c,) = explain(sorted(tmp_path.glob("*.pcap"))).conversations
+    assert all(len(set(p.places)) == len(p.places) for p in c.packets) and len(c.packets) == 2
+
+
+def test_a_short_snapshot_is_said_and_nothing_is_invented(tmp_path):
+    from scapy.all import PcapWriter, conf
+    frame = bytes(Ether(**MAC) / IP(src="172.30.83.0", dst="172.30.20.2", id=5, ttl=63) /
+                  TCP(sport=38200, dport=80, flags="S", seq=154323928))
+    w = PcapWriter(str(tmp_path / "meizu-flannel.1.pcap"), linktype=1, sync=True)
+    q = conf.raw_layer(frame[:14 + 20 + 8])                   # -s 42: ports and seq, no flags
+    q.time, q.wirelen = 1.0, len(frame)
+    w.write(q)
+    w.close()
+    ex = explain(tmp_path / "meizu-flannel.1.pcap")
+    s = ex.conversations[0].packets[0].sightings[0]
+    assert (s.sport, s.dport, s.seq, s.cut) == (38200, 80, 154323928, "tcp")
+    assert "[|tcp]" in s.line() and "[none]" not in ex.text()
+    assert any("cut by the snapshot length (-s) inside the TCP header" in x for x in ex.limits)
+
+
+def test_any_with_the_v1_cooked_header_says_it_has_no_interface(tmp_path):
+    from scapy.all import CookedLinux, PcapWriter
+    w = PcapWriter(str(tmp_path / "xiaomi-any.pcap"), linktype=113, sync=True)
+    p = CookedLinux(pkttype=0, lladdrtype=1, lladdrlen=6, src=b"\x02\x42\xac\x1e\x53\x09\x00\x00", proto=0x800) / \
+        _syn("172.30.83.9", 40000, "10.254.40.119", 4432, 64)
+    p.time = 1.0
+    w.write(p)
+    w.close()
+    ex = explain(tmp_path / "xiaomi-any.pcap")
+    assert ex.captures[0][1] == ["xiaomi any"]
+    assert any("Linux cooked v1" in x and "records no interface" in x for x in ex.limits)
