@@ -3,7 +3,8 @@
 ``coursekit collect --print`` prints a POSIX shell script to run on each
 node (as root, so that iptables-save and conntrack can read the kernel's
 tables); it only *reads*: every command below lists or dumps, none adds,
-deletes or flushes anything.  It writes ``<node>-state.txt`` in the current
+deletes or flushes anything (``conntrack -L`` may make the kernel load
+nf_conntrack_netlink, where nothing loaded it yet).  It writes ``<node>-state.txt`` in the current
 folder, one section per command, headed ``# <node>: <command>`` (the layout
 of the course's own ``data/captures/<scenario>/<node>-state.txt``)::
 
@@ -12,6 +13,7 @@ of the course's own ``data/captures/<scenario>/<node>-state.txt``)::
     # xiaomi: ip neigh
     # xiaomi: bridge fdb show
     # xiaomi: iptables-save -t nat
+    # xiaomi: iptables-save -t filter
     # xiaomi: conntrack -L
     # xiaomi: cat /run/flannel/subnet.env
     # xiaomi: sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_default_ttl ...
@@ -48,6 +50,7 @@ COMMANDS = (
     ("ip neigh", ["ip", "neigh"]),
     ("bridge fdb show", ["bridge", "fdb", "show"]),
     ("iptables-save -t nat", ["iptables-save", "-t", "nat"]),
+    ("iptables-save -t filter", ["iptables-save", "-t", "filter"]),
     ("conntrack -L", ["conntrack", "-L"]),
     ("cat /run/flannel/subnet.env", ["cat", "/run/flannel/subnet.env"]),
     ("sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_default_ttl net.ipv4.ip_local_port_range",
@@ -59,7 +62,8 @@ def collect_script() -> str:
     """The shell script ``coursekit collect --print`` prints (read-only; run it on each node as root)."""
     lines = ["#!/bin/sh",
              "# Packet Walk: collect this node's network state for `coursekit explain --state DIR`.",
-             "# Read-only: every command lists or dumps a table; nothing on the node changes.",
+             "# Read-only: it lists and dumps tables and changes no rule, route or setting (conntrack -L",
+             "# may make the kernel load its netlink module, if nothing on the node has yet).",
              'node=${1:-$(hostname -s)}',
              'out="$node-state.txt"',
              ': > "$out"']

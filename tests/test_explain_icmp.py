@@ -114,3 +114,18 @@ def test_any_with_the_v1_cooked_header_says_it_has_no_interface(tmp_path):
     ex = explain(tmp_path / "xiaomi-any.pcap")
     assert ex.captures[0][1] == ["xiaomi any"]
     assert any("Linux cooked v1" in x and "records no interface" in x for x in ex.limits)
+
+
+def test_the_models_any_capture_is_placed_by_the_states_interface_indexes(tmp_path):
+    from coursekit.capture import capture_any, pcapng_bytes
+    from coursekit.collect import write_model_state
+    from conftest import ROOT
+    write_model_state("article", tmp_path / "state")
+    (tmp_path / "xiaomi-any.pcapng").write_bytes(pcapng_bytes(capture_any("article", "xiaomi"), tsresol=9))
+    ex = explain([ROOT / "data/captures/article/busybox-eth0.pcap", tmp_path / "xiaomi-any.pcapng"],
+                 state=tmp_path / "state")
+    syn = ex.conversation(1).packets[0]
+    assert syn.places == ["busybox eth0", "xiaomi veth4c1a3e7", "xiaomi docker0", "xiaomi flannel.1", "xiaomi enp4s0"]
+    # a cooked header keeps the source MAC only: no MAC change can be shown inside xiaomi
+    assert all(ch.kind != "MAC" for step in syn.changes[1:] for ch in step)
+    assert [ch.kind for ch in syn.changes[1]] == ["DNAT"]
