@@ -745,11 +745,16 @@ def _conversation(pk: list) -> Conversation:
     return Conversation(0, proto, views, pk)
 
 
+def _ek(e: Encap) -> tuple:
+    """An outer header without its MACs: a cooked (-i any) capture of it has no destination MAC to compare."""
+    return (e.kind, e.src, e.dst, e.sport, e.dport, e.vni, e.ttl)
+
+
 def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
     out = []
-    if a.encap != b.encap:
+    if [_ek(e) for e in a.encap] != [_ek(e) for e in b.encap]:
         k = 0                                   # outer layers both share, counted from the inside
-        while k < min(len(a.encap), len(b.encap)) and a.encap[-1 - k] == b.encap[-1 - k]:
+        while k < min(len(a.encap), len(b.encap)) and _ek(a.encap[-1 - k]) == _ek(b.encap[-1 - k]):
             k += 1
         for e in a.encap[:len(a.encap) - k]:
             out.append(Change("decapsulation", e.text(), "", f"decapsulated: {e.text()} removed"))
@@ -806,7 +811,7 @@ def render_text(ex: Explanation, max_packets: int = 12) -> str:
         if c.service:
             head += f"  (Service {c.service})"
         w.append(head)
-        w.append(f"  {len(c.packets)} packets, seen at {len(places)} place{'s' if len(places) != 1 else ''}: "
+        w.append(f"  {len(c.packets)} packet{'s' if len(c.packets) != 1 else ''}, seen at {len(places)} place{'s' if len(places) != 1 else ''}: "
                  + ", ".join(places))
         if len(c.views) > 1:
             w.append("  views: " + "; ".join(f"{a}:{ap} > {b}:{bp}" for (a, ap), (b, bp) in c.views))

@@ -122,10 +122,12 @@ def test_the_models_any_capture_is_placed_by_the_states_interface_indexes(tmp_pa
     from conftest import ROOT
     write_model_state("article", tmp_path / "state")
     (tmp_path / "xiaomi-any.pcapng").write_bytes(pcapng_bytes(capture_any("article", "xiaomi"), tsresol=9))
-    ex = explain([ROOT / "data/captures/article/busybox-eth0.pcap", tmp_path / "xiaomi-any.pcapng"],
-                 state=tmp_path / "state")
+    ex = explain([ROOT / "data/captures/article/busybox-eth0.pcap", tmp_path / "xiaomi-any.pcapng",
+                  ROOT / "data/captures/article/meizu-enp4s0.pcap"], state=tmp_path / "state")
     syn = ex.conversation(1).packets[0]
-    assert syn.places == ["busybox eth0", "xiaomi veth4c1a3e7", "xiaomi docker0", "xiaomi flannel.1", "xiaomi enp4s0"]
+    assert syn.places == ["busybox eth0", "xiaomi veth4c1a3e7", "xiaomi docker0", "xiaomi flannel.1", "xiaomi enp4s0",
+                          "meizu enp4s0"]
+    assert syn.changes[-1] == []            # the wire: the same outer headers, although one side has no dst MAC
     # a cooked header keeps the source MAC only: no MAC change can be shown inside xiaomi
     assert all(ch.kind != "MAC" for step in syn.changes[1:] for ch in step)
     assert [ch.kind for ch in syn.changes[1]] == ["DNAT"]

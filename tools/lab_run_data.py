@@ -81,6 +81,7 @@ def main() -> int:
         if OUT.exists():
             shutil.rmtree(OUT)
         shutil.copytree(tmp, OUT)
+        os.chmod(OUT, 0o755)                 # mkdtemp made the folder private
         print(f"wrote {OUT} ({len(list((OUT / 'captures').iterdir()))} captures); lab vs model: "
               f"{'same' if report.ok else 'differs'}", file=sys.stderr)
         return 0
