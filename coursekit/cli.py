@@ -224,8 +224,8 @@ def _from_state_and_compare(args) -> int:
         output_file(args.output, "--output")
         d = derive(args.state, args.name)
         path = write_scenario(d, args.output)
-        from .scenario import load_scenario
-        load_scenario(path)                              # what was written is a scenario the course accepts
+        from .from_state import load_written
+        load_written(path)                               # what was written is a scenario the course accepts
         sys.stderr.write(d.text())
         print(f"wrote {path}" + (f" and {path.stem}-manifests.yaml" if d.manifests else ""), file=sys.stderr)
         return 0

@@ -679,9 +679,17 @@ def scenario_from_state(state, out=None, name: str | None = None):
     Taught in: 10-your-own-cluster.
     """
     import tempfile
-    from .scenario import load_scenario
     d = derive(state, name)
-    if out is not None:
-        return load_scenario(write_scenario(d, out))
-    tmp = tempfile.mkdtemp(prefix="packet-walk-from-state-")
-    return load_scenario(write_scenario(d, Path(tmp) / f"{d.doc['name']}.yaml"))
+    path = write_scenario(d, out if out is not None else
+                          Path(tempfile.mkdtemp(prefix="packet-walk-from-state-")) / f"{d.doc['name']}.yaml")
+    return load_written(path)
+
+
+def load_written(path):
+    """Load a scenario from-state wrote; what the model cannot build is said as such, naming the file."""
+    from .scenario import load_scenario
+    try:
+        return load_scenario(path)
+    except CourseError as e:
+        raise CourseError(e.field, f"{e.problem} (in {Path(path).name}, built from the state: the model cannot "
+                          "build this cluster as it is)", e.allowed) from None

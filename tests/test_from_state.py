@@ -222,3 +222,21 @@ def test_python_call_without_out(tmp_path):
     sc = scenario_from_state(tmp_path)
     assert sc.request.ip is not None and str(sc.request.ip) == "172.30.20.2"
     assert len(ck.walk(sc).segments) == len(ck.walk("pod-to-pod").segments)
+
+
+def test_a_cluster_the_model_cannot_build_is_said_so(tmp_path):
+    # nodes on two different underlay networks (an L3 underlay): the scenario format needs one layer-2 segment
+    st = _state(tmp_path, lambda t: t.replace("10.167.226.38/24", "10.167.227.38/24"))
+    with pytest.raises(CourseError) as e:
+        scenario_from_state(st, tmp_path / "x.yaml")
+    assert "nic.address" in e.value.field and "the model cannot build this cluster" in e.value.problem
+
+
+def test_explain_names_the_bad_line_and_goes_on(tmp_path):
+    from coursekit.explanation import explain
+    st = _state(tmp_path, lambda t: t.replace("172.30.20.0/24 via 172.30.20.0 dev flannel.1 onlink", "garbage here"))
+    ex = explain([ROOT / "data/captures/article/busybox-eth0.pcap", ROOT / "data/captures/article/meizu-enp4s0.pcap"],
+                 state=st)
+    bad = [x for x in ex.limits if "garbage here" in x]
+    assert len(bad) == 1 and bad[0].startswith("state xiaomi-state.txt line ") and "is not a route" in bad[0]
+    assert ex.conversation(1).packets[0].changes[0]          # the rest is still explained
