@@ -109,10 +109,14 @@ def _section_of(n, *words) -> tuple[str, int]:
     return (f"{n.name}-state.txt", 0)
 
 
+def _file(n) -> str:
+    """The state file a node's sections came from."""
+    return next(iter(n.where.values()))[0] if n.where else f"{n.name}-state.txt"
+
+
 def _need(n, what: str, have, words: tuple, allowed: str):
     if not have:
-        f, _ = _section_of(n, *words)
-        raise CourseError(f"state {n.name}", f"{what}", allowed)
+        raise CourseError(f"state {_file(n)}", f"{what}", allowed)
     return have
 
 
@@ -158,7 +162,7 @@ def derive(state, name: str | None = None) -> Derived:
               "the output of ip -d addr")
         vx = [i for i in n.ifaces.values() if i.vxlan]
         if not vx:
-            raise CourseError(f"state {nname}", "no VXLAN device in 'ip -d addr' (no 'vxlan id N ...' line)",
+            raise CourseError(f"state {_file(n)}", "no VXLAN device in 'ip -d addr' (no 'vxlan id N ...' line)",
                               "flannel's vxlan backend: flannel.<VNI>, printed by ip -d addr (not ip addr)")
         vt = next((i for i in vx if i.name.startswith("flannel.")), vx[0])
         if vt.name != f"flannel.{vt.vxlan['id']}":
@@ -169,7 +173,7 @@ def derive(state, name: str | None = None) -> Derived:
         nic_name = vt.vxlan.get("dev") or next((d for net, d, via, _ in n.routes if net.prefixlen == 0), None)
         nic = n.ifaces.get(nic_name) if nic_name else None
         if nic is None or not nic.addrs:
-            raise CourseError(f"state {nname}", f"no address on the NIC {nic_name or '(none named)'} that "
+            raise CourseError(f"state {_file(n)}", f"no address on the NIC {nic_name or '(none named)'} that "
                               f"{vt.name} sends from", "ip -d addr showing the NIC with its inet address")
         addr = next((a for a in nic.addrs if str(a.ip) == vt.vxlan.get("local")), nic.addrs[0])
         ndoc: dict = {"nic": {"name": nic.name, "address": str(addr)}}
@@ -193,7 +197,7 @@ def derive(state, name: str | None = None) -> Derived:
                 j.master == i.name for j in n.ifaces.values())) and i.addrs]
             br = cands[0] if cands else None
         if br is None or not br.addrs:
-            raise CourseError(f"state {nname}", "no bridge with an address in 'ip -d addr' (docker0 or cni0)",
+            raise CourseError(f"state {_file(n)}", "no bridge with an address in 'ip -d addr' (docker0 or cni0)",
                               "the pods' bridge, with the first address of the node's flannel lease")
         if br.name != "docker0":
             notes.append(f"{nname}: the pods' bridge is {br.name}; the model names it docker0")

@@ -174,8 +174,10 @@ def _state(tmp_path, edit):
     (lambda t: t.replace("COMMIT\n", ""), "xiaomi-state.txt line", "no COMMIT follows it"),
     (lambda t: t.replace("172.30.83.9 dev docker0 lladdr 02:42:ac:1e:53:09", "172.30.83.9 dev docker0 lladdr zz"),
      "xiaomi-state.txt line", "is not a neighbour"),
-    (lambda t: t.split("# xiaomi: ip route")[0].replace("vxlan id 1", "vxlan xx 1"), "state xiaomi",
+    (lambda t: t.split("# xiaomi: ip route")[0].replace("vxlan id 1", "vxlan xx 1"), "state xiaomi-state.txt",
      "no VXLAN device"),
+    (lambda t: "# xiaomi: ip route\n" + t.split("# xiaomi: ip route\n")[1], "state xiaomi-state.txt",
+     "no 'ip -d addr' section"),
 ])
 def test_bad_state_is_one_message_naming_file_and_line(tmp_path, edit, where, what):
     st = _state(tmp_path, edit)
