@@ -24,6 +24,8 @@ module per concept:
 * :mod:`~coursekit.i18n` -- the language of the messages (``ck.set_language("zh")``, ``COURSEKIT_LANG``)
 * :mod:`~coursekit.explanation`, :mod:`~coursekit.state`, :mod:`~coursekit.collect` -- your own cluster:
   real captures explained hop by hop (``ck.explain``), a node's state, the read-only collector
+* :mod:`~coursekit.from_state`, :mod:`~coursekit.comparison` -- a cluster's state as a scenario
+  (``ck.scenario_from_state``), the model beside real captures (``ck.compare_captures``)
 """
 
 from .bpf import apply_filter, compile_filter
@@ -45,7 +47,7 @@ __all__ = ["CourseError", "load_scenario", "as_scenario", "default_scenario", "w
            "set_language", "language"]
 
 _LAZY = ("diagrams", "widgets", "explore", "exercises", "lab", "dissect", "glossary", "vxlan", "netfilter", "routing",
-         "cases", "dns", "faults", "explanation", "state", "collect", "labfaults")
+         "cases", "dns", "faults", "explanation", "state", "collect", "labfaults", "from_state", "comparison")
 
 
 def __getattr__(name):
@@ -59,6 +61,12 @@ def __getattr__(name):
     if name == "explain":
         from .explanation import explain
         return explain
+    if name == "scenario_from_state":
+        from .from_state import scenario_from_state
+        return scenario_from_state
+    if name == "compare_captures":
+        from .comparison import compare_captures
+        return compare_captures
     raise AttributeError(f"module 'coursekit' has no attribute {name!r}")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .errors import CourseError, public
 
-__all__ = ["Frame", "capture", "write_pcap", "read_pcap", "parse_pcap", "pcap_bytes", "LINKTYPE_ETHERNET",
+__all__ = ["Frame", "capture", "capture_any", "write_pcap", "read_pcap", "parse_pcap", "pcap_bytes", "LINKTYPE_ETHERNET",
            "LINKTYPES", "SNAPLEN", "MAX_PCAP_BYTES", "CaptureFile", "read_capture", "parse_capture", "pcapng_bytes"]
 
 LINKTYPE_ETHERNET = 1
@@ -102,6 +102,35 @@ def capture(scenario, node: str, interface: str, walk=None) -> list[Frame]:
     sc.check_interface(node, interface)
     w = walk if walk is not None else _walk(sc)
     return [Frame(o.time_us, o.frame, None, o) for o in w.at(node, interface)]
+
+
+def capture_any(scenario, node: str, walk=None) -> list[Frame]:
+    """What ``tcpdump -i any`` on a node records (libpcap >= 1.10: LINUX_SLL2), computed by the model.
+
+    Every interface's frames in time order, each with a cooked v2 header instead
+    of Ethernet: the protocol, the interface *index* (as :func:`coursekit.collect.
+    model_state_text` numbers them, assumed: 1 lo, then the node's interfaces in
+    order), ARPHRD_ETHER, the packet type (4 outgoing, else 0 to this host) and
+    the source MAC only.  A forwarded packet is there once per interface it
+    crosses.  Write it with ``pcapng_bytes(frames)``.
+
+    Taught in: 10-your-own-cluster.
+    """
+    from .datapath import walk as _walk
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
+    if not isinstance(node, str) or node not in {n.name for n in sc.nodes}:
+        raise CourseError("node", f"{node!r:.60} is not a node of {sc.name}", ", ".join(n.name for n in sc.nodes))
+    w = walk if walk is not None else _walk(sc)
+    out = []
+    for idx, iface in enumerate(sc.interfaces(node), 2):
+        for o in w.at(node, iface):
+            f = o.frame
+            head = struct.pack("!HHIHBB8s", (f[12] << 8) | f[13], 0, idx, 1, 4 if o.direction == "out" else 0, 6,
+                               f[6:12] + b"\0\0")
+            out.append(Frame(o.time_us, head + f[14:], None, o, 276, "any"))
+    out.sort(key=lambda f: f.time_us)          # stable: one time, the order of the interfaces
+    return out
 
 
 def _linktype_of(frames) -> int:

@@ -6,6 +6,8 @@
     python -m coursekit data            # rebuild everything under data/
     python -m coursekit explain node1-eth0.pcap node2-eth0.pcapng --state state/   # your own captures
     python -m coursekit collect --print > collect.sh   # a read-only script to run on each node
+    python -m coursekit scenario from-state state/ -o my.yaml   # the nodes' state as a scenario
+    python -m coursekit compare my.yaml captures/ --state state/   # the model beside real captures
     sudo "$(command -v coursekit)" lab all   # root from a virtual environment
 
 Every learner mistake prints one line (``error: field: problem (allowed: ...)``)
@@ -216,6 +218,40 @@ def _own_cluster(args) -> int:
     return 0
 
 
+def _from_state_and_compare(args) -> int:
+    """``scenario from-state`` and ``compare``: a real cluster beside the model (chapter 10)."""
+    from .outputs import output_file, write_file
+    if args.json and args.json != "-":
+        output_file(args.json, "--json")
+    if args.cmd == "scenario":
+        from .from_state import derive, write_scenario
+        output_file(args.output, "--output")
+        d = derive(args.state, args.name)
+        path = write_scenario(d, args.output)
+        from .from_state import load_written
+        load_written(path)                               # what was written is a scenario the course accepts
+        sys.stderr.write(d.text())
+        print(f"wrote {path}" + (f" and {path.stem}-manifests.yaml" if d.manifests else ""), file=sys.stderr)
+        return 0
+    from .comparison import compare_captures
+    if args.scenario is not None:
+        model, real = args.scenario, args.paths
+    else:
+        if len(args.paths) != 2:
+            raise CourseError("compare", f"{len(args.paths)} paths given", "MODEL REAL (two files or folders), or "
+                              "--scenario FILE REAL...")
+        model, real = args.paths
+    c = compare_captures(model, real, state=args.state, model_state=args.model_state, vxlan_ports=args.vxlan_port)
+    import json
+    if args.json == "-":
+        sys.stdout.write(json.dumps(c.to_json(), indent=1, sort_keys=True) + "\n")
+    else:
+        if args.json:
+            write_file(args.json, json.dumps(c.to_json(), indent=1, sort_keys=True) + "\n")
+        sys.stdout.write(c.text())
+    return 1 if c.first else 0
+
+
 def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
     ap = argparse.ArgumentParser(prog=prog, description="Packet Walk course kit")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -274,6 +310,24 @@ def _parsers(prog: str) -> tuple[argparse.ArgumentParser, dict]:
     co.add_argument("-o", "--out", default=None, help="the folder to write <node>-state.txt into")
     co.add_argument("--node", default=None, help="the node's name (default: this host's short name)")
 
+    sn = sub.add_parser("scenario", help="scenario tools: from-state builds one from a cluster's collected state")
+    sn.add_argument("action", choices=["from-state"], help="from-state: the state folder as a scenario file")
+    sn.add_argument("state", help="a folder of <node>-state.txt files (coursekit collect), and cluster.json")
+    sn.add_argument("-o", "--output", required=True, help="the scenario file to write (.yaml); the Services go "
+                                                          "beside it in <name>-manifests.yaml")
+    sn.add_argument("--name", default=None, help="the scenario's name (default: from-state)")
+    sn.add_argument("--json", default=None, help=argparse.SUPPRESS)
+
+    cp = sub.add_parser("compare", help="the model's walk beside real captures; the first disagreement")
+    cp.add_argument("paths", nargs="+", help="MODEL REAL: capture files or folders; with --scenario, only REAL")
+    cp.add_argument("--scenario", default=None, help="the model is this scenario (name or .yaml): its captures "
+                                                     "at the places the real files name")
+    cp.add_argument("--state", default=None, help="the real cluster's state folder (adds the entries behind changes)")
+    cp.add_argument("--model-state", default=None, help=argparse.SUPPRESS)
+    cp.add_argument("--vxlan-port", type=int, action="append", default=None,
+                    help="also decode this UDP port as VXLAN (8472 and 4789 always are)")
+    cp.add_argument("--json", default=None, help="write the comparison as JSON to this file ('-': stdout)")
+
     d = sub.add_parser("data", help="rebuild everything under data/captures")
     d.add_argument("--root", default=None, help=argparse.SUPPRESS)
     return ap, {"show": s, "render": r}
@@ -290,7 +344,7 @@ def _parse(argv: list[str], prog: str) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    """The command line; returns the exit status (0 ok, 1 lab mismatch, 2 usage or learner error, 70 bug).
+    """The command line; returns the exit status (0 ok, 1 lab or compare mismatch, 2 usage or learner error, 70 bug).
 
     Taught in: README (command line).
     """
@@ -335,6 +389,8 @@ def _run(args) -> int:
         return _open(args)
     if args.cmd in ("explain", "collect"):
         return _own_cluster(args)
+    if args.cmd in ("scenario", "compare"):
+        return _from_state_and_compare(args)
     if args.cmd == "capture":
         from .outputs import output_file
         output_file(args.output, "--output")            # a bad place fails before any work

@@ -3,7 +3,8 @@
 ``coursekit collect --print`` prints a POSIX shell script to run on each
 node (as root, so that iptables-save and conntrack can read the kernel's
 tables); it only *reads*: every command below lists or dumps, none adds,
-deletes or flushes anything.  It writes ``<node>-state.txt`` in the current
+deletes or flushes anything (``conntrack -L`` may make the kernel load
+nf_conntrack_netlink, where nothing loaded it yet).  It writes ``<node>-state.txt`` in the current
 folder, one section per command, headed ``# <node>: <command>`` (the layout
 of the course's own ``data/captures/<scenario>/<node>-state.txt``)::
 
@@ -12,8 +13,10 @@ of the course's own ``data/captures/<scenario>/<node>-state.txt``)::
     # xiaomi: ip neigh
     # xiaomi: bridge fdb show
     # xiaomi: iptables-save -t nat
+    # xiaomi: iptables-save -t filter
     # xiaomi: conntrack -L
     # xiaomi: cat /run/flannel/subnet.env
+    # xiaomi: sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_default_ttl ...
 
 ``coursekit collect -o DIR`` runs the same commands on this machine
 itself (no shell; a command that is missing or refused leaves its section
@@ -23,7 +26,8 @@ cluster.json`` beside the files names Pods and Services.
 :func:`model_state_text` prints the same sections for a node of a course
 scenario, computed by the model -- what collect would have printed there
 (interface indexes are assumed: 1 lo, then the order of
-:meth:`Scenario.interfaces`).
+:meth:`Scenario.interfaces`; the bridge's FDB lists every pod, as a bridge
+that has heard each of them).
 
 Taught in: 10-your-own-cluster.
 """
@@ -37,7 +41,7 @@ from pathlib import Path
 
 from .errors import CourseError
 
-__all__ = ["COMMANDS", "collect_script", "collect", "model_state_text", "write_model_state"]
+__all__ = ["COMMANDS", "collect_script", "collect", "model_state_text", "model_kubectl_json", "write_model_state"]
 
 #: (section command, argv) -- read-only, every one
 COMMANDS = (
@@ -46,8 +50,11 @@ COMMANDS = (
     ("ip neigh", ["ip", "neigh"]),
     ("bridge fdb show", ["bridge", "fdb", "show"]),
     ("iptables-save -t nat", ["iptables-save", "-t", "nat"]),
+    ("iptables-save -t filter", ["iptables-save", "-t", "filter"]),
     ("conntrack -L", ["conntrack", "-L"]),
     ("cat /run/flannel/subnet.env", ["cat", "/run/flannel/subnet.env"]),
+    ("sysctl net.bridge.bridge-nf-call-iptables net.ipv4.ip_default_ttl net.ipv4.ip_local_port_range",
+     ["sysctl", "net.bridge.bridge-nf-call-iptables", "net.ipv4.ip_default_ttl", "net.ipv4.ip_local_port_range"]),
 )
 
 
@@ -55,7 +62,8 @@ def collect_script() -> str:
     """The shell script ``coursekit collect --print`` prints (read-only; run it on each node as root)."""
     lines = ["#!/bin/sh",
              "# Packet Walk: collect this node's network state for `coursekit explain --state DIR`.",
-             "# Read-only: every command lists or dumps a table; nothing on the node changes.",
+             "# Read-only: it lists and dumps tables and changes no rule, route or setting (conntrack -L",
+             "# may make the kernel load its netlink module, if nothing on the node has yet).",
              'node=${1:-$(hostname -s)}',
              'out="$node-state.txt"',
              ': > "$out"']
@@ -67,8 +75,11 @@ def collect_script() -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect(out_dir, node: str | None = None, timeout: float = 20.0) -> Path:
+def collect(out_dir, node: str | None = None, timeout: float = 20.0, netns: str | None = None) -> Path:
     """Run the read-only commands here and write ``<node>-state.txt`` into ``out_dir``.
+
+    ``netns``: run them inside this named network namespace (``ip netns exec``),
+    as the live lab's nodes are (tools/lab_run_data.py).
 
     Taught in: 10-your-own-cluster.
     """
@@ -79,7 +90,11 @@ def collect(out_dir, node: str | None = None, timeout: float = 20.0) -> Path:
     d = output_dir(out_dir, "--out")
     d.mkdir(parents=True, exist_ok=True)
     parts = []
+    if netns is not None and (not isinstance(netns, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,200}", netns)):
+        raise CourseError("netns", f"{netns!r:.60} is not a namespace name", "a name ip netns list shows")
     for title, argv in COMMANDS:
+        if netns is not None:
+            argv = ["ip", "netns", "exec", netns, *argv]
         try:
             r = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
             text = (r.stdout + r.stderr).decode("utf-8", "replace")
@@ -111,7 +126,8 @@ def _ip_d_addr(sc, node: str) -> str:
                         f"state UNKNOWN\n"
                         f"    link/ether {n.vtep_mac} brd ff:ff:ff:ff:ff:ff promiscuity 0\n"
                         f"    vxlan id {sc.flannel.vni} local {n.nic.ip} dev {n.nic.name} srcport 0 0 "
-                        f"dstport {sc.flannel.port} nolearning ageing 300\n"
+                        f"dstport {sc.flannel.port} nolearning ageing 300 "
+                        f"{'' if sc.flannel.udp_checksum else 'no'}udpcsum\n"
                         f"    inet {n.subnet.network_address}/32 scope global {name}\n")
         elif name == "docker0":
             net = ipaddress.IPv4Interface(f"{n.docker.bridge_ip}/{n.subnet.prefixlen}")
@@ -120,10 +136,14 @@ def _ip_d_addr(sc, node: str) -> str:
                         f"    bridge forward_delay 1500 hello_time 200 max_age 2000\n"
                         f"    inet {net} brd {bcast(net)} scope global docker0\n")
         else:
+            pod = next((p for p in sc.pods_on(node) if p.veth == name), None)
+            mac = pod.veth_mac if pod is not None else f"ee:ee:ee:ee:ee:{idx:02x}"
             rows.append(f"{idx}: {name}@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu {sc.mtu_of(node, name)} "
                         f"master docker0 state UP\n"
-                        f"    link/ether ee:ee:ee:ee:ee:{idx:02x} brd ff:ff:ff:ff:ff:ff promiscuity 1\n"
-                        f"    veth\n")
+                        f"    link/ether {mac} brd ff:ff:ff:ff:ff:ff promiscuity 1\n"
+                        f"    veth\n"
+                        f"    bridge_slave state forwarding priority 32 cost 2 hairpin "
+                        f"{'on' if n.hairpin_mode else 'off'}\n")
     return "".join(rows)
 
 
@@ -150,14 +170,53 @@ def model_state_text(scenario, node: str, walk=None) -> str:
     except CourseError:
         ct = ""
     ct = str(ct) if ct else ""
+    n = sc.node(node)
+    ports = "".join(f"{p.mac} dev {p.veth} master docker0\n{p.veth_mac} dev {p.veth} master docker0 permanent\n"
+                    for p in sc.pods_on(node))
+    lo, hi = n.ephemeral_ports
+    env = (f"FLANNEL_NETWORK={sc.flannel.network}\nFLANNEL_SUBNET={n.docker.bridge_ip}/{n.subnet.prefixlen}\n"
+           f"FLANNEL_MTU={n.nic.mtu - 50}\nFLANNEL_IPMASQ={str(sc.flannel.ip_masq).lower()}\n")
+    sysctl = f"net.bridge.bridge-nf-call-iptables = {int(n.br_netfilter)}\n"
+    sysctl += f"net.ipv4.ip_default_ttl = {n.default_ttl}\nnet.ipv4.ip_local_port_range = {lo}\t{hi}\n"
     parts = [("ip -d addr", _ip_d_addr(sc, node)), ("ip route", ip_route(sc, node)),
              ("ip neigh", ip_neigh(sc, node)), (f"bridge fdb show dev {sc.flannel.device}", bridge_fdb(sc, node)),
-             ("iptables-save -t nat", iptables_save(rules, chains)), ("conntrack -L", ct or "")]
+             ("bridge fdb show br docker0", ports),
+             ("iptables-save -t nat", iptables_save(rules, chains)), ("conntrack -L", ct or ""),
+             ("cat /run/flannel/subnet.env", env), (COMMANDS[-1][0], sysctl)]
     return "".join(f"# {node}: {t}\n{body.rstrip()}\n\n" for t, body in parts)
 
 
+def model_kubectl_json(scenario) -> str:
+    """What ``kubectl get pods,svc -A -o json`` would list for a scenario's pods and Services (the fields
+    coursekit reads: names, namespaces, nodes, pod IPs, cluster IPs, ports, selectors).
+
+    Taught in: 10-your-own-cluster.
+    """
+    import json
+    from .scenario import as_scenario
+    sc = as_scenario(scenario)
+    items = []
+    for p in sorted(sc.pods, key=lambda p: (p.namespace, p.name)):
+        items.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": p.name, "namespace": p.namespace,
+                                                                       "labels": dict(p.labels)},
+                      "spec": {"nodeName": p.node}, "status": {"podIP": str(p.ip),
+                                                               "hostIP": str(sc.node(p.node).nic.ip)}})
+    for s in sorted(sc.services, key=lambda s: (s.namespace, s.name)):
+        ports = []
+        for sp in s.ports:
+            d = {"name": sp.name, "port": sp.port, "protocol": sp.protocol, "targetPort": sp.target_port}
+            if sp.node_port:
+                d["nodePort"] = sp.node_port
+            ports.append(d)
+        items.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": s.name, "namespace": s.namespace},
+                      "spec": {"clusterIP": str(s.cluster_ip), "ports": ports, "selector": dict(s.selector),
+                               "type": "NodePort" if any(sp.node_port for sp in s.ports) else "ClusterIP"}})
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=1, sort_keys=True) + "\n"
+
+
 def write_model_state(scenario, folder) -> list[Path]:
-    """Write :func:`model_state_text` of every node into ``folder`` as ``<node>-state.txt``; returns the files.
+    """Write :func:`model_state_text` of every node into ``folder`` as ``<node>-state.txt``, and
+    :func:`model_kubectl_json` as ``cluster.json``; returns the files.
 
     Taught in: 10-your-own-cluster.
     """
@@ -168,4 +227,5 @@ def write_model_state(scenario, folder) -> list[Path]:
     d = output_dir(folder, "folder")
     d.mkdir(parents=True, exist_ok=True)
     w = _walk(sc)
-    return [write_file(d / f"{n.name}-state.txt", model_state_text(sc, n.name, w)) for n in sc.nodes]
+    return [write_file(d / f"{n.name}-state.txt", model_state_text(sc, n.name, w)) for n in sc.nodes] + \
+        [write_file(d / "cluster.json", model_kubectl_json(sc))]

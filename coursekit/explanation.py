@@ -45,7 +45,8 @@ from pathlib import Path
 
 from .errors import CourseError, public
 
-__all__ = ["Sighting", "Change", "Packet", "Conversation", "Explanation", "explain", "compare", "decode",
+__all__ = ["Sighting", "Change", "Packet", "Conversation", "Explanation", "explain", "compare", "pair_conversations",
+           "pair_packets", "packet_difference", "decode",
            "VXLAN_PORTS", "MAX_FRAMES"]
 
 #: flannel/Linux default and IANA's port; a user adds others with ``vxlan_ports``.
@@ -128,6 +129,8 @@ class Sighting:
     extra: str = ""        # ICMP type/code, DNS question
     direction: str | None = None   # "In"/"Out" where the link header says (SLL, SLL2)
     key: tuple = ()
+    quoted: tuple = ()     # an ICMP error's quoted packet: (proto, src, sport, dst, dport)
+    cut: str = ""          # "tcp", "udp", "icmp": the snapshot length ended inside this header
 
     @property
     def endpoints(self) -> tuple:
@@ -136,6 +139,12 @@ class Sighting:
     def line(self) -> str:
         """A short tcpdump-like line of the innermost packet."""
         name = _PROTO.get(self.proto, f"proto {self.proto}")
+        if self.cut:                    # as tcpdump prints a header the snapshot cut: [|tcp]
+            ports = self.proto in (6, 17) and (self.sport or self.dport)
+            s = (f"{self.src}.{self.sport} > {self.dst}.{self.dport}" if ports else f"{self.src} > {self.dst}") + \
+                f": {name} [|{self.cut}]" + (f" seq {self.seq}" if self.seq else "") + \
+                f" ttl {self.ttl} id {self.ip_id}"
+            return " | ".join(e.text() for e in self.encap) + " | " + s if self.encap else s
         if self.proto in (6, 17):
             s = f"{self.src}.{self.sport} > {self.dst}.{self.dport}: {name}"
         else:
@@ -260,7 +269,19 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
         hl = (offres >> 4) * 4
         pay = l4 + hl
         d.update(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, length=max(0, payload_total - hl))
-        d["key"] = (6, ip_id, seq, ack, flags, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]))
+        # the TCP timestamp tells a retransmission (same seq, ack, flags; IP id 0 on a SYN-ACK) from the original
+        d["key"] = (6, ip_id, seq, ack, flags, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]),
+                    _tsval(data, l4 + 20, min(end, pay)))
+    elif proto in (6, 17, 1) and end < l4 + {6: 20, 17: 8, 1: 8}[proto]:
+        # the snapshot length (-s) ends inside the header: keep what was captured, invent nothing
+        got = max(0, end - l4)
+        d["cut"] = {6: "tcp", 17: "udp", 1: "icmp"}[proto]
+        if proto in (6, 17) and got >= 4:
+            d["sport"], d["dport"] = struct.unpack_from("!HH", data, l4)
+        if proto == 6 and got >= 8:
+            d["seq"] = struct.unpack_from("!I", data, l4 + 4)[0]
+        d["length"] = payload_total
+        d["key"] = (proto, ip_id, "cut", src, dst, d["sport"], d["seq"], payload_total)
     elif proto == 17 and end >= l4 + 8:
         sport, dport, ulen = struct.unpack_from("!HHH", data, l4)
         pay = l4 + 8
@@ -276,13 +297,64 @@ def _decode(data: bytes, linktype: int, ports: frozenset, depth: int = 0) -> dic
             d["extra"] += f" id {ident} seq {seqn}"
             d["sport"] = d["dport"] = ident          # conntrack's "port" for echo
         pay = l4 + 8
-        d["key"] = (1, ip_id, typ, code, seqn, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]))
+        q = _quoted(data, pay, end) if typ in _ICMP_ERRORS else None
+        if q is not None:
+            # an error quotes the packet that caused it (RFC 792: its IP header and 8 bytes); NAT rewrites
+            # the quoted addresses on the way back (nf_nat_icmp_reply_translation), never its IP id or seq
+            qproto, qsrc, qsport, qdst, qdport, qid, qseq = q
+            d["quoted"] = (qproto, qsrc, qsport, qdst, qdport)
+            d["extra"] += (f" code {code} for {_PROTO.get(qproto, qproto)} {qsrc}.{qsport} > {qdst}.{qdport}"
+                           if qproto in (6, 17) else f" code {code} for {_PROTO.get(qproto, qproto)} {qsrc} > {qdst}")
+            d["key"] = (1, ip_id, typ, code, d["length"], qproto, qid, qseq)
+        else:
+            d["key"] = (1, ip_id, typ, code, seqn, d["length"], zlib.crc32(data[pay:min(end, pay + 16)]))
     else:
-        d["key"] = (proto, ip_id, payload_total, zlib.crc32(data[l4:min(end, l4 + 16)]))
+        # no ports, no NAT to see through: IGMP reports with IP id 0 on two nodes are two packets
+        d["key"] = (proto, ip_id, payload_total, zlib.crc32(data[l4:min(end, l4 + 16)]), src, dst)
     return d
 
 
-_ICMP = {0: "echo reply", 3: "unreachable", 8: "echo request", 11: "time exceeded", 5: "redirect"}
+def _tsval(data: bytes, off: int, end: int) -> int | None:
+    """The TS val of a TCP timestamp option (RFC 7323, kind 8), or None."""
+    while off < end:
+        kind = data[off]
+        if kind == 0:
+            return None
+        if kind == 1:
+            off += 1
+            continue
+        if off + 1 >= end or data[off + 1] < 2:
+            return None
+        if kind == 8 and data[off + 1] == 10 and off + 6 <= end:
+            return struct.unpack_from("!I", data, off + 2)[0]
+        off += data[off + 1]
+    return None
+
+
+_ICMP = {0: "echo reply", 3: "unreachable", 8: "echo request", 11: "time exceeded", 5: "redirect",
+         12: "parameter problem", 4: "source quench"}
+_ICMP_ERRORS = (3, 4, 5, 11, 12)
+
+
+def _quoted(data: bytes, off: int, end: int):
+    """The quoted IPv4 header and first 8 bytes of an ICMP error: (proto, src, sport, dst, dport, IP id, seq)."""
+    if end < off + 20 or data[off] >> 4 != 4:
+        return None
+    ihl = (data[off] & 15) * 4
+    if ihl < 20 or end < off + ihl:
+        return None
+    qid = (data[off + 4] << 8) | data[off + 5]
+    qproto = data[off + 9]
+    src, dst = _ip(data[off + 12:off + 16]), _ip(data[off + 16:off + 20])
+    sport = dport = seq = 0
+    l4 = off + ihl
+    if qproto in (6, 17) and end >= l4 + 4:
+        sport, dport = struct.unpack_from("!HH", data, l4)
+        if qproto == 6 and end >= l4 + 8:
+            seq = struct.unpack_from("!I", data, l4 + 4)[0]
+    elif qproto == 1 and end >= l4 + 8:
+        sport = dport = struct.unpack_from("!H", data, l4 + 4)[0]
+    return qproto, src, sport, dst, dport, qid, seq
 
 
 def _dns(data: bytes, pay: int, end: int) -> str:
@@ -333,6 +405,8 @@ class Packet:
 
     def summary(self) -> str:
         s = self.sightings[0]
+        if s.cut:
+            return f"{_PROTO.get(s.proto, s.proto)} [|{s.cut}]" + (f" seq {s.seq}" if s.seq else "")
         if s.proto == 6:
             return f"[{tcp_flags(s.flags)}] seq {s.seq} ack {s.ack} len {s.length}"
         return f"{_PROTO.get(s.proto, s.proto)} {s.extra + ' ' if s.extra else ''}len {s.length}"
@@ -453,6 +527,10 @@ class _Union:
 
 
 def _view(s: Sighting) -> tuple:
+    if s.quoted:                        # an ICMP error belongs to the connection it reports
+        qproto, qsrc, qsport, qdst, qdport = s.quoted
+        a, b = (qsrc, qsport), (qdst, qdport)
+        return (qproto,) + ((a, b) if a <= b else (b, a))
     a, b = s.endpoints
     return (s.proto,) + ((a, b) if a <= b else (b, a))
 
@@ -550,6 +628,10 @@ def explain(captures, state=None, vxlan_ports=None, names=None) -> Explanation:
             if place not in seen_places:
                 seen_places.append(place)
             sightings.append(s)
+        if stem.endswith("any") and any(f.linktype == 113 for f in frames):
+            limits.append(f"{cap.name}: Linux cooked v1 (LINUX_SLL: tcpdump -i any with libpcap < 1.10, e.g. "
+                          "CentOS 7's) records no interface: every frame is placed at one place, so the hops "
+                          "inside the node cannot be told apart (capture per interface, or tcpdump -y LINUX_SLL2)")
         caps.append((cap.name, seen_places, len(cap.frames)))
     if unreadable and not caps:
         raise unreadable[0] if len(unreadable) == 1 else CourseError(
@@ -568,7 +650,12 @@ def _assemble(caps, sightings, limits, other, st) -> Explanation:
         ss.sort(key=lambda s: s.time_us)
         run = [ss[0]]
         for s in ss[1:]:
-            if s.time_us - run[-1].time_us > WINDOW_US:
+            # a retransmission is the same packet again: seen again, unchanged, by a capture that already saw
+            # it, it starts a new one (a hairpinned packet passes a place twice, but rewritten; two files of
+            # one place, say -i any and -i r0, each see it once)
+            again = any(r.place == s.place and r.capture == s.capture and r.endpoints == s.endpoints
+                        and r.ttl == s.ttl for r in run)
+            if again or s.time_us - run[-1].time_us > WINDOW_US:
                 packets.append(Packet(key, run))
                 run = []
             run.append(s)
@@ -610,13 +697,28 @@ def _assemble(caps, sightings, limits, other, st) -> Explanation:
     for k, n in sorted(other.items()):
         if k.startswith(("short", "corrupt")):
             limits.append(f"{n} frames not decoded: {k}")
+    cut: dict = {}
+    for s in sightings:
+        if s.cut:
+            cut[s.cut] = cut.get(s.cut, 0) + 1
+    for k, n in sorted(cut.items()):
+        limits.append(f"{n} frame{'s' if n != 1 else ''} cut by the snapshot length (-s) inside the {k.upper()} "
+                      "header: shown as far as captured, not matched with other places (capture with -s 0 or "
+                      "a larger -s)")
     return Explanation(caps, out, limits, dict(sorted(other.items())))
 
 
 def _conversation(pk: list) -> Conversation:
-    proto = pk[0].sightings[0].proto
+    errors = [p for p in pk if p.sightings[0].quoted]
+    for p in errors:
+        p.flow = "icmp error"
+    own = [p for p in pk if not p.sightings[0].quoted]
+    if not own:                         # only errors were captured: the connection is what they quote
+        views = list(dict.fromkeys(((q[1], q[2]), (q[3], q[4])) for p in pk for q in [p.sightings[0].quoted]))
+        return Conversation(0, pk[0].sightings[0].quoted[0], views, pk)
+    proto = own[0].sightings[0].proto
     # the initiator: a SYN without ACK if there is one, else the first packet seen
-    first = next((p for p in pk if proto == 6 and p.sightings[0].flags & 0x12 == 0x02), pk[0])
+    first = next((p for p in own if proto == 6 and p.sightings[0].flags & 0x12 == 0x02), own[0])
     req: set = {s.endpoints for s in first.sightings}
     first.flow = "request"
     changed = True
@@ -643,11 +745,16 @@ def _conversation(pk: list) -> Conversation:
     return Conversation(0, proto, views, pk)
 
 
+def _ek(e: Encap) -> tuple:
+    """An outer header without its MACs: a cooked (-i any) capture of it has no destination MAC to compare."""
+    return (e.kind, e.src, e.dst, e.sport, e.dport, e.vni, e.ttl)
+
+
 def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
     out = []
-    if a.encap != b.encap:
+    if [_ek(e) for e in a.encap] != [_ek(e) for e in b.encap]:
         k = 0                                   # outer layers both share, counted from the inside
-        while k < min(len(a.encap), len(b.encap)) and a.encap[-1 - k] == b.encap[-1 - k]:
+        while k < min(len(a.encap), len(b.encap)) and _ek(a.encap[-1 - k]) == _ek(b.encap[-1 - k]):
             k += 1
         for e in a.encap[:len(a.encap) - k]:
             out.append(Change("decapsulation", e.text(), "", f"decapsulated: {e.text()} removed"))
@@ -658,6 +765,8 @@ def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
     (sb, spb), (db, dpb) = b.endpoints
     ports = a.proto in (6, 17)
     fmt = (lambda ip, p: f"{ip}:{p}") if ports else (lambda ip, p: ip)
+    if flow == "icmp error":            # conntrack rewrites an error back, as a reply of its connection
+        flow = "reply"
     if (da, dpa) != (db, dpb):
         kind = {"request": "DNAT", "reply": "un-SNAT"}.get(flow, "destination NAT")
         why = {"DNAT": "destination rewritten (DNAT)", "un-SNAT": "destination restored by conntrack (reply of a SNATed "
@@ -675,6 +784,10 @@ def _changes(a: Sighting, b: Sighting, flow: str) -> list[Change]:
     if a.src_mac and b.src_mac and a.dst_mac and b.dst_mac and (a.src_mac, a.dst_mac) != (b.src_mac, b.dst_mac):
         out.append(Change("MAC", f"{a.src_mac} > {a.dst_mac}", f"{b.src_mac} > {b.dst_mac}",
                           f"MACs {a.src_mac} > {a.dst_mac} -> {b.src_mac} > {b.dst_mac}"))
+    if a.quoted != b.quoted and a.quoted and b.quoted:
+        fq = (lambda q: f"{q[1]}:{q[2]} > {q[3]}:{q[4]}") if a.quoted[0] in (6, 17) else (lambda q: f"{q[1]} > {q[3]}")
+        out.append(Change("quoted", fq(a.quoted), fq(b.quoted), f"the quoted packet rewritten as its connection's "
+                          f"NAT (conntrack translates an ICMP error): {fq(a.quoted)} -> {fq(b.quoted)}"))
     if a.vlan != b.vlan:
         out.append(Change("VLAN", str(list(a.vlan)), str(list(b.vlan)), f"VLAN {list(a.vlan)} -> {list(b.vlan)}"))
     return out + added          # the kernel rewrites and routes the inner packet first, then encapsulates it
@@ -698,7 +811,7 @@ def render_text(ex: Explanation, max_packets: int = 12) -> str:
         if c.service:
             head += f"  (Service {c.service})"
         w.append(head)
-        w.append(f"  {len(c.packets)} packets, seen at {len(places)} place{'s' if len(places) != 1 else ''}: "
+        w.append(f"  {len(c.packets)} packet{'s' if len(c.packets) != 1 else ''}, seen at {len(places)} place{'s' if len(places) != 1 else ''}: "
                  + ", ".join(places))
         if len(c.views) > 1:
             w.append("  views: " + "; ".join(f"{a}:{ap} > {b}:{bp}" for (a, ap), (b, bp) in c.views))
@@ -739,11 +852,33 @@ def _shape(p: Packet) -> list:
     return steps
 
 
+def pair_conversations(expected: Explanation, actual: Explanation) -> list[tuple]:
+    """(expected, actual) conversations side by side: each model conversation with the first captured one of
+    the same protocol between the same addresses in any of its views (ports are the kernel's choice, NAT changes
+    the addresses), else the same protocol from the same client; what is left over is paired with None, the model's first, then the capture's."""
+    free = list(actual.conversations)
+    pairs = []
+
+    def addrs(c):
+        return {(a, b) for (a, _), (b, _) in c.views}
+    for ce in expected.conversations:
+        (a, _), (b, _) = ce.views[0]
+        hit = next((c for c in free if c.proto == ce.proto and addrs(c) & addrs(ce)), None)
+        if hit is None:
+            hit = next((c for c in free if c.proto == ce.proto and c.views[0][0][0] == a), None)
+        if hit is not None:
+            free.remove(hit)
+        pairs.append((ce, hit))
+    return pairs + [(None, c) for c in free]
+
+
 @public
 def compare(expected: Explanation, actual: Explanation) -> list[str]:
     """Where ``actual`` (a real capture, explained) departs from ``expected`` (the model's), first difference first.
 
-    Conversations are paired in order, their packets in order; each packet's places and the
+    Conversations are paired by protocol and addresses (:func:`pair_conversations`; a captured
+    conversation the model does not predict is other traffic, not a difference), their packets by
+    their role in the connection (:func:`pair_packets`); each packet's places and the
     addresses its changes rewrote are compared, not what the kernel chooses freely (ports,
     ISNs, IP ids, times).  An empty list: the same walk.
 
@@ -755,30 +890,85 @@ def compare(expected: Explanation, actual: Explanation) -> list[str]:
         if not isinstance(ex, Explanation):
             raise CourseError(name, f"a {type(ex).__name__} is not an explanation", "what ck.explain returns")
     out = []
-    if len(expected.conversations) != len(actual.conversations):
-        out.append(f"{len(expected.conversations)} conversations expected, {len(actual.conversations)} captured")
-    for ce, ca in zip(expected.conversations, actual.conversations):
-        if ce.proto != ca.proto:
-            out.append(f"conversation {ce.number}: {ce.title} expected, {ca.title} captured")
+    for ce, ca in pair_conversations(expected, actual):
+        if ca is None:
+            out.append(f"conversation {ce.number}: {ce.title} expected, not captured")
             continue
-        if len(ce.packets) != len(ca.packets):
-            out.append(f"conversation {ce.number}: {len(ce.packets)} packets expected, {len(ca.packets)} captured")
-        for i, (pe, pa) in enumerate(zip(ce.packets, ca.packets), 1):
-            what = f"conversation {ce.number} packet {i} ({pe.flow} {pe.summary().split(' seq')[0]})"
-            if pe.flow != pa.flow or (pe.sightings[0].flags != pa.sightings[0].flags):
-                out.append(f"{what}: captured {pa.flow} {pa.summary().split(' seq')[0]}")
+        if ce is None:
+            continue                    # other traffic the model does not predict: not a disagreement
+        for i, pe, pa in pair_packets(ce, ca):
+            if pe is None:
+                out.append(f"conversation {ce.number}: captured {pa.flow} {_brief(pa)} that the model does not "
+                           "send")
                 continue
-            se, sa = _shape(pe), _shape(pa)
-            for j, (a, b) in enumerate(zip(se, sa)):
-                if a[0] != b[0]:
-                    out.append(f"{what}: hop {j + 1} expected at {a[0]}, captured at {b[0]}")
-                    break
-                if a[1] != b[1]:
-                    out.append(f"{what}: arriving at {a[0]}, expected {'; '.join(a[1]) or 'no change'}, "
-                               f"captured {'; '.join(b[1]) or 'no change'}")
-                    break
-            else:
-                if len(se) != len(sa):
-                    out.append(f"{what}: {len(se)} places expected ({', '.join(x[0] for x in se)}), "
-                               f"{len(sa)} captured ({', '.join(x[0] for x in sa)})")
+            what = f"conversation {ce.number} packet {i} ({pe.flow} {_brief(pe)})"
+            if pa is None:
+                out.append(f"{what}: not captured")
+                continue
+            d = packet_difference(pe, pa)
+            if d:
+                out.append(f"{what}: {d}")
     return out
+
+
+def _brief(p: Packet) -> str:
+    return p.summary().split(" seq")[0].split(" len")[0]
+
+
+def _role(p: Packet, isn: dict):
+    """A TCP segment's place in its connection, free of the kernel's choices: flow, flags, relative seq/ack, length."""
+    s = p.sightings[0]
+    mine, other = ("request", "reply") if p.flow == "request" else ("reply", "request")
+    rel = (s.seq - isn.get(mine, s.seq)) % 2**32
+    ack = (s.ack - isn.get(other, s.ack)) % 2**32 if s.flags & 0x10 else 0
+    return (p.flow, s.flags, rel, ack, s.length)
+
+
+def _isns(c: Conversation) -> dict:
+    out = {}
+    for p in c.packets:
+        s = p.sightings[0]
+        if s.flags & 0x02 and p.flow in ("request", "reply"):
+            out.setdefault(p.flow, s.seq)
+    return out
+
+
+def pair_packets(ce: Conversation, ca: Conversation) -> list[tuple]:
+    """(n, expected packet, captured packet): TCP segments paired by their role in the connection (flow, flags,
+    sequence and acknowledgement numbers relative to the ISNs, length), so a kernel that sends two segments in
+    the other order still pairs them; other protocols in order within each direction.  ``n`` counts the
+    model's packets; captured packets the model does not send come last, with None."""
+    free = list(ca.packets)
+    out = []
+    ie, ia = _isns(ce), _isns(ca)
+    for n, pe in enumerate(ce.packets, 1):
+        if ce.proto == 6 and ca.proto == 6:
+            want = _role(pe, ie)
+            hit = next((pa for pa in free if _role(pa, ia) == want), None)
+        else:
+            hit = next((pa for pa in free if pa.flow == pe.flow), None)
+        if hit is not None:
+            free.remove(hit)
+        out.append((n, pe, hit))
+    return out + [(None, None, pa) for pa in free]
+
+
+def packet_difference(pe: Packet, pa: Packet) -> str | None:
+    """The first place where a captured packet's walk departs from the model's, or None."""
+    if pe.flow != pa.flow or pe.sightings[0].flags != pa.sightings[0].flags:
+        return f"captured {pa.flow} {_brief(pa)}"
+    se, sa = _shape(pe), _shape(pa)
+    for j, (a, b) in enumerate(zip(se, sa)):
+        if a[0] != b[0]:
+            return f"hop {j + 1} expected at {a[0]}, captured at {b[0]}"
+        if a[1] != b[1]:
+            missing = [c for c in a[1] if c not in b[1]]
+            extra = [c for c in b[1] if c not in a[1]]
+            what = "; ".join(([f"missing {'; '.join(missing)}"] if missing else []) +
+                             ([f"unexpected {'; '.join(extra)}"] if extra else []))
+            return (f"arriving at {a[0]}: {what or 'the same changes in another order'} "
+                    f"(expected: {', '.join(a[1]) or 'no change'}; captured: {', '.join(b[1]) or 'no change'})")
+    if len(se) != len(sa):
+        return (f"{len(se)} places expected ({', '.join(x[0] for x in se)}), "
+                f"{len(sa)} captured ({', '.join(x[0] for x in sa)})")
+    return None

@@ -55,6 +55,10 @@ class Iface:
     addrs: list = field(default_factory=list)       # IPv4Interface
     vxlan: dict | None = None                       # {"id": 1, "dstport": 8472, "local": ...}
     line: str = ""
+    mtu: int | None = None
+    master: str | None = None                       # the bridge a port belongs to
+    kind: str | None = None                         # "veth", "bridge", "vxlan" (ip -d)
+    hairpin: bool | None = None                     # bridge_slave ... hairpin on|off (ip -d)
 
 
 @dataclass
@@ -75,6 +79,9 @@ class NodeState:
     fdb: list = field(default_factory=list)         # (mac, dev, dst, line)
     nat: list = field(default_factory=list)         # Rule
     conntrack: list = field(default_factory=list)   # (orig 4-tuple, reply 4-tuple, line)
+    sysctl: dict = field(default_factory=dict)      # key -> value (sysctl KEY ...)
+    subnet_env: dict = field(default_factory=dict)  # FLANNEL_NETWORK=... (cat /run/flannel/subnet.env)
+    where: dict = field(default_factory=dict)       # command -> (file, line of its header)
 
     def addresses(self) -> set[str]:
         return {str(a.ip) for i in self.ifaces.values() for a in i.addrs}
@@ -97,6 +104,8 @@ class ClusterState:
     services: list = field(default_factory=list)    # (ns/name, clusterIP, port, proto)
     pods: dict = field(default_factory=dict)        # ip -> ns/name
     problems: list = field(default_factory=list)
+    pod_nodes: dict = field(default_factory=dict)   # ip -> node (kubectl spec.nodeName)
+    pod_namespaces: dict = field(default_factory=dict)   # ip -> namespace (kubectl)
 
     def node_names(self) -> list[str]:
         return list(self.nodes) + sorted(set(self.pods.values()) - set(self.nodes))
@@ -176,17 +185,19 @@ def parse_state_text(text: str, name: str = "state", problems: list | None = Non
     """Split a state file into its nodes' sections and parse each one."""
     problems = problems if problems is not None else []
     nodes: dict[str, NodeState] = {}
-    cur, cmd, buf = None, None, []
+    cur, cmd, buf, at = None, None, [], 0
 
     def flush():
         if cur is not None and cmd is not None:
-            _section(nodes.setdefault(cur, NodeState(cur)), cmd, "\n".join(buf), problems)
+            n = nodes.setdefault(cur, NodeState(cur))
+            n.where[cmd] = (name, at)
+            _section(n, cmd, "\n".join(buf), problems, (name, at))
 
-    for line in text.splitlines():
+    for i, line in enumerate(text.splitlines(), 1):
         m = _HEADER.match(line)
         if m:
             flush()
-            cur, cmd, buf = m.group(1), m.group(2), []
+            cur, cmd, buf, at = m.group(1), m.group(2), [], i
         elif cur is not None:
             buf.append(line)
     flush()
@@ -195,91 +206,174 @@ def parse_state_text(text: str, name: str = "state", problems: list | None = Non
     return list(nodes.values())
 
 
-def _section(n: NodeState, cmd: str, text: str, problems: list) -> None:
+class _Lines:
+    """A section's lines with their place in the file, and the problems found in them."""
+
+    def __init__(self, n: NodeState, cmd: str, text: str, problems: list, where: tuple):
+        self.n, self.cmd, self.text, self.problems = n, cmd, text, problems
+        self.file, self.at = where
+
+    def __iter__(self):
+        for j, line in enumerate(self.text.splitlines(), 1):
+            yield j, line
+
+    def bad(self, j: int, line: str, expected: str) -> None:
+        """One line that is not what the command prints: named by file, line and what was expected."""
+        if len(self.problems) < 1000:
+            self.problems.append(f"state {self.file} line {self.at + j} ({self.cmd}): {line.strip()[:60]!r} is "
+                                 f"not {expected}")
+
+
+def _section(n: NodeState, cmd: str, text: str, problems: list, where: tuple = ("state", 0)) -> None:
     n.sections[cmd] = text
     words = cmd.split()
-    try:
-        if words[:1] == ["ip"] and any(w in ("addr", "address", "a", "link", "l") for w in words[1:3] + words[2:4]):
-            _ip_addr(n, text)
-        elif words[:1] == ["ip"] and any(w in ("route", "r", "ro") for w in words[1:4]):
-            _ip_route(n, text)
-        elif words[:1] == ["ip"] and any(w in ("neigh", "neighbour", "n") for w in words[1:4]):
-            _ip_neigh(n, text)
-        elif words[:2] == ["bridge", "fdb"]:
-            _fdb(n, text, cmd)
-        elif words[:1] == ["iptables-save"]:
-            _iptables(n, text)
-        elif words[:1] == ["conntrack"]:
-            _conntrack(n, text)
-        elif not (words[:2] in (["route", "-n"], ["cat", "/run/flannel/subnet.env"]) or words[:1] == ["kubectl"]):
-            problems.append(f"state {n.name}: section '{cmd[:60]}' is not read (read: ip addr, ip route, "
-                            "ip neigh, bridge fdb, iptables-save, conntrack -L)")
-    except (ValueError, IndexError) as e:
-        problems.append(f"state {n.name}: section '{cmd}' not understood ({str(e)[:80]})")
+    lines = _Lines(n, cmd, text, problems, where)
+    if words[:1] == ["ip"] and any(w in ("addr", "address", "a", "link", "l") for w in words[1:3] + words[2:4]):
+        _ip_addr(n, lines)
+    elif words[:1] == ["ip"] and any(w in ("route", "r", "ro") for w in words[1:4]):
+        _ip_route(n, lines)
+    elif words[:1] == ["ip"] and any(w in ("neigh", "neighbour", "n") for w in words[1:4]):
+        _ip_neigh(n, lines)
+    elif words[:2] == ["bridge", "fdb"]:
+        _fdb(n, lines, cmd)
+    elif words[:1] == ["iptables-save"]:
+        _iptables(n, lines)
+    elif words[:1] == ["conntrack"]:
+        _conntrack(n, lines)
+    elif words[:1] == ["sysctl"]:
+        _sysctl(n, lines)
+    elif words[:2] == ["cat", "/run/flannel/subnet.env"]:
+        for j, line in lines:
+            k, eq, v = line.strip().partition("=")
+            if eq and re.fullmatch(r"[A-Z_]+", k):
+                n.subnet_env[k] = v.strip()
+            elif line.strip() and not _is_error(line):
+                lines.bad(j, line, "a KEY=value line of flannel's subnet.env")
+    elif not (words[:2] == ["route", "-n"] or words[:1] == ["kubectl"]):
+        problems.append(f"state {n.name}: section '{cmd[:60]}' is not read (read: ip addr, ip route, "
+                        "ip neigh, bridge fdb, iptables-save, conntrack -L, sysctl, subnet.env)")
 
 
-def _ip_addr(n: NodeState, text: str) -> None:
+def _is_error(line: str) -> bool:
+    """What collect writes in a section whose command failed (``conntrack: command not found``...)."""
+    low = line.lower()
+    return any(w in low for w in ("not found", "no such file", "permission denied", "operation not permitted",
+                                  "cannot ", "no answer in", "error", "usage:"))
+
+
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+
+
+def _ip_addr(n: NodeState, lines: _Lines) -> None:
     cur = None
-    for line in text.splitlines():
+    for j, line in lines:
         m = re.match(r"^(\d+): ([^:@\s]+)(?:@\S+)?:", line)
         if m:
             cur = n.ifaces.setdefault(m.group(2), Iface(int(m.group(1)), m.group(2)))
             cur.index = int(m.group(1))
             cur.line = line.strip()
+            w = line.split()
+            if "mtu" in w and w.index("mtu") + 1 < len(w) and w[w.index("mtu") + 1].isdigit():
+                cur.mtu = int(w[w.index("mtu") + 1])
+            if "master" in w and w.index("master") + 1 < len(w):
+                cur.master = w[w.index("master") + 1]
             continue
         s = line.split()
         if not s:
             continue
         if cur is None or not line[:1].isspace():       # ip -br addr: name state addr...
-            if len(s) >= 2 and not line[:1].isspace():
+            if len(s) >= 2 and not line[:1].isspace() and re.fullmatch(r"[^\s/:]{1,15}(@\S+)?", s[0]):
                 cur = n.ifaces.setdefault(s[0].split("@")[0], Iface(None, s[0].split("@")[0]))
                 for w in s[2:]:
-                    if "/" in w and "." in w:
-                        cur.addrs.append(ipaddress.IPv4Interface(w))
-                    elif re.fullmatch(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}", w):
-                        cur.mac = w
+                    try:
+                        if "/" in w and "." in w:
+                            cur.addrs.append(ipaddress.IPv4Interface(w))
+                        elif _MAC.fullmatch(w):
+                            cur.mac = w.lower()
+                    except ValueError:
+                        lines.bad(j, line, "an interface line (an address such as 10.0.0.1/24)")
+            elif not _is_error(line):
+                lines.bad(j, line, "an interface line ('N: NAME: <FLAGS> mtu ...')")
             continue
-        if s[0] == "link/ether" and len(s) > 1:
-            cur.mac = s[1]
-        elif s[0] == "inet" and len(s) > 1:
-            cur.addrs.append(ipaddress.IPv4Interface(s[1]))
-        elif s[0] == "vxlan" and "id" in s:
-            v = {"id": int(s[s.index("id") + 1])}
-            for k in ("dstport", "local", "dev"):
-                if k in s and s.index(k) + 1 < len(s):
-                    v[k] = s[s.index(k) + 1]
-            v["dstport"] = int(v.get("dstport", 8472))    # iproute2 prints dstport; the kernel default is 8472
-            cur.vxlan = v
-            cur.line = f"{cur.name}: {line.strip()}"
+        try:
+            if s[0] == "link/ether" and len(s) > 1:
+                if not _MAC.fullmatch(s[1]):
+                    raise ValueError(s[1])
+                cur.mac = s[1].lower()
+            elif s[0] == "inet" and len(s) > 1:
+                cur.addrs.append(ipaddress.IPv4Interface(s[1]))
+            elif s[0] in ("veth", "bridge", "vxlan", "dummy") and cur.kind is None:
+                cur.kind = s[0]
+            if s[0] == "bridge_slave" and "hairpin" in s and s.index("hairpin") + 1 < len(s):
+                cur.hairpin = s[s.index("hairpin") + 1] == "on"
+            if s[0] == "vxlan" and "id" in s:
+                v = {"id": int(s[s.index("id") + 1])}
+                for k in ("dstport", "local", "dev"):
+                    if k in s and s.index(k) + 1 < len(s):
+                        v[k] = s[s.index(k) + 1]
+                v["dstport"] = int(v.get("dstport", 8472))    # iproute2 prints dstport; the kernel default is 8472
+                if "noudpcsum" in s or "udpcsum" in s:        # iproute2: "[no]udpcsum"
+                    v["udpcsum"] = "udpcsum" in s
+                cur.vxlan = v
+                cur.line = f"{cur.name}: {line.strip()}"
+        except (ValueError, IndexError):
+            lines.bad(j, line, f"a detail line of {cur.name} (link/ether MAC, inet ADDRESS/PREFIX, vxlan id N ...)")
 
 
-def _ip_route(n: NodeState, text: str) -> None:
-    for line in text.splitlines():
+_ROUTE_SKIP = ("broadcast", "local", "unreachable", "blackhole", "prohibit", "throw", "multicast", "anycast", "nat")
+
+
+def _ip_route(n: NodeState, lines: _Lines) -> None:
+    for j, line in lines:
         s = line.split()
-        if not s or s[0] in ("broadcast", "local", "unreachable", "blackhole", "prohibit", "throw", "multicast"):
+        if not s or s[0] in _ROUTE_SKIP or line[:1].isspace() and s[0] == "nexthop":
             continue
-        net = ipaddress.IPv4Network("0.0.0.0/0" if s[0] == "default" else s[0], strict=False)
-        dev = s[s.index("dev") + 1] if "dev" in s else None
-        via = s[s.index("via") + 1] if "via" in s else None
+        try:
+            net = ipaddress.IPv4Network("0.0.0.0/0" if s[0] == "default" else s[0], strict=False)
+            dev = s[s.index("dev") + 1] if "dev" in s else None
+            via = s[s.index("via") + 1] if "via" in s else None
+            if via is not None:
+                ipaddress.IPv4Address(via)
+            if dev is None and via is None:
+                raise ValueError("no dev, no via")
+        except (ValueError, IndexError):
+            if not _is_error(line):
+                lines.bad(j, line, "a route ('PREFIX|default [via GATEWAY] dev DEVICE ...')")
+            continue
         n.routes.append((net, dev, via, line.strip()))
 
 
-def _ip_neigh(n: NodeState, text: str) -> None:
-    for line in text.splitlines():
+def _ip_neigh(n: NodeState, lines: _Lines) -> None:
+    for j, line in lines:
         s = line.split()
-        if len(s) >= 5 and "lladdr" in s and "dev" in s:
+        if not s:
+            continue
+        if len(s) >= 5 and "lladdr" in s and "dev" in s and s.index("lladdr") + 1 < len(s) and \
+                s.index("dev") + 1 < len(s) and _MAC.fullmatch(s[s.index("lladdr") + 1]):
+            try:
+                ipaddress.IPv4Address(s[0])
+            except ValueError:
+                if ":" not in s[0]:                 # an IPv6 neighbour is fine, and not used
+                    lines.bad(j, line, "a neighbour ('ADDRESS dev DEVICE lladdr MAC STATE')")
+                continue
             n.neigh.append((s[0], s[s.index("dev") + 1], s[s.index("lladdr") + 1].lower(), line.strip()))
+        elif ("lladdr" in s or not (len(s) >= 3 and s[1] == "dev")) and not _is_error(line):
+            lines.bad(j, line, "a neighbour ('ADDRESS dev DEVICE lladdr MAC STATE')")
 
 
-def _fdb(n: NodeState, text: str, cmd: str) -> None:
+def _fdb(n: NodeState, lines: _Lines, cmd: str) -> None:
     words = cmd.split()
     default_dev = words[words.index("dev") + 1] if "dev" in words and words.index("dev") + 1 < len(words) else None
-    for line in text.splitlines():
+    for j, line in lines:
         s = line.split()
-        if not s or not re.fullmatch(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}", s[0]):
+        if not s:
             continue
-        dev = s[s.index("dev") + 1] if "dev" in s else default_dev
-        dst = s[s.index("dst") + 1] if "dst" in s else None
+        if not _MAC.fullmatch(s[0]):
+            if not _is_error(line):
+                lines.bad(j, line, "an FDB entry ('MAC dev DEVICE [dst ADDRESS] [master BRIDGE] ...')")
+            continue
+        dev = s[s.index("dev") + 1] if "dev" in s and s.index("dev") + 1 < len(s) else default_dev
+        dst = s[s.index("dst") + 1] if "dst" in s and s.index("dst") + 1 < len(s) else None
         n.fdb.append((s[0].lower(), dev, dst, line.strip() if "dev" in s or not dev else
                       f"{s[0]} dev {dev} {' '.join(s[1:])}"))
 
@@ -290,13 +384,33 @@ _ALIASES = {"--source": "-s", "--destination": "-d", "--protocol": "-p", "--in-i
             "--out-interface": "-o", "--jump": "-j", "--destination-port": "--dport", "--source-port": "--sport"}
 
 
-def _iptables(n: NodeState, text: str) -> None:
-    table = None
-    for line in text.splitlines():
+def _iptables(n: NodeState, lines: _Lines) -> None:
+    table, opened, last = None, 0, 0
+    for j, line in lines:
+        last = j
         if line.startswith("*"):
-            table = line[1:].strip()
-        elif line.startswith("-A ") and table == "nat":
-            toks = shlex.split(line)
+            if table is not None:
+                lines.bad(j, line, f"a new table before the COMMIT of *{table} (iptables-save ends each table "
+                                   "with COMMIT)")
+            table, opened = line[1:].strip(), j
+        elif line.strip() == "COMMIT":
+            if table is None:
+                lines.bad(j, line, "a COMMIT after a '*table' line")
+            table = None
+        elif line.startswith("-A "):
+            if table is None:
+                lines.bad(j, line, "a rule inside a table ('*nat' ... 'COMMIT')")
+                continue
+            if table != "nat":
+                continue
+            try:
+                toks = shlex.split(line)
+            except ValueError:
+                lines.bad(j, line, "a complete rule (an unclosed quote: the file is cut?)")
+                continue
+            if len(toks) < 2:
+                lines.bad(j, line, "a rule ('-A CHAIN ... -j TARGET')")
+                continue
             opts: dict = {}
             neg = False
             i = 2
@@ -316,18 +430,43 @@ def _iptables(n: NodeState, text: str) -> None:
                     i += 1
                 neg = False
             n.nat.append(Rule(toks[1], line.strip(), opts, opts.get("-j", (False, ""))[1]))
+        elif line.strip() and not line.startswith((":", "#")) and not _is_error(line):
+            lines.bad(j, line, "an iptables-save line ('*table', ':CHAIN POLICY', '-A ...', 'COMMIT')")
+    if table is not None:
+        lines.bad(opened, f"*{table}", "a complete table: no COMMIT follows it (the output is cut short?)")
+
+
+def _sysctl(n: NodeState, lines: _Lines) -> None:
+    for j, line in lines:
+        k, eq, v = line.partition("=")
+        if eq and re.fullmatch(r"\s*[a-z0-9_.-]+\s*", k):
+            n.sysctl[k.strip()] = " ".join(v.split())
+        elif "cannot stat" in line and "/proc/sys/" in line:      # the key does not exist (module not loaded)
+            key = line.split("/proc/sys/", 1)[1].split(":")[0].replace("/", ".")
+            n.sysctl[key] = None
+        elif line.strip() and not _is_error(line):
+            lines.bad(j, line, "a 'key = value' line of sysctl")
 
 
 _CT = re.compile(r"src=(\S+) dst=(\S+) (?:sport=(\d+) dport=(\d+)|type=\d+ code=\d+ id=(\d+))")
 
 
-def _conntrack(n: NodeState, text: str) -> None:
-    for line in text.splitlines():
+def _conntrack(n: NodeState, lines: _Lines) -> None:
+    for j, line in lines:
         m = list(_CT.finditer(line))
         if len(m) >= 2:
             t = [(x.group(1), int(x.group(3) or x.group(5) or 0), x.group(2), int(x.group(4) or x.group(5) or 0))
                  for x in m[:2]]
             n.conntrack.append((t[0], t[1], line.strip()))
+        elif line.strip() and not line.startswith("conntrack v") and not _is_error(line) and \
+                not line.split()[0] in ("ipv4", "ipv6", "unknown") + tuple(_PROTO_NAMES):
+            lines.bad(j, line, "a conntrack entry ('PROTO NUM TIMEOUT [STATE] src=... dst=... sport=... dport=... "
+                               "src=... dst=...')")
+        elif line.strip() and line.split()[0] in ("ipv4",) + tuple(_PROTO_NAMES) and "src=" not in line:
+            lines.bad(j, line, "a complete conntrack entry (no src=...: the line is cut?)")
+
+
+_PROTO_NAMES = ("tcp", "udp", "icmp", "sctp", "dccp", "gre", "udplite")
 
 
 def _kubectl(text: str, name: str, st: ClusterState) -> None:
@@ -357,6 +496,9 @@ def _kubectl(text: str, name: str, st: ClusterState) -> None:
             ip = obj(it.get("status")).get("podIP")
             if isinstance(ip, str) and not spec.get("hostNetwork"):
                 st.pods[ip] = str(meta.get("name", "?"))
+                st.pod_namespaces[ip] = str(meta.get("namespace", "default"))
+                if isinstance(spec.get("nodeName"), str):
+                    st.pod_nodes[ip] = spec["nodeName"]
 
 
 # --- attribution --------------------------------------------------------------------------------

