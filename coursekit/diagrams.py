@@ -88,6 +88,23 @@ def _cjk_fonts() -> list[tuple[str, set[int]]]:
     return fonts
 
 
+def _use_cjk_font() -> None:
+    """In Chinese, the course's CJK font as the fallback after the Latin one (for every text made from now on)."""
+    from .i18n import language
+    if language() != "zh":
+        return
+    fonts = _cjk_fonts()
+    if fonts:
+        _add_family(fonts[0][0])
+
+
+def _add_family(family: str) -> None:
+    families = list(matplotlib.rcParams["font.family"])
+    if family not in families:      # a fallback after the Latin font: its glyphs only where needed
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans"] + [f for f in families if f not in
+                                                                ("sans-serif", "DejaVu Sans")] + [family]
+
+
 def _figure_text(text: str) -> str:
     """A figure's title or label in the learner's language (:mod:`coursekit.i18n`).
 
@@ -104,10 +121,7 @@ def _figure_text(text: str) -> str:
     need = {ord(c) for c in zh if ord(c) > 0x2E7F}
     for family, points in _cjk_fonts():
         if need <= points:
-            families = list(matplotlib.rcParams["font.family"])
-            if family not in families:      # a fallback after the Latin font: its glyphs only where needed
-                matplotlib.rcParams["font.family"] = ["DejaVu Sans"] + [f for f in families if f != "sans-serif"
-                                                                        and f != "DejaVu Sans"] + [family]
+            _add_family(family)
             return zh
     if not _cjk.get("noticed"):
         _cjk["noticed"] = True
@@ -167,6 +181,7 @@ def figure_svg(fig) -> str:
 
 
 def _figure(w: float, h: float):
+    _use_cjk_font()                       # before the figure: its title's font is fixed when the axes are made
     fig = plt.figure(figsize=(w, h), dpi=DPI, FigureClass=Picture)
     plt.close(fig)                        # returned, not auto-shown: a notebook displays it once
     return fig

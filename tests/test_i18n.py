@@ -217,3 +217,18 @@ def test_without_a_chinese_font_labels_fall_back_to_english_with_one_notice(lang
     assert b.axes[0].get_title() == a.axes[0].get_title()
     err = capsys.readouterr().err
     assert err.count("no Chinese font") == 1, err
+
+
+def test_a_chinese_title_on_the_first_figure_of_a_session_has_its_glyphs():
+    """The axes' title is made with the figure: the CJK font must be in place before, not when the title is set."""
+    import subprocess
+    code = ("import warnings, coursekit as ck\n"
+            "warnings.simplefilter('error')\n"
+            "ck.set_language('zh')\n"
+            "f = ck.diagrams.walk_diagram('article')\n"
+            "ck.diagrams.figure_png(f)\n"
+            "print(f.axes[0].get_title())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 0 and not out.stderr, out.stderr
+    assert "请求" in out.stdout

@@ -27,7 +27,7 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def test_the_chapters_00_to_07_are_translated():
     names = {p.name[:2] for p in TRANSLATED if p.parent == nbtools.NB}
-    assert {f"{i:02d}" for i in range(1)} <= names, sorted(names)
+    assert {f"{i:02d}" for i in range(8)} <= names, sorted(names)
 
 
 @pytest.mark.parametrize("path", TRANSLATED, ids=lambda p: p.relative_to(nbtools.NB).as_posix())
@@ -183,3 +183,72 @@ def test_open_lang_zh_opens_the_chinese_chapter():
     with pytest.raises(ck.CourseError) as e:
         cli.open_command("00", lang="fr")
     assert e.value.field == "lang"
+
+
+# ---------------------------------------------------------------- terms (docs/translating.md, data/glossary.yaml)
+
+def _terms_table() -> list[tuple[str, str, list[str]]]:
+    text = (ROOT / "docs" / "translating.md").read_text(encoding="utf-8")
+    block = text.split("<!-- terms:start -->", 1)[1].split("<!-- terms:end -->", 1)[0]
+    rows = []
+    for line in block.strip().splitlines()[2:]:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows.append((cells[0], cells[1], [a.strip() for a in cells[2].split(",") if a.strip()]))
+    return rows
+
+
+def _prose(text: str) -> str:
+    """A translation without code, link targets and the article's quoted lines (kept verbatim)."""
+    text = re.sub(r"```.*?```|`[^`\n]*`|\]\([^)]*\)", " ", text, flags=re.S)
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(">"))
+
+
+def test_one_chinese_term_per_concept():
+    """No variant the terms table rules out appears in a translation (outside code and article quotes)."""
+    rows = _terms_table()
+    assert len(rows) >= 30
+    found = []
+    for path in TRANSLATED:
+        for cid, e in zh.read_catalog(zh.catalog_path(path)).items():
+            prose = _prose(e["zh"])
+            found += [f"{path.name} {cid}: {bad!r} (use {use!r} for {en!r})"
+                      for en, use, avoid in rows for bad in avoid if bad in prose]
+    assert not found, "\n".join(found)
+
+
+def test_glossary_links_use_the_glossarys_chinese_term():
+    """A link to a glossary entry shows that entry's Chinese term (data/glossary.yaml), as the glossary page does."""
+    import coursekit as ck
+    by_anchor = {ck.glossary.anchor(t.term): t for t in ck.glossary.terms()}
+    bad = []
+    for path in TRANSLATED:
+        for cid, e in zh.read_catalog(zh.catalog_path(path)).items():
+            for label, anchor in re.findall(r"\[((?:[^\[\]]|\[[^\]]*\])+)\]\(glossary\.ipynb#([\w-]+)\)", e["zh"]):
+                t = by_anchor.get(anchor)
+                assert t is not None, f"{path.name} {cid}: no glossary entry #{anchor}"
+                cores = [re.sub(r"[(（].*?[)）]", "", part).strip() for part in t.zh.split(" / ")]
+                if not any(core and core in label for core in cores):
+                    bad.append(f"{path.name} {cid}: [{label}] -> #{anchor}: the glossary says {t.zh!r}")
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", TRANSLATED, ids=lambda p: p.relative_to(nbtools.NB).as_posix())
+def test_chinese_outputs_say_nothing_about_this_machine(path):
+    """As tests/test_notebooks.py asks of the English chapters: no paths, addresses or dates of this machine."""
+    import test_notebooks
+    built = nbformat.read(zh.OUT / path.relative_to(nbtools.NB), as_version=4)
+    for c in built.cells:
+        for o in c.get("outputs", []):
+            text = test_notebooks._text(o)
+            for rx, what in test_notebooks.MACHINE:
+                assert not rx.search(text), f"{path.name} {c.get('id')}: {what}"
+
+
+@pytest.mark.parametrize("path", TRANSLATED, ids=lambda p: p.relative_to(nbtools.NB).as_posix())
+def test_chinese_printed_text_is_one_output_per_stream(path):
+    """As the English chapters (tests/test_notebooks.py): re-executing must give the same bytes."""
+    built = nbformat.read(zh.OUT / path.relative_to(nbtools.NB), as_version=4)
+    for c in built.cells:
+        outs = c.get("outputs", [])
+        assert not [a for a, b in zip(outs, outs[1:]) if a.output_type == b.output_type == "stream"
+                    and a.name == b.name], f"{path.name} {c.get('id')}: printed text stored in pieces"
