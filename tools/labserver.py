@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_lab(root: Path = ROOT, timeout: float = 90):
+def running_lab(root: Path = ROOT, timeout: float = 300):
     """Yield ``(base_url, token)`` of a JupyterLab serving ``root``; stop it afterwards."""
     token = secrets.token_hex(16)
     port = _free_port()
@@ -45,7 +45,7 @@ def running_lab(root: Path = ROOT, timeout: float = 90):
         cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-               "--ServerApp.port_retries=0"]
+               "--ServerApp.port_retries=0", "--LabApp.expose_app_in_browser=True"]
         if os.geteuid() == 0:
             cmd.append("--allow-root")
         with open(home / "jupyter.log", "w") as log:
@@ -72,30 +72,59 @@ def running_lab(root: Path = ROOT, timeout: float = 90):
                     proc.wait()
 
 
-def open_and_run_all(page, url: str, artifacts: Path | None = None) -> None:
-    """Open a notebook, let its kernel start, run every cell; waits for the first explorer."""
+# JupyterLab's own state, through window.jupyterapp (--LabApp.expose_app_in_browser): the notebook's
+# session has a kernel whose connection is up and which is idle -- or a dialog asks which kernel
+_READY = """path => { const app = window.jupyterapp;
+    if (document.querySelector('.jp-Dialog button.jp-mod-accept')) return 'dialog';
+    if (!app) return false;
+    const w = [...app.shell.widgets('main')].find(w => w.context && w.context.path === path);
+    const k = w && w.sessionContext.session && w.sessionContext.session.kernel;
+    return !!(k && k.connectionStatus === 'connected' && k.status === 'idle') && 'ready'; }"""
+# every code cell has run: none is queued or running ("[*]"), and the first explorer is on the page
+_STARTED = """() => !!document.querySelector('.pw-explorer')
+    || [...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')].some(p => p.textContent.includes('[*]'))"""
+_DONE = """() => !!document.querySelector('.pw-explorer')
+    && ![...document.querySelectorAll('.jp-Notebook .jp-InputPrompt')].some(p => p.textContent.includes('[*]'))"""
+
+
+def _start_session(page, url: str) -> str:
+    """Start the notebook's kernel through the server's REST API before the page opens it (JupyterLab
+    then joins the running session instead of choosing a kernel); the notebook's path."""
+    import json
+    from urllib.parse import parse_qs, urlsplit
+    u = urlsplit(url)
+    path = u.path.split("/lab/tree/", 1)[1]
+    token = parse_qs(u.query)["token"][0]
+    nb = json.loads((ROOT / path).read_text(encoding="utf-8")) if (ROOT / path).exists() else {}
+    kernel = nb.get("metadata", {}).get("kernelspec", {}).get("name", "python3")
+    r = page.request.post(f"{u.scheme}://{u.netloc}/api/sessions", headers={"Authorization": f"token {token}"},
+                          data={"path": path, "type": "notebook", "name": Path(path).name,
+                                "kernel": {"name": kernel}})
+    if not r.ok:
+        raise RuntimeError(f"the server did not start a kernel for {path}: {r.status} {r.text()[:300]}")
+    return path
+
+
+def open_and_run_all(page, url: str, artifacts: Path | None = None, timeout_ms: int = 600_000) -> None:
+    """Open a notebook, let its kernel start, run every cell; returns once every cell has run.
+
+    Waits on conditions, never on the clock: JupyterLab's own session for the notebook has a
+    connected, idle kernel (the status bar shows "Idle" before that; a Run All then runs nothing);
+    then Run All Cells (the command the Run menu calls) until no cell is queued or running and
+    the first explorer is on the page.
+    """
+    path = _start_session(page, url)
     page.goto(url)
-    page.locator(".jp-NotebookPanel").first.wait_for()
-    idle = page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first
-    for _ in range(600):             # JupyterLab may ask which kernel to start: accept python3
-        if page.locator(".jp-Dialog button.jp-mod-accept").count():
-            page.locator(".jp-Dialog button.jp-mod-accept").first.click()
-        if idle.count() and not page.locator(".jp-Dialog").count():
+    while True:                      # should JupyterLab still ask which kernel to start: accept it
+        state = page.wait_for_function(_READY, arg=path, timeout=timeout_ms).json_value()
+        if state == "ready":
             break
-        page.wait_for_timeout(200)
-    page.wait_for_timeout(3000)      # "idle" shows before the kernel's channels are up
-    explorer = page.locator(".pw-explorer").first
-    for attempt in range(4):
-        try:
-            page.get_by_role("menuitem", name="Run", exact=True).click(timeout=15_000)
-            page.get_by_text("Run All Cells", exact=True).click(timeout=15_000)
-            explorer.wait_for(timeout=30_000)
-            return
-        except Exception:
-            # a menu left open or a dialog in front: record it, close it, try again
-            if artifacts is not None:
-                page.screenshot(path=str(artifacts / f"run-all-{attempt}.png"))
-            page.keyboard.press("Escape")
-            if page.locator(".jp-Dialog").count():
-                page.locator(".jp-Dialog button.jp-mod-accept").first.click(timeout=5_000)
-    raise RuntimeError("Run All Cells never produced the explorer")
+        page.locator(".jp-Dialog button.jp-mod-accept").first.click()
+    page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+    try:
+        page.wait_for_function(_STARTED, timeout=timeout_ms)
+        page.wait_for_function(_DONE, timeout=timeout_ms)
+    except Exception:
+        if artifacts is not None:
+            page.screenshot(path=str(artifacts / "run-all.png"))
+        raise
