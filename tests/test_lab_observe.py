@@ -39,13 +39,41 @@ def test_a_segment_the_kernel_did_not_send_is_named(which):
     assert f"{len(w.segments) - 1} of {len(w.segments)} segments" in str(e.value)
 
 
-def test_waiting_for_quiet_captures_returns_once_nothing_grows(tmp_path):
+class _Clock:
+    """time.monotonic and time.sleep on a clock the test moves: no wall-clock bound in a test
+    (a loaded machine stretches real sleeps).  ``grow``: a pcap that grows while the clock is below."""
+
+    def __init__(self, grow=None, until=0.0):
+        self.now, self.grow, self.until = 100.0, grow, until
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+        if self.grow is not None and self.now < self.until:
+            with open(self.grow, "ab") as f:
+                f.write(b"x")
+
+
+def test_waiting_for_quiet_captures_returns_once_nothing_grows(tmp_path, monkeypatch):
+    from coursekit import lab
     p = tmp_path / "x.pcap"
     p.write_bytes(b"x")
-    import time
-    t = time.monotonic()
+    clock = _Clock()
+    monkeypatch.setattr(lab, "time", clock)
     _wait_quiet([str(p), None, str(tmp_path / "missing")], least=0.05, quiet=0.1, most=2)
-    assert 0.15 <= time.monotonic() - t < 1.5
+    assert 0.15 <= clock.now - 100 < 0.15 + 0.05 + 1e-9        # least, then quiet (one poll's grain)
+    # a pcap still growing: waited for until it stops (1 s), then quiet
+    clock = _Clock(grow=p, until=101.0)
+    monkeypatch.setattr(lab, "time", clock)
+    _wait_quiet([str(p)], least=0.05, quiet=0.1, most=2)
+    assert 1.1 - 1e-9 <= clock.now - 100 < 1.1 + 0.1
+    # one that never stops: given up after least + most
+    clock = _Clock(grow=p, until=1e9)
+    monkeypatch.setattr(lab, "time", clock)
+    _wait_quiet([str(p)], least=0.05, quiet=0.1, most=2)
+    assert 2.05 - 1e-9 <= clock.now - 100 < 2.05 + 0.1
 
 
 def test_run_all_runs_the_exchange_again_once_and_says_so(monkeypatch):
