@@ -115,11 +115,22 @@ def open_and_run_all(page, url: str, artifacts: Path | None = None, timeout_ms: 
     """
     path = _start_session(page, url)
     page.goto(url)
-    while True:                      # should JupyterLab still ask which kernel to start: accept it
+    seen = []
+    while True:
         state = page.wait_for_function(_READY, arg=path, timeout=timeout_ms).json_value()
         if state == "ready":
             break
-        page.locator(".jp-Dialog button.jp-mod-accept").first.click()
+        # a dialog (JupyterLab may ask which kernel to start while it has not yet seen the running
+        # session, and close the question itself once it has): record it, accept it if still there
+        if len(seen) >= 5:
+            raise RuntimeError(f"JupyterLab keeps asking: {seen}")
+        try:
+            seen.append(page.locator(".jp-Dialog").first.inner_text(timeout=5_000)[:200])
+            if artifacts is not None:
+                page.screenshot(path=str(artifacts / f"dialog-{len(seen)}.png"))
+            page.locator(".jp-Dialog button.jp-mod-accept").first.click(timeout=5_000)
+        except Exception:               # it closed itself: ask JupyterLab again
+            pass
     page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     try:
         page.wait_for_function(_STARTED, timeout=timeout_ms)
