@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,17 +20,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def running_lab(root: Path = ROOT, timeout: float = 300):
-    """Yield ``(base_url, token)`` of a JupyterLab serving ``root``; stop it afterwards."""
+    """Yield ``(base_url, token)`` of a JupyterLab serving ``root``; stop it afterwards.
+
+    The server picks a free port itself (port 0) and says which in its runtime file, in a
+    runtime folder of its own: no port chosen here that another process could take meanwhile.
+    """
+    import json
     token = secrets.token_hex(16)
-    port = _free_port()
     with tempfile.TemporaryDirectory(prefix="packet-walk-jupyter-") as tmp:
         home = Path(tmp)
         env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
@@ -42,7 +39,7 @@ def running_lab(root: Path = ROOT, timeout: float = 300):
             f = home / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(text)
-        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--ServerApp.port={port}",
+        cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--ServerApp.port=0",
                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
                "--ServerApp.port_retries=0", "--LabApp.expose_app_in_browser=True"]
@@ -50,14 +47,15 @@ def running_lab(root: Path = ROOT, timeout: float = 300):
             cmd.append("--allow-root")
         with open(home / "jupyter.log", "w") as log:
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
-            base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + timeout
             try:
                 while True:
                     try:
-                        urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2).read()
+                        info = json.loads(next((home / "runtime").glob("jpserver-*.json")).read_text())
+                        base = f"http://127.0.0.1:{info['port']}"
+                        urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5).read()
                         break
-                    except OSError:
+                    except (OSError, StopIteration, ValueError, KeyError):
                         if proc.poll() is not None or time.monotonic() > deadline:
                             raise RuntimeError("JupyterLab did not start:\n"
                                                + (home / "jupyter.log").read_text()[-3000:]) from None
