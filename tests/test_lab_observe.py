@@ -1,6 +1,8 @@
 """The lab's reading of a kernel conversation, without a kernel: the model's own captures
 stand in for the lab's pcaps, then one segment is taken away.  No root needed."""
 
+from pathlib import Path
+
 import pytest
 
 import coursekit as ck
@@ -149,3 +151,27 @@ def test_the_report_counts_fed_values_apart_from_derived_ones():
     assert f"{fed} more equal by construction" in report.text()
     assert f"{sum(r.fields for r in report.interfaces) - sum(r.free for r in report.interfaces) - fed} fields " \
            "compared by value, all equal" in report.text()
+
+
+def test_captures_are_complete_only_once_every_interface_holds_its_conversation(tmp_path):
+    """What stopping the captures waits for (lab._wait_complete): the model's own pcaps are complete;
+    without the last segment on one interface (a tcpdump that has not read it yet) they are not."""
+    from coursekit.capture import write_pcap
+    from coursekit.lab import _captures_complete
+    sc = ck.load_scenario("article")
+    w, captured = _captured(sc)
+    pcaps = {}
+    for (owner, iface), frames in captured.items():
+        pcaps[(owner, iface)] = str(tmp_path / f"{owner}-{iface}.pcap")
+        write_pcap(pcaps[(owner, iface)], frames)
+    assert _captures_complete(sc, pcaps)
+    last = w.segments[-1].index
+    for key in [(sc.client.name, "eth0"), (sc.server.node, "docker0")]:
+        frames = captured[key]
+        write_pcap(pcaps[key], [f for f in frames if f.observation.segment != last])
+        assert not _captures_complete(sc, pcaps), key
+        write_pcap(pcaps[key], frames)
+        assert _captures_complete(sc, pcaps)
+    half = tmp_path / "half.pcap"                       # a record being written
+    half.write_bytes(Path(pcaps[key]).read_bytes()[:100])
+    assert not _captures_complete(sc, {**pcaps, key: str(half)})
