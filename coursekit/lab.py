@@ -1742,6 +1742,7 @@ def command(action: str, scenario: str = "article", out: str | None = None, json
         print(log)
         pids = [c["pid"] for c in st.get("captures", [])]
         if pids:
+            _wait_complete(lb.sc, {(pt.owner, pt.iface): pt.pcap for pt in lb.points if pt.pcap})
             stop_pids(pids, pcaps=[pt.pcap for pt in lb.points if pt.pcap])
         # points keep their pcap paths; no capture runs now
         save_state(lab_state(lb, st["scenario"], request=log if pids else ""))
