@@ -619,14 +619,14 @@ class Lab:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
             self._captures.append((proc, pt))
         import select
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120          # all of them; a loaded machine starts them slowly
         for proc, pt in self._captures:
             line = ""
             while "listening on" not in line:
                 ready = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))[0]
                 if not ready or proc.poll() is not None:
                     raise CourseError("live lab", f"the capture on {pt.owner} {pt.iface} did not start: "
-                                      f"{line.strip() or ('no answer in 30 s' if not ready else proc.stderr.read().strip())}")
+                                      f"{line.strip() or ('no answer in 120 s' if not ready else proc.stderr.read().strip())}")
                 line = proc.stderr.readline()
         self.progress(f"capturing on {len(self._captures)} interfaces")
 
@@ -650,7 +650,7 @@ class Lab:
         return done
 
     # -- the request -------------------------------------------------------------------
-    def request(self, timeout: float = 20) -> str:
+    def request(self, timeout: float = 600) -> str:
         """nginx's answer (233 + 612 bytes) from a server in each possible server, fetched by a busybox-like
         client in the client's namespace (a pod's, a node's own, or an external host's)."""
         sc = self.sc
@@ -1004,7 +1004,10 @@ def _serve(cfg: dict) -> None:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((cfg["ip"], cfg["port"]))
     s.listen(1)
-    s.settimeout(15)
+    # Long: the client is a new Python process, which a loaded machine may take many seconds to
+    # start (15 s was too short once: the client's connect was refused).  Idle replicas are
+    # killed as soon as the client is done (Lab.request).
+    s.settimeout(600)
     print("ready", flush=True)
     try:
         c, _ = s.accept()
