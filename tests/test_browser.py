@@ -115,6 +115,9 @@ def test_chapter_runs_and_widgets_respond(lab_url):
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
+        # expect() has a timeout of its own (5 s), which a loaded machine exceeds (a theme's stylesheet
+        # took longer once): every wait in this test waits as long as its actions do
+        expect.set_options(timeout=120_000)
         open_and_run_all(page, lab_url, ARTIFACTS)
         explorer = page.locator(".pw-explorer").first
         tcpdump = explorer.locator(".pw-tcpdump")
