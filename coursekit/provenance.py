@@ -168,10 +168,7 @@ def _mac_path(sc, mac: str) -> str | None:
 
 
 def _pod_path(sc, pod) -> str:
-    if pod.name in (sc.raw.get("pods") or {}):
-        return f"pods.{pod.name}"
-    w, i = pod.name.rsplit("-", 1)
-    return f"workloads.{w}.pods.{i}"
+    return pod.path or f"pods.{pod.name}"
 
 
 def _ip_path(sc, ip: str) -> tuple[str | None, str]:

@@ -155,6 +155,7 @@ class Pod:
     veth_mac: str
     labels: tuple[tuple[str, str], ...]
     container_port: int | None = None
+    path: str = ""                          # where the scenario file sets this pod (pods.x, workloads.w.pods.1, dns.server)
 
 
 @dataclass(frozen=True)
@@ -1141,7 +1142,7 @@ def scenario_from_dict(raw: dict, source: str = "") -> Scenario:
             mtu=n.docker.mtu, veth=veth,
             veth_mac=_mac(pr.get("vethMac") or _local_mac(node, pname, "veth"), of + ".vethMac"),
             labels=_labels(labels, f + ".labels"),
-            container_port=cport))
+            container_port=cport, path=of))
 
     for pname, pr in (_get(raw, "pods", "", {}) or {}).items():
         f = f"pods.{pname}"

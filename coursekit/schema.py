@@ -246,7 +246,7 @@ SCENARIO = Map({
     "externalHosts": Dict(Map({"nic": _NIC}, nullable=False)),
     # traffic case 6: the client resolves a name through kube-dns first (coursekit.dns)
     "dns": Map({"name": V, "domain": V, "clusterIP": V, "ttl": V, "soaSerial": V,
-                "server": Map({"name": V, "node": V, "ip": V, "veth": V, "mac": V}),
+                "server": Map({"name": V, "node": V, "ip": V, "veth": V, "mac": V, "vethMac": V}),
                 "sourcePorts": List(V), "ipIds": List(V)}),
     "observed": Map({
         "clientPort": V, "clientISN": V, "serverISN": V, "clientTSOffsetUs": V, "serverTSOffsetUs": V,

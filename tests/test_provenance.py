@@ -4,6 +4,7 @@ possible) and assumed (a stand-in).  An inference is never presented as an obser
 import pytest
 
 import coursekit as ck
+from conftest import ROOT
 from coursekit import provenance as pv
 
 
@@ -53,3 +54,17 @@ def test_a_scenario_may_label_a_value_inferred_and_nothing_else_new():
         (("observed.clientPort", "inferred", "from the ACK"),)
     with pytest.raises(ck.CourseError, match="inferred"):
         pv.parse_entries({"observed.clientPort": "guessed: x"})
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "data" / "scenarios").rglob("*.yaml")),
+                         ids=lambda p: str(p.relative_to(ROOT / "data" / "scenarios")))
+def test_every_pods_mac_has_a_label(path):
+    """A pod's MAC (and its veth's) is traced to where the scenario sets the pod: pods.x,
+    workloads.w.pods.N, or dns.server for the DNS pod (which a name like "coredns" once broke)."""
+    from coursekit.provenance import _mac_path
+    sc = ck.as_scenario(path)
+    for p in sc.pods:
+        for mac, key in ((p.mac, ".mac"), (p.veth_mac, ".vethMac")):
+            where = _mac_path(sc, mac)
+            assert where is not None and where.endswith(key), (p.name, where)
+            assert ck.provenance.of_path(sc, where).label in ("computed", "observed", "assumed")
