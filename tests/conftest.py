@@ -17,6 +17,15 @@ ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Hypothesis: no wall-clock checks (a loaded machine is slow: no per-example deadline, no "data
+# generation too slow"), and in CI the same examples every run (what a CI failure shows is
+# reproducible); a test's own @settings still wins for what it sets.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("packet-walk", deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                          derandomize=IN_CI)
+settings.load_profile("packet-walk")
+
 
 def require(ok: bool, why: str) -> None:
     if ok:

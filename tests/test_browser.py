@@ -59,7 +59,13 @@ def _contrast(page, element, own_background: bool = True) -> float:
     ancestor's opaque background counts.
     """
     from coursekit.widgets import contrast, over
-    fg, bgs = element.evaluate("""e => { const bgs = [];
+    # the colours as they settle: a flash (the status line) or a theme's transition still running
+    # on the element or an ancestor is waited out first, so the measure is of the steady state
+    fg, bgs = element.evaluate("""async e => {
+        await Promise.all(document.getAnimations().filter(a => a.effect && a.effect.target
+            && a.effect.target.contains(e) && a.effect.getComputedTiming().endTime !== Infinity)
+            .map(a => a.finished.catch(() => null)));
+        const bgs = [];
         for (let n = e; n && n.nodeType === 1; n = n.parentElement) bgs.push(getComputedStyle(n).backgroundColor);
         return [getComputedStyle(e).color, bgs]; }""")
     layers = [_rgba(b) for b in bgs]
@@ -79,6 +85,22 @@ def _smallest_svg_text_px(svg) -> float:
                                 .map(t => parseFloat(getComputedStyle(t).fontSize) * scale)); }""")
 
 
+def _set_width(page, width: int) -> None:
+    """Resize the viewport and wait until JupyterLab has laid the notebook out for it: Lumino sizes its
+    panels in an animation frame after the resize, so the notebook's right edge is the sign."""
+    page.set_viewport_size({"width": width, "height": 1000})
+    page.wait_for_function("""w => { const p = [...document.querySelectorAll('.jp-NotebookPanel')]
+            .find(n => n.offsetParent !== null);
+        const r = p && p.getBoundingClientRect().right;
+        return window.innerWidth === w && r <= w && r > w - 400; }""", arg=width)
+
+
+def _recomputed(explorer) -> int:
+    """The explorer's recompute count, as its status line shows it (``recomputed (#N, ...``)."""
+    import re
+    return int(re.search(r"recomputed \(#(\d+),", explorer.locator(".pw-status").inner_text()).group(1))
+
+
 def _hex_rgba(h: str) -> tuple:
     return tuple(float(int(h[i:i + 2], 16)) for i in (1, 3, 5)) + (1.0,)
 
@@ -93,6 +115,9 @@ def test_chapter_runs_and_widgets_respond(lab_url):
                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(120_000)
+        # expect() has a timeout of its own (5 s), which a loaded machine exceeds (a theme's stylesheet
+        # took longer once): every wait in this test waits as long as its actions do
+        expect.set_options(timeout=120_000)
         open_and_run_all(page, lab_url, ARTIFACTS)
         explorer = page.locator(".pw-explorer").first
         tcpdump = explorer.locator(".pw-tcpdump")
@@ -192,8 +217,7 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         assert svg.bounding_box()["width"] > 500
         explorer.screenshot(path=str(ARTIFACTS / "explorer-diagram.png"))
         # at 900 px the diagram keeps its width and scrolls rather than shrink its text
-        page.set_viewport_size({"width": 900, "height": 1000})
-        page.wait_for_timeout(500)
+        _set_width(page, 900)
         assert _smallest_svg_text_px(svg) >= 12 - 0.01                   # 9 CSS points
         figure = explorer.locator(".pw-figure")
         assert figure.evaluate("e => e.scrollWidth > e.clientWidth")
@@ -204,11 +228,11 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         for k in range(images.count()):
             img = images.nth(k)
             img.scroll_into_view_if_needed()
-            natural, shown, scrolls = img.evaluate("""i => [i.naturalWidth, i.getBoundingClientRect().width,
-                i.closest('.jp-OutputArea-output').scrollWidth > i.closest('.jp-OutputArea-output').clientWidth]""")
+            natural, shown, scrolls = img.evaluate("""async i => { await i.decode(); return [i.naturalWidth, i.getBoundingClientRect().width,
+                i.closest('.jp-OutputArea-output').scrollWidth > i.closest('.jp-OutputArea-output').clientWidth]; }""")
             assert abs(shown - natural) < 1 and natural >= 900 and scrolls, (k, natural, shown, scrolls)
         page.locator(".jp-OutputArea-output img").last.screenshot(path=str(ARTIFACTS / "figure-900.png"))
-        page.set_viewport_size({"width": 1400, "height": 1000})
+        _set_width(page, 1400)
 
         # the stepper: back disabled at the start, forward twice, back once, the map follows
         stepper = page.locator(".pw-stepper").first
@@ -255,8 +279,8 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         page.get_by_role("menuitem", name="Settings", exact=True).click()
         page.get_by_text("Theme", exact=True).hover()
         page.get_by_text("JupyterLab Dark", exact=True).click()
+        # JupyterLab marks the body once the theme's stylesheet has loaded; _contrast waits out transitions
         expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1)
-        page.wait_for_timeout(500)
         dark = [_contrast(page, el) for el in stepper.locator(".pw-change").all()]
         assert dark and min(dark) >= 4.5, dark
         # the rest of the stepper's text on the notebook's own (dark) background
@@ -267,8 +291,11 @@ def test_chapter_runs_and_widgets_respond(lab_url):
         explorer.scroll_into_view_if_needed()
         explorer.get_by_role("tab", name="packets").click()
         row2 = explorer.locator(".pw-packets tr.pw-row[data-no='2']")
+        n = _recomputed(explorer)
         row2.click()
         expect(explorer.locator(".pw-dissection")).to_contain_text("packet 2, as tcpdump prints it")
+        # the status line is redrawn after the dissection: measure the new one, not one about to go
+        expect(explorer.locator(".pw-status")).to_contain_text(f"recomputed (#{n + 1},")
         assert _contrast(page, row2.locator("td").first) >= 4.5
         for el in (explorer.locator(".pw-status .pw-ok").first, explorer.locator(".pw-packets td").first,
                    explorer.locator(".pw-label b").first):

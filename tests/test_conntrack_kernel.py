@@ -97,13 +97,17 @@ def router():
             subprocess.run(["ip", "netns", "del", n], capture_output=True)
 
 
-def _conntrack(ns):
-    for _ in range(50):                           # the entry appears once the SYN crossed the router
+def _conntrack(ns, state: str | None = None, deadline: float = 60):
+    """The router's entry for the connection, once there is one (the SYN crossed the router) and,
+    given ``state``, once it is in that state (the last ACK of a step may still be on its way);
+    polled until ``deadline`` s, never a fixed sleep.  Its last reading if the state never comes."""
+    end = time.monotonic() + deadline
+    while True:
         out = _sh("ip", "netns", "exec", ns["r"], "conntrack", "-L", "-p", "tcp").stdout
         lines = [ln for ln in out.splitlines() if "dport=4432" in ln]
-        if lines:
+        if (lines and (state is None or lines[0].split()[3] == state)) or time.monotonic() > end:
             break
-        time.sleep(0.1)
+        time.sleep(0.05)
     assert len(lines) == 1, out
     return lines[0]
 
@@ -132,24 +136,26 @@ def test_conntrack_states_and_timeouts_match_the_kernel(router):
     srv = _server(ns)
     cli = subprocess.Popen(["ip", "netns", "exec", ns["c"], sys.executable, "-c", CLIENT],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # the moments of the article's conversation that end each step
+    want = {"connect": _model("ACK (handshake done)"), "get": _model("ACK of body + FIN"),
+            "close": _model("ACK of FIN")}
     try:
 
         def step(cmd):
+            t0 = time.monotonic()
             cli.stdin.write(cmd + "\n")
             cli.stdin.flush()
             assert cli.stdout.readline().strip() == f"done {cmd}"
-            time.sleep(0.3)                        # the last ACKs cross the router
-            return _shape(_conntrack(ns))
+            seen = _shape(_conntrack(ns, want[cmd][0]))     # once the step's last ACK crossed the router
+            return seen, time.monotonic() - t0
 
         seen = {"connect": step("connect"), "get": step("get"), "close": step("close")}
-        # the moments of the article's conversation that end each step
-        want = {"connect": _model("ACK (handshake done)"), "get": _model("ACK of body + FIN"),
-                "close": _model("ACK of FIN")}
         for k in seen:
-            state, left, unreplied, assured = seen[k]
+            (state, left, unreplied, assured), took = seen[k]
             m_state, m_left, m_unreplied, m_assured = want[k]
             assert (state, unreplied, assured) == (m_state, m_unreplied, m_assured), (k, seen[k], want[k])
-            assert m_left - 2 <= left <= m_left, (k, seen[k], want[k])      # a second or two went by
+            # the timer counts down from the step's last packet: at most the step's time went by
+            assert m_left - 2 - int(took) <= left <= m_left, (k, seen[k], want[k])
         line = _conntrack(ns)
         assert re.fullmatch(r"tcp {6}6 \d+ TIME_WAIT src=10\.0\.1\.2 dst=10\.99\.0\.1 sport=(\d+) dport=4432 "
                             r"src=10\.0\.2\.2 dst=10\.0\.2\.1 sport=80 dport=\1 \[ASSURED\] mark=0 use=1", line), line
@@ -164,16 +170,33 @@ def test_conntrack_states_and_timeouts_match_the_kernel(router):
 def test_an_unanswered_syn_is_unreplied(router):
     ns = router
     _sh("ip", "netns", "exec", ns["s"], "iptables", "-A", "INPUT", "-p", "tcp", "--dport", "80", "-j", "DROP")
+    t0 = time.monotonic()
     cli = subprocess.Popen(["ip", "netns", "exec", ns["c"], sys.executable, "-c",
                             "import socket; socket.create_connection(('10.99.0.1', 4432), timeout=1.5)"],
                            stderr=subprocess.DEVNULL)
     try:
         state, left, unreplied, assured = _shape(_conntrack(ns))
+        took = time.monotonic() - t0
         m_state, m_left, m_unreplied, m_assured = _model("SYN")
         assert (state, unreplied, assured) == (m_state, m_unreplied, m_assured)
-        assert m_left - 2 <= left <= m_left
+        assert m_left - 2 - int(took) <= left <= m_left, (left, m_left, took)   # at most `took` went by
     finally:
-        cli.wait(timeout=10)
+        cli.wait(timeout=60)
+
+
+def _holds_the_end(path) -> bool:
+    """The capture holds both FINs of the connection and the ACK of each (its last packet)."""
+    from scapy.all import IP, TCP, rdpcap
+    try:
+        segs = [p[TCP] for p in rdpcap(str(path)) if IP in p and TCP in p]
+    except Exception:                    # a record still being written
+        return False
+
+    def data(t):                         # the payload's length, from the IP header (no padding)
+        return t.underlayer.len - 4 * t.underlayer.ihl - 4 * t.dataofs
+    fins = [t for t in segs if t.flags.F]
+    return len(fins) >= 2 and all(any(q.sport == f.dport and q.dport == f.sport and q.flags.A
+                                      and q.ack == (f.seq + data(f) + 1) % 2**32 for q in segs) for f in fins)
 
 
 def test_both_ends_of_a_veth_carry_the_same_bytes_sender_first(router, tmp_path):
@@ -195,7 +218,10 @@ def test_both_ends_of_a_veth_carry_the_same_bytes_sender_first(router, tmp_path)
     cli.communicate("connect\nget\nclose\n", timeout=20)
     srv.wait(timeout=10)
     srv.stdout.close()
-    time.sleep(0.5)
+    end = time.monotonic() + 60          # tcpdump reads the kernel's buffer on its own time
+    while not all(_holds_the_end(caps[k]) for k in caps):
+        assert time.monotonic() < end, "the captures never held the connection's end"
+        time.sleep(0.05)
     for p in procs:
         p.terminate()
         p.wait(timeout=10)

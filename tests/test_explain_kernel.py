@@ -34,13 +34,40 @@ s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n"); print(s.recv(100)); s.close()
 """
 
 
+# Until every capture holds the connection's end: each FIN of the connection and the ACK of it
+# (tcpdump reads the kernel's buffer on its own time; stopping it earlier loses the last packets).
+CLOSED = """
+import sys, time
+from scapy.all import IP, TCP, rdpcap
+def closed(path):
+    try:
+        segs = [p[TCP] for p in rdpcap(path) if IP in p and TCP in p]
+    except Exception:                    # a record still being written
+        return False
+    def data(t):                         # the segment's payload length, from the IP header (no padding)
+        return t.underlayer.len - 4 * t.underlayer.ihl - 4 * t.dataofs
+    fins = [t for t in segs if t.flags.F]
+    return len(fins) >= 2 and all(any(q.sport == f.dport and q.dport == f.sport and q.flags.A
+                                      and q.ack == (f.seq + data(f) + 1) % 2**32 for q in segs) for f in fins)
+deadline = time.monotonic() + 120
+while not all(closed(p) for p in sys.argv[1:]):
+    if time.monotonic() > deadline:
+        sys.exit("the captures never held the connection's end: " + " ".join(sys.argv[1:]))
+    time.sleep(0.1)
+"""
+
+
 def _script(out, py):
+    # waits on conditions, never on the clock: a namespace exists once /proc says so, a tcpdump
+    # listens once it says so, the server once ss lists its socket, the captures once they hold the end
     return f"""
 set -e
 ip link set lo up
-unshare --net sleep 30 & C=$!
-unshare --net sleep 30 & S=$!
-sleep 0.3
+unshare --net sleep infinity & C=$!
+unshare --net sleep infinity & S=$!
+trap 'kill $C $S 2>/dev/null || true' EXIT
+until [ "$(readlink /proc/$C/ns/net)" != "$(readlink /proc/$$/ns/net)" ] \\
+      && [ "$(readlink /proc/$S/ns/net)" != "$(readlink /proc/$$/ns/net)" ]; do sleep 0.05; done
 ip link add r0 type veth peer name c0 netns $C
 ip link add r1 type veth peer name s0 netns $S
 ip addr add 10.9.0.1/24 dev r0; ip link set r0 up
@@ -54,19 +81,21 @@ iptables -t nat -A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m comment --comment "w
 iptables -t nat -A KUBE-SVC-TEST -j KUBE-SEP-TEST
 iptables -t nat -A KUBE-SEP-TEST -p tcp -m tcp -j DNAT --to-destination 10.9.1.2:8080
 iptables -t nat -A POSTROUTING -s 10.9.0.0/24 -o r1 -j MASQUERADE
-nsenter -t $C -n tcpdump -i c0 -U -w {out}/client-c0.pcap tcp 2>/dev/null & P1=$!
-tcpdump -i r0 -U -w {out}/router-r0.pcap tcp 2>/dev/null & P2=$!
-tcpdump -i any -U -w {out}/router-any.pcap tcp 2>/dev/null & P3=$!
-nsenter -t $S -n tcpdump -i s0 -U -w {out}/server-s0.pcap tcp 2>/dev/null & P4=$!
-sleep 2
+nsenter -t $C -n tcpdump -i c0 -U --immediate-mode -w {out}/client-c0.pcap tcp 2>{out}/t1.err & P1=$!
+tcpdump -i r0 -U --immediate-mode -w {out}/router-r0.pcap tcp 2>{out}/t2.err & P2=$!
+tcpdump -i any -U --immediate-mode -w {out}/router-any.pcap tcp 2>{out}/t3.err & P3=$!
+nsenter -t $S -n tcpdump -i s0 -U --immediate-mode -w {out}/server-s0.pcap tcp 2>{out}/t4.err & P4=$!
+for e in t1 t2 t3 t4; do
+    until grep -q "listening on" {out}/$e.err; do kill -0 $P1 $P2 $P3 $P4; sleep 0.05; done
+done
 nsenter -t $S -n {py} {out}/server.py & SV=$!
-sleep 0.5
+until nsenter -t $S -n ss -Hltn 'sport = :8080' | grep -q .; do kill -0 $SV; sleep 0.05; done
 nsenter -t $C -n {py} {out}/client.py
 wait $SV
-sleep 1
+{py} {out}/closed.py {out}/client-c0.pcap {out}/router-r0.pcap {out}/router-any.pcap {out}/server-s0.pcap
 {py} -m coursekit collect -o {out}/state --node router
 kill $P1 $P2 $P3 $P4; wait $P1 $P2 $P3 $P4 || true
-kill $C $S
+rm -f {out}/t1.err {out}/t2.err {out}/t3.err {out}/t4.err
 """
 
 
@@ -79,9 +108,10 @@ def real(tmp_path_factory):
     os.chmod(out, 0o777)                                  # tcpdump may drop privileges to its own user
     (out / "server.py").write_text(SERVER)
     (out / "client.py").write_text(CLIENT)
+    (out / "closed.py").write_text(CLOSED)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run(["unshare", "--net", "sh", "-c", _script(out, sys.executable)], capture_output=True,
-                       text=True, timeout=120, env=env)
+                       text=True, timeout=600, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     return out
 

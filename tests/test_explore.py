@@ -283,7 +283,8 @@ _KEYS = st.sampled_from([k.name for k in ex.knobs()] + ["pod_mtu.xiaomi", "pod_m
                                                          "vni.meizu", "colour", 7])
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(values=st.dictionaries(_KEYS, _VALUE, max_size=4), frame=st.one_of(st.none(), st.integers(-2, 30)),
        where=st.sampled_from([("meizu", "enp4s0"), ("xiaomi", "flannel.1"), ("nginx-1", "eth0"),
                               ("busybox", "eth0"), ("oppo", "eth0"), ("meizu", "flannel.7")]),

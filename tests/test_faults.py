@@ -56,6 +56,14 @@ def test_timer_arguments_are_checked(bad):
         syn_retransmit_times(**bad)
 
 
+def _records(pcap) -> list:
+    """The frames a capture holds so far ([] while its first record is being written)."""
+    try:
+        return ck.read_pcap(pcap)[1]
+    except Exception:
+        return []
+
+
 def _root_with_netns() -> bool:
     return os.geteuid() == 0 and shutil.which("ip") and shutil.which("tcpdump") and os.path.isdir("/proc/sys/net")
 
@@ -86,7 +94,10 @@ def test_the_real_kernel_retransmits_an_unanswered_syn_on_the_models_schedule(tm
                                      "import socket,errno\ns=socket.socket()\ntry:\n s.connect(('10.9.0.9',80))\n"
                                      "except OSError as e:\n print(errno.errorcode[e.errno])"],
                                     capture_output=True, text=True, timeout=60)
-            time.sleep(0.3)
+            # the client gave up after its last SYN: wait until tcpdump has written every one
+            want, end = 1 + len(syn_retransmit_times(retries=3, linear=0)[0]), time.monotonic() + 60
+            while len(_records(pcap)) < want and time.monotonic() < end:
+                time.sleep(0.05)
         finally:
             dump.terminate()
             dump.wait(timeout=10)

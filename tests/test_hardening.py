@@ -148,15 +148,21 @@ def test_filter_with_a_nul_is_refused_not_truncated():
         ck.apply_filter(frames, "tcp\x00 and udp")
 
 
-def test_enormous_filter_is_refused_quickly():
-    import time
+def test_enormous_filter_is_refused_quickly(monkeypatch):
+    """Refused before libpcap compiles it (its optimiser is what hangs): no wall-clock bound, which a
+    loaded machine can exceed; speed is measured in benchmarks/."""
+    from coursekit import bpf
     frames = ck.read_pcap(ARTICLE_PCAP)[1]
     huge = " or ".join(f"host 10.0.{i // 256}.{i % 256}" for i in range(3000))
-    t = time.perf_counter()
+
+    def never(*a, **kw):
+        raise AssertionError("an enormous filter reached libpcap's compiler")
+    monkeypatch.setattr(bpf, "Filter", never)
+    bpf._compiled.cache_clear()
     for expr in (huge, "port 1 or " * 70 + "port 2"):
         with pytest.raises(ck.CourseError, match="at most"):
             ck.apply_filter(frames, expr)
-    assert time.perf_counter() - t < 1
+    bpf._compiled.cache_clear()
 
 
 # --- output paths -----------------------------------------------------------------

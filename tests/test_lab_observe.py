@@ -1,6 +1,8 @@
 """The lab's reading of a kernel conversation, without a kernel: the model's own captures
 stand in for the lab's pcaps, then one segment is taken away.  No root needed."""
 
+from pathlib import Path
+
 import pytest
 
 import coursekit as ck
@@ -39,13 +41,41 @@ def test_a_segment_the_kernel_did_not_send_is_named(which):
     assert f"{len(w.segments) - 1} of {len(w.segments)} segments" in str(e.value)
 
 
-def test_waiting_for_quiet_captures_returns_once_nothing_grows(tmp_path):
+class _Clock:
+    """time.monotonic and time.sleep on a clock the test moves: no wall-clock bound in a test
+    (a loaded machine stretches real sleeps).  ``grow``: a pcap that grows while the clock is below."""
+
+    def __init__(self, grow=None, until=0.0):
+        self.now, self.grow, self.until = 100.0, grow, until
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, s):
+        self.now += s
+        if self.grow is not None and self.now < self.until:
+            with open(self.grow, "ab") as f:
+                f.write(b"x")
+
+
+def test_waiting_for_quiet_captures_returns_once_nothing_grows(tmp_path, monkeypatch):
+    from coursekit import lab
     p = tmp_path / "x.pcap"
     p.write_bytes(b"x")
-    import time
-    t = time.monotonic()
+    clock = _Clock()
+    monkeypatch.setattr(lab, "time", clock)
     _wait_quiet([str(p), None, str(tmp_path / "missing")], least=0.05, quiet=0.1, most=2)
-    assert 0.15 <= time.monotonic() - t < 1.5
+    assert 0.15 <= clock.now - 100 < 0.15 + 0.05 + 1e-9        # least, then quiet (one poll's grain)
+    # a pcap still growing: waited for until it stops (1 s), then quiet
+    clock = _Clock(grow=p, until=101.0)
+    monkeypatch.setattr(lab, "time", clock)
+    _wait_quiet([str(p)], least=0.05, quiet=0.1, most=2)
+    assert 1.1 - 1e-9 <= clock.now - 100 < 1.1 + 0.1
+    # one that never stops: given up after least + most
+    clock = _Clock(grow=p, until=1e9)
+    monkeypatch.setattr(lab, "time", clock)
+    _wait_quiet([str(p)], least=0.05, quiet=0.1, most=2)
+    assert 2.05 - 1e-9 <= clock.now - 100 < 2.05 + 0.1
 
 
 def test_run_all_runs_the_exchange_again_once_and_says_so(monkeypatch):
@@ -121,3 +151,27 @@ def test_the_report_counts_fed_values_apart_from_derived_ones():
     assert f"{fed} more equal by construction" in report.text()
     assert f"{sum(r.fields for r in report.interfaces) - sum(r.free for r in report.interfaces) - fed} fields " \
            "compared by value, all equal" in report.text()
+
+
+def test_captures_are_complete_only_once_every_interface_holds_its_conversation(tmp_path):
+    """What stopping the captures waits for (lab._wait_complete): the model's own pcaps are complete;
+    without the last segment on one interface (a tcpdump that has not read it yet) they are not."""
+    from coursekit.capture import write_pcap
+    from coursekit.lab import _captures_complete
+    sc = ck.load_scenario("article")
+    w, captured = _captured(sc)
+    pcaps = {}
+    for (owner, iface), frames in captured.items():
+        pcaps[(owner, iface)] = str(tmp_path / f"{owner}-{iface}.pcap")
+        write_pcap(pcaps[(owner, iface)], frames)
+    assert _captures_complete(sc, pcaps)
+    last = w.segments[-1].index
+    for key in [(sc.client.name, "eth0"), (sc.server.node, "docker0")]:
+        frames = captured[key]
+        write_pcap(pcaps[key], [f for f in frames if f.observation.segment != last])
+        assert not _captures_complete(sc, pcaps), key
+        write_pcap(pcaps[key], frames)
+        assert _captures_complete(sc, pcaps)
+    half = tmp_path / "half.pcap"                       # a record being written
+    half.write_bytes(Path(pcaps[key]).read_bytes()[:100])
+    assert not _captures_complete(sc, {**pcaps, key: str(half)})

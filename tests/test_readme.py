@@ -142,14 +142,15 @@ set -euo pipefail
 open_until_url() {      # start JupyterLab, wait for the chapter's URL, stop it
     local log; log=$(mktemp)
     setsid "$@" >"$log" 2>&1 & local pid=$!
-    for _ in $(seq 1 120); do
+    local deadline=$((SECONDS + 300))   # a loaded machine starts JupyterLab slowly; polled, not slept
+    while ((SECONDS < deadline)); do
         if grep -q "http://.*/lab/tree/notebooks/00-the-scenario.ipynb" "$log"; then
-            kill -- -"$pid"; wait "$pid" || true; echo "open: chapter URL printed"; return 0
+            kill -- -"$pid"; wait "$pid" || true; rm -f "$log"; echo "open: chapter URL printed"; return 0
         fi
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.5
     done
-    kill -- -"$pid" 2>/dev/null || true; cat "$log" >&2; return 1
+    kill -- -"$pid" 2>/dev/null || true; cat "$log" >&2; rm -f "$log"; return 1
 }
 """
 

@@ -275,7 +275,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(typed=st.lists(st.tuples(st.sampled_from(["server_ip", "replicas", "vni", "pod_mtu.meizu", "filter",
                                                  "packet"]),
                                 st.one_of(st.text(max_size=20), st.integers(-3, 99999).map(str),
