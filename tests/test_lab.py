@@ -559,7 +559,7 @@ def test_bad_output_places_get_one_line(ready, tmp_path):
 # -- every traffic case of data/scenarios on the real kernel (one run each) --------------------
 
 TRAFFIC_CASES = ["article", "same-node", "same-node-no-br-netfilter", "hairpin", "from-node", "nodeport",
-                 "pod-to-world", "pod-to-pod", "pod-to-pod-flannel-ip-masq"]
+                 "pod-to-world", "pod-to-pod", "pod-to-pod-flannel-ip-masq", "dns"]
 
 
 def _busy(report) -> set:
@@ -662,3 +662,58 @@ def test_a_hairpin_port_gets_its_own_broadcast_back_in_the_model():
     off = ck.load_scenario("article", {"neighbourCaches": "cold", "nodes.xiaomi.hairpinMode": False})
     assert [(o.direction, o.frame[21]) for o in ck.walk(off).at("busybox", "eth0") if o.flow == "arp"] == \
         [("out", 1), ("in", 2)]
+
+
+# -- traffic case 6 on the real kernel: the DNS conversations, then the request ------------------
+
+def _dns_sightings(report) -> int:
+    return sum(1 for r in report.interfaces for d in r.differences if "DNS" in d)
+
+
+def test_dns_case_lab_compare_on_the_real_kernel(ready, tmp_path):
+    """``lab up / capture / run / compare`` on the DNS case: the lab's kube-dns answers in the CoreDNS
+    pod, the queries cross kube-proxy's UDP chains and the masquerade, every DNS datagram is compared
+    field by field on every interface it crosses, and each query's conntrack entry on both nodes
+    equals the model's.  The model's own wrong answer (another TTL) is caught."""
+    from coursekit import dns
+    out = tmp_path / "pcaps"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    for step in (["up", "--scenario", "dns", "--out", str(out)], ["capture"], ["run"],
+                 ["compare", "--json", str(tmp_path / "r.json")], ["down"]):
+        r = subprocess.run([sys.executable, "-m", "coursekit", "lab", *step], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (step, r.stdout[-3000:], r.stderr[-2000:])
+        if step[0] == "run":             # the scripted resolver's log: AAAA, then A, from the real answers
+            assert "AAAA? nginx.default.svc.cluster.local: NOERROR, 0 answers; " \
+                   "A? nginx.default.svc.cluster.local: NOERROR, 1 answers" in r.stdout, r.stdout
+        if step[0] == "compare":
+            assert "all equal" in r.stdout and "DIFFERENT" not in r.stdout, r.stdout
+    assert lab.leftovers() == []
+    sc = ck.load_scenario("dns")
+    pcaps = {(x, i): str(out / f"{x}-{i}.pcap") for x in [n.name for n in sc.nodes] + [p.name for p in sc.pods]
+             for i in sc.interfaces(x)}
+    report = lab.compare(sc, pcaps)
+    assert report.ok, report.text()
+    # the queries on the wire, as uClibc-ng sends them: ids 2 and 3, AAAA then A, one socket (port) each
+    frames = ck.read_pcap(out / "busybox-eth0.pcap")[1]
+    queries = [lab._dns_key(f.data, sc.flannel.port) for f in frames]
+    assert [q for q in queries if q] == [("dns", 2, "query"), ("dns", 2, "answer"), ("dns", 3, "query"),
+                                         ("dns", 3, "answer")]
+    assert len(set(report.fed["dnsSourcePorts"])) == 2
+    # CoreDNS saw the masqueraded source (172.30.83.0) and busybox got the answer from the cluster IP
+    text = ck.render(ck.read_pcap(out / "coredns-eth0.pcap")[1], n=2)
+    assert "172.30.83.0." in text and "> 172.30.20.3.53: 2+ AAAA? nginx.default.svc.cluster.local." in text
+    assert "10.254.0.2.53 > 172.30.83.9." in ck.render(frames, n=2)
+    # one entry per query on each node, equal to the model's (DNAT on xiaomi, both un-NATed by the answer)
+    assert len(report.conntrack) == 2 * len(dns.plan(sc)) and all(c.ok for c in report.conntrack)
+    assert {c.node for c in report.conntrack} == {"xiaomi", "meizu"}
+    # every interface the DNS datagrams cross compares them: the CoreDNS pod's two included
+    assert {(r.node, r.iface) for r in report.interfaces if r.model_frames} >= {("coredns", "eth0"),
+                                                                               ("meizu", "veth2d8e61a")}
+    # a model that answers with another TTL differs from the kernel's captures, where the answer crosses
+    wrong = lab.compare(sc.with_changes({"dns.ttl": 9}), pcaps)
+    assert not wrong.ok and _dns_sightings(wrong) >= 10, wrong.text()
+    # a conntrack entry the kernel does not have is named
+    (out / "meizu.conntrack").write_text("", encoding="utf-8")
+    gone = lab.compare(sc, pcaps)
+    assert not gone.ok and "(no such entry)" in gone.text()
