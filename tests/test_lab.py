@@ -678,16 +678,22 @@ def test_dns_case_lab_compare_on_the_real_kernel(ready, tmp_path):
     from coursekit import dns
     out = tmp_path / "pcaps"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for step in (["up", "--scenario", "dns", "--out", str(out)], ["capture"], ["run"],
-                 ["compare", "--json", str(tmp_path / "r.json")], ["down"]):
-        r = subprocess.run([sys.executable, "-m", "coursekit", "lab", *step], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, (step, r.stdout[-3000:], r.stderr[-2000:])
-        if step[0] == "run":             # the scripted resolver's log: AAAA, then A, from the real answers
-            assert "AAAA? nginx.default.svc.cluster.local: NOERROR, 0 answers; " \
-                   "A? nginx.default.svc.cluster.local: NOERROR, 1 answers" in r.stdout, r.stdout
-        if step[0] == "compare":
-            assert "all equal" in r.stdout and "DIFFERENT" not in r.stdout, r.stdout
+
+    def step(*args):
+        return subprocess.run([sys.executable, "-m", "coursekit", "lab", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    try:
+        for args in (["up", "--scenario", "dns", "--out", str(out)], ["capture"], ["run"],
+                     ["compare", "--json", str(tmp_path / "r.json")]):
+            r = step(*args)
+            assert r.returncode == 0, (args, r.stdout[-3000:], r.stderr[-2000:])
+            if args[0] == "run":         # the scripted resolver's log: AAAA, then A, from the real answers
+                assert "AAAA? nginx.default.svc.cluster.local: NOERROR, 0 answers; " \
+                       "A? nginx.default.svc.cluster.local: NOERROR, 1 answers" in r.stdout, r.stdout
+            if args[0] == "compare":
+                assert "all equal" in r.stdout and "DIFFERENT" not in r.stdout, r.stdout
+    finally:
+        assert step("down").returncode == 0
     assert lab.leftovers() == []
     sc = ck.load_scenario("dns")
     pcaps = {(x, i): str(out / f"{x}-{i}.pcap") for x in [n.name for n in sc.nodes] + [p.name for p in sc.pods]
@@ -717,3 +723,64 @@ def test_dns_case_lab_compare_on_the_real_kernel(ready, tmp_path):
     (out / "meizu.conntrack").write_text("", encoding="utf-8")
     gone = lab.compare(sc, pcaps)
     assert not gone.ok and "(no such entry)" in gone.text()
+
+
+# -- the outer VXLAN datagram crosses the host's netfilter hooks (nat and filter) ------------------
+
+def _host_firewall(monkeypatch, node: str, rule):
+    """A host firewall rule on ``node`` in the model's filter table (and so in the lab's)."""
+    from coursekit import faults
+    monkeypatch.setattr(faults, "input_rules", lambda sc, n: [rule] if n == node else [])
+
+
+@pytest.mark.parametrize("chain,node,where", [("OUTPUT", "xiaomi", ("xiaomi", "flannel.1")),
+                                              ("INPUT", "meizu", ("meizu", "enp4s0"))])
+def test_a_filter_rule_on_the_vxlan_port_drops_the_outer_datagram_where_the_kernel_does(
+        ready, article, tmp_path, request, monkeypatch, chain, node, where):
+    """``-A OUTPUT -p udp --dport 8472 -j DROP`` on the sending node drops the SYN's VXLAN datagram after
+    flannel.1 (ip_local_out), ``-A INPUT ...`` on the receiving one before the VXLAN socket: the model
+    drops it there, and the kernel's captures show it nowhere past that point."""
+    if inside_own_namespace(request, tmp_path):
+        return
+    from coursekit.netfilter import Rule
+    _host_firewall(monkeypatch, node, Rule(chain, "DROP", proto="udp", dport=8472, owner="admin"))
+    sc = article.with_changes({"observed.clientPort": 41001})          # a scenario of its own (no cached walk)
+    w = ck.walk(sc)
+    assert {(d.node, d.iface) for d in w.drops} == {where}
+    assert w.drops[0].reason == f"filter {chain}: -A {chain} -p udp -m udp --dport 8472 -j DROP"
+    with lab.Lab(sc, tmp_path) as lb:
+        lb.up()
+        assert f"-A {chain} -p udp -m udp --dport 8472 -j DROP" in lb.iptables_save(node, "filter")
+        lb.start_captures()
+        lb.request()
+        lb.stop_captures()
+        report = lb.compare()
+    assert report.ok, report.text()
+    assert _busy(report) == {(o.node, o.iface) for o in w.observations}, report.text()
+    assert "no capture of the kernel shows it past that point" in report.text()
+
+
+@pytest.mark.parametrize("name", ["from-node", "nodeport"])
+def test_kube_proxys_mark_masquerades_the_outer_datagram_too(ready, tmp_path, request, name):
+    """kube-proxy 1.14 marks the first packet (KUBE-MARK-MASQ); the mark survives the encapsulation
+    (skb_scrub_packet keeps it within one namespace), so KUBE-POSTROUTING's MASQUERADE matches the
+    SYN on flannel.1 *and* its outer datagram on enp4s0: the kernel's rule counter says 2, as the model."""
+    if inside_own_namespace(request, tmp_path):
+        return
+    sc = ck.load_scenario(name)
+    w = ck.walk(sc)
+    masq = [(o.iface, d.entry) for o in w.observations for d in o.decisions
+            if o.node == "xiaomi" and d.table == "nat POSTROUTING" and "KUBE-POSTROUTING" in d.entry
+            and "MASQUERADE" in d.entry]
+    assert {i for i, _ in masq} == {"flannel.1", "enp4s0"} and len(masq) == 2, masq
+    with lab.Lab(sc, tmp_path) as lb:
+        lb.up()
+        lb.start_captures()
+        lb.request()
+        lb.stop_captures()
+        counted = lb._exec(lb.ns("xiaomi"), lab._tool("iptables"), "-w", "-t", "nat", "-L", "KUBE-POSTROUTING",
+                           "-v", "-x", "-n").stdout
+        report = lb.compare()
+    assert report.ok, report.text()
+    row = next(line.split() for line in counted.splitlines() if "MASQUERADE" in line)
+    assert int(row[0]) == len(masq), counted
