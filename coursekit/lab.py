@@ -74,7 +74,8 @@ try:
 except ImportError:                 # not Linux: status() says so; nothing else runs
     fcntl = None
 
-__all__ = ["PREFIX", "FED", "FREE_FIELDS", "Lab", "requirements", "status", "leftovers", "down", "compare",
+__all__ = ["PREFIX", "FED", "FREE_FIELDS", "DNS_FREE_FIELDS", "DNS_ANSWER_FREE_FIELDS", "dns_conntrack", "Lab",
+           "requirements", "status", "leftovers", "down", "compare",
            "Report", "host_snapshot"]
 
 PREFIX = "pwlab-"
@@ -1238,23 +1239,33 @@ def _ct_fields(line: str) -> list[str]:
     return f[:2] + f[3:]
 
 
-def _compare_conntrack(sc, w, folder: Path) -> list:
-    """Each DNS exchange's entry on each node (:mod:`coursekit.kernel.dns`) against the kernel's
-    ``conntrack -L -p udp`` read after the request (``<node>.conntrack`` beside the pcaps)."""
+def dns_conntrack(w) -> list[tuple[str, object, str]]:
+    """What ``conntrack -L -p udp`` shows for a walk's DNS queries once the resolution is over:
+    ``(node, entry, line)`` per query and node (the lab compares these with the kernel's).
+
+    Taught in: 07-live-lab.
+    """
     from .kernel.dns import _ct_line
     out = []
     ports = [e.query.sport for e in w.dns]
     for i, e in enumerate(w.dns):
         reused = e.query.sport in ports[i + 1:]
         for node, ct in sorted(e.conntrack.items()):
-            path = folder / f"{node}.conntrack"
-            if not path.is_file():
-                continue
-            model = _ct_line(ct, e.done_us is not None, reused)
-            want = f"sport={ct.orig.sport} dport={ct.orig.dport} "
-            lab = next((line.strip() for line in path.read_text(encoding="utf-8").splitlines()
-                        if f"src={ct.orig.src} dst={ct.orig.dst} {want}" in line), None)
-            out.append(ConntrackResult(node, model, lab))
+            out.append((node, ct, _ct_line(ct, e.done_us is not None, reused)))
+    return out
+
+
+def _compare_conntrack(sc, w, folder: Path) -> list:
+    """Each DNS exchange's entry on each node (:func:`dns_conntrack`) against the kernel's
+    ``conntrack -L -p udp`` read after the request (``<node>.conntrack`` beside the pcaps)."""
+    out = []
+    for node, ct, model in dns_conntrack(w):
+        path = folder / f"{node}.conntrack"
+        if not path.is_file():
+            continue
+        want = f"src={ct.orig.src} dst={ct.orig.dst} sport={ct.orig.sport} dport={ct.orig.dport} "
+        lab = next((line.strip() for line in path.read_text(encoding="utf-8").splitlines() if want in line), None)
+        out.append(ConntrackResult(node, model, lab))
     return out
 
 
