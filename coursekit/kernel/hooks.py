@@ -198,8 +198,11 @@ def run_tunnel_hook(ns, hook: str, skb, dec: list, net, in_if: str | None = None
         elif fn == "filter":
             if not ns.filter_rules:
                 continue
-            v = filter_verdict(ns.filter_rules, ns.filter_policy, hook, t, in_if=in_if, out_if=out_if,
-                               marks=skb.marks, ctstate="NEW")
+            key = ("tunnel", hook, t, in_if, out_if, skb.marks)     # asked once each, as _filter does
+            v = ns.filter_verdicts.get(key)
+            if v is None:
+                v = ns.filter_verdicts[key] = filter_verdict(ns.filter_rules, ns.filter_policy, hook, t, in_if=in_if,
+                                                             out_if=out_if, marks=skb.marks, ctstate="NEW")
             if v.verdict != "ACCEPT":
                 where = (f"before the UDP {port} socket gets it" if hook == "INPUT" else
                          f"before it leaves {out_if}" if out_if else "")
