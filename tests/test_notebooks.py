@@ -76,6 +76,18 @@ def test_widget_ids_are_stable(path):
                 assert view["model_id"] == f"{path.stem}-cell{i:02d}-{k}"
 
 
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.name)
+def test_printed_text_is_one_output_per_stream(path):
+    """The kernel flushes printed text in pieces that vary from run to run; the stored notebook
+    joins them (nbtools.execute), or re-executing would change its bytes."""
+    nb = _read(path)
+    for k, c in enumerate(nb.cells):
+        outs = c.get("outputs", [])
+        split = [a.name for a, b in zip(outs, outs[1:])
+                 if a.output_type == b.output_type == "stream" and a.name == b.name]
+        assert not split, f"cell {k} ({c.get('id')}): its {split[0]} is stored in pieces"
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
 def test_chapter_shape(path):
     nb = _read(path)

@@ -154,6 +154,22 @@ def _stable_widget_ids(nb, stem: str) -> None:
                 view["model_id"] = f"{stem}-cell{i:02d}-{k}"
 
 
+def _coalesce_streams(nb) -> None:
+    """A cell's printed text reaches the notebook in as many stream messages as the kernel's output
+    buffer happened to flush, which varies from run to run: join consecutive pieces of one stream so
+    re-executing gives the same bytes."""
+    for c in nb.cells:
+        merged = []
+        for o in c.get("outputs", []):
+            if (merged and o.get("output_type") == "stream" and merged[-1].get("output_type") == "stream"
+                    and merged[-1].get("name") == o.get("name")):
+                merged[-1]["text"] = "".join(merged[-1]["text"]) + "".join(o["text"])
+            else:
+                merged.append(o)
+        if "outputs" in c:
+            c["outputs"] = merged
+
+
 def execute(paths: list[Path] | None = None, timeout: int = 600) -> None:
     from nbclient import NotebookClient
     for p in paths or (chapters() + solutions()):
@@ -163,6 +179,7 @@ def execute(paths: list[Path] | None = None, timeout: int = 600) -> None:
         client.execute()
         nb.metadata.pop("widgets", None)
         _stable_widget_ids(nb, p.stem)
+        _coalesce_streams(nb)
         _write(nb, p)
         print(f"executed {p.relative_to(ROOT)}")
 
