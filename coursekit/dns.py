@@ -48,7 +48,8 @@ from dataclasses import dataclass
 from .errors import CourseError
 
 __all__ = ["DnsConfig", "Query", "Answer", "resolv_conf", "search_list", "candidates", "plan", "path",
-           "encode_query", "encode_answer", "answer", "T_A", "T_AAAA", "T_SOA", "NOERROR", "NXDOMAIN"]
+           "encode_query", "encode_answer", "decode_message", "answer", "T_A", "T_AAAA", "T_SOA", "NOERROR",
+           "NXDOMAIN"]
 
 T_A, T_SOA, T_AAAA = 1, 6, 28
 C_IN = 1
@@ -250,6 +251,51 @@ def encode_answer(q: Query, a: Answer) -> bytes:
     for name, typ, ttl, rdata in a.answers + a.authority:
         out += _name_bytes(name) + struct.pack("!HHIH", typ, C_IN, ttl, len(rdata)) + rdata
     return out
+
+
+def _read_name(msg: bytes, off: int, hops: int = 0) -> tuple[str, int]:
+    """A name at ``off`` (labels, or a compression pointer); (name without the dot, offset after it)."""
+    labels = []
+    while True:
+        if off >= len(msg):
+            raise ValueError("name runs past the message")
+        n = msg[off]
+        if n & 0xC0 == 0xC0:                     # RFC 1035 4.1.4: a pointer ends the name
+            if hops > 16 or off + 1 >= len(msg):
+                raise ValueError("bad compression pointer")
+            rest, _ = _read_name(msg, ((n & 0x3F) << 8) | msg[off + 1], hops + 1)
+            return ".".join(labels + ([rest] if rest else [])), off + 2
+        if n == 0:
+            return ".".join(labels), off + 1
+        labels.append(msg[off + 1:off + 1 + n].decode("ascii", "replace"))
+        off += 1 + n
+
+
+def decode_message(msg: bytes) -> dict:
+    """An RFC 1035 message read back: id, flags, rcode, the question, and the answer records.
+
+    ``{"id", "qr", "flags", "rcode", "qname", "qtype", "answers": [(name, type, ttl, rdata)]}``;
+    ValueError for bytes that are no DNS message.  Used by the live lab's resolver
+    and server (07-live-lab) to read what came over the wire.
+    """
+    msg = bytes(msg)
+    if len(msg) < 12:
+        raise ValueError("shorter than a DNS header")
+    qid, flags, qd, an, _ns, _ar = struct.unpack("!HHHHHH", msg[:12])
+    off, qname, qtype = 12, "", 0
+    for _ in range(qd):
+        qname, off = _read_name(msg, off)
+        qtype, _cls = struct.unpack("!HH", msg[off:off + 4])
+        off += 4
+    answers = []
+    for _ in range(an):
+        name, off = _read_name(msg, off)
+        typ, _cls, ttl, rdlen = struct.unpack("!HHIH", msg[off:off + 10])
+        off += 10
+        answers.append((name, typ, ttl, msg[off:off + rdlen]))
+        off += rdlen
+    return {"id": qid, "qr": bool(flags & 0x8000), "flags": flags, "rcode": flags & 0xF, "qname": qname,
+            "qtype": qtype, "answers": answers}
 
 
 def _need_dns(sc):

@@ -49,9 +49,16 @@ def test_engine_reproduces_the_ten_hop_walk(name, changes):
     sc = ck.load_scenario(name, changes)
     old, new = reference_walk(sc), kernel.walk(sc)
     assert [_key(o) for o in new.observations] == [_key(o) for o in old.observations]
+    outer = []
     for a, b in zip(old.observations, new.observations):
         assert b.frame == a.frame, (a.node, a.iface, a.segment)
-        assert b.decisions == a.decisions, (a.node, a.iface, a.segment)
+        # the oracle never ran the host's hooks on the outer VXLAN datagram (hooks.run_tunnel_hook)
+        extra = [d for d in b.decisions if " of the outer VXLAN datagram" in d.effect]
+        outer += [(b.node, b.iface, b.segment) for d in extra]
+        assert [d for d in b.decisions if d not in extra] == list(a.decisions), (a.node, a.iface, a.segment)
+    # only a packet kube-proxy marked (masqueradeAll: the SYN) takes its mark into the outer datagram,
+    # which KUBE-POSTROUTING then masquerades too (to the address it already has)
+    assert outer == ([("xiaomi", "enp4s0", 0)] if changes.get("kubeProxy.masqueradeAll") else [])
     assert {k: (str(v.orig), str(v.reply)) for k, v in new.conntrack.items()} == \
         {k: (str(v.orig), str(v.reply)) for k, v in old.conntrack.items()}
     assert {k: (v.tuple, v.trace, v.nat) for k, v in new.nat_traces.items()} == \

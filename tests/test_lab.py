@@ -558,7 +558,7 @@ def test_bad_output_places_get_one_line(ready, tmp_path):
 # -- every traffic case of data/scenarios on the real kernel (one run each) --------------------
 
 TRAFFIC_CASES = ["article", "same-node", "same-node-no-br-netfilter", "hairpin", "from-node", "nodeport",
-                 "pod-to-world", "pod-to-pod", "pod-to-pod-flannel-ip-masq"]
+                 "pod-to-world", "pod-to-pod", "pod-to-pod-flannel-ip-masq", "dns"]
 
 
 def _busy(report) -> set:
@@ -661,3 +661,125 @@ def test_a_hairpin_port_gets_its_own_broadcast_back_in_the_model():
     off = ck.load_scenario("article", {"neighbourCaches": "cold", "nodes.xiaomi.hairpinMode": False})
     assert [(o.direction, o.frame[21]) for o in ck.walk(off).at("busybox", "eth0") if o.flow == "arp"] == \
         [("out", 1), ("in", 2)]
+
+
+# -- traffic case 6 on the real kernel: the DNS conversations, then the request ------------------
+
+def _dns_sightings(report) -> int:
+    return sum(1 for r in report.interfaces for d in r.differences if "DNS" in d)
+
+
+def test_dns_case_lab_compare_on_the_real_kernel(ready, tmp_path):
+    """``lab up / capture / run / compare`` on the DNS case: the lab's kube-dns answers in the CoreDNS
+    pod, the queries cross kube-proxy's UDP chains and the masquerade, every DNS datagram is compared
+    field by field on every interface it crosses, and each query's conntrack entry on both nodes
+    equals the model's.  The model's own wrong answer (another TTL) is caught."""
+    from coursekit import dns
+    out = tmp_path / "pcaps"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def step(*args):
+        return subprocess.run([sys.executable, "-m", "coursekit", "lab", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=300)
+    try:
+        for args in (["up", "--scenario", "dns", "--out", str(out)], ["capture"], ["run"],
+                     ["compare", "--json", str(tmp_path / "r.json")]):
+            r = step(*args)
+            assert r.returncode == 0, (args, r.stdout[-3000:], r.stderr[-2000:])
+            if args[0] == "run":         # the scripted resolver's log: AAAA, then A, from the real answers
+                assert "AAAA? nginx.default.svc.cluster.local: NOERROR, 0 answers; " \
+                       "A? nginx.default.svc.cluster.local: NOERROR, 1 answers" in r.stdout, r.stdout
+            if args[0] == "compare":
+                assert "all equal" in r.stdout and "DIFFERENT" not in r.stdout, r.stdout
+    finally:
+        assert step("down").returncode == 0
+    assert lab.leftovers() == []
+    sc = ck.load_scenario("dns")
+    pcaps = {(x, i): str(out / f"{x}-{i}.pcap") for x in [n.name for n in sc.nodes] + [p.name for p in sc.pods]
+             for i in sc.interfaces(x)}
+    report = lab.compare(sc, pcaps)
+    assert report.ok, report.text()
+    # the queries on the wire, as uClibc-ng sends them: ids 2 and 3, AAAA then A, one socket (port) each
+    frames = ck.read_pcap(out / "busybox-eth0.pcap")[1]
+    queries = [lab._dns_key(f.data, sc.flannel.port) for f in frames]
+    assert [q for q in queries if q] == [("dns", 2, "query"), ("dns", 2, "answer"), ("dns", 3, "query"),
+                                         ("dns", 3, "answer")]
+    assert len(set(report.fed["dnsSourcePorts"])) == 2
+    # CoreDNS saw the masqueraded source (172.30.83.0) and busybox got the answer from the cluster IP
+    text = ck.render(ck.read_pcap(out / "coredns-eth0.pcap")[1], n=2)
+    assert "172.30.83.0." in text and "> 172.30.20.3.53: 2+ AAAA? nginx.default.svc.cluster.local." in text
+    assert "10.254.0.2.53 > 172.30.83.9." in ck.render(frames, n=2)
+    # one entry per query on each node, equal to the model's (DNAT on xiaomi, both un-NATed by the answer)
+    assert len(report.conntrack) == 2 * len(dns.plan(sc)) and all(c.ok for c in report.conntrack)
+    assert {c.node for c in report.conntrack} == {"xiaomi", "meizu"}
+    # every interface the DNS datagrams cross compares them: the CoreDNS pod's two included
+    assert {(r.node, r.iface) for r in report.interfaces if r.model_frames} >= {("coredns", "eth0"),
+                                                                               ("meizu", "veth2d8e61a")}
+    # a model that answers with another TTL differs from the kernel's captures, where the answer crosses
+    wrong = lab.compare(sc.with_changes({"dns.ttl": 9}), pcaps)
+    assert not wrong.ok and _dns_sightings(wrong) >= 10, wrong.text()
+    # a conntrack entry the kernel does not have is named
+    (out / "meizu.conntrack").write_text("", encoding="utf-8")
+    gone = lab.compare(sc, pcaps)
+    assert not gone.ok and "(no such entry)" in gone.text()
+
+
+# -- the outer VXLAN datagram crosses the host's netfilter hooks (nat and filter) ------------------
+
+def _host_firewall(monkeypatch, node: str, rule):
+    """A host firewall rule on ``node`` in the model's filter table (and so in the lab's)."""
+    from coursekit import faults
+    monkeypatch.setattr(faults, "input_rules", lambda sc, n: [rule] if n == node else [])
+
+
+@pytest.mark.parametrize("chain,node,where", [("OUTPUT", "xiaomi", ("xiaomi", "flannel.1")),
+                                              ("INPUT", "meizu", ("meizu", "enp4s0"))])
+def test_a_filter_rule_on_the_vxlan_port_drops_the_outer_datagram_where_the_kernel_does(
+        ready, article, tmp_path, request, monkeypatch, chain, node, where):
+    """``-A OUTPUT -p udp --dport 8472 -j DROP`` on the sending node drops the SYN's VXLAN datagram after
+    flannel.1 (ip_local_out), ``-A INPUT ...`` on the receiving one before the VXLAN socket: the model
+    drops it there, and the kernel's captures show it nowhere past that point."""
+    if inside_own_namespace(request, tmp_path):
+        return
+    from coursekit.netfilter import Rule
+    _host_firewall(monkeypatch, node, Rule(chain, "DROP", proto="udp", dport=8472, owner="admin"))
+    sc = article.with_changes({"observed.clientPort": 41001})          # a scenario of its own (no cached walk)
+    w = ck.walk(sc)
+    assert {(d.node, d.iface) for d in w.drops} == {where}
+    assert w.drops[0].reason == f"filter {chain}: -A {chain} -p udp -m udp --dport 8472 -j DROP"
+    with lab.Lab(sc, tmp_path) as lb:
+        lb.up()
+        assert f"-A {chain} -p udp -m udp --dport 8472 -j DROP" in lb.iptables_save(node, "filter")
+        lb.start_captures()
+        lb.request()
+        lb.stop_captures()
+        report = lb.compare()
+    assert report.ok, report.text()
+    assert _busy(report) == {(o.node, o.iface) for o in w.observations}, report.text()
+    assert "no capture of the kernel shows it past that point" in report.text()
+
+
+@pytest.mark.parametrize("name", ["from-node", "nodeport"])
+def test_kube_proxys_mark_masquerades_the_outer_datagram_too(ready, tmp_path, request, name):
+    """kube-proxy 1.14 marks the first packet (KUBE-MARK-MASQ); the mark survives the encapsulation
+    (skb_scrub_packet keeps it within one namespace), so KUBE-POSTROUTING's MASQUERADE matches the
+    SYN on flannel.1 *and* its outer datagram on enp4s0: the kernel's rule counter says 2, as the model."""
+    if inside_own_namespace(request, tmp_path):
+        return
+    sc = ck.load_scenario(name)
+    w = ck.walk(sc)
+    masq = [(o.iface, d.entry) for o in w.observations for d in o.decisions
+            if o.node == "xiaomi" and d.table == "nat POSTROUTING" and "KUBE-POSTROUTING" in d.entry
+            and "MASQUERADE" in d.entry]
+    assert {i for i, _ in masq} == {"flannel.1", "enp4s0"} and len(masq) == 2, masq
+    with lab.Lab(sc, tmp_path) as lb:
+        lb.up()
+        lb.start_captures()
+        lb.request()
+        lb.stop_captures()
+        counted = lb._exec(lb.ns("xiaomi"), lab._tool("iptables"), "-w", "-t", "nat", "-L", "KUBE-POSTROUTING",
+                           "-v", "-x", "-n").stdout
+        report = lb.compare()
+    assert report.ok, report.text()
+    row = next(line.split() for line in counted.splitlines() if "MASQUERADE" in line)
+    assert int(row[0]) == len(masq), counted

@@ -118,7 +118,7 @@ def test_run_all_runs_the_exchange_again_once_and_says_so(monkeypatch):
         lab.run_all(ck.load_scenario("article"))
 
 
-@pytest.mark.parametrize("name,field", [("dns", "dns"), ("faults/missing-fdb", "fault")])
+@pytest.mark.parametrize("name,field", [("faults/missing-fdb", "fault")])
 def test_what_the_lab_cannot_build_yet_is_refused_before_anything_is_set_up(name, field):
     from coursekit import lab
     with pytest.raises(ck.CourseError) as e:

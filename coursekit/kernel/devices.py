@@ -21,6 +21,7 @@ from __future__ import annotations
 from ..datapath import Decision
 from .frame import ETH_P_IP, dst_of, ethertype, mac_bytes, set_macs, tuple_of, vxlan_encap
 from ..vxlan import flow_hash, node_seed, udp_flow_src_port
+from .hooks import run_tunnel_hook
 
 __all__ = ["Device", "Veth", "Bridge", "Vxlan", "Nic", "Wire"]
 
@@ -69,6 +70,8 @@ class Veth(Device):
         peer = self.peer
         pd = [Decision("veth", "veth pair", f"{host} <-> {pod}",
                        "delivered to the pod" if peer.ns.kind == "pod" else "same frame on the other end of the pair")]
+        if peer.ns is not self.ns:
+            skb.marks = 0                   # dev_forward_skb -> skb_scrub_packet(xnet): a mark stays in its namespace
         peer.receive(net, skb, t + net.timing.veth_us, pd)
 
 
@@ -204,6 +207,7 @@ class Nic(Device):
                                                   f"{other.ns.name}:{other.name}", why)])
                     continue
                 got = True
+                skb.marks = 0                     # a mark never leaves its host
                 other.receive(net, skb.copy() if dst[0] & 1 else skb, tw,
                               [Decision("wire", "underlay", f"{self.ns.name}:{self.name} -> {other.ns.name}:{other.name}",
                                         "same bytes on the wire")])
@@ -283,4 +287,10 @@ class Vxlan(Device):
                            f"local {self.local} dev {self.lower.name} nolearning",
                            f"+{len(outer) - len(inner)} bytes: outer {self.local} -> {entry.dst}, UDP {sport} -> "
                            f"{self.port}, VNI {self.vni}, TTL {ttl}, DF clear; {how}")
-        out.xmit(net, skb.replace(outer), t + net.timing.encap_us, dec)
+        # udp_tunnel_xmit_skb -> ip_local_out: the host's OUTPUT and POSTROUTING (nat, filter) see it
+        oskb = skb.replace(outer)
+        for hook in ("OUTPUT", "POSTROUTING"):
+            why = run_tunnel_hook(ns, hook, oskb, dec, net, out_if=route.dev)
+            if why:
+                return net.drop(self, why, dec)
+        out.xmit(net, oskb, t + net.timing.encap_us, dec)

@@ -140,7 +140,8 @@ def resolve(sc, net, end_us: int):
         dec = [Decision("socket", "udp", f"{q.qid} {flags} {len(a.answers)}/{len(a.authority)}/0 "
                         f"({len(payload)} bytes)",
                         f"CoreDNS (kubernetes plugin, zone {d.domain}): {a.why}; authoritative (AA), recursion "
-                        f"not offered (RA clear); sent from its unbound socket: IP id 0 (DF set)")]
+                        f"not offered (RA clear); sent from its unconnected socket: DF set, and an IP id from the "
+                        f"kernel's per-destination generator (random start; 0 here is a stand-in)")]
         rec2 = net.send(server.name, frame, dec)
         a_obs = _observations(rec2, "answer")
         answered.update(id(e) for e in cts.values())

@@ -61,8 +61,11 @@ class Skb:
         return s
 
     def replace(self, data) -> "Skb":
-        """Encapsulation/decapsulation: new bytes, conntrack state scrubbed (``skb_scrub_packet``)."""
-        return Skb(data)
+        """Encapsulation/decapsulation: new bytes, conntrack state scrubbed (``skb_scrub_packet``); the mark
+        stays (it is cleared only when the tunnel crosses into another namespace, ``xnet``)."""
+        s = Skb(data)
+        s.marks = self.marks
+        return s
 
 
 class _Recording:

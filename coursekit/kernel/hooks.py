@@ -24,7 +24,7 @@ from ..datapath import Decision
 from ..netfilter import HOOK_TABLES, Conntrack, Tuple5, filter_verdict, hook_order, traverse
 from .frame import set_tuple, tuple_of
 
-__all__ = ["NF_HOOKS", "run_hook", "ConntrackTable"]
+__all__ = ["NF_HOOKS", "run_hook", "run_tunnel_hook", "ConntrackTable"]
 
 #: what runs for each table of coursekit.netfilter.HOOK_TABLES (raw, mangle and security hold no rules here)
 _TABLE_FUNCTION = {"conntrack": "conntrack", "nat (DNAT)": "nat", "nat (SNAT)": "nat", "filter": "filter",
@@ -143,4 +143,73 @@ def run_hook(ns, hook: str, skb, dec: list, net, in_if: str | None = None, out_i
         why = _FUNCS[fn](ns, hook, skb, dec, net, in_if, out_if)
         if why:
             return why
+    return None
+
+
+def run_tunnel_hook(ns, hook: str, skb, dec: list, net, in_if: str | None = None, out_if: str | None = None,
+                    port: int | None = None):
+    """The host's hooks on an outer VXLAN datagram: ``None`` or a drop reason.
+
+    The kernel sends it as any locally generated datagram (``udp_tunnel_xmit_skb`` ->
+    ``ip_local_out``: OUTPUT, then POSTROUTING) and receives it as any datagram for a
+    local socket (PREROUTING, then INPUT before ``vxlan_rcv``), so nat and filter rules
+    on the underlay apply to it -- and the inner packet's mark comes along
+    (``skb_scrub_packet`` keeps ``skb->mark`` within one namespace): kube-proxy 1.14's
+    ``KUBE-POSTROUTING -m mark --mark 0x4000/0x4000 -j MASQUERADE`` matches the outer
+    datagram of a marked packet too.  Checked on a real kernel (tests/test_kernel_tunnel_hooks.py).
+
+    Its conntrack entries (each direction hashes its own outer source port, so
+    ``conntrack -L`` shows each ``[UNREPLIED]``) are kept in ``ns.tunnel_ct``, apart from
+    the table the course's views print.  Nothing is recorded on the frame unless a
+    rule rewrites the datagram or drops it.
+    """
+    if ns.ct is None:
+        return None
+    for fn, _prio in NF_HOOKS[hook]:
+        t = tuple_of(skb.data)
+        if fn == "conntrack":
+            skb.ct = next((e for e in ns.tunnel_ct if t == e.orig or t == e.reply), None)
+            skb.t_orig = t
+        elif fn == "nat":
+            if skb.ct is not None:                      # later datagrams of the flow: the entry's NAT alone
+                t2 = skb.ct.translate(t, hook)
+                if t2 != t:
+                    set_tuple(skb.data, t2)
+                    dec.append(Decision("conntrack", "conntrack", f"outer flow {skb.ct.orig}",
+                                        f"the outer datagram rewritten as its flow's first one: {t} -> {t2}"))
+                continue
+            if hook not in ("PREROUTING", "OUTPUT", "POSTROUTING"):
+                continue
+            pre = hook in ("PREROUTING", "OUTPUT")
+            kw = dict(in_if=in_if, local=ns.local, marks=skb.marks)
+            if not pre:
+                kw.update(out_if=out_if, masq_addr=ns.primary_address(out_if))
+            v = traverse(ns.nat_rules, hook, t, **kw)
+            skb.marks = v.marks
+            if v.nat is not None and v.rule is not None:
+                mark = f"; the inner packet's mark {skb.marks:#x} came along" if skb.marks else ""
+                dec.append(Decision("nat", f"nat {hook}", v.rule.save(),
+                                    f"{v.nat} of the outer VXLAN datagram: {t.src}:{t.sport} -> {v.tuple.dst}:"
+                                    f"{v.tuple.dport} becomes {v.tuple.src}:{v.tuple.sport} -> {v.tuple.dst}:"
+                                    f"{v.tuple.dport}{mark}" if not pre else
+                                    f"{v.nat} of the outer VXLAN datagram: destination {t.dst}:{t.dport} -> "
+                                    f"{v.tuple.dst}:{v.tuple.dport}"))
+                set_tuple(skb.data, v.tuple)
+        elif fn == "filter":
+            if not ns.filter_rules:
+                continue
+            key = ("tunnel", hook, t, in_if, out_if, skb.marks)     # asked once each, as _filter does
+            v = ns.filter_verdicts.get(key)
+            if v is None:
+                v = ns.filter_verdicts[key] = filter_verdict(ns.filter_rules, ns.filter_policy, hook, t, in_if=in_if,
+                                                             out_if=out_if, marks=skb.marks, ctstate="NEW")
+            if v.verdict != "ACCEPT":
+                where = (f"before the UDP {port} socket gets it" if hook == "INPUT" else
+                         f"before it leaves {out_if}" if out_if else "")
+                dec.append(Decision("filter", f"filter {hook}", v.trace[-1],
+                                    f"the VXLAN datagram is dropped {where}".rstrip()))
+                return f"{hook} policy DROP" if v.trace[-1].startswith("-P") else f"filter {hook}: {v.trace[-1]}"
+        elif fn == "confirm" and skb.ct is None:
+            skb.ct = Conntrack(orig=skb.t_orig, reply=t.inverted(), node=ns.name)
+            ns.tunnel_ct.append(skb.ct)
     return None

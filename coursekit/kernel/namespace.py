@@ -22,7 +22,7 @@ from ..datapath import Decision
 from ..routing import Neighbour
 from .frame import (ETH_P_ARP, ETH_P_IP, csum, dec_ttl, dst_of, ethertype, l4_offset, mac_bytes, mac_str,
                     set_macs, src_of)
-from .hooks import ConntrackTable, run_hook
+from .hooks import ConntrackTable, run_hook, run_tunnel_hook
 
 __all__ = ["Namespace"]
 
@@ -44,6 +44,7 @@ class Namespace:
         self.filter_policy: dict = {}
         self.filter_verdicts: dict = {}                  # (hook, tuple, in, out, marks, ctstate) -> FilterVerdict
         self.udp_tunnels: dict[int, object] = {}        # UDP port -> VXLAN device
+        self.tunnel_ct: list = []                        # conntrack entries of the outer VXLAN flows (hooks.py)
         self.sockets = None                              # set by the engine: a Sockets view
         self.local: set[ipaddress.IPv4Address] = set()
 
@@ -157,28 +158,25 @@ class Namespace:
     def ip_rcv(self, net, dev, skb, t) -> None:
         dec: list = []
         vx = self._tunnel(skb)
-        # The outer VXLAN datagram crosses the host's hooks too; no rule of
-        # these tables rewrites it, so the model lets it pass unrecorded.
         d0 = skb.data
         icmp_err = d0[23] == 1 and d0[14 + (d0[14] & 0xF) * 4] in (3, 4, 5, 11, 12)
         # an ICMP error is RELATED to the connection it quotes: no nat rule runs for it, and no rule here
         # filters it, so it passes the hooks unrecorded (as the engine's own ICMP errors leave)
-        if vx is None and not skb.pre_done and not icmp_err:
-            why = self.prerouting(net, skb, dev.name, dec)
+        if not skb.pre_done and not icmp_err:
+            # the outer VXLAN datagram crosses PREROUTING like any datagram (hooks.run_tunnel_hook)
+            why = (self.prerouting(net, skb, dev.name, dec) if vx is None else
+                   run_tunnel_hook(self, "PREROUTING", skb, dec, net, in_if=dev.name))
             if why:
                 return net.drop(dev, why, dec)
+            if vx is not None:
+                vx = self._tunnel(skb)                  # a DNAT may have sent it elsewhere
         skb.pre_done = False
         dst = dst_of(skb.data)
         if vx is not None:
-            if "INPUT" in self.filter_rules:            # a host firewall on the VXLAN port (coursekit.faults)
-                from ..netfilter import filter_verdict
-                from .frame import tuple_of
-                v = filter_verdict(self.filter_rules, self.filter_policy, "INPUT", tuple_of(skb.data),
-                                   in_if=dev.name, ctstate="NEW")
-                if v.verdict != "ACCEPT":
-                    return net.drop(dev, f"filter INPUT: {v.trace[-1]}", [Decision(
-                        "filter", "filter INPUT", v.trace[-1],
-                        f"the VXLAN datagram is dropped before the UDP {vx.port} socket gets it")])
+            # ... and INPUT before the VXLAN socket: a host firewall on the port (coursekit.faults)
+            why = run_tunnel_hook(self, "INPUT", skb, dec, net, in_if=dev.name, port=vx.port)
+            if why:
+                return net.drop(dev, why, dec)
             return self.vxlan_rcv(net, vx, skb, t)
         if dst in self.local:
             return self.local_deliver(net, dev, skb, t, dec)
