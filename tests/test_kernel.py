@@ -53,7 +53,7 @@ def test_engine_reproduces_the_ten_hop_walk(name, changes):
     for a, b in zip(old.observations, new.observations):
         assert b.frame == a.frame, (a.node, a.iface, a.segment)
         # the oracle never ran the host's hooks on the outer VXLAN datagram (hooks.run_tunnel_hook)
-        extra = [d for d in b.decisions if " of the outer VXLAN datagram" in d.effect]
+        extra = [d for d in b.decisions if "the outer VXLAN datagram" in d.effect]
         outer += [(b.node, b.iface, b.segment) for d in extra]
         assert [d for d in b.decisions if d not in extra] == list(a.decisions), (a.node, a.iface, a.segment)
     # only a packet kube-proxy marked (masqueradeAll: the SYN) takes its mark into the outer datagram,

@@ -188,10 +188,14 @@ def run_tunnel_hook(ns, hook: str, skb, dec: list, net, in_if: str | None = None
             skb.marks = v.marks
             if v.nat is not None and v.rule is not None:
                 mark = f"; the inner packet's mark {skb.marks:#x} came along" if skb.marks else ""
+                same = (v.tuple.src, v.tuple.sport) == (t.src, t.sport)
                 dec.append(Decision("nat", f"nat {hook}", v.rule.save(),
-                                    f"{v.nat} of the outer VXLAN datagram: {t.src}:{t.sport} -> {v.tuple.dst}:"
-                                    f"{v.tuple.dport} becomes {v.tuple.src}:{v.tuple.sport} -> {v.tuple.dst}:"
-                                    f"{v.tuple.dport}{mark}" if not pre else
+                                    (f"{v.nat} matches the outer VXLAN datagram {t.src}:{t.sport} -> "
+                                     f"{t.dst}:{t.dport}{mark}: its source is already {out_if}'s address, "
+                                     "so nothing changes" if same else
+                                     f"{v.nat} of the outer VXLAN datagram: {t.src}:{t.sport} -> {v.tuple.dst}:"
+                                     f"{v.tuple.dport} becomes {v.tuple.src}:{v.tuple.sport} -> {v.tuple.dst}:"
+                                     f"{v.tuple.dport}{mark}") if not pre else
                                     f"{v.nat} of the outer VXLAN datagram: destination {t.dst}:{t.dport} -> "
                                     f"{v.tuple.dst}:{v.tuple.dport}"))
                 set_tuple(skb.data, v.tuple)
