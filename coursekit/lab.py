@@ -677,6 +677,18 @@ class Lab:
         return done
 
     # -- the request -------------------------------------------------------------------
+    def _start_server(self, servers: list, env: dict, owner: str, entry: str, what: str, cfg: dict) -> None:
+        """Run ``coursekit.lab.<entry>(cfg)`` in ``owner``'s namespace; return once it says "ready"."""
+        proc = subprocess.Popen(_in_netns(self.ns(owner), sys.executable, "-c",
+                                          f"import sys, json; from coursekit.lab import {entry}; "
+                                          f"{entry}(json.loads(sys.argv[1]))", json.dumps(cfg)),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        servers.append(proc)
+        if proc.stdout.readline().strip() != "ready":
+            proc.kill()
+            _, err = proc.communicate()
+            raise CourseError("live lab", f"{what} in {owner} did not start: {err.strip()}")
+
     def request(self, timeout: float = 600) -> str:
         """nginx's answer (233 + 612 bytes) from a server in each possible server, fetched by a busybox-like
         client in the client's namespace (a pod's, a node's own, or an external host's)."""
@@ -687,32 +699,16 @@ class Lab:
         servers = []
         try:
             for p in servers_at:
-                args = json.dumps({"ip": str(p.ip), "port": sc.target_port, "scenario": sc.source, "raw": sc.raw})
-                proc = subprocess.Popen(_in_netns(self.ns(p.name), sys.executable, "-c",
-                                                  "import sys, json; from coursekit.lab import _serve; "
-                                                  "_serve(json.loads(sys.argv[1]))", args),
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                servers.append(proc)
-                if proc.stdout.readline().strip() != "ready":
-                    proc.kill()
-                    _, err = proc.communicate()
-                    raise CourseError("live lab", f"the server in {p.name} did not start: {err.strip()}")
+                self._start_server(servers, env, p.name, "_serve", "the server",
+                                   {"ip": str(p.ip), "port": sc.target_port, "scenario": sc.source, "raw": sc.raw})
             self.progress(f"server listening in {', '.join(p.name for p in servers_at)} on :{sc.target_port}")
             client = sc.client
             cfg = {"ip": str(sc.target_ip), "port": sc.target_dport, "raw": sc.raw}
             d = getattr(sc, "dns", None)
             if d is not None:                 # traffic case 6: the name first, from the cluster DNS
                 dpod = sc.pod(d.server)
-                proc = subprocess.Popen(_in_netns(self.ns(dpod.name), sys.executable, "-c",
-                                                  "import sys, json; from coursekit.lab import _serve_dns; "
-                                                  "_serve_dns(json.loads(sys.argv[1]))",
-                                                  json.dumps({"ip": str(dpod.ip), "raw": sc.raw})),
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                servers.append(proc)
-                if proc.stdout.readline().strip() != "ready":
-                    proc.kill()
-                    _, err = proc.communicate()
-                    raise CourseError("live lab", f"the DNS server in {dpod.name} did not start: {err.strip()}")
+                self._start_server(servers, env, dpod.name, "_serve_dns", "the DNS server",
+                                   {"ip": str(dpod.ip), "raw": sc.raw})
                 self.progress(f"DNS server (the model's kube-dns answers) in {dpod.name} on {dpod.ip}:53/udp")
                 cfg["dns"] = {"name": d.name, "domain": d.domain, "server": str(d.cluster_ip),
                               "namespace": getattr(client, "namespace", "default")}

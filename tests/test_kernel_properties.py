@@ -53,6 +53,20 @@ def _check_frame(f: bytes, where):
         assert Ether(bytes(p))[TCP].chksum == got, where
 
 
+def _each_segment_arrives_or_drops(sc, w, name):
+    """A segment not dropped ends at its peer's socket; a drop says why and where."""
+    dropped = {d.segment for d in w.drops}
+    for s in w.segments:
+        if s.index in dropped:
+            continue
+        path = w.path(s.index)
+        assert path, (name, s.label)
+        peer = sc.server.name if s.sender == "client" else sc.client.name
+        assert (path[-1].node, path[-1].direction) == (peer, "in"), (name, s.label, path[-1].node)
+    for d in w.drops:
+        assert d.reason and (d.node or d.iface is None), (name, d)
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(variants())
 def test_random_scenarios_walk_to_a_socket_or_a_drop(changes):
@@ -66,16 +80,7 @@ def test_random_scenarios_walk_to_a_socket_or_a_drop(changes):
             inner = o.frame[14 + 20 + 8 + 8:]
             assert o.frame[42] == 0x08 and int.from_bytes(o.frame[46:49], "big") == sc.flannel.vni
             _check_frame(inner, (o.node, o.iface, "inner"))
-    dropped = {d.segment for d in w.drops}
-    for s in w.segments:
-        if s.index in dropped:
-            continue
-        path = w.path(s.index)
-        assert path, s.label
-        peer = sc.server.name if s.sender == "client" else sc.client.name
-        assert (path[-1].node, path[-1].direction) == (peer, "in"), (s.label, path[-1].node)
-    for d in w.drops:
-        assert d.reason and d.node
+    _each_segment_arrives_or_drops(sc, w, "article")
 
 
 def test_df_packet_larger_than_the_egress_mtu_is_dropped_with_frag_needed(article):
@@ -146,15 +151,6 @@ def test_random_traffic_cases_walk_to_a_socket_or_a_drop(case):
                 got = p[UDP].chksum
                 del p[UDP].chksum
                 assert Ether(bytes(p))[UDP].chksum == got, (o.node, o.iface)
-    dropped = {d.segment for d in w.drops}
-    for s in w.segments:
-        if s.index in dropped:
-            continue
-        path = w.path(s.index)
-        assert path, s.label
-        peer = sc.server.name if s.sender == "client" else sc.client.name
-        assert (path[-1].node, path[-1].direction) == (peer, "in"), (name, s.label, path[-1].node)
-    for d in w.drops:
-        assert d.reason and (d.node or d.iface is None)
+    _each_segment_arrives_or_drops(sc, w, name)
     for e in w.dns:
         assert e.done_us is not None or any(d.flow == "dns" for d in w.drops)
