@@ -110,7 +110,7 @@ class Node:
     # nodes run with): iptables sees bridged frames, so DNAT happens inside docker0
     br_netfilter: bool = True
     default_route: bool = True             # "default via <underlay .1>" (defaultRoute: false removes it)
-    hairpin_mode: bool = True              # kubelet --hairpin-mode=hairpin-veth: pods' veth ports in hairpin mode
+    hairpin_mode: bool = True              # pods' veth ports in hairpin mode (assumed: set by hand on this cluster)
 
     @property
     def vtep_ip(self) -> ipaddress.IPv4Address:
