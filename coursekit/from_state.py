@@ -682,11 +682,15 @@ def scenario_from_state(state, out=None, name: str | None = None):
 
     Taught in: 10-your-own-cluster.
     """
+    import atexit
+    import shutil
     import tempfile
     d = derive(state, name)
-    path = write_scenario(d, out if out is not None else
-                          Path(tempfile.mkdtemp(prefix="packet-walk-from-state-")) / f"{d.doc['name']}.yaml")
-    return load_written(path)
+    if out is None:                       # removed when the Python process (the notebook's kernel) exits
+        folder = Path(tempfile.mkdtemp(prefix="packet-walk-from-state-"))
+        atexit.register(shutil.rmtree, folder, True)
+        out = folder / f"{d.doc['name']}.yaml"
+    return load_written(write_scenario(d, out))
 
 
 def load_written(path):

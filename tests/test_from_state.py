@@ -242,3 +242,15 @@ def test_explain_names_the_bad_line_and_goes_on(tmp_path):
     bad = [x for x in ex.limits if "garbage here" in x]
     assert len(bad) == 1 and bad[0].startswith("state xiaomi-state.txt line ") and "is not a route" in bad[0]
     assert ex.conversation(1).packets[0].changes[0]          # the rest is still explained
+
+
+def test_the_temporary_folder_goes_when_the_process_exits():
+    """Without ``out`` the scenario is written to a temporary folder, there while the process lives, gone after."""
+    from pathlib import Path
+    code = ("import coursekit as ck, sys; sc = ck.scenario_from_state(sys.argv[1]); "
+            "from pathlib import Path; p = Path(sc.source).parent; assert p.is_dir(); print(p)")
+    r = subprocess.run([sys.executable, "-c", code, str(ROOT / "data" / "lab-run" / "state")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    folder = Path(r.stdout.strip())
+    assert folder.name.startswith("packet-walk-from-state-") and not folder.exists()
