@@ -27,6 +27,21 @@ settings.register_profile("packet-walk", deadline=None, suppress_health_check=[H
 settings.load_profile("packet-walk")
 
 
+def model_pcaps(sc, folder, keep=None) -> dict:
+    """The model's own captures of every interface (nodes, pods, external hosts), written as the lab's
+    pcaps would be: {(owner, interface): path}.  ``keep(walk, observation)`` leaves frames out."""
+    import coursekit as ck
+    w = ck.walk(sc)
+    out = {}
+    for x in [n.name for n in sc.nodes] + [p.name for p in sc.pods] + [e.name for e in sc.externals]:
+        for i in sc.interfaces(x):
+            frames = [f for f in ck.capture(sc, x, i, walk=w) if keep is None or keep(w, f.observation)]
+            path = Path(folder) / f"{x}-{i}.pcap"
+            ck.write_pcap(path, frames)
+            out[(x, i)] = str(path)
+    return out
+
+
 def require(ok: bool, why: str) -> None:
     if ok:
         return

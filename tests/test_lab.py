@@ -21,7 +21,7 @@ import coursekit as ck
 from coursekit import lab
 from coursekit.explore import apply
 from coursekit.tcpdump import Style, parse_flags
-from conftest import ROOT, require, require_tool
+from conftest import ROOT, model_pcaps, require, require_tool
 
 USER_PATH = "/usr/local/bin:/usr/bin:/bin"          # a normal Debian user's PATH: no /usr/sbin
 
@@ -620,23 +620,11 @@ def test_a_dropped_syn_appears_nowhere_past_the_drop_on_the_real_kernel(ready, t
     assert "not seen (no SYN-ACK" in str(report.fed["serverISN"])
 
 
-def _model_pcaps(sc, tmp_path) -> dict:
-    """The model's own captures of every interface, written as the lab's pcaps."""
-    w = ck.walk(sc)
-    out = {}
-    for x in [n.name for n in sc.nodes] + [p.name for p in sc.pods] + [e.name for e in sc.externals]:
-        for i in sc.interfaces(x):
-            path = tmp_path / f"{x}-{i}.pcap"
-            ck.write_pcap(path, ck.capture(sc, x, i, walk=w))
-            out[(x, i)] = str(path)
-    return out
-
-
 @pytest.mark.parametrize("name", TRAFFIC_CASES)
 def test_the_comparison_reads_every_case_back_from_the_models_own_pcaps(tmp_path, name):
     """No kernel needed: the model's captures, compared as if the lab had made them, agree."""
     sc = ck.load_scenario(name)
-    report = lab.compare(sc, _model_pcaps(sc, tmp_path))
+    report = lab.compare(sc, model_pcaps(sc, tmp_path))
     assert report.ok, report.text()
 
 
@@ -645,7 +633,7 @@ def test_a_missing_or_doubled_sighting_is_named_not_counted(tmp_path):
     another: the report names both (segment, label, which sighting), never a bare count."""
     from coursekit.capture import read_pcap
     sc = ck.load_scenario("hairpin")
-    pcaps = _model_pcaps(sc, tmp_path)
+    pcaps = model_pcaps(sc, tmp_path)
     path = pcaps[("nginx-1", "eth0")]
     frames = read_pcap(path)[1]
     w = ck.walk(sc)

@@ -20,7 +20,7 @@ import pytest
 import coursekit as ck
 from coursekit import faults, lab, labfaults
 from coursekit.errors import CourseError
-from conftest import ROOT
+from conftest import ROOT, model_pcaps
 from test_lab import inside_own_namespace, ready  # noqa: F401 - the lab tests' fixture
 
 
@@ -126,24 +126,10 @@ def _first_try(w, o) -> bool:
     return not late or o.time_us < min(late)
 
 
-def _lab_like_pcaps(sc, tmp_path) -> dict:
-    """The model's own captures as the lab's client would leave them: it gives up before the first
-    SYN retransmission, so neither the retransmissions nor the ICMP errors answering them are there."""
-    w = ck.walk(sc)
-    out = {}
-    for x in [n.name for n in sc.nodes] + [p.name for p in sc.pods]:
-        for i in sc.interfaces(x):
-            frames = [f for f in ck.capture(sc, x, i, walk=w) if _first_try(w, f.observation)]
-            path = tmp_path / f"{x}-{i}.pcap"
-            ck.write_pcap(path, frames)
-            out[(x, i)] = str(path)
-    return out
-
-
 @pytest.mark.parametrize("name", FAULT_FILES)
 def test_the_comparison_reads_each_fault_back_from_the_models_own_pcaps(tmp_path, name):
     sc = ck.load_scenario(name)
-    report = lab.compare(sc, _lab_like_pcaps(sc, tmp_path))
+    report = lab.compare(sc, model_pcaps(sc, tmp_path, keep=_first_try))
     assert report.ok, report.text()
     assert "no capture of the kernel shows it past that point" in report.text()
 
@@ -151,7 +137,7 @@ def test_the_comparison_reads_each_fault_back_from_the_models_own_pcaps(tmp_path
 def test_an_icmp_error_the_kernel_did_not_send_is_named(tmp_path):
     from coursekit.capture import read_pcap
     sc = ck.load_scenario("faults/vxlan-port")
-    pcaps = _lab_like_pcaps(sc, tmp_path)
+    pcaps = model_pcaps(sc, tmp_path, keep=_first_try)
     path = pcaps[("xiaomi", "enp4s0")]
     frames = read_pcap(path)[1]
     assert [labfaults.is_icmp_error(f.data) for f in frames] == [False, True]
